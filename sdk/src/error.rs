@@ -1,0 +1,85 @@
+//! The error a plugin returns, typed so the broker can pick the HTTP status
+//! and decide whether to retry.
+
+use std::fmt;
+
+use crate::sql::SqlError;
+
+/// A plugin call's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a plugin call failed.
+///
+/// The broker answers 400 for [`Error::InvalidConfig`] and
+/// [`Error::InvalidRequest`], 503 for [`Error::Unavailable`] (and retries a
+/// revocation that failed so), 500 for [`Error::Internal`]. Messages reach
+/// the API caller and the log: never put a secret in one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The mount's connection configuration is wrong.
+    InvalidConfig(String),
+    /// The role or the request is wrong.
+    InvalidRequest(String),
+    /// A dependency cannot be reached now; the call may succeed later.
+    Unavailable(String),
+    /// A bug in the plugin.
+    Internal(String),
+}
+
+impl Error {
+    /// An [`Error::InvalidConfig`].
+    pub fn config(message: impl fmt::Display) -> Self {
+        Self::InvalidConfig(message.to_string())
+    }
+
+    /// An [`Error::InvalidRequest`].
+    pub fn request(message: impl fmt::Display) -> Self {
+        Self::InvalidRequest(message.to_string())
+    }
+
+    /// An [`Error::Unavailable`].
+    pub fn unavailable(message: impl fmt::Display) -> Self {
+        Self::Unavailable(message.to_string())
+    }
+
+    /// An [`Error::Internal`].
+    pub fn internal(message: impl fmt::Display) -> Self {
+        Self::Internal(message.to_string())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidConfig(m) => write!(f, "invalid connection config: {m}"),
+            Self::InvalidRequest(m) => write!(f, "invalid request: {m}"),
+            Self::Unavailable(m) => write!(f, "unavailable: {m}"),
+            Self::Internal(m) => write!(f, "internal plugin error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<SqlError> for Error {
+    fn from(e: SqlError) -> Self {
+        use crate::sql::SqlErrorKind as K;
+        let message = match &e.code {
+            Some(code) => format!("{} (SQLSTATE {code})", e.message),
+            None => e.message.clone(),
+        };
+        match e.kind {
+            K::Unavailable => Self::Unavailable(message),
+            // A statement the database refused came from the role's statements.
+            K::Statement => Self::InvalidRequest(message),
+            K::Limit => Self::InvalidRequest(message),
+            K::Denied => Self::InvalidConfig(message),
+        }
+    }
+}
+
+impl From<crate::template::TemplateError> for Error {
+    fn from(e: crate::template::TemplateError) -> Self {
+        Self::InvalidRequest(e.to_string())
+    }
+}

@@ -1,0 +1,107 @@
+//! The glue between the generated WIT bindings and [`Plugin`]: parses JSON
+//! into the plugin's types and maps errors. Plugin authors never see it.
+
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+
+use crate::plugin::{Capability, Connection, IssueRequest, Plugin};
+use crate::Error;
+
+#[allow(missing_docs, unsafe_code, missing_debug_implementations)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "credential-plugin",
+        path: "../wit/since_v0.1.0",
+        pub_export_macro: true,
+        default_bindings_module: "broker_plugin_sdk::__private::bindings",
+    });
+}
+
+use bindings::broker::plugin::types as wit;
+
+/// Implements the generated `Guest` trait for any [`Plugin`].
+#[derive(Debug)]
+pub struct Export<P>(PhantomData<P>);
+
+fn parse<T: DeserializeOwned>(json: &str, what: &str, err: fn(String) -> Error) -> Result<T, Error> {
+    serde_json::from_str(json).map_err(|e| err(format!("{what}: {e}")))
+}
+
+fn connection<P: Plugin>(c: wit::Connection) -> Result<Connection<P::Config>, Error> {
+    let config = parse(&c.config, "connection config", Error::InvalidConfig)?;
+    Ok(Connection { name: c.name, config })
+}
+
+impl From<Error> for wit::PluginError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidConfig(m) => Self::InvalidConfig(m),
+            Error::InvalidRequest(m) => Self::InvalidRequest(m),
+            Error::Unavailable(m) => Self::Unavailable(m),
+            Error::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+type WitResult<T> = Result<T, wit::PluginError>;
+
+impl<P: Plugin> bindings::Guest for Export<P> {
+    fn describe() -> wit::PluginInfo {
+        let info = P::info();
+        wit::PluginInfo {
+            name: info.name,
+            aliases: info.aliases,
+            version: info.version,
+            capabilities: info
+                .capabilities
+                .into_iter()
+                .map(|c| match c {
+                    Capability::SqlPostgres => wit::Capability::SqlPostgres,
+                    Capability::SqlMysql => wit::Capability::SqlMysql,
+                    Capability::Signer => wit::Capability::Signer,
+                })
+                .collect(),
+            connection_schema: info.connection_schema,
+            role_schema: info.role_schema,
+        }
+    }
+
+    fn verify_connection(c: wit::Connection) -> WitResult<()> {
+        Ok(P::verify_connection(&connection::<P>(c)?)?)
+    }
+
+    fn issue(c: wit::Connection, request: wit::IssueRequest) -> WitResult<wit::Credential> {
+        let connection = connection::<P>(c)?;
+        let request = IssueRequest {
+            role: parse(&request.role, "role", Error::InvalidRequest)?,
+            role_name: request.role_name,
+            display_name: request.display_name,
+            expires_at: request.expires_at,
+        };
+        let credential = P::issue(&connection, &request)?;
+        Ok(wit::Credential {
+            data: credential.data.to_string(),
+            revocation: credential.revocation.to_string(),
+        })
+    }
+
+    fn renew(c: wit::Connection, revocation: String, expires_at: u64) -> WitResult<()> {
+        let revocation = parse(&revocation, "revocation data", Error::Internal)?;
+        Ok(P::renew(&connection::<P>(c)?, revocation, expires_at)?)
+    }
+
+    fn revoke(c: wit::Connection, revocation: String) -> WitResult<()> {
+        let revocation = parse(&revocation, "revocation data", Error::Internal)?;
+        Ok(P::revoke(&connection::<P>(c)?, revocation)?)
+    }
+
+    fn rotate_root(c: wit::Connection) -> WitResult<String> {
+        Ok(P::rotate_root(&connection::<P>(c)?)?.to_string())
+    }
+
+    fn rotate_static(c: wit::Connection, role: String) -> WitResult<String> {
+        let role = parse(&role, "static role", Error::InvalidRequest)?;
+        Ok(P::rotate_static(&connection::<P>(c)?, role)?.to_string())
+    }
+}

@@ -1,0 +1,91 @@
+//! The SDK for writing credential plugins for the broker.
+//!
+//! A plugin is a WebAssembly component that creates and destroys one kind of
+//! credential (database users, certificates, API keys…). The broker runs it in
+//! a sandbox: the plugin sees no filesystem, no environment and no network,
+//! only the host capabilities of the WIT contract (`wit/since_v0.1.0`), each
+//! bound to the mount that called it. This crate hides the generated bindings
+//! behind one trait, [`Plugin`], and the [`register_plugin!`] macro:
+//!
+//! ```no_run
+//! use broker_plugin_sdk::prelude::*;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Config {}
+//! #[derive(serde::Deserialize)]
+//! struct Role { creation_statements: Vec<String> }
+//!
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     type Config = Config;
+//!     type Role = Role;
+//!     type Revocation = String; // the username
+//!
+//!     fn info() -> Info {
+//!         Info::new("hello-plugin", env!("CARGO_PKG_VERSION")).capability(Capability::SqlPostgres)
+//!     }
+//!
+//!     fn issue(_: &Connection<Config>, request: &IssueRequest<Role>) -> Result<Credential> {
+//!         let username = format!("v-{}", request.role_name);
+//!         Credential::new(serde_json::json!({ "username": username }), &username)
+//!     }
+//!
+//!     fn revoke(_: &Connection<Config>, _username: String) -> Result<()> {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! broker_plugin_sdk::register_plugin!(Hello);
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release`; the `.wasm`
+//! file is the component the broker's plugin catalog registers.
+//!
+//! Helpers for the common work of a database plugin live beside the trait:
+//! [`template`] renders statements with the right quoting for each SQL
+//! dialect, [`username`] builds usernames that fit the database's limit,
+//! [`password`] generates passwords from the host's randomness, and [`sql`]
+//! talks to the mount's database.
+
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod export;
+pub mod host;
+mod plugin;
+pub mod password;
+pub mod sql;
+pub mod template;
+pub mod username;
+
+pub use error::{Error, Result};
+pub use plugin::{Capability, Connection, Credential, Info, IssueRequest, Plugin};
+
+/// The version of the WIT contract this SDK builds plugins against.
+pub const API_VERSION: &str = "0.1.0";
+
+/// Everything a plugin usually needs, in one `use`.
+pub mod prelude {
+    pub use crate::sql::Dialect;
+    pub use crate::template::{Template, Vars};
+    pub use crate::{Capability, Connection, Credential, Error, Info, IssueRequest, Plugin, Result};
+}
+
+/// Not public API: used by [`register_plugin!`].
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::export::{Export, bindings};
+}
+
+/// Exports a type implementing [`Plugin`] as the component's entry points.
+///
+/// Call it once, at the root of the plugin crate.
+#[macro_export]
+macro_rules! register_plugin {
+    ($plugin:ty) => {
+        type __BrokerPluginExport = $crate::__private::Export<$plugin>;
+        $crate::__private::bindings::export!(__BrokerPluginExport with_types_in $crate::__private::bindings);
+    };
+}
