@@ -42,6 +42,21 @@ impl Error {
         Self::Unavailable(message.to_string())
     }
 
+    /// The same error with every occurrence of `secret` in its message
+    /// replaced, for database errors that may quote a statement back.
+    pub fn redact(self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let scrub = |m: String| m.replace(secret, "[redacted]");
+        match self {
+            Self::InvalidConfig(m) => Self::InvalidConfig(scrub(m)),
+            Self::InvalidRequest(m) => Self::InvalidRequest(scrub(m)),
+            Self::Unavailable(m) => Self::Unavailable(scrub(m)),
+            Self::Internal(m) => Self::Internal(scrub(m)),
+        }
+    }
+
     /// An [`Error::Internal`].
     pub fn internal(message: impl fmt::Display) -> Self {
         Self::Internal(message.to_string())

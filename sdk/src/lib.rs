@@ -57,6 +57,7 @@ pub mod host;
 mod plugin;
 pub mod password;
 pub mod sql;
+pub mod statements;
 pub mod template;
 pub mod username;
 
@@ -68,7 +69,9 @@ pub const API_VERSION: &str = "0.1.0";
 
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {
-    pub use crate::sql::Dialect;
+    pub use crate::sql::{Database, Dialect, Value};
+    pub use crate::statements::Statements;
+    pub use crate::username::UsernameTemplate;
     pub use crate::template::{Template, Vars};
     pub use crate::{Capability, Connection, Credential, Error, Info, IssueRequest, Plugin, Result};
 }

@@ -1,0 +1,259 @@
+//! The built-in MySQL and MariaDB credential plugin.
+//!
+//! Written with the SDK exactly as a third party would write one. Each lease
+//! gets a fresh account made by the role's creation statements. MySQL
+//! commits DDL implicitly, so a creation that fails half-way is undone by
+//! the role's rollback statements or the default revocation. Revocation ends
+//! the account's sessions and drops it at every host it exists for; it
+//! succeeds when the account is already gone.
+//!
+//! Vault's plugin names are accepted: `mysql-database-plugin`,
+//! `mysql-aurora-database-plugin`, `mysql-rds-database-plugin` (32-character
+//! usernames) and `mysql-legacy-database-plugin` (16, for MySQL before 5.7).
+
+use broker_plugin_sdk::prelude::*;
+use broker_plugin_sdk::username::Limit;
+use broker_plugin_sdk::{password, username};
+use serde::{Deserialize, Serialize};
+
+const DIALECT: Dialect = Dialect::MySql;
+const DEFAULT_USERNAME_TEMPLATE: &str = "v-{{display_name | truncate 4}}-{{role_name | truncate 4}}-{{random 20}}";
+const LEGACY_USERNAME_TEMPLATE: &str = "v-{{role_name | truncate 4}}-{{random 9}}";
+const LEGACY_PLUGIN: &str = "mysql-legacy-database-plugin";
+
+/// The connection config as the plugin sees it (the host keeps the password).
+#[derive(Debug, Deserialize)]
+pub struct Config {
+    /// Which of Vault's names the mount was configured with.
+    #[serde(default)]
+    pub plugin_name: Option<String>,
+    /// The admin user the host connects as.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// How usernames are made; see the SDK's `username` module.
+    #[serde(default)]
+    pub username_template: Option<String>,
+    /// Statements that change the admin password on `rotate-root`.
+    #[serde(default)]
+    pub root_rotation_statements: Statements,
+}
+
+impl Config {
+    fn legacy(&self) -> bool {
+        self.plugin_name.as_deref() == Some(LEGACY_PLUGIN)
+    }
+
+    fn username_limit(&self) -> Limit {
+        if self.legacy() { Limit { max_chars: 16, max_bytes: 64 } } else { DIALECT.username_limit() }
+    }
+}
+
+/// A role (`roles/:name`), with Vault's field names.
+#[derive(Debug, Deserialize)]
+pub struct Role {
+    /// Make the account: `{{name}}`, `{{password}}`, `{{expiration}}`.
+    #[serde(default)]
+    pub creation_statements: Statements,
+    /// Drop the account; empty means the safe default.
+    #[serde(default)]
+    pub revocation_statements: Statements,
+    /// Undo a failed creation; empty means the default revocation.
+    #[serde(default)]
+    pub rollback_statements: Statements,
+}
+
+/// What the lease keeps to revoke the account.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Revocation {
+    /// The account's user name.
+    pub username: String,
+    /// The role's revocation statements when the account was made.
+    #[serde(default)]
+    pub revocation_statements: Statements,
+}
+
+const CONNECTION_SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["connection_url"],
+  "properties": {
+    "connection_url": {"type": "string", "description": "{{username}}:{{password}}@tcp(host:3306)/ or mysql://{{username}}:{{password}}@host:3306/"},
+    "username": {"type": "string"},
+    "password": {"type": "string", "writeOnly": true},
+    "username_template": {"type": "string"},
+    "root_rotation_statements": {"type": ["string", "array"], "items": {"type": "string"}},
+    "max_open_connections": {"type": "integer", "minimum": 1}
+  }
+}"#;
+
+const ROLE_SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["creation_statements"],
+  "properties": {
+    "creation_statements": {"type": ["string", "array"], "items": {"type": "string"}},
+    "revocation_statements": {"type": ["string", "array"], "items": {"type": "string"}},
+    "rollback_statements": {"type": ["string", "array"], "items": {"type": "string"}}
+  }
+}"#;
+
+/// The plugin.
+#[derive(Debug)]
+pub struct MySql;
+
+fn user_vars(username: &str) -> Vars {
+    // MySQL account names are strings: `'{{name}}'@'%'` in Vault's examples.
+    Vars::new().identifier("name", username).identifier("username", username)
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::Text(s) => Some(s.clone()),
+        Value::Bytes(b) => String::from_utf8(b.clone()).ok(),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+impl MySql {
+    /// The default revocation: end the account's sessions, then drop it at
+    /// every host it exists for. An account already gone is fine.
+    fn drop_user(db: &Database, username: &str) -> Result<()> {
+        let user = Value::Text(username.into());
+        let hosts = db.query("SELECT Host FROM mysql.user WHERE User = ?", std::slice::from_ref(&user))?;
+        let sessions = db.query(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()",
+            &[user],
+        )?;
+        let mut statements = Vec::new();
+        for host in hosts.rows.iter().filter_map(|r| r.first().and_then(text)) {
+            let vars = user_vars(username).literal("host", &host);
+            statements.push(Template::new("DROP USER IF EXISTS '{{name}}'@'{{host}}'").render(DIALECT, &vars)?);
+        }
+        // Lock out new logins first (DROP USER does), then end live sessions:
+        // MySQL lets a session outlive its dropped account.
+        for statement in &statements {
+            db.execute(statement, &[])?;
+        }
+        for id in sessions.rows.iter().filter_map(|r| r.first().and_then(text)) {
+            let Ok(id) = id.parse::<u64>() else { continue };
+            // The session may have ended by itself in the meantime.
+            let _ = db.execute(&format!("KILL CONNECTION {id}"), &[]);
+        }
+        Ok(())
+    }
+}
+
+impl Plugin for MySql {
+    type Config = Config;
+    type Role = Role;
+    type Revocation = Revocation;
+
+    fn info() -> Info {
+        Info::new("mysql", env!("CARGO_PKG_VERSION"))
+            .alias("mysql-database-plugin")
+            .alias("mysql-aurora-database-plugin")
+            .alias("mysql-rds-database-plugin")
+            .alias(LEGACY_PLUGIN)
+            .capability(Capability::SqlMysql)
+            .connection_schema(CONNECTION_SCHEMA)
+            .role_schema(ROLE_SCHEMA)
+    }
+
+    fn verify_connection(_: &Connection<Config>) -> Result<()> {
+        Database::open()?.query("SELECT 1", &[])?;
+        Ok(())
+    }
+
+    fn issue(connection: &Connection<Config>, request: &IssueRequest<Role>) -> Result<Credential> {
+        let role = &request.role;
+        if role.creation_statements.is_empty() {
+            return Err(Error::request("the role has no creation_statements"));
+        }
+        let config = &connection.config;
+        let default_template = if config.legacy() { LEGACY_USERNAME_TEMPLATE } else { DEFAULT_USERNAME_TEMPLATE };
+        let template = config.username_template.as_deref().unwrap_or(default_template);
+        let username = UsernameTemplate::parse(template)?.render(
+            &username::Inputs {
+                display_name: &request.display_name,
+                role_name: &request.role_name,
+                unix_time: broker_plugin_sdk::host::now(),
+            },
+            config.username_limit(),
+        );
+        let password = password::generate(password::DEFAULT_LENGTH);
+        let vars = user_vars(&username)
+            .literal("password", &password)
+            .literal("expiration", &DIALECT.timestamp(request.expires_at));
+        let statements = role.creation_statements.render(DIALECT, &vars)?;
+        let db = Database::open()?;
+        if let Err(e) = db.batch(&statements) {
+            // DDL committed implicitly: undo whatever ran.
+            let undo = if role.rollback_statements.is_empty() {
+                Self::drop_user(&db, &username)
+            } else {
+                role.rollback_statements
+                    .render(DIALECT, &user_vars(&username))
+                    .map_err(Error::from)
+                    .and_then(|s| db.batch(&s))
+            };
+            if let Err(undo) = undo {
+                broker_plugin_sdk::host::log(
+                    broker_plugin_sdk::host::Level::Error,
+                    &format!("rollback after a failed creation failed: {undo}"),
+                );
+            }
+            return Err(e.redact(&password));
+        }
+        Credential::new(
+            serde_json::json!({ "username": username, "password": password }),
+            Revocation { username, revocation_statements: role.revocation_statements.clone() },
+        )
+    }
+
+    fn revoke(_: &Connection<Config>, revocation: Revocation) -> Result<()> {
+        let db = Database::open()?;
+        if revocation.revocation_statements.is_empty() {
+            return Self::drop_user(&db, &revocation.username);
+        }
+        db.batch(&revocation.revocation_statements.render(DIALECT, &user_vars(&revocation.username))?)
+    }
+
+    fn rotate_root(connection: &Connection<Config>) -> Result<serde_json::Value> {
+        let username = connection
+            .config
+            .username
+            .as_deref()
+            .ok_or_else(|| Error::config("rotate-root needs the connection's username"))?;
+        let password = password::generate(password::DEFAULT_LENGTH);
+        let statements = if connection.config.root_rotation_statements.is_empty() {
+            Statements(vec!["ALTER USER CURRENT_USER() IDENTIFIED BY {{password}}".into()])
+        } else {
+            connection.config.root_rotation_statements.clone()
+        };
+        let vars = user_vars(username).literal("password", &password);
+        Database::open()?
+            .batch(&statements.render(DIALECT, &vars)?)
+            .map_err(|e| e.redact(&password))?;
+        Ok(serde_json::json!({ "password": password }))
+    }
+
+    fn rotate_static(_: &Connection<Config>, role: serde_json::Value) -> Result<serde_json::Value> {
+        #[derive(Deserialize)]
+        struct StaticRole {
+            username: String,
+            #[serde(default)]
+            rotation_statements: Statements,
+        }
+        let role: StaticRole = serde_json::from_value(role).map_err(Error::request)?;
+        if role.rotation_statements.is_empty() {
+            return Err(Error::request("a MySQL static role needs rotation_statements (the account's host is not known)"));
+        }
+        let password = password::generate(password::DEFAULT_LENGTH);
+        let vars = user_vars(&role.username).literal("password", &password);
+        Database::open()?
+            .batch(&role.rotation_statements.render(DIALECT, &vars)?)
+            .map_err(|e| e.redact(&password))?;
+        Ok(serde_json::json!({ "username": role.username, "password": password }))
+    }
+}
+
+broker_plugin_sdk::register_plugin!(MySql);
