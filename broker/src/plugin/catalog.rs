@@ -1,0 +1,59 @@
+//! The plugin catalog: loaded plugins by name and by alias.
+
+use std::collections::BTreeMap;
+
+use super::{BUILTIN, Plugin, PluginError, PluginRuntime};
+
+/// Plugins by catalog name, with Vault's names as aliases.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    plugins: BTreeMap<String, Plugin>,
+    aliases: BTreeMap<String, String>,
+}
+
+impl Catalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A catalog of the built-in plugins.
+    pub async fn builtin(runtime: &PluginRuntime) -> Result<Self, PluginError> {
+        let mut catalog = Self::new();
+        for b in BUILTIN {
+            let plugin = runtime
+                .load(b.wasm)
+                .await
+                .map_err(|e| PluginError::Load(format!("built-in {}: {e}", b.crate_name)))?;
+            catalog.insert(plugin)?;
+        }
+        Ok(catalog)
+    }
+
+    /// Adds a plugin; its name and aliases must be new.
+    pub fn insert(&mut self, plugin: Plugin) -> Result<(), PluginError> {
+        let info = plugin.info();
+        let names = std::iter::once(&info.name).chain(&info.aliases);
+        for name in names.clone() {
+            if self.get(name).is_some() {
+                return Err(PluginError::Load(format!("a plugin named {name} is already in the catalog")));
+            }
+        }
+        for alias in &info.aliases {
+            self.aliases.insert(alias.clone(), info.name.clone());
+        }
+        self.plugins.insert(info.name.clone(), plugin);
+        Ok(())
+    }
+
+    /// The plugin with this name or alias.
+    pub fn get(&self, name: &str) -> Option<&Plugin> {
+        let name = self.aliases.get(name).map_or(name, String::as_str);
+        self.plugins.get(name)
+    }
+
+    /// Every plugin, by catalog name.
+    pub fn iter(&self) -> impl Iterator<Item = &Plugin> {
+        self.plugins.values()
+    }
+}

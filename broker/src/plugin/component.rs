@@ -1,0 +1,425 @@
+//! A loaded plugin: a compiled, linked component ready to be instantiated,
+//! and the calls the broker makes into it.
+//!
+//! Every call gets a fresh instance in a fresh store, built from the
+//! pre-linked `InstancePre` and a pooling-allocator slot, so nothing a call
+//! does can be seen by the next. A call is stopped when it passes its
+//! deadline (epoch interruption inside wasm; a tokio timeout around the
+//! whole call, since an epoch cannot interrupt a guest blocked in a host
+//! call), when it grows memory past its cap, or when it traps.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Store, UpdateDeadline};
+
+use super::bindings::v0_1_0::broker::plugin::types as wit;
+use super::bindings::v0_1_0::{CredentialPlugin, CredentialPluginPre};
+use super::error::bounded;
+use super::runtime::{EPOCH_TICK, Shared};
+use super::state::{CallState, SqlBinding};
+use super::{FailureKind, PluginError};
+use crate::sql::SqlTarget;
+
+/// The contract versions this broker can link.
+pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0"];
+
+/// A host capability a plugin declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HostCapability {
+    /// A connection to the mount's PostgreSQL database.
+    SqlPostgres,
+    /// A connection to the mount's MySQL or MariaDB database.
+    SqlMysql,
+    /// Signing with the mount's CA key.
+    Signer,
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// Its catalog name.
+    pub name: String,
+    /// Other names that resolve to it (Vault's plugin names).
+    pub aliases: Vec<String>,
+    /// Its version.
+    pub version: String,
+    /// The contract version it was built against.
+    pub api_version: String,
+    /// The host capabilities it asked for.
+    pub capabilities: Vec<HostCapability>,
+    /// JSON Schema of its connection config.
+    pub connection_schema: String,
+    /// JSON Schema of its roles.
+    pub role_schema: String,
+    /// SHA-256 of the component, hex.
+    pub sha256: String,
+}
+
+/// What a call may reach outside the sandbox: at most one database.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    sql: Option<(Arc<str>, Arc<SqlTarget>)>,
+}
+
+impl CallContext {
+    /// A context that reaches nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lets the call's `sql.open` connect to `target`, through the pool
+    /// named `pool_key` (one per mount and connection config).
+    pub fn with_sql(mut self, pool_key: &str, target: Arc<SqlTarget>) -> Self {
+        self.sql = Some((pool_key.into(), target));
+        self
+    }
+}
+
+/// The connection config handed to the plugin: its name and its fields as
+/// JSON, *without* secrets (the host keeps the admin password).
+#[derive(Debug, Clone)]
+pub struct ConnectionView {
+    /// The config's name.
+    pub name: String,
+    /// The non-secret fields.
+    pub config: serde_json::Value,
+}
+
+/// A request for a new credential.
+#[derive(Debug, Clone)]
+pub struct IssueRequest {
+    /// The role's name.
+    pub role_name: String,
+    /// The role's fields.
+    pub role: serde_json::Value,
+    /// The requesting token's display name.
+    pub display_name: String,
+    /// When the lease expires, in Unix seconds.
+    pub expires_at: u64,
+}
+
+/// A credential a plugin issued. `Debug` shows field names only: the values
+/// are secrets.
+#[derive(Clone)]
+pub struct Credential {
+    /// What the client receives (a JSON object).
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// What revocation needs; the broker seals it with the lease.
+    pub revocation: serde_json::Value,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("data", &self.data.keys().collect::<Vec<_>>())
+            .field("revocation", &"<sealed>")
+            .finish()
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    pre: CredentialPluginPre<CallState>,
+    info: PluginInfo,
+    name: Arc<str>,
+    capabilities: Arc<[wit::Capability]>,
+}
+
+/// A loaded plugin. Cheap to clone; calls may run concurrently.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("info", &self.inner.info).finish()
+    }
+}
+
+type CallFuture<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
+
+fn api_version(shared: &Shared, component: &Component) -> Result<String, PluginError> {
+    let mut versions: Vec<String> = component
+        .component_type()
+        .imports(&shared.engine)
+        .filter_map(|(name, _)| name.strip_prefix("broker:plugin/"))
+        .filter_map(|rest| rest.split_once('@').map(|(_, v)| v.to_owned()))
+        .collect();
+    versions.sort();
+    versions.dedup();
+    match versions.as_slice() {
+        // A plugin that imports no host capability: link it with the oldest contract.
+        [] => Ok(SUPPORTED_API_VERSIONS[0].to_owned()),
+        [v] if SUPPORTED_API_VERSIONS.contains(&v.as_str()) => Ok(v.clone()),
+        [v] => Err(PluginError::Load(format!(
+            "plugin was built against contract broker:plugin@{v}; this broker speaks {}",
+            SUPPORTED_API_VERSIONS.join(", ")
+        ))),
+        many => Err(PluginError::Load(format!("plugin imports several contract versions: {}", many.join(", ")))),
+    }
+}
+
+fn failure(e: wit::PluginError) -> PluginError {
+    let (kind, message) = match e {
+        wit::PluginError::InvalidConfig(m) => (FailureKind::InvalidConfig, m),
+        wit::PluginError::InvalidRequest(m) => (FailureKind::InvalidRequest, m),
+        wit::PluginError::Unavailable(m) => (FailureKind::Unavailable, m),
+        wit::PluginError::Internal(m) => (FailureKind::Internal, m),
+    };
+    PluginError::Failed { kind, message: bounded(message) }
+}
+
+fn wit_connection(c: &ConnectionView) -> wit::Connection {
+    wit::Connection { name: c.name.clone(), config: c.config.to_string() }
+}
+
+impl Plugin {
+    pub(crate) async fn new(shared: Arc<Shared>, component: Component, wasm: &[u8]) -> Result<Self, PluginError> {
+        let api_version = api_version(&shared, &component)?;
+        let instance_pre = shared
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Load(format!("plugin needs imports the broker does not offer: {e:#}")))?;
+        let pre = CredentialPluginPre::new(instance_pre)
+            .map_err(|e| PluginError::Load(format!("plugin does not export the credential-plugin world: {e:#}")))?;
+        let mut plugin = Self {
+            inner: Arc::new(Inner {
+                shared,
+                pre,
+                info: PluginInfo {
+                    name: String::new(),
+                    aliases: Vec::new(),
+                    version: String::new(),
+                    api_version,
+                    capabilities: Vec::new(),
+                    connection_schema: String::new(),
+                    role_schema: String::new(),
+                    sha256: hex::encode(Sha256::digest(wasm)),
+                },
+                name: "(loading)".into(),
+                capabilities: Arc::new([]),
+            }),
+        };
+        let described = plugin
+            .call(&CallContext::new(), |p, s| Box::pin(p.call_describe(s)))
+            .await
+            .map_err(|e| PluginError::Load(format!("describe failed: {e}")))?;
+        let inner = Arc::get_mut(&mut plugin.inner)
+            .ok_or_else(|| PluginError::Runtime("plugin was shared while loading".into()))?;
+        if described.name.is_empty() {
+            return Err(PluginError::Load("plugin describes itself with an empty name".into()));
+        }
+        inner.name = described.name.as_str().into();
+        inner.capabilities = described.capabilities.clone().into();
+        inner.info.capabilities = described
+            .capabilities
+            .iter()
+            .map(|c| match c {
+                wit::Capability::SqlPostgres => HostCapability::SqlPostgres,
+                wit::Capability::SqlMysql => HostCapability::SqlMysql,
+                wit::Capability::Signer => HostCapability::Signer,
+            })
+            .collect();
+        inner.info.name = described.name;
+        inner.info.aliases = described.aliases;
+        inner.info.version = described.version;
+        inner.info.connection_schema = described.connection_schema;
+        inner.info.role_schema = described.role_schema;
+        Ok(plugin)
+    }
+
+    /// What the plugin says about itself.
+    pub fn info(&self) -> &PluginInfo {
+        &self.inner.info
+    }
+
+    /// Runs one export in a fresh instance, within the sandbox's limits.
+    async fn call<R: Send>(
+        &self,
+        ctx: &CallContext,
+        f: impl for<'a> FnOnce(&'a CredentialPlugin, &'a mut Store<CallState>) -> CallFuture<'a, R> + Send,
+    ) -> Result<R, PluginError> {
+        let shared = &self.inner.shared;
+        let limits = shared.limits;
+        let _slot = shared
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| PluginError::Runtime("the plugin runtime is shutting down".into()))?;
+        let deadline = Instant::now() + limits.deadline;
+        let sql = ctx.sql.as_ref().map(|(key, target)| SqlBinding {
+            key: key.clone(),
+            target: target.clone(),
+            pools: shared.pools.clone(),
+        });
+        let state = CallState::new(
+            self.inner.name.clone(),
+            self.inner.capabilities.clone(),
+            sql,
+            limits.memory_bytes,
+            deadline,
+        );
+        let mut store = Store::new(&shared.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        // Each tick: stop the guest past its deadline, otherwise yield so a
+        // busy guest does not hold a runtime thread from other calls.
+        store.epoch_deadline_callback(|mut cx| {
+            if Instant::now() >= cx.data().deadline {
+                cx.data_mut().deadline_hit = true;
+                return Err(wasmtime::Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+
+        let pre = &self.inner.pre;
+        let run = async move {
+            let result = async {
+                let bindings = pre.instantiate_async(&mut store).await?;
+                f(&bindings, &mut store).await
+            }
+            .await;
+            (result, store)
+        };
+        // The epoch stops a guest computing; this stops a guest stuck in a host call.
+        let grace = EPOCH_TICK * 4;
+        let (result, store) = tokio::time::timeout(limits.deadline + grace, run)
+            .await
+            .map_err(|_| PluginError::Deadline(limits.deadline))?;
+        result.map_err(|e| {
+            let state = store.data();
+            if state.deadline_hit {
+                PluginError::Deadline(limits.deadline)
+            } else if state.limiter.exceeded {
+                PluginError::MemoryLimit(limits.memory_bytes)
+            } else {
+                let trap = match e.downcast_ref::<wasmtime::Trap>() {
+                    Some(wasmtime::Trap::UnreachableCodeReached) => {
+                        "wasm `unreachable` executed (a panic in the plugin?)".to_owned()
+                    }
+                    Some(t) => t.to_string(),
+                    None => format!("{:#}", e),
+                };
+                PluginError::Trap(bounded(trap))
+            }
+        })
+    }
+
+    fn check_output(&self, size: usize) -> Result<(), PluginError> {
+        let limit = self.inner.shared.limits.max_output_bytes;
+        if size > limit {
+            return Err(PluginError::OutputTooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    /// Checks a connection config (usually by connecting).
+    pub async fn verify_connection(&self, ctx: &CallContext, connection: &ConnectionView) -> Result<(), PluginError> {
+        let c = wit_connection(connection);
+        self.call(ctx, move |p, s| Box::pin(async move { p.call_verify_connection(s, &c).await }))
+            .await?
+            .map_err(failure)
+    }
+
+    /// Issues a credential.
+    pub async fn issue(
+        &self,
+        ctx: &CallContext,
+        connection: &ConnectionView,
+        request: &IssueRequest,
+    ) -> Result<Credential, PluginError> {
+        let c = wit_connection(connection);
+        let r = wit::IssueRequest {
+            role_name: request.role_name.clone(),
+            role: request.role.to_string(),
+            display_name: request.display_name.clone(),
+            expires_at: request.expires_at,
+        };
+        let out = self
+            .call(ctx, move |p, s| Box::pin(async move { p.call_issue(s, &c, &r).await }))
+            .await?
+            .map_err(failure)?;
+        self.check_output(out.data.len() + out.revocation.len())?;
+        let data = match serde_json::from_str(&out.data) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(_) => return Err(PluginError::Malformed("credential data is not a JSON object".into())),
+            Err(e) => return Err(PluginError::Malformed(format!("credential data is not JSON: {e}"))),
+        };
+        let revocation = serde_json::from_str(&out.revocation)
+            .map_err(|e| PluginError::Malformed(format!("revocation data is not JSON: {e}")))?;
+        Ok(Credential { data, revocation })
+    }
+
+    /// Moves a credential's expiry.
+    pub async fn renew(
+        &self,
+        ctx: &CallContext,
+        connection: &ConnectionView,
+        revocation: &serde_json::Value,
+        expires_at: u64,
+    ) -> Result<(), PluginError> {
+        let c = wit_connection(connection);
+        let r = revocation.to_string();
+        self.call(ctx, move |p, s| Box::pin(async move { p.call_renew(s, &c, &r, expires_at).await }))
+            .await?
+            .map_err(failure)
+    }
+
+    /// Destroys a credential. Succeeds when it is already gone.
+    pub async fn revoke(
+        &self,
+        ctx: &CallContext,
+        connection: &ConnectionView,
+        revocation: &serde_json::Value,
+    ) -> Result<(), PluginError> {
+        let c = wit_connection(connection);
+        let r = revocation.to_string();
+        self.call(ctx, move |p, s| Box::pin(async move { p.call_revoke(s, &c, &r).await }))
+            .await?
+            .map_err(failure)
+    }
+
+    /// Changes the admin credential; returns the config fields to overwrite.
+    pub async fn rotate_root(
+        &self,
+        ctx: &CallContext,
+        connection: &ConnectionView,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, PluginError> {
+        let c = wit_connection(connection);
+        let out = self
+            .call(ctx, move |p, s| Box::pin(async move { p.call_rotate_root(s, &c).await }))
+            .await?
+            .map_err(failure)?;
+        self.check_output(out.len())?;
+        match serde_json::from_str(&out) {
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            _ => Err(PluginError::Malformed("rotate-root did not return a JSON object".into())),
+        }
+    }
+
+    /// Sets a new secret for a static account; returns the credential data.
+    pub async fn rotate_static(
+        &self,
+        ctx: &CallContext,
+        connection: &ConnectionView,
+        role: &serde_json::Value,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, PluginError> {
+        let c = wit_connection(connection);
+        let r = role.to_string();
+        let out = self
+            .call(ctx, move |p, s| Box::pin(async move { p.call_rotate_static(s, &c, &r).await }))
+            .await?
+            .map_err(failure)?;
+        self.check_output(out.len())?;
+        match serde_json::from_str(&out) {
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            _ => Err(PluginError::Malformed("rotate-static did not return a JSON object".into())),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The per-call store data: everything a plugin instance may touch, built
+//! fresh for each call and dropped after it, so no state is shared between
+//! requests.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::v0_1_0::broker::plugin::types::Capability;
+use crate::sql::{Pools, SqlTarget};
+
+/// The database a call may reach: a pool key and its target.
+#[derive(Debug, Clone)]
+pub(crate) struct SqlBinding {
+    pub(crate) key: Arc<str>,
+    pub(crate) target: Arc<SqlTarget>,
+    pub(crate) pools: Arc<Pools>,
+}
+
+/// Refuses memory and table growth past the call's caps, and remembers
+/// that it did so the error can say why the plugin stopped.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    pub(crate) memory_bytes: usize,
+    pub(crate) exceeded: bool,
+}
+
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} bytes exceeded", self.memory_bytes);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// A call's store data.
+pub(crate) struct CallState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) deadline: Instant,
+    pub(crate) deadline_hit: bool,
+    pub(crate) sql: Option<SqlBinding>,
+    pub(crate) capabilities: Arc<[Capability]>,
+    pub(crate) plugin_name: Arc<str>,
+    pub(crate) sql_handles: usize,
+    pub(crate) log_lines: u32,
+}
+
+impl CallState {
+    pub(crate) fn new(
+        plugin_name: Arc<str>,
+        capabilities: Arc<[Capability]>,
+        sql: Option<SqlBinding>,
+        memory_bytes: usize,
+        deadline: Instant,
+    ) -> Self {
+        // No preopened directories, no environment, no arguments, no network:
+        // WASI is linked only because Rust's std imports it.
+        let wasi = WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter { memory_bytes, exceeded: false },
+            deadline,
+            deadline_hit: false,
+            sql,
+            capabilities,
+            plugin_name,
+            sql_handles: 0,
+            log_lines: 0,
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}

@@ -1,0 +1,215 @@
+//! The MySQL and MariaDB side of the `sql` capability: mysql_async and its
+//! pool. Accepts Vault's Go-style DSN (`user:pass@tcp(host:3306)/db`) as
+//! well as `mysql://` URLs.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
+use zeroize::Zeroizing;
+
+use super::target::config_error;
+use super::{CONNECT_TIMEOUT, RowBudget, Rows, SqlError, SqlErrorKind, SqlTarget, SqlValue};
+
+struct Address {
+    host: String,
+    port: u16,
+    user: Option<String>,
+    pass: Option<Zeroizing<String>>,
+    db: Option<String>,
+}
+
+fn split_host_port(addr: &str) -> Result<(String, u16), SqlError> {
+    if addr.is_empty() {
+        return Ok(("127.0.0.1".into(), 3306));
+    }
+    let (host, port) = match addr.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') => (h, p.parse().map_err(|_| config_error("the port is not a number"))?),
+        _ => (addr, 3306),
+    };
+    Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
+}
+
+/// Parses Vault's Go DSN form: `[user[:pass]@][tcp(host:port)]/[db][?params]`.
+/// The template is parsed before placeholders are filled, so a password
+/// holding `@` or `/` cannot confuse the parser.
+fn parse_dsn(target: &SqlTarget) -> Result<Address, SqlError> {
+    let template = target.url_template();
+    let (before, after) = template.rsplit_once('/').ok_or_else(|| config_error("expected user:pass@tcp(host:port)/"))?;
+    let db = after.split('?').next().filter(|d| !d.is_empty()).map(str::to_owned);
+    let (userinfo, net) = match before.rsplit_once('@') {
+        Some((u, n)) => (Some(u), n),
+        None => (None, before),
+    };
+    let addr = if net.is_empty() {
+        ""
+    } else if let Some(inner) = net.strip_prefix("tcp(").and_then(|r| r.strip_suffix(')')) {
+        inner
+    } else {
+        return Err(config_error("only tcp(host:port) addresses are supported"));
+    };
+    let (host, port) = split_host_port(addr)?;
+    let fill = |s: &str| {
+        Zeroizing::new(
+            s.replace("{{username}}", target.username().unwrap_or(""))
+                .replace("{{password}}", target.password().unwrap_or("")),
+        )
+    };
+    let (user, pass) = match userinfo {
+        Some(u) => match u.split_once(':') {
+            Some((user, pass)) => (Some(fill(user).to_string()), Some(fill(pass))),
+            None => (Some(fill(u).to_string()), None),
+        },
+        None => (None, None),
+    };
+    Ok(Address { host, port, user, pass, db })
+}
+
+fn parse_url(target: &SqlTarget) -> Result<Address, SqlError> {
+    let rendered = target.rendered_url();
+    let url = url::Url::parse(&rendered).map_err(|_| config_error("expected mysql://user:password@host:port/db"))?;
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    Ok(Address {
+        host: url.host_str().unwrap_or("127.0.0.1").trim_start_matches('[').trim_end_matches(']').to_owned(),
+        port: url.port().unwrap_or(3306),
+        user: Some(decode(url.username())).filter(|u| !u.is_empty()),
+        pass: url.password().map(|p| Zeroizing::new(decode(p))),
+        db: Some(url.path().trim_start_matches('/').to_owned()).filter(|d| !d.is_empty()),
+    })
+}
+
+pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
+    let template = target.url_template();
+    let mut addr = if template.starts_with("mysql://") || template.starts_with("mariadb://") {
+        parse_url(target)?
+    } else {
+        parse_dsn(target)?
+    };
+    if addr.user.as_deref().is_none_or(str::is_empty) {
+        addr.user = target.username().map(str::to_owned);
+    }
+    if addr.pass.is_none() {
+        addr.pass = target.password().map(|p| Zeroizing::new(p.to_owned()));
+    }
+    let constraints = PoolConstraints::new(0, target.max_open_connections())
+        .ok_or_else(|| config_error("max_open_connections must be at least 1"))?;
+    let opts = OptsBuilder::default()
+        .ip_or_hostname(addr.host)
+        .tcp_port(addr.port)
+        .user(addr.user)
+        .pass(addr.pass.as_deref().map(String::as_str))
+        .db_name(addr.db)
+        .pool_opts(PoolOpts::default().with_constraints(constraints));
+    Ok(Pool::new(Opts::from(opts)))
+}
+
+pub(super) async fn connect(pool: &Pool) -> Result<Conn, SqlError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn()).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(map_error(e)),
+        Err(_) => Err(SqlError::new(SqlErrorKind::Unavailable, "timed out connecting to MySQL")),
+    }
+}
+
+fn map_error(e: mysql_async::Error) -> SqlError {
+    match e {
+        mysql_async::Error::Server(s) => {
+            // 1044/1045: access denied for the admin user (the operator's config).
+            let kind = match s.code {
+                1044 | 1045 => SqlErrorKind::Denied,
+                1040 | 1053 | 2006 | 2013 => SqlErrorKind::Unavailable,
+                _ => SqlErrorKind::Statement,
+            };
+            SqlError { kind, message: s.message, code: Some(s.state) }
+        }
+        other => SqlError::new(SqlErrorKind::Unavailable, format!("MySQL connection failed: {other}")),
+    }
+}
+
+fn to_param(v: &SqlValue) -> Value {
+    match v {
+        SqlValue::Null => Value::NULL,
+        SqlValue::Bool(b) => Value::Int(i64::from(*b)),
+        SqlValue::Int(i) => Value::Int(*i),
+        SqlValue::Float(f) => Value::Double(*f),
+        SqlValue::Text(s) => Value::Bytes(s.as_bytes().to_vec()),
+        SqlValue::Bytes(b) => Value::Bytes(b.clone()),
+    }
+}
+
+fn from_value(v: Value) -> SqlValue {
+    match v {
+        Value::NULL => SqlValue::Null,
+        Value::Bytes(b) => match String::from_utf8(b) {
+            Ok(s) => SqlValue::Text(s),
+            Err(e) => SqlValue::Bytes(e.into_bytes()),
+        },
+        Value::Int(i) => SqlValue::Int(i),
+        Value::UInt(u) => i64::try_from(u).map_or_else(|_| SqlValue::Text(u.to_string()), SqlValue::Int),
+        Value::Float(f) => SqlValue::Float(f.into()),
+        Value::Double(f) => SqlValue::Float(f),
+        Value::Date(y, mo, d, h, mi, s, _) => SqlValue::Text(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")),
+        Value::Time(neg, days, h, mi, s, _) => {
+            let sign = if neg { "-" } else { "" };
+            SqlValue::Text(format!("{sign}{:02}:{mi:02}:{s:02}", u32::from(h) + days * 24))
+        }
+    }
+}
+
+pub(super) async fn execute(c: &mut Conn, statement: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
+    if params.is_empty() {
+        c.query_drop(statement).await.map_err(map_error)?;
+    } else {
+        let params = Params::Positional(params.iter().map(to_param).collect());
+        c.exec_drop(statement, params).await.map_err(map_error)?;
+    }
+    Ok(c.affected_rows())
+}
+
+pub(super) async fn query(c: &mut Conn, statement: &str, params: &[SqlValue]) -> Result<Rows, SqlError> {
+    if params.is_empty() {
+        collect(c.query_iter(statement).await.map_err(map_error)?).await
+    } else {
+        let params = Params::Positional(params.iter().map(to_param).collect());
+        collect(c.exec_iter(statement, params).await.map_err(map_error)?).await
+    }
+}
+
+/// Reads rows until the budget runs out, then drains the rest so the
+/// connection stays usable.
+async fn collect<P: mysql_async::prelude::Protocol>(
+    mut result: mysql_async::QueryResult<'_, '_, P>,
+) -> Result<Rows, SqlError> {
+    let mut out = Rows {
+        columns: result.columns_ref().iter().map(|c| c.name_str().into_owned()).collect(),
+        rows: Vec::new(),
+    };
+    let mut budget = RowBudget::default();
+    let mut over = None;
+    while let Some(row) = result.next().await.map_err(map_error)? {
+        if over.is_some() {
+            continue;
+        }
+        // `Row::unwrap` hands over the row's values; it is not `Option::unwrap`.
+        let values: Vec<SqlValue> = row.unwrap().into_iter().map(from_value).collect();
+        match budget.charge(&values) {
+            Ok(()) => out.rows.push(values),
+            Err(e) => over = Some(e),
+        }
+    }
+    result.drop_result().await.map_err(map_error)?;
+    match over {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+pub(super) async fn batch(c: &mut Conn, statements: &[String]) -> Result<(), SqlError> {
+    c.query_drop("START TRANSACTION").await.map_err(map_error)?;
+    for s in statements {
+        if let Err(e) = c.query_drop(s.as_str()).await {
+            // Best effort: a broken connection is dropped by the pool anyway.
+            let _ = c.query_drop("ROLLBACK").await;
+            return Err(map_error(e));
+        }
+    }
+    c.query_drop("COMMIT").await.map_err(map_error)
+}

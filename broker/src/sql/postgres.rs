@@ -1,0 +1,169 @@
+//! The PostgreSQL side of the `sql` capability: tokio-postgres behind a
+//! deadpool pool.
+
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+use super::target::config_error;
+use super::{CONNECT_TIMEOUT, RowBudget, Rows, SqlError, SqlErrorKind, SqlTarget, SqlValue};
+
+pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
+    let url = target.rendered_url();
+    let mut config = tokio_postgres::Config::from_str(&url)
+        .map_err(|_| config_error("expected postgresql://user:password@host:port/database"))?;
+    if config.get_user().is_none()
+        && let Some(user) = target.username()
+    {
+        config.user(user);
+    }
+    if config.get_password().is_none()
+        && let Some(password) = target.password()
+    {
+        config.password(password);
+    }
+    config.connect_timeout(CONNECT_TIMEOUT);
+    config.application_name("broker");
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(target.max_open_connections())
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT * 2))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|e| SqlError::new(SqlErrorKind::Denied, format!("cannot build a connection pool: {e}")))
+}
+
+pub(super) async fn connect(pool: &Pool) -> Result<Object, SqlError> {
+    pool.get().await.map_err(|e| {
+        use deadpool_postgres::PoolError;
+        match e {
+            PoolError::Backend(e) => map_error(e),
+            PoolError::Timeout(_) => SqlError::new(SqlErrorKind::Unavailable, "timed out connecting to PostgreSQL"),
+            other => SqlError::new(SqlErrorKind::Unavailable, format!("cannot connect to PostgreSQL: {other}")),
+        }
+    })
+}
+
+/// A database's own refusal is the statement's fault; anything else (a
+/// refused or broken connection) means "try again later".
+fn map_error(e: tokio_postgres::Error) -> SqlError {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code().to_owned();
+            // Class 08 is connection trouble; 28 is bad credentials (the operator's config);
+            // 57P is the server shutting down.
+            let kind = if code.starts_with("08") || code.starts_with("57P") {
+                SqlErrorKind::Unavailable
+            } else if code.starts_with("28") {
+                SqlErrorKind::Denied
+            } else {
+                SqlErrorKind::Statement
+            };
+            SqlError { kind, message: db.message().to_owned(), code: Some(code) }
+        }
+        None => SqlError::new(SqlErrorKind::Unavailable, format!("PostgreSQL connection failed: {e}")),
+    }
+}
+
+fn param(v: &SqlValue) -> (Box<dyn ToSql + Sync + Send>, Type) {
+    match v {
+        SqlValue::Null => (Box::new(Option::<String>::None), Type::TEXT),
+        SqlValue::Bool(b) => (Box::new(*b), Type::BOOL),
+        SqlValue::Int(i) => (Box::new(*i), Type::INT8),
+        SqlValue::Float(f) => (Box::new(*f), Type::FLOAT8),
+        SqlValue::Text(s) => (Box::new(s.clone()), Type::TEXT),
+        SqlValue::Bytes(b) => (Box::new(b.clone()), Type::BYTEA),
+    }
+}
+
+fn cell(row: &tokio_postgres::Row, i: usize) -> Result<SqlValue, SqlError> {
+    let ty = row.columns()[i].type_().clone();
+    let unsupported = || {
+        SqlError::new(SqlErrorKind::Statement, format!("column {i} has type {ty} the sql capability cannot carry; cast it to text"))
+    };
+    let get_err = |e: tokio_postgres::Error| SqlError::new(SqlErrorKind::Statement, e.to_string());
+    Ok(match ty {
+        Type::BOOL => row.try_get::<_, Option<bool>>(i).map_err(get_err)?.map_or(SqlValue::Null, SqlValue::Bool),
+        Type::INT2 => row.try_get::<_, Option<i16>>(i).map_err(get_err)?.map_or(SqlValue::Null, |v| SqlValue::Int(v.into())),
+        Type::INT4 => row.try_get::<_, Option<i32>>(i).map_err(get_err)?.map_or(SqlValue::Null, |v| SqlValue::Int(v.into())),
+        Type::INT8 => row.try_get::<_, Option<i64>>(i).map_err(get_err)?.map_or(SqlValue::Null, SqlValue::Int),
+        Type::OID => row.try_get::<_, Option<u32>>(i).map_err(get_err)?.map_or(SqlValue::Null, |v| SqlValue::Int(v.into())),
+        Type::FLOAT4 => row.try_get::<_, Option<f32>>(i).map_err(get_err)?.map_or(SqlValue::Null, |v| SqlValue::Float(v.into())),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i).map_err(get_err)?.map_or(SqlValue::Null, SqlValue::Float),
+        Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i).map_err(get_err)?.map_or(SqlValue::Null, SqlValue::Bytes),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+            row.try_get::<_, Option<String>>(i).map_err(get_err)?.map_or(SqlValue::Null, SqlValue::Text)
+        }
+        _ => return Err(unsupported()),
+    })
+}
+
+pub(super) async fn execute(c: &mut Object, statement: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
+    if params.is_empty() {
+        let messages = c.simple_query(statement).await.map_err(map_error)?;
+        return Ok(messages
+            .iter()
+            .map(|m| match m {
+                SimpleQueryMessage::CommandComplete(n) => *n,
+                _ => 0,
+            })
+            .sum());
+    }
+    let owned: Vec<_> = params.iter().map(param).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+        owned.iter().map(|(v, t)| (v.as_ref() as &(dyn ToSql + Sync), t.clone())).collect();
+    let rows = c.query_typed(statement, &typed).await.map_err(map_error)?;
+    Ok(rows.len() as u64)
+}
+
+pub(super) async fn query(c: &mut Object, statement: &str, params: &[SqlValue]) -> Result<Rows, SqlError> {
+    let mut budget = RowBudget::default();
+    let mut out = Rows::default();
+    if params.is_empty() {
+        // The simple protocol returns every value as text.
+        for m in c.simple_query(statement).await.map_err(map_error)? {
+            match m {
+                SimpleQueryMessage::RowDescription(cols) if out.columns.is_empty() => {
+                    out.columns = cols.iter().map(|c| c.name().to_owned()).collect();
+                }
+                SimpleQueryMessage::Row(row) => {
+                    if out.columns.is_empty() {
+                        out.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+                    }
+                    let values: Vec<SqlValue> = (0..row.len())
+                        .map(|i| row.get(i).map_or(SqlValue::Null, |s| SqlValue::Text(s.to_owned())))
+                        .collect();
+                    budget.charge(&values)?;
+                    out.rows.push(values);
+                }
+                _ => {}
+            }
+        }
+        return Ok(out);
+    }
+    let owned: Vec<_> = params.iter().map(param).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+        owned.iter().map(|(v, t)| (v.as_ref() as &(dyn ToSql + Sync), t.clone())).collect();
+    let rows = c.query_typed(statement, &typed).await.map_err(map_error)?;
+    if let Some(first) = rows.first() {
+        out.columns = first.columns().iter().map(|c| c.name().to_owned()).collect();
+    }
+    for row in &rows {
+        let values = (0..row.len()).map(|i| cell(row, i)).collect::<Result<Vec<_>, _>>()?;
+        budget.charge(&values)?;
+        out.rows.push(values);
+    }
+    Ok(out)
+}
+
+pub(super) async fn batch(c: &mut Object, statements: &[String]) -> Result<(), SqlError> {
+    // Dropping an uncommitted transaction rolls it back.
+    let tx = c.transaction().await.map_err(map_error)?;
+    for s in statements {
+        tx.batch_execute(s).await.map_err(map_error)?;
+    }
+    tx.commit().await.map_err(map_error)
+}

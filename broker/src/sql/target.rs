@@ -1,0 +1,108 @@
+//! A database a mount is configured to reach, with the admin credentials
+//! the host keeps for it.
+
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::{SqlError, SqlErrorKind};
+
+/// Which wire protocol a target speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    MySql,
+}
+
+/// A database target. `Debug` shows the dialect and the user only: the URL
+/// may carry a password inline.
+#[derive(Clone)]
+pub struct SqlTarget {
+    dialect: Dialect,
+    connection_url: Zeroizing<String>,
+    username: Option<String>,
+    password: Option<Zeroizing<String>>,
+    max_open_connections: usize,
+}
+
+impl std::fmt::Debug for SqlTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlTarget")
+            .field("dialect", &self.dialect)
+            .field("connection_url", &"<redacted>")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl SqlTarget {
+    /// A target. `connection_url` may hold `{{username}}` and `{{password}}`
+    /// (Vault's convention), which are filled in from `username` and
+    /// `password`, percent-encoded.
+    pub fn new(dialect: Dialect, connection_url: &str, username: Option<&str>, password: Option<&str>) -> Self {
+        Self {
+            dialect,
+            connection_url: Zeroizing::new(connection_url.to_owned()),
+            username: username.map(str::to_owned),
+            password: password.map(|p| Zeroizing::new(p.to_owned())),
+            max_open_connections: 4,
+        }
+    }
+
+    /// Caps the pool's size (Vault's `max_open_connections`; default 4).
+    pub fn with_max_open_connections(mut self, n: usize) -> Self {
+        self.max_open_connections = n.max(1);
+        self
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The admin user, if set apart from the URL.
+    pub fn username(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+
+    pub(crate) fn password(&self) -> Option<&str> {
+        self.password.as_deref().map(String::as_str)
+    }
+
+    pub(crate) fn max_open_connections(&self) -> usize {
+        self.max_open_connections
+    }
+
+    /// Tells two versions of a target apart (a rotated password makes a new pool).
+    pub(crate) fn fingerprint(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update([self.dialect as u8]);
+        for part in [Some(self.connection_url.as_str()), self.username.as_deref(), self.password()] {
+            let part = part.unwrap_or("\u{0}none");
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.update(self.max_open_connections.to_le_bytes());
+        h.finalize().into()
+    }
+
+    /// The URL with its placeholders filled, percent-encoded for a URL's userinfo.
+    pub(crate) fn rendered_url(&self) -> Zeroizing<String> {
+        use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+        let user = utf8_percent_encode(self.username().unwrap_or(""), NON_ALPHANUMERIC).to_string();
+        let pass = Zeroizing::new(utf8_percent_encode(self.password().unwrap_or(""), NON_ALPHANUMERIC).to_string());
+        Zeroizing::new(self.connection_url.replace("{{username}}", &user).replace("{{password}}", &pass))
+    }
+
+    /// The raw URL template, for parsers that fill placeholders themselves.
+    pub(crate) fn url_template(&self) -> &str {
+        &self.connection_url
+    }
+}
+
+/// An error about the target's configuration, naming no part of the URL.
+pub(crate) fn config_error(what: &str) -> SqlError {
+    SqlError::new(SqlErrorKind::Denied, format!("connection_url is not usable: {what}"))
+}
