@@ -63,8 +63,9 @@ impl Database {
         Ok(self.inner.query(statement, params)?)
     }
 
-    /// Runs statements in one transaction. On MySQL, DDL commits implicitly,
-    /// so a failed batch may have run its first statements.
+    /// Runs statements in order: in one transaction on PostgreSQL; one by
+    /// one on MySQL, where DDL commits implicitly, so a failed batch may have
+    /// run its first statements and the plugin must clean up.
     pub fn batch(&self, statements: &[String]) -> Result<()> {
         Ok(self.inner.batch(statements)?)
     }

@@ -1,0 +1,294 @@
+//! Shared helpers for the end-to-end tests: real database servers and the
+//! test plugins.
+//!
+//! Databases come from the environment when set, and otherwise from the
+//! machine:
+//!
+//! - PostgreSQL: `BROKER_TEST_POSTGRES_URL` (an admin URL on a server that
+//!   checks passwords). Unset, the harness starts a throwaway cluster with
+//!   `initdb --auth=scram-sha-256` on a free port, so tests prove passwords
+//!   and never depend on the machine's own `pg_hba.conf`.
+//! - MySQL/MariaDB: `BROKER_TEST_MYSQL_URL`, default
+//!   `mysql://root@127.0.0.1:3306/` (the compose file's MariaDB).
+//!
+//! A missing database fails the test with a message saying how to get one;
+//! nothing is skipped silently.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The hostile test plugin, built from `tests/fixtures/hostile`.
+pub const HOSTILE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plugins/broker_test_hostile_plugin.wasm"));
+
+/// Where the tests cache compiled components (shared across test runs).
+pub fn plugin_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugin-cache")
+}
+
+/// An admin's view of a database server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Host for TCP connections.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Admin user.
+    pub user: String,
+    /// Admin password (may be empty).
+    pub password: String,
+    /// Database to connect to.
+    pub database: String,
+}
+
+impl Server {
+    /// A libpq-style connection string for `user`/`password` on this server.
+    pub fn pg_config(&self, user: &str, password: &str) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host(&self.host).port(self.port).user(user).password(password).dbname(&self.database);
+        c.connect_timeout(std::time::Duration::from_secs(5));
+        c
+    }
+
+    /// mysql_async options for `user`/`password` on this server.
+    pub fn mysql_opts(&self, user: &str, password: &str) -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(user))
+            .pass(Some(password))
+            .prefer_socket(false)
+            .into()
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+}
+
+fn parse_url(url: &str, default_port: u16) -> Server {
+    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("cannot parse database URL: {e}"));
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    Server {
+        host: parsed.host_str().unwrap_or("127.0.0.1").to_owned(),
+        port: parsed.port().unwrap_or(default_port),
+        user: decode(parsed.username()),
+        password: parsed.password().map(decode).unwrap_or_default(),
+        database: parsed.path().trim_start_matches('/').to_owned(),
+    }
+}
+
+/// The PostgreSQL server for tests (started on first use).
+pub fn postgres() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| match std::env::var("BROKER_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => {
+            let mut s = parse_url(&url, 5432);
+            if s.database.is_empty() {
+                s.database = "postgres".into();
+            }
+            s
+        }
+        _ => throwaway_postgres(),
+    })
+}
+
+/// The MySQL/MariaDB server for tests.
+pub fn mysql() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let url = std::env::var("BROKER_TEST_MYSQL_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "mysql://root@127.0.0.1:3306/".into());
+        let s = parse_url(&url, 3306);
+        if std::net::TcpStream::connect((s.host.as_str(), s.port)).is_err() {
+            panic!(
+                "no MySQL/MariaDB at {}:{}. Start one (`docker compose -f compose/docker-compose.yml up -d`, \
+                 or install Debian's mariadb-server) or set BROKER_TEST_MYSQL_URL=mysql://user:pass@host:port/",
+                s.host, s.port
+            );
+        }
+        s
+    })
+}
+
+fn pg_bindir() -> PathBuf {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL's initdb was not found. Install Debian's `postgresql` package, or start the compose \
+             file's database and set BROKER_TEST_POSTGRES_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres"
+        )
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
+
+/// Runs `program` as the `postgres` OS user when we are root (initdb refuses root).
+fn as_db_user(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{what} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn throwaway_postgres() -> Server {
+    let bindir = pg_bindir();
+    let dir = tempfile::Builder::new()
+        .prefix("broker-test-pg-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
+        .keep();
+    let password = format!("pw-{}", std::process::id());
+    std::fs::write(dir.join("pwfile"), &password).unwrap_or_else(|e| panic!("cannot write pwfile: {e}"));
+    if is_root() {
+        run(Command::new("chown").args(["-R", "postgres:"]).arg(&dir), "chown");
+    }
+    let data = dir.join("data");
+    run(
+        as_db_user(&bindir.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"])
+            .arg(format!("--pwfile={}", dir.join("pwfile").display())),
+        "initdb",
+    );
+    let port = free_port();
+    run(
+        as_db_user(&bindir.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                dir.display()
+            ))
+            .args(["-w", "start"]),
+        "pg_ctl start",
+    );
+    // Stop the cluster and remove it when this test process exits.
+    let watchdog = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+         runuser -u postgres -- {pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1 || {pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; \
+         rm -rf {dir}",
+        pid = std::process::id(),
+        pg_ctl = bindir.join("pg_ctl").display(),
+        data = data.display(),
+        dir = dir.display(),
+    );
+    Command::new("sh")
+        .args(["-c", &watchdog])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the cleanup watchdog: {e}"));
+    Server { host: "127.0.0.1".into(), port, user: "postgres".into(), password, database: "postgres".into() }
+}
+
+/// A plugin runtime for tests, sharing one compile cache across tests.
+pub fn runtime(limits: broker::plugin::Limits) -> broker::plugin::PluginRuntime {
+    broker::plugin::PluginRuntime::new(broker::plugin::RuntimeConfig { cache_dir: Some(plugin_cache_dir()), limits })
+        .unwrap_or_else(|e| panic!("cannot start the plugin runtime: {e}"))
+}
+
+/// A built-in plugin by catalog name or alias.
+pub async fn builtin(runtime: &broker::plugin::PluginRuntime, name: &str) -> broker::plugin::Plugin {
+    let catalog = broker::plugin::Catalog::builtin(runtime).await.unwrap_or_else(|e| panic!("{e}"));
+    catalog.get(name).cloned().unwrap_or_else(|| panic!("no built-in plugin named {name}"))
+}
+
+/// A PostgreSQL target in Vault's URL form, as `user` with `password`.
+pub fn pg_target(s: &Server, user: &str, password: &str) -> std::sync::Arc<broker::sql::SqlTarget> {
+    let url = format!("postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/{}?sslmode=disable", s.host, s.port, s.database);
+    std::sync::Arc::new(broker::sql::SqlTarget::new(broker::sql::Dialect::Postgres, &url, Some(user), Some(password)))
+}
+
+/// A MySQL target in Vault's Go DSN form, as `user` with `password`.
+pub fn mysql_target(s: &Server, user: &str, password: &str) -> std::sync::Arc<broker::sql::SqlTarget> {
+    let url = format!("{{{{username}}}}:{{{{password}}}}@tcp({}:{})/", s.host, s.port);
+    std::sync::Arc::new(broker::sql::SqlTarget::new(broker::sql::Dialect::MySql, &url, Some(user), Some(password)))
+}
+
+/// A fresh name for objects one test creates, so tests can run in parallel.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}_{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A credential request for `role` expiring in an hour.
+pub fn request(role_name: &str, role: serde_json::Value, display_name: &str) -> broker::plugin::IssueRequest {
+    broker::plugin::IssueRequest {
+        role_name: role_name.into(),
+        role,
+        display_name: display_name.into(),
+        expires_at: now() + 3600,
+    }
+}
+
+/// A connection config as the plugin sees it.
+pub fn connection(config: serde_json::Value) -> broker::plugin::ConnectionView {
+    broker::plugin::ConnectionView { name: "test".into(), config }
+}
+
+/// Connects to PostgreSQL as `user`; the connection task runs in the background.
+pub async fn pg_connect(s: &Server, user: &str, password: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = s.pg_config(user, password).connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// An admin client on the test PostgreSQL.
+pub async fn pg_admin() -> tokio_postgres::Client {
+    let s = postgres();
+    pg_connect(s, &s.user, &s.password).await.unwrap_or_else(|e| panic!("cannot connect to test PostgreSQL as admin: {e}"))
+}
+
+/// An admin connection on the test MySQL/MariaDB.
+pub async fn mysql_admin() -> mysql_async::Conn {
+    let s = mysql();
+    mysql_async::Conn::new(s.mysql_opts(&s.user, &s.password))
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to test MySQL as admin: {e}"))
+}

@@ -220,7 +220,8 @@ impl SqlConn {
         }
     }
 
-    /// Runs statements in one transaction.
+    /// Runs statements in order: in one transaction on PostgreSQL, one by
+    /// one on MySQL (whose DDL commits implicitly).
     pub async fn batch(&mut self, statements: &[String]) -> Result<(), SqlError> {
         for s in statements {
             check_statement(s)?;

@@ -97,6 +97,10 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
         .user(addr.user)
         .pass(addr.pass.as_deref().map(String::as_str))
         .db_name(addr.db)
+        // Connect where the operator said: mysql_async would otherwise switch
+        // a loopback TCP connection to the Unix socket, which matches a
+        // different account (`user@localhost`).
+        .prefer_socket(false)
         .pool_opts(PoolOpts::default().with_constraints(constraints));
     Ok(Pool::new(Opts::from(opts)))
 }
@@ -202,14 +206,13 @@ async fn collect<P: mysql_async::prelude::Protocol>(
     }
 }
 
+/// Runs the statements one by one. MySQL commits DDL (CREATE USER, GRANT,
+/// ALTER USER) implicitly, and MariaDB loses an ALTER USER run inside an
+/// explicit transaction, so no transaction is opened: plugins undo a failed
+/// batch themselves (the MySQL plugin's rollback statements).
 pub(super) async fn batch(c: &mut Conn, statements: &[String]) -> Result<(), SqlError> {
-    c.query_drop("START TRANSACTION").await.map_err(map_error)?;
     for s in statements {
-        if let Err(e) = c.query_drop(s.as_str()).await {
-            // Best effort: a broken connection is dropped by the pool anyway.
-            let _ = c.query_drop("ROLLBACK").await;
-            return Err(map_error(e));
-        }
+        c.query_drop(s.as_str()).await.map_err(map_error)?;
     }
-    c.query_drop("COMMIT").await.map_err(map_error)
+    Ok(())
 }

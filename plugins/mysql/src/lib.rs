@@ -223,16 +223,20 @@ impl Plugin for MySql {
             .username
             .as_deref()
             .ok_or_else(|| Error::config("rotate-root needs the connection's username"))?;
+        let db = Database::open()?;
+        // The account the host connected as, host part included: MariaDB
+        // ignores `ALTER USER CURRENT_USER()` on some connections.
+        let current = db.query("SELECT CURRENT_USER()", &[])?;
+        let account = current.rows.first().and_then(|r| r.first()).and_then(text).unwrap_or_default();
+        let host = account.rsplit_once('@').map_or("%", |(_, h)| h).to_owned();
         let password = password::generate(password::DEFAULT_LENGTH);
         let statements = if connection.config.root_rotation_statements.is_empty() {
-            Statements(vec!["ALTER USER CURRENT_USER() IDENTIFIED BY {{password}}".into()])
+            Statements(vec!["ALTER USER '{{username}}'@'{{host}}' IDENTIFIED BY {{password}}".into()])
         } else {
             connection.config.root_rotation_statements.clone()
         };
-        let vars = user_vars(username).literal("password", &password);
-        Database::open()?
-            .batch(&statements.render(DIALECT, &vars)?)
-            .map_err(|e| e.redact(&password))?;
+        let vars = user_vars(username).literal("password", &password).literal("host", &host);
+        db.batch(&statements.render(DIALECT, &vars)?).map_err(|e| e.redact(&password))?;
         Ok(serde_json::json!({ "password": password }))
     }
 
