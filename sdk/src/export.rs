@@ -5,10 +5,15 @@ use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 
-use crate::plugin::{Capability, Connection, IssueRequest, Plugin};
 use crate::Error;
+use crate::plugin::{Capability, Connection, IssueRequest, Plugin};
 
-#[allow(missing_docs, unsafe_code, missing_debug_implementations)]
+#[allow(
+    missing_docs,
+    unsafe_code,
+    missing_debug_implementations,
+    clippy::too_many_arguments
+)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "credential-plugin",
@@ -24,13 +29,20 @@ use bindings::broker::plugin::types as wit;
 #[derive(Debug)]
 pub struct Export<P>(PhantomData<P>);
 
-fn parse<T: DeserializeOwned>(json: &str, what: &str, err: fn(String) -> Error) -> Result<T, Error> {
+fn parse<T: DeserializeOwned>(
+    json: &str,
+    what: &str,
+    err: fn(String) -> Error,
+) -> Result<T, Error> {
     serde_json::from_str(json).map_err(|e| err(format!("{what}: {e}")))
 }
 
 fn connection<P: Plugin>(c: wit::Connection) -> Result<Connection<P::Config>, Error> {
     let config = parse(&c.config, "connection config", Error::InvalidConfig)?;
-    Ok(Connection { name: c.name, config })
+    Ok(Connection {
+        name: c.name,
+        config,
+    })
 }
 
 impl From<Error> for wit::PluginError {

@@ -54,8 +54,8 @@
 mod error;
 mod export;
 pub mod host;
-mod plugin;
 pub mod password;
+mod plugin;
 pub mod sql;
 pub mod statements;
 pub mod template;
@@ -71,9 +71,11 @@ pub const API_VERSION: &str = "0.1.0";
 pub mod prelude {
     pub use crate::sql::{Database, Dialect, Value};
     pub use crate::statements::Statements;
-    pub use crate::username::UsernameTemplate;
     pub use crate::template::{Template, Vars};
-    pub use crate::{Capability, Connection, Credential, Error, Info, IssueRequest, Plugin, Result};
+    pub use crate::username::UsernameTemplate;
+    pub use crate::{
+        Capability, Connection, Credential, Error, Info, IssueRequest, Plugin, Result,
+    };
 }
 
 /// Not public API: used by [`register_plugin!`].

@@ -168,7 +168,9 @@ pub trait Plugin {
     /// configuration to overwrite (e.g. `{"password": "…"}`).
     fn rotate_root(connection: &Connection<Self::Config>) -> Result<serde_json::Value> {
         let _ = connection;
-        Err(Error::request("this plugin cannot rotate its root credential"))
+        Err(Error::request(
+            "this plugin cannot rotate its root credential",
+        ))
     }
 
     /// Sets a new secret for a static account and returns the credential's

@@ -13,8 +13,8 @@
 //! # Ok(()) }
 //! ```
 
-use crate::export::bindings::broker::plugin::sql as wit;
 use crate::Result;
+use crate::export::bindings::broker::plugin::sql as wit;
 
 pub use wit::{Rows, SqlError, SqlErrorKind, Value};
 
@@ -34,8 +34,14 @@ impl Dialect {
     /// characters.
     pub fn username_limit(self) -> crate::username::Limit {
         match self {
-            Self::Postgres => crate::username::Limit { max_chars: 63, max_bytes: 63 },
-            Self::MySql => crate::username::Limit { max_chars: 32, max_bytes: 128 },
+            Self::Postgres => crate::username::Limit {
+                max_chars: 63,
+                max_bytes: 63,
+            },
+            Self::MySql => crate::username::Limit {
+                max_chars: 32,
+                max_bytes: 128,
+            },
         }
     }
 }
@@ -50,7 +56,9 @@ impl Database {
     /// Opens a connection to the mount's database. Fails with
     /// [`crate::Error::Unavailable`] when the database cannot be reached.
     pub fn open() -> Result<Self> {
-        Ok(Self { inner: wit::open()? })
+        Ok(Self {
+            inner: wit::open()?,
+        })
     }
 
     /// Runs one statement and returns the number of rows it affected.
@@ -76,7 +84,8 @@ impl Dialect {
     /// `{{expiration}}`: `2026-01-31 12:00:00+00` on PostgreSQL,
     /// `2026-01-31 12:00:00` on MySQL.
     pub fn timestamp(self, unix: u64) -> String {
-        let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+        let format =
+            time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
         let at = i64::try_from(unix)
             .ok()
             .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
@@ -95,7 +104,10 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(Dialect::Postgres.timestamp(1_700_000_000), "2023-11-14 22:13:20+00");
+        assert_eq!(
+            Dialect::Postgres.timestamp(1_700_000_000),
+            "2023-11-14 22:13:20+00"
+        );
         assert_eq!(Dialect::MySql.timestamp(0), "1970-01-01 00:00:00");
     }
 }

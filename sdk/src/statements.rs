@@ -36,7 +36,10 @@ impl Statements {
 
     /// Renders every statement for `dialect`.
     pub fn render(&self, dialect: Dialect, vars: &Vars) -> Result<Vec<String>, TemplateError> {
-        self.0.iter().map(|s| Template::new(s).render(dialect, vars)).collect()
+        self.0
+            .iter()
+            .map(|s| Template::new(s).render(dialect, vars))
+            .collect()
     }
 }
 

@@ -49,13 +49,15 @@ impl Vars {
 
     /// Adds a value that is a name (a role or user name).
     pub fn identifier(mut self, name: &str, value: &str) -> Self {
-        self.entries.push((name.to_owned(), Kind::Identifier, value.to_owned()));
+        self.entries
+            .push((name.to_owned(), Kind::Identifier, value.to_owned()));
         self
     }
 
     /// Adds a value that is a string (a password, a timestamp).
     pub fn literal(mut self, name: &str, value: &str) -> Self {
-        self.entries.push((name.to_owned(), Kind::Literal, value.to_owned()));
+        self.entries
+            .push((name.to_owned(), Kind::Literal, value.to_owned()));
         self
     }
 
@@ -91,10 +93,15 @@ pub enum TemplateError {
 impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unclosed { offset } => write!(f, "statement has '{{{{' at byte {offset} with no closing '}}}}'"),
+            Self::Unclosed { offset } => write!(
+                f,
+                "statement has '{{{{' at byte {offset} with no closing '}}}}'"
+            ),
             Self::Unknown(n) => write!(f, "statement uses unknown placeholder '{{{{{n}}}}}'"),
             Self::Nul(n) => write!(f, "value for '{{{{{n}}}}}' contains a NUL byte"),
-            Self::InComment(n) => write!(f, "placeholder '{{{{{n}}}}}' stands inside an SQL comment"),
+            Self::InComment(n) => {
+                write!(f, "placeholder '{{{{{n}}}}}' stands inside an SQL comment")
+            }
             Self::DollarInDollarQuote(n) => write!(
                 f,
                 "value for '{{{{{n}}}}}' contains a quote, a backslash or '$' and stands inside a dollar-quoted body"
@@ -117,14 +124,24 @@ enum Context {
     /// Plain SQL.
     Code,
     /// A string literal closed by `quote`; `backslash` when `\` escapes.
-    Str { quote: char, backslash: bool },
+    Str {
+        quote: char,
+        backslash: bool,
+    },
     /// A quoted identifier closed by `quote`; `backslash` for PostgreSQL's `U&"…"`.
-    Ident { quote: char, backslash: bool },
+    Ident {
+        quote: char,
+        backslash: bool,
+    },
     LineComment,
-    BlockComment { depth: u32 },
+    BlockComment {
+        depth: u32,
+    },
     /// A PostgreSQL dollar-quoted body, closed by `$tag$`. Its inside is lexed
     /// as SQL too, since it is usually PL/pgSQL.
-    Dollar { tag: String },
+    Dollar {
+        tag: String,
+    },
 }
 
 impl<'a> Template<'a> {
@@ -135,8 +152,13 @@ impl<'a> Template<'a> {
 
     /// Renders the statement for `dialect` with `vars`.
     pub fn render(&self, dialect: Dialect, vars: &Vars) -> Result<String, TemplateError> {
-        Renderer { dialect, vars, out: String::with_capacity(self.text.len() + 64), stack: vec![Context::Code] }
-            .run(self.text)
+        Renderer {
+            dialect,
+            vars,
+            out: String::with_capacity(self.text.len() + 64),
+            stack: vec![Context::Code],
+        }
+        .run(self.text)
     }
 }
 
@@ -173,7 +195,9 @@ impl Renderer<'_> {
         while i < text.len() {
             let rest = &text[i..];
             if let Some(after) = rest.strip_prefix("{{") {
-                let close = after.find("}}").ok_or(TemplateError::Unclosed { offset: i })?;
+                let close = after
+                    .find("}}")
+                    .ok_or(TemplateError::Unclosed { offset: i })?;
                 let name = after[..close].trim();
                 self.placeholder(name)?;
                 i += 2 + close + 2;
@@ -269,10 +293,22 @@ impl Renderer<'_> {
             }
         };
         let context = match c {
-            '\'' => Some(Context::Str { quote: '\'', backslash: !pg || prefix_escape(self) }),
-            '"' if pg => Some(Context::Ident { quote: '"', backslash: prefix_escape(self) }),
-            '"' => Some(Context::Str { quote: '"', backslash: true }),
-            '`' if !pg => Some(Context::Ident { quote: '`', backslash: false }),
+            '\'' => Some(Context::Str {
+                quote: '\'',
+                backslash: !pg || prefix_escape(self),
+            }),
+            '"' if pg => Some(Context::Ident {
+                quote: '"',
+                backslash: prefix_escape(self),
+            }),
+            '"' => Some(Context::Str {
+                quote: '"',
+                backslash: true,
+            }),
+            '`' if !pg => Some(Context::Ident {
+                quote: '`',
+                backslash: false,
+            }),
             '#' if !pg => Some(Context::LineComment),
             '-' if next == Some('-') => {
                 // MySQL needs whitespace after `--` for a comment.
@@ -294,7 +330,9 @@ impl Renderer<'_> {
                 let end = body.find('$');
                 match end {
                     Some(end)
-                        if body[..end].chars().all(|ch| ch.is_alphanumeric() || ch == '_')
+                        if body[..end]
+                            .chars()
+                            .all(|ch| ch.is_alphanumeric() || ch == '_')
                             && !body[..end].starts_with(|ch: char| ch.is_ascii_digit()) =>
                     {
                         let tag = body[..end].to_owned();
@@ -316,7 +354,10 @@ impl Renderer<'_> {
     }
 
     fn placeholder(&mut self, name: &str) -> Result<(), TemplateError> {
-        let (kind, value) = self.vars.get(name).ok_or_else(|| TemplateError::Unknown(name.to_owned()))?;
+        let (kind, value) = self
+            .vars
+            .get(name)
+            .ok_or_else(|| TemplateError::Unknown(name.to_owned()))?;
         if value.contains('\0') {
             return Err(TemplateError::Nul(name.to_owned()));
         }
@@ -377,7 +418,10 @@ mod tests {
     const HOSTILE: &str = "a'b\"c`d\\e;f-- g/*h*/$i$";
 
     fn vars() -> Vars {
-        Vars::new().identifier("name", HOSTILE).literal("password", HOSTILE).literal("expiration", "2030-01-01")
+        Vars::new()
+            .identifier("name", HOSTILE)
+            .literal("password", HOSTILE)
+            .literal("expiration", "2030-01-01")
     }
 
     fn pg(t: &str) -> Result<String, TemplateError> {
@@ -391,7 +435,8 @@ mod tests {
     #[test]
     fn postgres_quotes_by_context() {
         assert_eq!(
-            pg(r#"CREATE ROLE "{{name}}" PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#).unwrap(),
+            pg(r#"CREATE ROLE "{{name}}" PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#)
+                .unwrap(),
             r#"CREATE ROLE "a'b""c`d\e;f-- g/*h*/$i$" PASSWORD 'a''b"c`d\e;f-- g/*h*/$i$' VALID UNTIL '2030-01-01';"#
         );
         // Bare placeholders become whole quoted tokens.
@@ -400,9 +445,15 @@ mod tests {
             r#"DROP ROLE "a'b""c`d\e;f-- g/*h*/$i$"; SELECT 'a''b"c`d\e;f-- g/*h*/$i$'"#
         );
         // Escape strings double backslashes too.
-        assert_eq!(pg("SELECT E'{{password}}'").unwrap(), r#"SELECT E'a''b"c`d\\e;f-- g/*h*/$i$'"#);
+        assert_eq!(
+            pg("SELECT E'{{password}}'").unwrap(),
+            r#"SELECT E'a''b"c`d\\e;f-- g/*h*/$i$'"#
+        );
         // A word ending in E is not an escape-string prefix.
-        assert_eq!(pg("SELECT 'x' AS TYPE'{{expiration}}'").unwrap(), "SELECT 'x' AS TYPE'2030-01-01'");
+        assert_eq!(
+            pg("SELECT 'x' AS TYPE'{{expiration}}'").unwrap(),
+            "SELECT 'x' AS TYPE'2030-01-01'"
+        );
     }
 
     #[test]
@@ -411,28 +462,46 @@ mod tests {
             my("CREATE USER '{{name}}'@'%' IDENTIFIED BY \"{{password}}\";").unwrap(),
             r#"CREATE USER 'a''b"c`d\\e;f-- g/*h*/$i$'@'%' IDENTIFIED BY "a'b""c`d\\e;f-- g/*h*/$i$";"#
         );
-        assert_eq!(my("GRANT SELECT ON db.* TO `{{name}}`").unwrap(), r#"GRANT SELECT ON db.* TO `a'b"c``d\e;f-- g/*h*/$i$`"#);
-        assert_eq!(my("DROP USER {{name}}").unwrap(), r#"DROP USER `a'b"c``d\e;f-- g/*h*/$i$`"#);
-        assert_eq!(my("SELECT {{password}}").unwrap(), r#"SELECT 'a''b"c`d\\e;f-- g/*h*/$i$'"#);
+        assert_eq!(
+            my("GRANT SELECT ON db.* TO `{{name}}`").unwrap(),
+            r#"GRANT SELECT ON db.* TO `a'b"c``d\e;f-- g/*h*/$i$`"#
+        );
+        assert_eq!(
+            my("DROP USER {{name}}").unwrap(),
+            r#"DROP USER `a'b"c``d\e;f-- g/*h*/$i$`"#
+        );
+        assert_eq!(
+            my("SELECT {{password}}").unwrap(),
+            r#"SELECT 'a''b"c`d\\e;f-- g/*h*/$i$'"#
+        );
     }
 
     #[test]
     fn quotes_in_the_template_itself_are_tracked() {
         // The `'` inside the identifier does not open a string.
-        assert_eq!(pg(r#"SELECT "it's", '{{expiration}}'"#).unwrap(), r#"SELECT "it's", '2030-01-01'"#);
+        assert_eq!(
+            pg(r#"SELECT "it's", '{{expiration}}'"#).unwrap(),
+            r#"SELECT "it's", '2030-01-01'"#
+        );
         // A doubled quote does not close the string.
         assert_eq!(
             pg("SELECT 'it''s {{password}}'").unwrap(),
             r#"SELECT 'it''s a''b"c`d\e;f-- g/*h*/$i$'"#
         );
         // MySQL: a backslash-escaped quote does not close the string.
-        assert_eq!(my(r"SELECT 'x\' {{expiration}}'").unwrap(), r"SELECT 'x\' 2030-01-01'");
+        assert_eq!(
+            my(r"SELECT 'x\' {{expiration}}'").unwrap(),
+            r"SELECT 'x\' 2030-01-01'"
+        );
     }
 
     #[test]
     fn dollar_quoted_bodies_are_lexed_and_guarded() {
         let t = r#"DO $$BEGIN EXECUTE 'DROP ROLE "{{name}}"'; END$$"#;
-        assert_eq!(pg(t), Err(TemplateError::DollarInDollarQuote("name".into())));
+        assert_eq!(
+            pg(t),
+            Err(TemplateError::DollarInDollarQuote("name".into()))
+        );
         let quote = Vars::new().identifier("name", "o'x");
         assert!(Template::new(t).render(Dialect::Postgres, &quote).is_err());
         let safe = Vars::new().identifier("name", "v-app;x");
@@ -449,31 +518,58 @@ mod tests {
 
     #[test]
     fn comments_and_nul_are_refused() {
-        assert_eq!(pg("SELECT 1 -- {{name}}"), Err(TemplateError::InComment("name".into())));
-        assert_eq!(pg("SELECT 1 /* a /* b */ {{name}} */"), Err(TemplateError::InComment("name".into())));
-        assert_eq!(my("SELECT 1 # {{name}}"), Err(TemplateError::InComment("name".into())));
+        assert_eq!(
+            pg("SELECT 1 -- {{name}}"),
+            Err(TemplateError::InComment("name".into()))
+        );
+        assert_eq!(
+            pg("SELECT 1 /* a /* b */ {{name}} */"),
+            Err(TemplateError::InComment("name".into()))
+        );
+        assert_eq!(
+            my("SELECT 1 # {{name}}"),
+            Err(TemplateError::InComment("name".into()))
+        );
         // MySQL needs a space after `--`.
         assert!(my("SELECT 1--{{expiration}}").is_ok());
         let nul = Vars::new().identifier("name", "a\0b");
-        assert_eq!(Template::new("{{name}}").render(Dialect::MySql, &nul), Err(TemplateError::Nul("name".into())));
+        assert_eq!(
+            Template::new("{{name}}").render(Dialect::MySql, &nul),
+            Err(TemplateError::Nul("name".into()))
+        );
         // The comment ends at the line's end.
         assert!(pg("SELECT 1 -- note\nDROP ROLE {{name}}").is_ok());
     }
 
     #[test]
     fn unknown_and_unclosed_placeholders() {
-        assert_eq!(pg("SELECT {{nope}}"), Err(TemplateError::Unknown("nope".into())));
-        assert_eq!(pg("SELECT {{ name "), Err(TemplateError::Unclosed { offset: 7 }));
+        assert_eq!(
+            pg("SELECT {{nope}}"),
+            Err(TemplateError::Unknown("nope".into()))
+        );
+        assert_eq!(
+            pg("SELECT {{ name "),
+            Err(TemplateError::Unclosed { offset: 7 })
+        );
         // Whitespace inside braces is fine, and values are never re-expanded.
-        let v = Vars::new().literal("password", "{{name}}").identifier("name", "n");
-        assert_eq!(Template::new("'{{ password }}'").render(Dialect::Postgres, &v).unwrap(), "'{{name}}'");
+        let v = Vars::new()
+            .literal("password", "{{name}}")
+            .identifier("name", "n");
+        assert_eq!(
+            Template::new("'{{ password }}'")
+                .render(Dialect::Postgres, &v)
+                .unwrap(),
+            "'{{name}}'"
+        );
     }
 
     #[test]
     fn error_messages_never_hold_values() {
         let secret = "hunter2\0";
         let v = Vars::new().literal("password", secret);
-        let e = Template::new("'{{password}}'").render(Dialect::Postgres, &v).unwrap_err();
+        let e = Template::new("'{{password}}'")
+            .render(Dialect::Postgres, &v)
+            .unwrap_err();
         assert!(!e.to_string().contains("hunter2"));
     }
 }

@@ -67,7 +67,10 @@ enum Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
-    Field { source: Source, truncate: Option<usize> },
+    Field {
+        source: Source,
+        truncate: Option<usize>,
+    },
 }
 
 /// A parsed username template.
@@ -143,9 +146,17 @@ fn parse_field(expr: &str) -> Result<Part, UsernameTemplateError> {
         (Some("unix_time"), None, None) => Source::UnixTime,
         (Some("random"), Some(n), None) => match n.parse::<usize>() {
             Ok(n) if (1..=64).contains(&n) => Source::Random(n),
-            _ => return Err(UsernameTemplateError(format!("'random {n}' needs a count from 1 to 64"))),
+            _ => {
+                return Err(UsernameTemplateError(format!(
+                    "'random {n}' needs a count from 1 to 64"
+                )));
+            }
         },
-        _ => return Err(UsernameTemplateError(format!("unknown placeholder '{{{{{head}}}}}'"))),
+        _ => {
+            return Err(UsernameTemplateError(format!(
+                "unknown placeholder '{{{{{head}}}}}'"
+            )));
+        }
     };
     let mut truncate = None;
     for filter in pipeline {
@@ -153,7 +164,11 @@ fn parse_field(expr: &str) -> Result<Part, UsernameTemplateError> {
         match (words.next(), words.next(), words.next()) {
             (Some("truncate"), Some(n), None) => match n.parse::<usize>() {
                 Ok(n) => truncate = Some(n),
-                Err(_) => return Err(UsernameTemplateError(format!("'truncate {n}' needs a number"))),
+                Err(_) => {
+                    return Err(UsernameTemplateError(format!(
+                        "'truncate {n}' needs a number"
+                    )));
+                }
             },
             _ => return Err(UsernameTemplateError(format!("unknown filter '{filter}'"))),
         }
@@ -204,7 +219,10 @@ mod tests {
         }
     }
 
-    const PG: Limit = Limit { max_chars: 63, max_bytes: 63 };
+    const PG: Limit = Limit {
+        max_chars: 63,
+        max_bytes: 63,
+    };
 
     #[test]
     fn renders_vault_default_shape() {
@@ -212,7 +230,11 @@ mod tests {
             "v-{{display_name | truncate 8}}-{{role_name | truncate 8}}-{{random 20}}-{{unix_time}}",
         )
         .unwrap();
-        let inputs = Inputs { display_name: "token-ci-pipeline", role_name: "readonly-role", unix_time: 1_700_000_000 };
+        let inputs = Inputs {
+            display_name: "token-ci-pipeline",
+            role_name: "readonly-role",
+            unix_time: 1_700_000_000,
+        };
         let name = t.render_with(&inputs, PG, counter());
         assert_eq!(name, "v-token-ci-readonly-abcdefghijklmnopqrst-1700000000");
     }
@@ -220,7 +242,11 @@ mod tests {
     #[test]
     fn accepts_vault_field_names() {
         let t = UsernameTemplate::parse("{{.DisplayName}}_{{.RoleName}}").unwrap();
-        let inputs = Inputs { display_name: "d", role_name: "r", unix_time: 0 };
+        let inputs = Inputs {
+            display_name: "d",
+            role_name: "r",
+            unix_time: 0,
+        };
         assert_eq!(t.render_with(&inputs, PG, counter()), "d_r");
     }
 
@@ -228,29 +254,61 @@ mod tests {
     fn cuts_to_bytes_on_char_boundary() {
         let t = UsernameTemplate::parse("{{role_name}}").unwrap();
         let role = "é".repeat(40); // 80 bytes
-        let inputs = Inputs { display_name: "", role_name: &role, unix_time: 0 };
+        let inputs = Inputs {
+            display_name: "",
+            role_name: &role,
+            unix_time: 0,
+        };
         let name = t.render_with(&inputs, PG, counter());
         assert_eq!(name.len(), 62);
         assert_eq!(name.chars().count(), 31);
-        let mysql = Limit { max_chars: 32, max_bytes: 128 };
+        let mysql = Limit {
+            max_chars: 32,
+            max_bytes: 128,
+        };
         let long = "x".repeat(100);
-        let inputs = Inputs { display_name: "", role_name: &long, unix_time: 0 };
+        let inputs = Inputs {
+            display_name: "",
+            role_name: &long,
+            unix_time: 0,
+        };
         assert_eq!(t.render_with(&inputs, mysql, counter()).chars().count(), 32);
     }
 
     #[test]
     fn random_is_uniform_alphabet_only() {
         let t = UsernameTemplate::parse("{{random 64}}").unwrap();
-        let inputs = Inputs { display_name: "", role_name: "", unix_time: 0 };
-        let name = t.render_with(&inputs, Limit { max_chars: 64, max_bytes: 64 }, counter());
+        let inputs = Inputs {
+            display_name: "",
+            role_name: "",
+            unix_time: 0,
+        };
+        let name = t.render_with(
+            &inputs,
+            Limit {
+                max_chars: 64,
+                max_bytes: 64,
+            },
+            counter(),
+        );
         assert_eq!(name.len(), 64);
         assert!(name.bytes().all(|b| RANDOM_ALPHABET.contains(&b)));
     }
 
     #[test]
     fn rejects_bad_templates() {
-        for bad in ["{{nope}}", "{{random}}", "{{random 0}}", "{{role_name | upper}}", "{{role_name", "{{role_name | truncate x}}"] {
-            assert!(UsernameTemplate::parse(bad).is_err(), "{bad} should be refused");
+        for bad in [
+            "{{nope}}",
+            "{{random}}",
+            "{{random 0}}",
+            "{{role_name | upper}}",
+            "{{role_name",
+            "{{role_name | truncate x}}",
+        ] {
+            assert!(
+                UsernameTemplate::parse(bad).is_err(),
+                "{bad} should be refused"
+            );
         }
     }
 }

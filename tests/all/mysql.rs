@@ -1,7 +1,9 @@
 //! The built-in MySQL plugin against a real MariaDB/MySQL.
 
 use broker::plugin::{CallContext, Credential, FailureKind, Limits, Plugin, PluginError};
-use broker_tests::{builtin, connection, mysql, mysql_admin, mysql_target, request, runtime, unique};
+use broker_tests::{
+    builtin, connection, mysql, mysql_admin, mysql_target, request, runtime, unique,
+};
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 
@@ -11,11 +13,19 @@ async fn setup() -> (Plugin, CallContext) {
     let rt = runtime(Limits::default());
     let plugin = builtin(&rt, "mysql-database-plugin").await;
     let s = mysql();
-    (plugin, CallContext::new().with_sql(&unique("my"), mysql_target(s, &s.user, &s.password)))
+    (
+        plugin,
+        CallContext::new().with_sql(&unique("my"), mysql_target(s, &s.user, &s.password)),
+    )
 }
 
 fn creds(c: &Credential) -> (String, String) {
-    let get = |k: &str| c.data[k].as_str().unwrap_or_else(|| panic!("credential has no {k}")).to_owned();
+    let get = |k: &str| {
+        c.data[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("credential has no {k}"))
+            .to_owned()
+    };
     (get("username"), get("password"))
 }
 
@@ -36,21 +46,42 @@ async fn user_exists(name: &str) -> bool {
 async fn issued_login_connects_with_its_password_and_revoke_removes_it() {
     let (plugin, ctx) = setup().await;
     let role = json!({ "creation_statements": [CREATE, "GRANT USAGE ON *.* TO '{{name}}'@'%';"] });
-    let cred = plugin.issue(&ctx, &connection(json!({})), &request("readonly", role, "token")).await.unwrap_or_else(|e| panic!("{e}"));
+    let cred = plugin
+        .issue(
+            &ctx,
+            &connection(json!({})),
+            &request("readonly", role, "token"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let (user, password) = creds(&cred);
     assert!(user.starts_with("v-toke-read-"), "{user}");
     assert_eq!(user.chars().count(), 32);
 
-    let mut conn = login(&user, &password).await.unwrap_or_else(|e| panic!("the new login must work: {e}"));
-    let one: Option<i64> = conn.query_first("SELECT 1").await.unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = login(&user, &password)
+        .await
+        .unwrap_or_else(|e| panic!("the new login must work: {e}"));
+    let one: Option<i64> = conn
+        .query_first("SELECT 1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(one, Some(1));
     drop(conn);
-    assert!(login(&user, "not-the-password").await.is_err(), "a wrong password must be refused");
+    assert!(
+        login(&user, "not-the-password").await.is_err(),
+        "a wrong password must be refused"
+    );
 
-    plugin.revoke(&ctx, &connection(json!({})), &cred.revocation).await.unwrap_or_else(|e| panic!("{e}"));
+    plugin
+        .revoke(&ctx, &connection(json!({})), &cred.revocation)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(!user_exists(&user).await);
     assert!(login(&user, &password).await.is_err());
-    plugin.revoke(&ctx, &connection(json!({})), &cred.revocation).await.unwrap_or_else(|e| panic!("{e}"));
+    plugin
+        .revoke(&ctx, &connection(json!({})), &cred.revocation)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -62,19 +93,39 @@ async fn revoke_ends_open_sessions_and_drops_every_host() {
         "GRANT ALL ON test.* TO '{{name}}'@'%';",
     ] });
     let mut admin = mysql_admin().await;
-    admin.query_drop("CREATE DATABASE IF NOT EXISTS test").await.unwrap_or_else(|e| panic!("{e}"));
-    let cred = plugin.issue(&ctx, &connection(json!({})), &request("sess", role, "t")).await.unwrap_or_else(|e| panic!("{e}"));
+    admin
+        .query_drop("CREATE DATABASE IF NOT EXISTS test")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cred = plugin
+        .issue(&ctx, &connection(json!({})), &request("sess", role, "t"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let (user, password) = creds(&cred);
-    let mut session = login(&user, &password).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut session = login(&user, &password)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let table = unique("owned");
-    session.query_drop(format!("CREATE TABLE test.{table} (x int)")).await.unwrap_or_else(|e| panic!("{e}"));
+    session
+        .query_drop(format!("CREATE TABLE test.{table} (x int)"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
-    plugin.revoke(&ctx, &connection(json!({})), &cred.revocation).await.unwrap_or_else(|e| panic!("{e}"));
+    plugin
+        .revoke(&ctx, &connection(json!({})), &cred.revocation)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
-    assert!(!user_exists(&user).await, "the account must be gone at every host");
+    assert!(
+        !user_exists(&user).await,
+        "the account must be gone at every host"
+    );
     let after: Result<Option<i64>, _> = session.query_first("SELECT 1").await;
     assert!(after.is_err(), "the open session must have been killed");
-    admin.query_drop(format!("DROP TABLE test.{table}")).await.unwrap_or_else(|e| panic!("{e}"));
+    admin
+        .query_drop(format!("DROP TABLE test.{table}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -84,14 +135,33 @@ async fn a_failed_creation_is_rolled_back() {
     let prefix = &prefix[prefix.len() - 8..];
     let config = json!({ "username_template": format!("{prefix}{{{{random 6}}}}") });
     let role = json!({ "creation_statements": [CREATE, "GRANT SELECT ON no_such_db.no_such_table TO '{{name}}'@'%';"] });
-    let err = plugin.issue(&ctx, &connection(config), &request("r", role, "t")).await.err();
-    assert!(matches!(err, Some(PluginError::Failed { kind: FailureKind::InvalidRequest, .. })), "{err:?}");
+    let err = plugin
+        .issue(&ctx, &connection(config), &request("r", role, "t"))
+        .await
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(PluginError::Failed {
+                kind: FailureKind::InvalidRequest,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
     let mut admin = mysql_admin().await;
     let n: Option<i64> = admin
-        .exec_first("SELECT COUNT(*) FROM mysql.user WHERE User LIKE ?", (format!("{prefix}%"),))
+        .exec_first(
+            "SELECT COUNT(*) FROM mysql.user WHERE User LIKE ?",
+            (format!("{prefix}%"),),
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(n, Some(0), "MySQL commits DDL implicitly: the plugin must drop what it made");
+    assert_eq!(
+        n,
+        Some(0),
+        "MySQL commits DDL implicitly: the plugin must drop what it made"
+    );
 }
 
 #[tokio::test]
@@ -99,10 +169,20 @@ async fn legacy_variant_keeps_usernames_to_sixteen_characters() {
     let (plugin, ctx) = setup().await;
     let role = json!({ "creation_statements": CREATE });
     let config = json!({ "plugin_name": "mysql-legacy-database-plugin" });
-    let cred = plugin.issue(&ctx, &connection(config.clone()), &request("legacyrole", role, "t")).await.unwrap_or_else(|e| panic!("{e}"));
+    let cred = plugin
+        .issue(
+            &ctx,
+            &connection(config.clone()),
+            &request("legacyrole", role, "t"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let (user, _) = creds(&cred);
     assert_eq!(user.chars().count(), 16, "{user}");
-    plugin.revoke(&ctx, &connection(config), &cred.revocation).await.unwrap_or_else(|e| panic!("{e}"));
+    plugin
+        .revoke(&ctx, &connection(config), &cred.revocation)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -111,11 +191,16 @@ async fn rotate_root_changes_the_admin_password() {
     let name = unique("r").replace('_', "");
     let name = name[name.len() - 12..].to_string();
     admin
-        .query_drop(format!("CREATE USER '{name}'@'%' IDENTIFIED BY 'initial-pw'"))
+        .query_drop(format!(
+            "CREATE USER '{name}'@'%' IDENTIFIED BY 'initial-pw'"
+        ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // An admin that makes users holds CREATE USER, which MariaDB's ALTER USER needs.
-    admin.query_drop(format!("GRANT CREATE USER ON *.* TO '{name}'@'%'")).await.unwrap_or_else(|e| panic!("{e}"));
+    admin
+        .query_drop(format!("GRANT CREATE USER ON *.* TO '{name}'@'%'"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(Limits::default());
     let plugin = builtin(&rt, "mysql").await;
     let s = mysql();
@@ -124,10 +209,18 @@ async fn rotate_root_changes_the_admin_password() {
         .rotate_root(&ctx, &connection(json!({ "username": name })))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let new = update["password"].as_str().unwrap_or_else(|| panic!("no password in {update:?}"));
+    let new = update["password"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no password in {update:?}"));
     if let Err(e) = login(&name, new).await {
         panic!("the new admin password must work: {e}");
     }
-    assert!(login(&name, "initial-pw").await.is_err(), "the old admin password must not");
-    admin.query_drop(format!("DROP USER '{name}'@'%'")).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        login(&name, "initial-pw").await.is_err(),
+        "the old admin password must not"
+    );
+    admin
+        .query_drop(format!("DROP USER '{name}'@'%'"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -10,17 +10,29 @@ use serde_json::json;
 const DEADLINE: Duration = Duration::from_secs(1);
 
 fn limits() -> Limits {
-    Limits { deadline: DEADLINE, ..Limits::default() }
+    Limits {
+        deadline: DEADLINE,
+        ..Limits::default()
+    }
 }
 
 async fn hostile(rt: &PluginRuntime) -> Plugin {
-    rt.load(HOSTILE_WASM).await.unwrap_or_else(|e| panic!("cannot load the hostile plugin: {e}"))
+    rt.load(HOSTILE_WASM)
+        .await
+        .unwrap_or_else(|e| panic!("cannot load the hostile plugin: {e}"))
 }
 
-async fn behave(plugin: &Plugin, what: &str) -> (Result<broker::plugin::Credential, PluginError>, Duration) {
+async fn behave(
+    plugin: &Plugin,
+    what: &str,
+) -> (Result<broker::plugin::Credential, PluginError>, Duration) {
     let start = Instant::now();
     let result = plugin
-        .issue(&CallContext::new(), &connection(json!({})), &request("r", json!({ "behave": what }), "t"))
+        .issue(
+            &CallContext::new(),
+            &connection(json!({})),
+            &request("r", json!({ "behave": what }), "t"),
+        )
         .await;
     (result, start.elapsed())
 }
@@ -35,8 +47,14 @@ async fn endless_loop_is_stopped_at_its_deadline() {
     let rt = runtime(limits());
     let p = hostile(&rt).await;
     let (result, elapsed) = behave(&p, "loop").await;
-    assert!(matches!(result, Err(PluginError::Deadline(d)) if d == DEADLINE), "{result:?}");
-    assert!(elapsed >= DEADLINE && within_deadline(elapsed), "stopped after {elapsed:?}");
+    assert!(
+        matches!(result, Err(PluginError::Deadline(d)) if d == DEADLINE),
+        "{result:?}"
+    );
+    assert!(
+        elapsed >= DEADLINE && within_deadline(elapsed),
+        "stopped after {elapsed:?}"
+    );
     // The runtime still serves the same plugin afterwards.
     assert!(behave(&p, "ok").await.0.is_ok());
 }
@@ -46,7 +64,10 @@ async fn unbounded_allocation_hits_the_memory_cap() {
     let rt = runtime(limits());
     let p = hostile(&rt).await;
     let (result, elapsed) = behave(&p, "alloc").await;
-    assert!(matches!(result, Err(PluginError::MemoryLimit(n)) if n == 64 << 20), "{result:?}");
+    assert!(
+        matches!(result, Err(PluginError::MemoryLimit(n)) if n == 64 << 20),
+        "{result:?}"
+    );
     assert!(within_deadline(elapsed));
     let message = result.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("memory limit"), "{message}");
@@ -87,16 +108,25 @@ async fn no_filesystem_no_network_no_environment() {
 
     let (file, _) = behave(&p, "open-file").await;
     match file {
-        Err(PluginError::Failed { kind: FailureKind::InvalidRequest, message }) => {
+        Err(PluginError::Failed {
+            kind: FailureKind::InvalidRequest,
+            message,
+        }) => {
             assert!(message.starts_with("open failed"), "{message}");
-            assert!(!message.contains("root:"), "file contents leaked: {message}");
+            assert!(
+                !message.contains("root:"),
+                "file contents leaked: {message}"
+            );
         }
         other => panic!("opening /etc/passwd must fail inside the sandbox, got {other:?}"),
     }
 
     let (socket, _) = behave(&p, "connect").await;
     match socket {
-        Err(PluginError::Failed { kind: FailureKind::InvalidRequest, message }) => {
+        Err(PluginError::Failed {
+            kind: FailureKind::InvalidRequest,
+            message,
+        }) => {
             assert!(message.starts_with("connect failed"), "{message}")
         }
         other => panic!("a TCP connection must fail inside the sandbox, got {other:?}"),
@@ -105,7 +135,11 @@ async fn no_filesystem_no_network_no_environment() {
     assert!(std::env::vars().count() > 0);
     let (env, _) = behave(&p, "env").await;
     let env = env.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(env.data["env"], json!([]), "the guest saw host environment variables");
+    assert_eq!(
+        env.data["env"],
+        json!([]),
+        "the guest saw host environment variables"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +148,10 @@ async fn sql_is_refused_without_a_configured_connection() {
     let p = hostile(&rt).await;
     let (result, _) = behave(&p, "sql-other").await;
     match result {
-        Err(PluginError::Failed { kind: FailureKind::InvalidConfig, message }) => {
+        Err(PluginError::Failed {
+            kind: FailureKind::InvalidConfig,
+            message,
+        }) => {
             assert!(message.contains("no database connection"), "{message}")
         }
         other => panic!("expected a denied sql.open, got {other:?}"),
@@ -126,12 +163,22 @@ async fn a_plugin_declaring_postgres_cannot_open_a_mysql_mount() {
     let rt = runtime(limits());
     let p = hostile(&rt).await;
     let s = broker_tests::mysql();
-    let ctx = CallContext::new().with_sql("hostile/mysql", broker_tests::mysql_target(s, &s.user, &s.password));
+    let ctx = CallContext::new().with_sql(
+        "hostile/mysql",
+        broker_tests::mysql_target(s, &s.user, &s.password),
+    );
     let result = p
-        .issue(&ctx, &connection(json!({})), &request("r", json!({ "behave": "sql-other" }), "t"))
+        .issue(
+            &ctx,
+            &connection(json!({})),
+            &request("r", json!({ "behave": "sql-other" }), "t"),
+        )
         .await;
     match result {
-        Err(PluginError::Failed { kind: FailureKind::InvalidConfig, message }) => {
+        Err(PluginError::Failed {
+            kind: FailureKind::InvalidConfig,
+            message,
+        }) => {
             assert!(message.contains("did not declare"), "{message}")
         }
         other => panic!("expected a denied sql.open, got {other:?}"),
@@ -142,7 +189,10 @@ async fn a_plugin_declaring_postgres_cannot_open_a_mysql_mount() {
 /// yield: other plugins' calls complete while it runs.
 #[tokio::test(flavor = "current_thread")]
 async fn other_calls_are_served_while_a_plugin_loops() {
-    let rt = runtime(Limits { deadline: Duration::from_secs(3), ..Limits::default() });
+    let rt = runtime(Limits {
+        deadline: Duration::from_secs(3),
+        ..Limits::default()
+    });
     let looping = hostile(&rt).await;
     let other = hostile(&rt).await;
     let spin = tokio::spawn(async move { behave(&looping, "loop").await });
@@ -153,10 +203,16 @@ async fn other_calls_are_served_while_a_plugin_loops() {
         assert!(r.is_ok(), "{r:?}");
         served += 1;
     }
-    assert!(!spin.is_finished(), "the looping call ended before the others were served");
+    assert!(
+        !spin.is_finished(),
+        "the looping call ended before the others were served"
+    );
     assert_eq!(served, 20);
     let (result, _) = spin.await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(result, Err(PluginError::Deadline(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(PluginError::Deadline(_))),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
@@ -174,8 +230,12 @@ async fn builtins_describe_themselves_with_vault_aliases() {
     let pg = broker_tests::builtin(&rt, "postgresql-database-plugin").await;
     assert_eq!(pg.info().name, "postgres");
     assert_eq!(pg.info().api_version, "0.1.0");
-    assert_eq!(pg.info().capabilities, vec![broker::plugin::HostCapability::SqlPostgres]);
-    serde_json::from_str::<serde_json::Value>(&pg.info().role_schema).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        pg.info().capabilities,
+        vec![broker::plugin::HostCapability::SqlPostgres]
+    );
+    serde_json::from_str::<serde_json::Value>(&pg.info().role_schema)
+        .unwrap_or_else(|e| panic!("{e}"));
     for alias in [
         "mysql-database-plugin",
         "mysql-aurora-database-plugin",

@@ -20,7 +20,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The hostile test plugin, built from `tests/fixtures/hostile`.
-pub const HOSTILE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/plugins/broker_test_hostile_plugin.wasm"));
+pub const HOSTILE_WASM: &[u8] = include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/plugins/broker_test_hostile_plugin.wasm"
+));
 
 /// Where the tests cache compiled components (shared across test runs).
 pub fn plugin_cache_dir() -> PathBuf {
@@ -46,7 +49,11 @@ impl Server {
     /// A libpq-style connection string for `user`/`password` on this server.
     pub fn pg_config(&self, user: &str, password: &str) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host(&self.host).port(self.port).user(user).password(password).dbname(&self.database);
+        c.host(&self.host)
+            .port(self.port)
+            .user(user)
+            .password(password)
+            .dbname(&self.database);
         c.connect_timeout(std::time::Duration::from_secs(5));
         c
     }
@@ -72,7 +79,11 @@ fn free_port() -> u16 {
 
 fn parse_url(url: &str, default_port: u16) -> Server {
     let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("cannot parse database URL: {e}"));
-    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     Server {
         host: parsed.host_str().unwrap_or("127.0.0.1").to_owned(),
         port: parsed.port().unwrap_or(default_port),
@@ -127,7 +138,12 @@ fn pg_bindir() -> PathBuf {
         }
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
     versions.pop().unwrap_or_else(|| {
@@ -139,7 +155,11 @@ fn pg_bindir() -> PathBuf {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
 
 /// Runs `program` as the `postgres` OS user when we are root (initdb refuses root).
@@ -154,7 +174,9 @@ fn as_db_user(program: &Path) -> Command {
 }
 
 fn run(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     if !out.status.success() {
         panic!(
             "{what} failed: {}\n{}",
@@ -172,16 +194,27 @@ fn throwaway_postgres() -> Server {
         .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
         .keep();
     let password = format!("pw-{}", std::process::id());
-    std::fs::write(dir.join("pwfile"), &password).unwrap_or_else(|e| panic!("cannot write pwfile: {e}"));
+    std::fs::write(dir.join("pwfile"), &password)
+        .unwrap_or_else(|e| panic!("cannot write pwfile: {e}"));
     if is_root() {
-        run(Command::new("chown").args(["-R", "postgres:"]).arg(&dir), "chown");
+        run(
+            Command::new("chown").args(["-R", "postgres:"]).arg(&dir),
+            "chown",
+        );
     }
     let data = dir.join("data");
     run(
         as_db_user(&bindir.join("initdb"))
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ])
             .arg(format!("--pwfile={}", dir.join("pwfile").display())),
         "initdb",
     );
@@ -210,6 +243,8 @@ fn throwaway_postgres() -> Server {
         data = data.display(),
         dir = dir.display(),
     );
+    // The watchdog outlives this process on purpose: it is never waited for.
+    #[allow(clippy::zombie_processes)]
     Command::new("sh")
         .args(["-c", &watchdog])
         .stdin(std::process::Stdio::null())
@@ -217,48 +252,97 @@ fn throwaway_postgres() -> Server {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start the cleanup watchdog: {e}"));
-    Server { host: "127.0.0.1".into(), port, user: "postgres".into(), password, database: "postgres".into() }
+    Server {
+        host: "127.0.0.1".into(),
+        port,
+        user: "postgres".into(),
+        password,
+        database: "postgres".into(),
+    }
 }
 
 /// A plugin runtime for tests, sharing one compile cache across tests.
 pub fn runtime(limits: broker::plugin::Limits) -> broker::plugin::PluginRuntime {
-    broker::plugin::PluginRuntime::new(broker::plugin::RuntimeConfig { cache_dir: Some(plugin_cache_dir()), limits })
-        .unwrap_or_else(|e| panic!("cannot start the plugin runtime: {e}"))
+    broker::plugin::PluginRuntime::new(broker::plugin::RuntimeConfig {
+        cache_dir: Some(plugin_cache_dir()),
+        limits,
+    })
+    .unwrap_or_else(|e| panic!("cannot start the plugin runtime: {e}"))
 }
 
 /// A built-in plugin by catalog name or alias.
-pub async fn builtin(runtime: &broker::plugin::PluginRuntime, name: &str) -> broker::plugin::Plugin {
-    let catalog = broker::plugin::Catalog::builtin(runtime).await.unwrap_or_else(|e| panic!("{e}"));
-    catalog.get(name).cloned().unwrap_or_else(|| panic!("no built-in plugin named {name}"))
+pub async fn builtin(
+    runtime: &broker::plugin::PluginRuntime,
+    name: &str,
+) -> broker::plugin::Plugin {
+    let catalog = broker::plugin::Catalog::builtin(runtime)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    catalog
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no built-in plugin named {name}"))
 }
 
 /// A PostgreSQL target in Vault's URL form, as `user` with `password`.
 pub fn pg_target(s: &Server, user: &str, password: &str) -> std::sync::Arc<broker::sql::SqlTarget> {
-    let url = format!("postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/{}?sslmode=disable", s.host, s.port, s.database);
-    std::sync::Arc::new(broker::sql::SqlTarget::new(broker::sql::Dialect::Postgres, &url, Some(user), Some(password)))
+    let url = format!(
+        "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/{}?sslmode=disable",
+        s.host, s.port, s.database
+    );
+    std::sync::Arc::new(broker::sql::SqlTarget::new(
+        broker::sql::Dialect::Postgres,
+        &url,
+        Some(user),
+        Some(password),
+    ))
 }
 
 /// A MySQL target in Vault's Go DSN form, as `user` with `password`.
-pub fn mysql_target(s: &Server, user: &str, password: &str) -> std::sync::Arc<broker::sql::SqlTarget> {
-    let url = format!("{{{{username}}}}:{{{{password}}}}@tcp({}:{})/", s.host, s.port);
-    std::sync::Arc::new(broker::sql::SqlTarget::new(broker::sql::Dialect::MySql, &url, Some(user), Some(password)))
+pub fn mysql_target(
+    s: &Server,
+    user: &str,
+    password: &str,
+) -> std::sync::Arc<broker::sql::SqlTarget> {
+    let url = format!(
+        "{{{{username}}}}:{{{{password}}}}@tcp({}:{})/",
+        s.host, s.port
+    );
+    std::sync::Arc::new(broker::sql::SqlTarget::new(
+        broker::sql::Dialect::MySql,
+        &url,
+        Some(user),
+        Some(password),
+    ))
 }
 
 /// A fresh name for objects one test creates, so tests can run in parallel.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!("{prefix}_{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A credential request for `role` expiring in an hour.
-pub fn request(role_name: &str, role: serde_json::Value, display_name: &str) -> broker::plugin::IssueRequest {
+pub fn request(
+    role_name: &str,
+    role: serde_json::Value,
+    display_name: &str,
+) -> broker::plugin::IssueRequest {
     broker::plugin::IssueRequest {
         role_name: role_name.into(),
         role,
@@ -269,12 +353,22 @@ pub fn request(role_name: &str, role: serde_json::Value, display_name: &str) -> 
 
 /// A connection config as the plugin sees it.
 pub fn connection(config: serde_json::Value) -> broker::plugin::ConnectionView {
-    broker::plugin::ConnectionView { name: "test".into(), config }
+    broker::plugin::ConnectionView {
+        name: "test".into(),
+        config,
+    }
 }
 
 /// Connects to PostgreSQL as `user`; the connection task runs in the background.
-pub async fn pg_connect(s: &Server, user: &str, password: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, conn) = s.pg_config(user, password).connect(tokio_postgres::NoTls).await?;
+pub async fn pg_connect(
+    s: &Server,
+    user: &str,
+    password: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = s
+        .pg_config(user, password)
+        .connect(tokio_postgres::NoTls)
+        .await?;
     tokio::spawn(conn);
     Ok(client)
 }
@@ -282,7 +376,9 @@ pub async fn pg_connect(s: &Server, user: &str, password: &str) -> Result<tokio_
 /// An admin client on the test PostgreSQL.
 pub async fn pg_admin() -> tokio_postgres::Client {
     let s = postgres();
-    pg_connect(s, &s.user, &s.password).await.unwrap_or_else(|e| panic!("cannot connect to test PostgreSQL as admin: {e}"))
+    pg_connect(s, &s.user, &s.password)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to test PostgreSQL as admin: {e}"))
 }
 
 /// An admin connection on the test MySQL/MariaDB.

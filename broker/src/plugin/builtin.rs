@@ -14,10 +14,16 @@ pub struct BuiltinPlugin {
 pub const BUILTIN: &[BuiltinPlugin] = &[
     BuiltinPlugin {
         crate_name: "broker-plugin-postgres",
-        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/plugins/broker_plugin_postgres.wasm")),
+        wasm: include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/plugins/broker_plugin_postgres.wasm"
+        )),
     },
     BuiltinPlugin {
         crate_name: "broker-plugin-mysql",
-        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/plugins/broker_plugin_mysql.wasm")),
+        wasm: include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/plugins/broker_plugin_mysql.wasm"
+        )),
     },
 ];

@@ -31,7 +31,11 @@ impl CompileCache {
 
     /// The compiled component for `wasm`, from the cache or freshly compiled
     /// (and then stored).
-    pub(crate) fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> Result<Component, PluginError> {
+    pub(crate) fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+    ) -> Result<Component, PluginError> {
         let Some(dir) = &self.dir else {
             return compile(engine, wasm);
         };
@@ -39,7 +43,9 @@ impl CompileCache {
         if path.exists() {
             match load(engine, &path) {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled plugin"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled plugin")
+                }
             }
         }
         let component = compile(engine, wasm)?;
@@ -51,7 +57,8 @@ impl CompileCache {
 }
 
 fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component, PluginError> {
-    Component::new(engine, wasm).map_err(|e| PluginError::Load(format!("not a valid component: {e:#}")))
+    Component::new(engine, wasm)
+        .map_err(|e| PluginError::Load(format!("not a valid component: {e:#}")))
 }
 
 /// SHA-256 of the component, then a hash of what makes artifacts compatible.
@@ -71,11 +78,19 @@ fn load(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
 
 fn store(dir: &Path, path: &Path, component: &Component) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let bytes = component.serialize().map_err(std::io::Error::other)?;
     // Write beside, then rename: a reader never sees half a file.
     let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     file.write_all(&bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)

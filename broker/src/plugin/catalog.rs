@@ -36,7 +36,9 @@ impl Catalog {
         let names = std::iter::once(&info.name).chain(&info.aliases);
         for name in names.clone() {
             if self.get(name).is_some() {
-                return Err(PluginError::Load(format!("a plugin named {name} is already in the catalog")));
+                return Err(PluginError::Load(format!(
+                    "a plugin named {name} is already in the catalog"
+                )));
             }
         }
         for alias in &info.aliases {

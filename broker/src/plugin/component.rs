@@ -138,7 +138,9 @@ pub struct Plugin {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("info", &self.inner.info).finish()
+        f.debug_struct("Plugin")
+            .field("info", &self.inner.info)
+            .finish()
     }
 }
 
@@ -161,7 +163,10 @@ fn api_version(shared: &Shared, component: &Component) -> Result<String, PluginE
             "plugin was built against contract broker:plugin@{v}; this broker speaks {}",
             SUPPORTED_API_VERSIONS.join(", ")
         ))),
-        many => Err(PluginError::Load(format!("plugin imports several contract versions: {}", many.join(", ")))),
+        many => Err(PluginError::Load(format!(
+            "plugin imports several contract versions: {}",
+            many.join(", ")
+        ))),
     }
 }
 
@@ -172,22 +177,36 @@ fn failure(e: wit::PluginError) -> PluginError {
         wit::PluginError::Unavailable(m) => (FailureKind::Unavailable, m),
         wit::PluginError::Internal(m) => (FailureKind::Internal, m),
     };
-    PluginError::Failed { kind, message: bounded(message) }
+    PluginError::Failed {
+        kind,
+        message: bounded(message),
+    }
 }
 
 fn wit_connection(c: &ConnectionView) -> wit::Connection {
-    wit::Connection { name: c.name.clone(), config: c.config.to_string() }
+    wit::Connection {
+        name: c.name.clone(),
+        config: c.config.to_string(),
+    }
 }
 
 impl Plugin {
-    pub(crate) async fn new(shared: Arc<Shared>, component: Component, wasm: &[u8]) -> Result<Self, PluginError> {
+    pub(crate) async fn new(
+        shared: Arc<Shared>,
+        component: Component,
+        wasm: &[u8],
+    ) -> Result<Self, PluginError> {
         let api_version = api_version(&shared, &component)?;
-        let instance_pre = shared
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::Load(format!("plugin needs imports the broker does not offer: {e:#}")))?;
-        let pre = CredentialPluginPre::new(instance_pre)
-            .map_err(|e| PluginError::Load(format!("plugin does not export the credential-plugin world: {e:#}")))?;
+        let instance_pre = shared.linker.instantiate_pre(&component).map_err(|e| {
+            PluginError::Load(format!(
+                "plugin needs imports the broker does not offer: {e:#}"
+            ))
+        })?;
+        let pre = CredentialPluginPre::new(instance_pre).map_err(|e| {
+            PluginError::Load(format!(
+                "plugin does not export the credential-plugin world: {e:#}"
+            ))
+        })?;
         let mut plugin = Self {
             inner: Arc::new(Inner {
                 shared,
@@ -213,7 +232,9 @@ impl Plugin {
         let inner = Arc::get_mut(&mut plugin.inner)
             .ok_or_else(|| PluginError::Runtime("plugin was shared while loading".into()))?;
         if described.name.is_empty() {
-            return Err(PluginError::Load("plugin describes itself with an empty name".into()));
+            return Err(PluginError::Load(
+                "plugin describes itself with an empty name".into(),
+            ));
         }
         inner.name = described.name.as_str().into();
         inner.capabilities = described.capabilities.clone().into();
@@ -243,7 +264,8 @@ impl Plugin {
     async fn call<R: Send>(
         &self,
         ctx: &CallContext,
-        f: impl for<'a> FnOnce(&'a CredentialPlugin, &'a mut Store<CallState>) -> CallFuture<'a, R> + Send,
+        f: impl for<'a> FnOnce(&'a CredentialPlugin, &'a mut Store<CallState>) -> CallFuture<'a, R>
+        + Send,
     ) -> Result<R, PluginError> {
         let shared = &self.inner.shared;
         let limits = shared.limits;
@@ -320,11 +342,17 @@ impl Plugin {
     }
 
     /// Checks a connection config (usually by connecting).
-    pub async fn verify_connection(&self, ctx: &CallContext, connection: &ConnectionView) -> Result<(), PluginError> {
+    pub async fn verify_connection(
+        &self,
+        ctx: &CallContext,
+        connection: &ConnectionView,
+    ) -> Result<(), PluginError> {
         let c = wit_connection(connection);
-        self.call(ctx, move |p, s| Box::pin(async move { p.call_verify_connection(s, &c).await }))
-            .await?
-            .map_err(failure)
+        self.call(ctx, move |p, s| {
+            Box::pin(async move { p.call_verify_connection(s, &c).await })
+        })
+        .await?
+        .map_err(failure)
     }
 
     /// Issues a credential.
@@ -342,14 +370,24 @@ impl Plugin {
             expires_at: request.expires_at,
         };
         let out = self
-            .call(ctx, move |p, s| Box::pin(async move { p.call_issue(s, &c, &r).await }))
+            .call(ctx, move |p, s| {
+                Box::pin(async move { p.call_issue(s, &c, &r).await })
+            })
             .await?
             .map_err(failure)?;
         self.check_output(out.data.len() + out.revocation.len())?;
         let data = match serde_json::from_str(&out.data) {
             Ok(serde_json::Value::Object(map)) => map,
-            Ok(_) => return Err(PluginError::Malformed("credential data is not a JSON object".into())),
-            Err(e) => return Err(PluginError::Malformed(format!("credential data is not JSON: {e}"))),
+            Ok(_) => {
+                return Err(PluginError::Malformed(
+                    "credential data is not a JSON object".into(),
+                ));
+            }
+            Err(e) => {
+                return Err(PluginError::Malformed(format!(
+                    "credential data is not JSON: {e}"
+                )));
+            }
         };
         let revocation = serde_json::from_str(&out.revocation)
             .map_err(|e| PluginError::Malformed(format!("revocation data is not JSON: {e}")))?;
@@ -366,9 +404,11 @@ impl Plugin {
     ) -> Result<(), PluginError> {
         let c = wit_connection(connection);
         let r = revocation.to_string();
-        self.call(ctx, move |p, s| Box::pin(async move { p.call_renew(s, &c, &r, expires_at).await }))
-            .await?
-            .map_err(failure)
+        self.call(ctx, move |p, s| {
+            Box::pin(async move { p.call_renew(s, &c, &r, expires_at).await })
+        })
+        .await?
+        .map_err(failure)
     }
 
     /// Destroys a credential. Succeeds when it is already gone.
@@ -380,9 +420,11 @@ impl Plugin {
     ) -> Result<(), PluginError> {
         let c = wit_connection(connection);
         let r = revocation.to_string();
-        self.call(ctx, move |p, s| Box::pin(async move { p.call_revoke(s, &c, &r).await }))
-            .await?
-            .map_err(failure)
+        self.call(ctx, move |p, s| {
+            Box::pin(async move { p.call_revoke(s, &c, &r).await })
+        })
+        .await?
+        .map_err(failure)
     }
 
     /// Changes the admin credential; returns the config fields to overwrite.
@@ -393,13 +435,17 @@ impl Plugin {
     ) -> Result<serde_json::Map<String, serde_json::Value>, PluginError> {
         let c = wit_connection(connection);
         let out = self
-            .call(ctx, move |p, s| Box::pin(async move { p.call_rotate_root(s, &c).await }))
+            .call(ctx, move |p, s| {
+                Box::pin(async move { p.call_rotate_root(s, &c).await })
+            })
             .await?
             .map_err(failure)?;
         self.check_output(out.len())?;
         match serde_json::from_str(&out) {
             Ok(serde_json::Value::Object(map)) => Ok(map),
-            _ => Err(PluginError::Malformed("rotate-root did not return a JSON object".into())),
+            _ => Err(PluginError::Malformed(
+                "rotate-root did not return a JSON object".into(),
+            )),
         }
     }
 
@@ -413,13 +459,17 @@ impl Plugin {
         let c = wit_connection(connection);
         let r = role.to_string();
         let out = self
-            .call(ctx, move |p, s| Box::pin(async move { p.call_rotate_static(s, &c, &r).await }))
+            .call(ctx, move |p, s| {
+                Box::pin(async move { p.call_rotate_static(s, &c, &r).await })
+            })
             .await?
             .map_err(failure)?;
         self.check_output(out.len())?;
         match serde_json::from_str(&out) {
             Ok(serde_json::Value::Object(map)) => Ok(map),
-            _ => Err(PluginError::Malformed("rotate-static did not return a JSON object".into())),
+            _ => Err(PluginError::Malformed(
+                "rotate-static did not return a JSON object".into(),
+            )),
         }
     }
 }

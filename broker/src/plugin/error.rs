@@ -70,7 +70,13 @@ pub enum PluginError {
 impl PluginError {
     /// Whether the same call may succeed later (revocations are retried).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Failed { kind: FailureKind::Unavailable, .. } | Self::Deadline(_))
+        matches!(
+            self,
+            Self::Failed {
+                kind: FailureKind::Unavailable,
+                ..
+            } | Self::Deadline(_)
+        )
     }
 }
 

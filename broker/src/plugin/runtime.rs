@@ -77,7 +77,9 @@ pub struct PluginRuntime {
 
 impl std::fmt::Debug for PluginRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginRuntime").field("limits", &self.shared.limits).finish_non_exhaustive()
+        f.debug_struct("PluginRuntime")
+            .field("limits", &self.shared.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -100,7 +102,8 @@ fn engine(limits: &Limits) -> Result<Engine, PluginError> {
         .epoch_interruption(true)
         .memory_init_cow(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).map_err(|e| PluginError::Runtime(format!("cannot create the wasm engine: {e:#}")))
+    Engine::new(&config)
+        .map_err(|e| PluginError::Runtime(format!("cannot create the wasm engine: {e:#}")))
 }
 
 impl PluginRuntime {
@@ -108,7 +111,9 @@ impl PluginRuntime {
     pub fn new(config: RuntimeConfig) -> Result<Self, PluginError> {
         let engine = engine(&config.limits)?;
         let mut linker = Linker::new(&engine);
-        let link = |e: wasmtime::Error| PluginError::Runtime(format!("cannot link host capabilities: {e:#}"));
+        let link = |e: wasmtime::Error| {
+            PluginError::Runtime(format!("cannot link host capabilities: {e:#}"))
+        };
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         v0_1_0::CredentialPlugin::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
             &mut linker,
@@ -137,7 +142,9 @@ impl PluginRuntime {
                 engine,
                 linker,
                 cache: CompileCache::new(config.cache_dir),
-                slots: tokio::sync::Semaphore::new(config.limits.max_concurrent_calls.max(1) as usize),
+                slots: tokio::sync::Semaphore::new(
+                    config.limits.max_concurrent_calls.max(1) as usize
+                ),
                 limits: config.limits,
                 pools: Arc::new(Pools::new()),
                 stop_ticker,
@@ -161,9 +168,11 @@ impl PluginRuntime {
     pub async fn load(&self, wasm: &[u8]) -> Result<Plugin, PluginError> {
         let shared = self.shared.clone();
         let bytes = wasm.to_vec();
-        let component = tokio::task::spawn_blocking(move || shared.cache.load_or_compile(&shared.engine, &bytes))
-            .await
-            .map_err(|e| PluginError::Runtime(format!("compile task failed: {e}")))??;
+        let component = tokio::task::spawn_blocking(move || {
+            shared.cache.load_or_compile(&shared.engine, &bytes)
+        })
+        .await
+        .map_err(|e| PluginError::Runtime(format!("compile task failed: {e}")))??;
         Plugin::new(self.shared.clone(), component, wasm).await
     }
 }

@@ -52,7 +52,11 @@ pub struct SqlError {
 
 impl SqlError {
     pub(crate) fn new(kind: SqlErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), code: None }
+        Self {
+            kind,
+            message: message.into(),
+            code: None,
+        }
     }
 }
 
@@ -121,6 +125,9 @@ fn check_statement(statement: &str) -> Result<(), SqlError> {
     Ok(())
 }
 
+/// A pool and the fingerprint of the target it was built for.
+type PoolEntry = ([u8; 32], std::sync::Arc<Pool>);
+
 enum Pool {
     Postgres(deadpool_postgres::Pool),
     MySql(mysql_async::Pool),
@@ -131,7 +138,7 @@ enum Pool {
 /// password) gets a fresh pool.
 #[derive(Default)]
 pub struct Pools {
-    pools: Mutex<HashMap<String, ([u8; 32], std::sync::Arc<Pool>)>>,
+    pools: Mutex<HashMap<String, PoolEntry>>,
 }
 
 impl std::fmt::Debug for Pools {
@@ -151,7 +158,9 @@ impl Pools {
     pub async fn connect(&self, key: &str, target: &SqlTarget) -> Result<SqlConn, SqlError> {
         let pool = self.pool(key, target)?;
         match &*pool {
-            Pool::Postgres(p) => postgres::connect(p).await.map(SqlConn::Postgres),
+            Pool::Postgres(p) => postgres::connect(p)
+                .await
+                .map(|c| SqlConn::Postgres(Box::new(c))),
             Pool::MySql(p) => mysql::connect(p).await.map(SqlConn::MySql),
         }
     }
@@ -165,10 +174,9 @@ impl Pools {
 
     fn pool(&self, key: &str, target: &SqlTarget) -> Result<std::sync::Arc<Pool>, SqlError> {
         let fingerprint = target.fingerprint();
-        let mut pools = self
-            .pools
-            .lock()
-            .map_err(|_| SqlError::new(SqlErrorKind::Unavailable, "connection pools are poisoned"))?;
+        let mut pools = self.pools.lock().map_err(|_| {
+            SqlError::new(SqlErrorKind::Unavailable, "connection pools are poisoned")
+        })?;
         if let Some((fp, pool)) = pools.get(key)
             && *fp == fingerprint
         {
@@ -186,7 +194,7 @@ impl Pools {
 /// One connection, held by a plugin for the rest of its call.
 pub enum SqlConn {
     /// A PostgreSQL connection.
-    Postgres(deadpool_postgres::Object),
+    Postgres(Box<deadpool_postgres::Object>),
     /// A MySQL or MariaDB connection.
     MySql(mysql_async::Conn),
 }

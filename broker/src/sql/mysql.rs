@@ -22,10 +22,19 @@ fn split_host_port(addr: &str) -> Result<(String, u16), SqlError> {
         return Ok(("127.0.0.1".into(), 3306));
     }
     let (host, port) = match addr.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') => (h, p.parse().map_err(|_| config_error("the port is not a number"))?),
+        Some((h, p)) if !h.ends_with(':') => (
+            h,
+            p.parse()
+                .map_err(|_| config_error("the port is not a number"))?,
+        ),
         _ => (addr, 3306),
     };
-    Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
+    Ok((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+    ))
 }
 
 /// Parses Vault's Go DSN form: `[user[:pass]@][tcp(host:port)]/[db][?params]`.
@@ -33,8 +42,14 @@ fn split_host_port(addr: &str) -> Result<(String, u16), SqlError> {
 /// holding `@` or `/` cannot confuse the parser.
 fn parse_dsn(target: &SqlTarget) -> Result<Address, SqlError> {
     let template = target.url_template();
-    let (before, after) = template.rsplit_once('/').ok_or_else(|| config_error("expected user:pass@tcp(host:port)/"))?;
-    let db = after.split('?').next().filter(|d| !d.is_empty()).map(str::to_owned);
+    let (before, after) = template
+        .rsplit_once('/')
+        .ok_or_else(|| config_error("expected user:pass@tcp(host:port)/"))?;
+    let db = after
+        .split('?')
+        .next()
+        .filter(|d| !d.is_empty())
+        .map(str::to_owned);
     let (userinfo, net) = match before.rsplit_once('@') {
         Some((u, n)) => (Some(u), n),
         None => (None, before),
@@ -60,15 +75,31 @@ fn parse_dsn(target: &SqlTarget) -> Result<Address, SqlError> {
         },
         None => (None, None),
     };
-    Ok(Address { host, port, user, pass, db })
+    Ok(Address {
+        host,
+        port,
+        user,
+        pass,
+        db,
+    })
 }
 
 fn parse_url(target: &SqlTarget) -> Result<Address, SqlError> {
     let rendered = target.rendered_url();
-    let url = url::Url::parse(&rendered).map_err(|_| config_error("expected mysql://user:password@host:port/db"))?;
-    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let url = url::Url::parse(&rendered)
+        .map_err(|_| config_error("expected mysql://user:password@host:port/db"))?;
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     Ok(Address {
-        host: url.host_str().unwrap_or("127.0.0.1").trim_start_matches('[').trim_end_matches(']').to_owned(),
+        host: url
+            .host_str()
+            .unwrap_or("127.0.0.1")
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
         port: url.port().unwrap_or(3306),
         user: Some(decode(url.username())).filter(|u| !u.is_empty()),
         pass: url.password().map(|p| Zeroizing::new(decode(p))),
@@ -109,7 +140,10 @@ pub(super) async fn connect(pool: &Pool) -> Result<Conn, SqlError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn()).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(map_error(e)),
-        Err(_) => Err(SqlError::new(SqlErrorKind::Unavailable, "timed out connecting to MySQL")),
+        Err(_) => Err(SqlError::new(
+            SqlErrorKind::Unavailable,
+            "timed out connecting to MySQL",
+        )),
     }
 }
 
@@ -122,9 +156,16 @@ fn map_error(e: mysql_async::Error) -> SqlError {
                 1040 | 1053 | 2006 | 2013 => SqlErrorKind::Unavailable,
                 _ => SqlErrorKind::Statement,
             };
-            SqlError { kind, message: s.message, code: Some(s.state) }
+            SqlError {
+                kind,
+                message: s.message,
+                code: Some(s.state),
+            }
         }
-        other => SqlError::new(SqlErrorKind::Unavailable, format!("MySQL connection failed: {other}")),
+        other => SqlError::new(
+            SqlErrorKind::Unavailable,
+            format!("MySQL connection failed: {other}"),
+        ),
     }
 }
 
@@ -147,18 +188,29 @@ fn from_value(v: Value) -> SqlValue {
             Err(e) => SqlValue::Bytes(e.into_bytes()),
         },
         Value::Int(i) => SqlValue::Int(i),
-        Value::UInt(u) => i64::try_from(u).map_or_else(|_| SqlValue::Text(u.to_string()), SqlValue::Int),
+        Value::UInt(u) => {
+            i64::try_from(u).map_or_else(|_| SqlValue::Text(u.to_string()), SqlValue::Int)
+        }
         Value::Float(f) => SqlValue::Float(f.into()),
         Value::Double(f) => SqlValue::Float(f),
-        Value::Date(y, mo, d, h, mi, s, _) => SqlValue::Text(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")),
+        Value::Date(y, mo, d, h, mi, s, _) => {
+            SqlValue::Text(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}"))
+        }
         Value::Time(neg, days, h, mi, s, _) => {
             let sign = if neg { "-" } else { "" };
-            SqlValue::Text(format!("{sign}{:02}:{mi:02}:{s:02}", u32::from(h) + days * 24))
+            SqlValue::Text(format!(
+                "{sign}{:02}:{mi:02}:{s:02}",
+                u32::from(h) + days * 24
+            ))
         }
     }
 }
 
-pub(super) async fn execute(c: &mut Conn, statement: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
+pub(super) async fn execute(
+    c: &mut Conn,
+    statement: &str,
+    params: &[SqlValue],
+) -> Result<u64, SqlError> {
     if params.is_empty() {
         c.query_drop(statement).await.map_err(map_error)?;
     } else {
@@ -168,7 +220,11 @@ pub(super) async fn execute(c: &mut Conn, statement: &str, params: &[SqlValue]) 
     Ok(c.affected_rows())
 }
 
-pub(super) async fn query(c: &mut Conn, statement: &str, params: &[SqlValue]) -> Result<Rows, SqlError> {
+pub(super) async fn query(
+    c: &mut Conn,
+    statement: &str,
+    params: &[SqlValue],
+) -> Result<Rows, SqlError> {
     if params.is_empty() {
         collect(c.query_iter(statement).await.map_err(map_error)?).await
     } else {
@@ -183,7 +239,11 @@ async fn collect<P: mysql_async::prelude::Protocol>(
     mut result: mysql_async::QueryResult<'_, '_, P>,
 ) -> Result<Rows, SqlError> {
     let mut out = Rows {
-        columns: result.columns_ref().iter().map(|c| c.name_str().into_owned()).collect(),
+        columns: result
+            .columns_ref()
+            .iter()
+            .map(|c| c.name_str().into_owned())
+            .collect(),
         rows: Vec::new(),
     };
     let mut budget = RowBudget::default();

@@ -26,14 +26,25 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
     }
     config.connect_timeout(CONNECT_TIMEOUT);
     config.application_name("broker");
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
     Pool::builder(manager)
         .max_size(target.max_open_connections())
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(CONNECT_TIMEOUT * 2))
         .create_timeout(Some(CONNECT_TIMEOUT))
         .build()
-        .map_err(|e| SqlError::new(SqlErrorKind::Denied, format!("cannot build a connection pool: {e}")))
+        .map_err(|e| {
+            SqlError::new(
+                SqlErrorKind::Denied,
+                format!("cannot build a connection pool: {e}"),
+            )
+        })
 }
 
 pub(super) async fn connect(pool: &Pool) -> Result<Object, SqlError> {
@@ -41,8 +52,14 @@ pub(super) async fn connect(pool: &Pool) -> Result<Object, SqlError> {
         use deadpool_postgres::PoolError;
         match e {
             PoolError::Backend(e) => map_error(e),
-            PoolError::Timeout(_) => SqlError::new(SqlErrorKind::Unavailable, "timed out connecting to PostgreSQL"),
-            other => SqlError::new(SqlErrorKind::Unavailable, format!("cannot connect to PostgreSQL: {other}")),
+            PoolError::Timeout(_) => SqlError::new(
+                SqlErrorKind::Unavailable,
+                "timed out connecting to PostgreSQL",
+            ),
+            other => SqlError::new(
+                SqlErrorKind::Unavailable,
+                format!("cannot connect to PostgreSQL: {other}"),
+            ),
         }
     })
 }
@@ -62,9 +79,16 @@ fn map_error(e: tokio_postgres::Error) -> SqlError {
             } else {
                 SqlErrorKind::Statement
             };
-            SqlError { kind, message: db.message().to_owned(), code: Some(code) }
+            SqlError {
+                kind,
+                message: db.message().to_owned(),
+                code: Some(code),
+            }
         }
-        None => SqlError::new(SqlErrorKind::Unavailable, format!("PostgreSQL connection failed: {e}")),
+        None => SqlError::new(
+            SqlErrorKind::Unavailable,
+            format!("PostgreSQL connection failed: {e}"),
+        ),
     }
 }
 
@@ -82,26 +106,58 @@ fn param(v: &SqlValue) -> (Box<dyn ToSql + Sync + Send>, Type) {
 fn cell(row: &tokio_postgres::Row, i: usize) -> Result<SqlValue, SqlError> {
     let ty = row.columns()[i].type_().clone();
     let unsupported = || {
-        SqlError::new(SqlErrorKind::Statement, format!("column {i} has type {ty} the sql capability cannot carry; cast it to text"))
+        SqlError::new(
+            SqlErrorKind::Statement,
+            format!("column {i} has type {ty} the sql capability cannot carry; cast it to text"),
+        )
     };
     let get_err = |e: tokio_postgres::Error| SqlError::new(SqlErrorKind::Statement, e.to_string());
     Ok(match ty {
-        Type::BOOL => row.try_get::<_, Option<bool>>(i).map_err(get_err)?.map_or(SqlValue::Null, SqlValue::Bool),
-        Type::INT2 => row.try_get::<_, Option<i16>>(i).map_err(get_err)?.map_or(SqlValue::Null, |v| SqlValue::Int(v.into())),
-        Type::INT4 => row.try_get::<_, Option<i32>>(i).map_err(get_err)?.map_or(SqlValue::Null, |v| SqlValue::Int(v.into())),
-        Type::INT8 => row.try_get::<_, Option<i64>>(i).map_err(get_err)?.map_or(SqlValue::Null, SqlValue::Int),
-        Type::OID => row.try_get::<_, Option<u32>>(i).map_err(get_err)?.map_or(SqlValue::Null, |v| SqlValue::Int(v.into())),
-        Type::FLOAT4 => row.try_get::<_, Option<f32>>(i).map_err(get_err)?.map_or(SqlValue::Null, |v| SqlValue::Float(v.into())),
-        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i).map_err(get_err)?.map_or(SqlValue::Null, SqlValue::Float),
-        Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i).map_err(get_err)?.map_or(SqlValue::Null, SqlValue::Bytes),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-            row.try_get::<_, Option<String>>(i).map_err(get_err)?.map_or(SqlValue::Null, SqlValue::Text)
-        }
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(i)
+            .map_err(get_err)?
+            .map_or(SqlValue::Null, SqlValue::Bool),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(i)
+            .map_err(get_err)?
+            .map_or(SqlValue::Null, |v| SqlValue::Int(v.into())),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)
+            .map_err(get_err)?
+            .map_or(SqlValue::Null, |v| SqlValue::Int(v.into())),
+        Type::INT8 => row
+            .try_get::<_, Option<i64>>(i)
+            .map_err(get_err)?
+            .map_or(SqlValue::Null, SqlValue::Int),
+        Type::OID => row
+            .try_get::<_, Option<u32>>(i)
+            .map_err(get_err)?
+            .map_or(SqlValue::Null, |v| SqlValue::Int(v.into())),
+        Type::FLOAT4 => row
+            .try_get::<_, Option<f32>>(i)
+            .map_err(get_err)?
+            .map_or(SqlValue::Null, |v| SqlValue::Float(v.into())),
+        Type::FLOAT8 => row
+            .try_get::<_, Option<f64>>(i)
+            .map_err(get_err)?
+            .map_or(SqlValue::Null, SqlValue::Float),
+        Type::BYTEA => row
+            .try_get::<_, Option<Vec<u8>>>(i)
+            .map_err(get_err)?
+            .map_or(SqlValue::Null, SqlValue::Bytes),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => row
+            .try_get::<_, Option<String>>(i)
+            .map_err(get_err)?
+            .map_or(SqlValue::Null, SqlValue::Text),
         _ => return Err(unsupported()),
     })
 }
 
-pub(super) async fn execute(c: &mut Object, statement: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
+pub(super) async fn execute(
+    c: &mut Object,
+    statement: &str,
+    params: &[SqlValue],
+) -> Result<u64, SqlError> {
     if params.is_empty() {
         let messages = c.simple_query(statement).await.map_err(map_error)?;
         return Ok(messages
@@ -113,13 +169,19 @@ pub(super) async fn execute(c: &mut Object, statement: &str, params: &[SqlValue]
             .sum());
     }
     let owned: Vec<_> = params.iter().map(param).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> =
-        owned.iter().map(|(v, t)| (v.as_ref() as &(dyn ToSql + Sync), t.clone())).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> = owned
+        .iter()
+        .map(|(v, t)| (v.as_ref() as &(dyn ToSql + Sync), t.clone()))
+        .collect();
     let rows = c.query_typed(statement, &typed).await.map_err(map_error)?;
     Ok(rows.len() as u64)
 }
 
-pub(super) async fn query(c: &mut Object, statement: &str, params: &[SqlValue]) -> Result<Rows, SqlError> {
+pub(super) async fn query(
+    c: &mut Object,
+    statement: &str,
+    params: &[SqlValue],
+) -> Result<Rows, SqlError> {
     let mut budget = RowBudget::default();
     let mut out = Rows::default();
     if params.is_empty() {
@@ -134,7 +196,10 @@ pub(super) async fn query(c: &mut Object, statement: &str, params: &[SqlValue]) 
                         out.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
                     }
                     let values: Vec<SqlValue> = (0..row.len())
-                        .map(|i| row.get(i).map_or(SqlValue::Null, |s| SqlValue::Text(s.to_owned())))
+                        .map(|i| {
+                            row.get(i)
+                                .map_or(SqlValue::Null, |s| SqlValue::Text(s.to_owned()))
+                        })
                         .collect();
                     budget.charge(&values)?;
                     out.rows.push(values);
@@ -145,14 +210,22 @@ pub(super) async fn query(c: &mut Object, statement: &str, params: &[SqlValue]) 
         return Ok(out);
     }
     let owned: Vec<_> = params.iter().map(param).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> =
-        owned.iter().map(|(v, t)| (v.as_ref() as &(dyn ToSql + Sync), t.clone())).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> = owned
+        .iter()
+        .map(|(v, t)| (v.as_ref() as &(dyn ToSql + Sync), t.clone()))
+        .collect();
     let rows = c.query_typed(statement, &typed).await.map_err(map_error)?;
     if let Some(first) = rows.first() {
-        out.columns = first.columns().iter().map(|c| c.name().to_owned()).collect();
+        out.columns = first
+            .columns()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
     }
     for row in &rows {
-        let values = (0..row.len()).map(|i| cell(row, i)).collect::<Result<Vec<_>, _>>()?;
+        let values = (0..row.len())
+            .map(|i| cell(row, i))
+            .collect::<Result<Vec<_>, _>>()?;
         budget.charge(&values)?;
         out.rows.push(values);
     }

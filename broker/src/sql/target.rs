@@ -41,7 +41,12 @@ impl SqlTarget {
     /// A target. `connection_url` may hold `{{username}}` and `{{password}}`
     /// (Vault's convention), which are filled in from `username` and
     /// `password`, percent-encoded.
-    pub fn new(dialect: Dialect, connection_url: &str, username: Option<&str>, password: Option<&str>) -> Self {
+    pub fn new(
+        dialect: Dialect,
+        connection_url: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Self {
         Self {
             dialect,
             connection_url: Zeroizing::new(connection_url.to_owned()),
@@ -79,7 +84,11 @@ impl SqlTarget {
     pub(crate) fn fingerprint(&self) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update([self.dialect as u8]);
-        for part in [Some(self.connection_url.as_str()), self.username.as_deref(), self.password()] {
+        for part in [
+            Some(self.connection_url.as_str()),
+            self.username.as_deref(),
+            self.password(),
+        ] {
             let part = part.unwrap_or("\u{0}none");
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
@@ -92,8 +101,14 @@ impl SqlTarget {
     pub(crate) fn rendered_url(&self) -> Zeroizing<String> {
         use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
         let user = utf8_percent_encode(self.username().unwrap_or(""), NON_ALPHANUMERIC).to_string();
-        let pass = Zeroizing::new(utf8_percent_encode(self.password().unwrap_or(""), NON_ALPHANUMERIC).to_string());
-        Zeroizing::new(self.connection_url.replace("{{username}}", &user).replace("{{password}}", &pass))
+        let pass = Zeroizing::new(
+            utf8_percent_encode(self.password().unwrap_or(""), NON_ALPHANUMERIC).to_string(),
+        );
+        Zeroizing::new(
+            self.connection_url
+                .replace("{{username}}", &user)
+                .replace("{{password}}", &pass),
+        )
     }
 
     /// The raw URL template, for parsers that fill placeholders themselves.
@@ -104,5 +119,8 @@ impl SqlTarget {
 
 /// An error about the target's configuration, naming no part of the URL.
 pub(crate) fn config_error(what: &str) -> SqlError {
-    SqlError::new(SqlErrorKind::Denied, format!("connection_url is not usable: {what}"))
+    SqlError::new(
+        SqlErrorKind::Denied,
+        format!("connection_url is not usable: {what}"),
+    )
 }

@@ -17,7 +17,8 @@ use broker_plugin_sdk::{password, username};
 use serde::{Deserialize, Serialize};
 
 const DIALECT: Dialect = Dialect::MySql;
-const DEFAULT_USERNAME_TEMPLATE: &str = "v-{{display_name | truncate 4}}-{{role_name | truncate 4}}-{{random 20}}";
+const DEFAULT_USERNAME_TEMPLATE: &str =
+    "v-{{display_name | truncate 4}}-{{role_name | truncate 4}}-{{random 20}}";
 const LEGACY_USERNAME_TEMPLATE: &str = "v-{{role_name | truncate 4}}-{{random 9}}";
 const LEGACY_PLUGIN: &str = "mysql-legacy-database-plugin";
 
@@ -44,7 +45,14 @@ impl Config {
     }
 
     fn username_limit(&self) -> Limit {
-        if self.legacy() { Limit { max_chars: 16, max_bytes: 64 } } else { DIALECT.username_limit() }
+        if self.legacy() {
+            Limit {
+                max_chars: 16,
+                max_bytes: 64,
+            }
+        } else {
+            DIALECT.username_limit()
+        }
     }
 }
 
@@ -101,7 +109,9 @@ pub struct MySql;
 
 fn user_vars(username: &str) -> Vars {
     // MySQL account names are strings: `'{{name}}'@'%'` in Vault's examples.
-    Vars::new().identifier("name", username).identifier("username", username)
+    Vars::new()
+        .identifier("name", username)
+        .identifier("username", username)
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -118,7 +128,10 @@ impl MySql {
     /// every host it exists for. An account already gone is fine.
     fn drop_user(db: &Database, username: &str) -> Result<()> {
         let user = Value::Text(username.into());
-        let hosts = db.query("SELECT Host FROM mysql.user WHERE User = ?", std::slice::from_ref(&user))?;
+        let hosts = db.query(
+            "SELECT Host FROM mysql.user WHERE User = ?",
+            std::slice::from_ref(&user),
+        )?;
         let sessions = db.query(
             "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()",
             &[user],
@@ -126,14 +139,21 @@ impl MySql {
         let mut statements = Vec::new();
         for host in hosts.rows.iter().filter_map(|r| r.first().and_then(text)) {
             let vars = user_vars(username).literal("host", &host);
-            statements.push(Template::new("DROP USER IF EXISTS '{{name}}'@'{{host}}'").render(DIALECT, &vars)?);
+            statements.push(
+                Template::new("DROP USER IF EXISTS '{{name}}'@'{{host}}'")
+                    .render(DIALECT, &vars)?,
+            );
         }
         // Lock out new logins first (DROP USER does), then end live sessions:
         // MySQL lets a session outlive its dropped account.
         for statement in &statements {
             db.execute(statement, &[])?;
         }
-        for id in sessions.rows.iter().filter_map(|r| r.first().and_then(text)) {
+        for id in sessions
+            .rows
+            .iter()
+            .filter_map(|r| r.first().and_then(text))
+        {
             let Ok(id) = id.parse::<u64>() else { continue };
             // The session may have ended by itself in the meantime.
             let _ = db.execute(&format!("KILL CONNECTION {id}"), &[]);
@@ -169,8 +189,15 @@ impl Plugin for MySql {
             return Err(Error::request("the role has no creation_statements"));
         }
         let config = &connection.config;
-        let default_template = if config.legacy() { LEGACY_USERNAME_TEMPLATE } else { DEFAULT_USERNAME_TEMPLATE };
-        let template = config.username_template.as_deref().unwrap_or(default_template);
+        let default_template = if config.legacy() {
+            LEGACY_USERNAME_TEMPLATE
+        } else {
+            DEFAULT_USERNAME_TEMPLATE
+        };
+        let template = config
+            .username_template
+            .as_deref()
+            .unwrap_or(default_template);
         let username = UsernameTemplate::parse(template)?.render(
             &username::Inputs {
                 display_name: &request.display_name,
@@ -205,7 +232,10 @@ impl Plugin for MySql {
         }
         Credential::new(
             serde_json::json!({ "username": username, "password": password }),
-            Revocation { username, revocation_statements: role.revocation_statements.clone() },
+            Revocation {
+                username,
+                revocation_statements: role.revocation_statements.clone(),
+            },
         )
     }
 
@@ -214,7 +244,11 @@ impl Plugin for MySql {
         if revocation.revocation_statements.is_empty() {
             return Self::drop_user(&db, &revocation.username);
         }
-        db.batch(&revocation.revocation_statements.render(DIALECT, &user_vars(&revocation.username))?)
+        db.batch(
+            &revocation
+                .revocation_statements
+                .render(DIALECT, &user_vars(&revocation.username))?,
+        )
     }
 
     fn rotate_root(connection: &Connection<Config>) -> Result<serde_json::Value> {
@@ -227,16 +261,26 @@ impl Plugin for MySql {
         // The account the host connected as, host part included: MariaDB
         // ignores `ALTER USER CURRENT_USER()` on some connections.
         let current = db.query("SELECT CURRENT_USER()", &[])?;
-        let account = current.rows.first().and_then(|r| r.first()).and_then(text).unwrap_or_default();
+        let account = current
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(text)
+            .unwrap_or_default();
         let host = account.rsplit_once('@').map_or("%", |(_, h)| h).to_owned();
         let password = password::generate(password::DEFAULT_LENGTH);
         let statements = if connection.config.root_rotation_statements.is_empty() {
-            Statements(vec!["ALTER USER '{{username}}'@'{{host}}' IDENTIFIED BY {{password}}".into()])
+            Statements(vec![
+                "ALTER USER '{{username}}'@'{{host}}' IDENTIFIED BY {{password}}".into(),
+            ])
         } else {
             connection.config.root_rotation_statements.clone()
         };
-        let vars = user_vars(username).literal("password", &password).literal("host", &host);
-        db.batch(&statements.render(DIALECT, &vars)?).map_err(|e| e.redact(&password))?;
+        let vars = user_vars(username)
+            .literal("password", &password)
+            .literal("host", &host);
+        db.batch(&statements.render(DIALECT, &vars)?)
+            .map_err(|e| e.redact(&password))?;
         Ok(serde_json::json!({ "password": password }))
     }
 
@@ -249,7 +293,9 @@ impl Plugin for MySql {
         }
         let role: StaticRole = serde_json::from_value(role).map_err(Error::request)?;
         if role.rotation_statements.is_empty() {
-            return Err(Error::request("a MySQL static role needs rotation_statements (the account's host is not known)"));
+            return Err(Error::request(
+                "a MySQL static role needs rotation_statements (the account's host is not known)",
+            ));
         }
         let password = password::generate(password::DEFAULT_LENGTH);
         let vars = user_vars(&role.username).literal("password", &password);

@@ -91,14 +91,19 @@ const ROLE_SCHEMA: &str = r#"{
 pub struct Postgres;
 
 fn user_vars(username: &str) -> Vars {
-    Vars::new().identifier("name", username).identifier("username", username)
+    Vars::new()
+        .identifier("name", username)
+        .identifier("username", username)
 }
 
 impl Postgres {
     /// The default revocation: no new logins, end sessions, give away what
     /// the user owns in this database, drop it. A user already gone is fine.
     fn drop_user(db: &Database, username: &str) -> Result<()> {
-        let exists = db.query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[Value::Text(username.into())])?;
+        let exists = db.query(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1",
+            &[Value::Text(username.into())],
+        )?;
         if exists.rows.is_empty() {
             return Ok(());
         }
@@ -140,7 +145,11 @@ impl Plugin for Postgres {
         if role.creation_statements.is_empty() {
             return Err(Error::request("the role has no creation_statements"));
         }
-        let template = connection.config.username_template.as_deref().unwrap_or(DEFAULT_USERNAME_TEMPLATE);
+        let template = connection
+            .config
+            .username_template
+            .as_deref()
+            .unwrap_or(DEFAULT_USERNAME_TEMPLATE);
         let username = UsernameTemplate::parse(template)?.render(
             &username::Inputs {
                 display_name: &request.display_name,
@@ -168,9 +177,12 @@ impl Plugin for Postgres {
     }
 
     fn renew(_: &Connection<Config>, revocation: Revocation, expires_at: u64) -> Result<()> {
-        let vars = user_vars(&revocation.username).literal("expiration", &DIALECT.timestamp(expires_at));
+        let vars =
+            user_vars(&revocation.username).literal("expiration", &DIALECT.timestamp(expires_at));
         let statements = if revocation.renew_statements.is_empty() {
-            Statements(vec!["ALTER ROLE {{name}} VALID UNTIL {{expiration}}".into()])
+            Statements(vec![
+                "ALTER ROLE {{name}} VALID UNTIL {{expiration}}".into(),
+            ])
         } else {
             revocation.renew_statements
         };
@@ -182,7 +194,11 @@ impl Plugin for Postgres {
         if revocation.revocation_statements.is_empty() {
             return Self::drop_user(&db, &revocation.username);
         }
-        db.batch(&revocation.revocation_statements.render(DIALECT, &user_vars(&revocation.username))?)
+        db.batch(
+            &revocation
+                .revocation_statements
+                .render(DIALECT, &user_vars(&revocation.username))?,
+        )
     }
 
     fn rotate_root(connection: &Connection<Config>) -> Result<serde_json::Value> {
@@ -193,7 +209,9 @@ impl Plugin for Postgres {
             .ok_or_else(|| Error::config("rotate-root needs the connection's username"))?;
         let password = password::generate(password::DEFAULT_LENGTH);
         let statements = if connection.config.root_rotation_statements.is_empty() {
-            Statements(vec!["ALTER ROLE {{username}} WITH PASSWORD {{password}}".into()])
+            Statements(vec![
+                "ALTER ROLE {{username}} WITH PASSWORD {{password}}".into(),
+            ])
         } else {
             connection.config.root_rotation_statements.clone()
         };
@@ -214,7 +232,9 @@ impl Plugin for Postgres {
         let role: StaticRole = serde_json::from_value(role).map_err(Error::request)?;
         let password = password::generate(password::DEFAULT_LENGTH);
         let statements = if role.rotation_statements.is_empty() {
-            Statements(vec!["ALTER ROLE {{name}} WITH PASSWORD {{password}}".into()])
+            Statements(vec![
+                "ALTER ROLE {{name}} WITH PASSWORD {{password}}".into(),
+            ])
         } else {
             role.rotation_statements
         };

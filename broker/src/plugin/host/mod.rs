@@ -5,6 +5,6 @@
 //! against what the mount allows before touching anything, and bounds what
 //! it hands back.
 
-pub mod sql;
 mod signer;
 mod small;
+pub mod sql;

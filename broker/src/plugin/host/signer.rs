@@ -7,7 +7,10 @@ use crate::plugin::state::CallState;
 const NO_CA: &str = "this mount has no CA to sign with";
 
 impl wit::Host for CallState {
-    fn generate_key(&mut self, _key_type: wit::KeyType) -> wasmtime::Result<Result<wit::KeyPair, wit::SignerError>> {
+    fn generate_key(
+        &mut self,
+        _key_type: wit::KeyType,
+    ) -> wasmtime::Result<Result<wit::KeyPair, wit::SignerError>> {
         Ok(Err(wit::SignerError::Denied(NO_CA.into())))
     }
 
@@ -15,7 +18,10 @@ impl wit::Host for CallState {
         Ok(Err(wit::SignerError::Denied(NO_CA.into())))
     }
 
-    fn sign_certificate(&mut self, _tbs: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, wit::SignerError>> {
+    fn sign_certificate(
+        &mut self,
+        _tbs: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, wit::SignerError>> {
         Ok(Err(wit::SignerError::Denied(NO_CA.into())))
     }
 }

@@ -19,7 +19,8 @@ impl random::Host for CallState {
             wasmtime::bail!("random.bytes asked for {len} bytes; the limit is {MAX_RANDOM_BYTES}");
         }
         let mut buf = vec![0u8; len as usize];
-        getrandom::fill(&mut buf).map_err(|e| wasmtime::format_err!("host randomness failed: {e}"))?;
+        getrandom::fill(&mut buf)
+            .map_err(|e| wasmtime::format_err!("host randomness failed: {e}"))?;
         Ok(buf)
     }
 }

@@ -35,7 +35,11 @@ fn to_wit_error(e: SqlError) -> wit::SqlError {
 }
 
 fn denied(message: &str) -> wit::SqlError {
-    wit::SqlError { kind: wit::SqlErrorKind::Denied, message: message.to_owned(), code: None }
+    wit::SqlError {
+        kind: wit::SqlErrorKind::Denied,
+        message: message.to_owned(),
+        code: None,
+    }
 }
 
 fn from_wit(v: wit::Value) -> SqlValue {
@@ -63,14 +67,18 @@ fn to_wit(v: SqlValue) -> wit::Value {
 impl wit::Host for CallState {
     async fn open(&mut self) -> wasmtime::Result<Result<Resource<SqlHandle>, wit::SqlError>> {
         let Some(binding) = self.sql.clone() else {
-            return Ok(Err(denied("this mount has no database connection configured")));
+            return Ok(Err(denied(
+                "this mount has no database connection configured",
+            )));
         };
         let needed = match binding.target.dialect() {
             Dialect::Postgres => Capability::SqlPostgres,
             Dialect::MySql => Capability::SqlMysql,
         };
         if !self.capabilities.contains(&needed) {
-            return Ok(Err(denied("the plugin did not declare the sql capability for this mount's database")));
+            return Ok(Err(denied(
+                "the plugin did not declare the sql capability for this mount's database",
+            )));
         }
         if self.sql_handles >= MAX_HANDLES_PER_CALL {
             return Ok(Err(wit::SqlError {
@@ -98,7 +106,10 @@ impl wit::HostConnection for CallState {
     ) -> wasmtime::Result<Result<u64, wit::SqlError>> {
         let params: Vec<SqlValue> = params.into_iter().map(from_wit).collect();
         let h = self.table.get_mut(&handle)?;
-        Ok(h.conn.execute(&statement, &params).await.map_err(to_wit_error))
+        Ok(h.conn
+            .execute(&statement, &params)
+            .await
+            .map_err(to_wit_error))
     }
 
     async fn query(
@@ -109,10 +120,18 @@ impl wit::HostConnection for CallState {
     ) -> wasmtime::Result<Result<wit::Rows, wit::SqlError>> {
         let params: Vec<SqlValue> = params.into_iter().map(from_wit).collect();
         let h = self.table.get_mut(&handle)?;
-        Ok(h.conn.query(&statement, &params).await.map_err(to_wit_error).map(|rows| wit::Rows {
-            columns: rows.columns,
-            rows: rows.rows.into_iter().map(|r| r.into_iter().map(to_wit).collect()).collect(),
-        }))
+        Ok(h.conn
+            .query(&statement, &params)
+            .await
+            .map_err(to_wit_error)
+            .map(|rows| wit::Rows {
+                columns: rows.columns,
+                rows: rows
+                    .rows
+                    .into_iter()
+                    .map(|r| r.into_iter().map(to_wit).collect())
+                    .collect(),
+            }))
     }
 
     async fn batch(
