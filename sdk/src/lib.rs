@@ -64,6 +64,11 @@ pub mod username;
 pub use error::{Error, Result};
 pub use plugin::{Capability, Connection, Credential, Info, IssueRequest, Plugin};
 
+/// Compiles the README's examples as doctests, so the guide cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// The version of the WIT contract this SDK builds plugins against.
 pub const API_VERSION: &str = "0.1.0";
 
