@@ -245,3 +245,45 @@ async fn builtins_describe_themselves_with_vault_aliases() {
         assert_eq!(broker_tests::builtin(&rt, alias).await.info().name, "mysql");
     }
 }
+
+#[tokio::test]
+async fn compiled_components_are_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || broker::plugin::RuntimeConfig {
+        cache_dir: Some(dir.path().join("cache")),
+        limits: limits(),
+    };
+    let cached = || {
+        std::fs::read_dir(dir.path().join("cache"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+                    .collect()
+            })
+            .unwrap_or_else(|_| Vec::<std::path::PathBuf>::new())
+    };
+    let rt = PluginRuntime::new(config()).unwrap();
+    let first = hostile(&rt).await;
+    let files = cached();
+    assert_eq!(files.len(), 1, "one artifact per component: {files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with(&first.info().sha256),
+        "keyed by the component's SHA-256: {name}"
+    );
+
+    // A second runtime loads the artifact instead of compiling again.
+    let rt = PluginRuntime::new(config()).unwrap();
+    assert!(behave(&hostile(&rt).await, "ok").await.0.is_ok());
+    assert_eq!(cached().len(), 1);
+
+    // A damaged artifact is discarded and rebuilt, not trusted.
+    std::fs::write(&files[0], b"garbage").unwrap();
+    let rt = PluginRuntime::new(config()).unwrap();
+    assert!(behave(&hostile(&rt).await, "ok").await.0.is_ok());
+    assert!(
+        std::fs::read(&files[0]).unwrap().len() > 1000,
+        "the artifact was rewritten"
+    );
+}

@@ -333,6 +333,15 @@ impl Plugin {
         })
     }
 
+    /// Calls `describe` in a fresh instance and discards the answer: the
+    /// cheapest full round trip (instantiate, call, tear down), for health
+    /// checks and for measuring the sandbox's fixed cost.
+    pub async fn ping(&self) -> Result<(), PluginError> {
+        self.call(&CallContext::new(), |p, s| Box::pin(p.call_describe(s)))
+            .await
+            .map(|_| ())
+    }
+
     fn check_output(&self, size: usize) -> Result<(), PluginError> {
         let limit = self.inner.shared.limits.max_output_bytes;
         if size > limit {

@@ -276,3 +276,88 @@ pub(super) async fn batch(c: &mut Conn, statements: &[String]) -> Result<(), Sql
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::Dialect;
+
+    fn dsn(url: &str, user: Option<&str>, pass: Option<&str>) -> Address {
+        let target = SqlTarget::new(Dialect::MySql, url, user, pass);
+        if url.starts_with("mysql://") {
+            parse_url(&target)
+        } else {
+            parse_dsn(&target)
+        }
+        .unwrap()
+    }
+
+    #[test]
+    fn vault_go_dsn() {
+        let a = dsn(
+            "{{username}}:{{password}}@tcp(db.internal:3307)/app?tls=false",
+            Some("vault"),
+            Some("p@ss/w:rd"),
+        );
+        assert_eq!((a.host.as_str(), a.port), ("db.internal", 3307));
+        assert_eq!(a.user.as_deref(), Some("vault"));
+        // The password is filled in after parsing: its `@`, `/` and `:` cannot confuse the parser.
+        assert_eq!(a.pass.as_deref().map(String::as_str), Some("p@ss/w:rd"));
+        assert_eq!(a.db.as_deref(), Some("app"));
+    }
+
+    #[test]
+    fn dsn_defaults_and_ipv6() {
+        let a = dsn("root@/", None, None);
+        assert_eq!(
+            (a.host.as_str(), a.port, a.user.as_deref()),
+            ("127.0.0.1", 3306, Some("root"))
+        );
+        assert!(a.pass.is_none() && a.db.is_none());
+        let a = dsn("u:p@tcp([::1]:3306)/", None, None);
+        assert_eq!((a.host.as_str(), a.port), ("::1", 3306));
+    }
+
+    #[test]
+    fn url_form_decodes_credentials() {
+        let a = dsn(
+            "mysql://{{username}}:{{password}}@127.0.0.1:3310/db",
+            Some("a b"),
+            Some("p@ss/word"),
+        );
+        assert_eq!((a.host.as_str(), a.port), ("127.0.0.1", 3310));
+        assert_eq!(a.user.as_deref(), Some("a b"));
+        assert_eq!(a.pass.as_deref().map(String::as_str), Some("p@ss/word"));
+        assert_eq!(a.db.as_deref(), Some("db"));
+    }
+
+    #[test]
+    fn bad_addresses_are_refused_without_echoing_the_url() {
+        let target = SqlTarget::new(
+            Dialect::MySql,
+            "u:secret@unix(/run/mysqld.sock)/",
+            None,
+            None,
+        );
+        let e = parse_dsn(&target).err().unwrap();
+        assert_eq!(e.kind, SqlErrorKind::Denied);
+        assert!(!e.message.contains("secret"), "{}", e.message);
+        let target = SqlTarget::new(Dialect::MySql, "u:secret@tcp(host:notaport)/", None, None);
+        assert!(!parse_dsn(&target).err().unwrap().message.contains("secret"));
+    }
+
+    #[test]
+    fn target_debug_hides_secrets() {
+        let target = SqlTarget::new(
+            Dialect::MySql,
+            "u:inline-secret@tcp(h:1)/",
+            Some("u"),
+            Some("other-secret"),
+        );
+        let shown = format!("{target:?}");
+        assert!(
+            !shown.contains("inline-secret") && !shown.contains("other-secret"),
+            "{shown}"
+        );
+    }
+}
