@@ -91,10 +91,17 @@ impl<P: Plugin> bindings::Guest for Export<P> {
             display_name: request.display_name,
             expires_at: request.expires_at,
         };
-        let credential = P::issue(&connection, &request)?;
+        let prepared = P::prepare(&connection, &request)?;
+        let revocation = serde_json::to_string(&prepared.revocation).map_err(Error::internal)?;
+        // Durable before anything exists outside the sandbox: a crash from
+        // here on leaves the broker what it needs to revoke.
+        bindings::broker::plugin::lease::record_revocation(&revocation).map_err(|e| {
+            Error::unavailable(format!("the broker could not record the lease: {e}"))
+        })?;
+        P::create(&connection, &request, &prepared)?;
         Ok(wit::Credential {
-            data: credential.data.to_string(),
-            revocation: credential.revocation.to_string(),
+            data: serde_json::Value::Object(prepared.data).to_string(),
+            revocation,
         })
     }
 

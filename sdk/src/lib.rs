@@ -26,9 +26,13 @@
 //!         Info::new("hello-plugin", env!("CARGO_PKG_VERSION")).capability(Capability::SqlPostgres)
 //!     }
 //!
-//!     fn issue(_: &Connection<Config>, request: &IssueRequest<Role>) -> Result<Credential> {
+//!     fn prepare(_: &Connection<Config>, request: &IssueRequest<Role>) -> Result<Prepared<String>> {
 //!         let username = format!("v-{}", request.role_name);
-//!         Credential::new(serde_json::json!({ "username": username }), &username)
+//!         Prepared::new(serde_json::json!({ "username": username }), username)
+//!     }
+//!
+//!     fn create(_: &Connection<Config>, _: &IssueRequest<Role>, _: &Prepared<String>) -> Result<()> {
+//!         Ok(()) // run the role's statements here
 //!     }
 //!
 //!     fn revoke(_: &Connection<Config>, _username: String) -> Result<()> {
@@ -62,7 +66,7 @@ pub mod template;
 pub mod username;
 
 pub use error::{Error, Result};
-pub use plugin::{Capability, Connection, Credential, Info, IssueRequest, Plugin};
+pub use plugin::{Capability, Connection, Info, IssueRequest, Plugin, Prepared};
 
 /// Compiles the README's examples as doctests, so the guide cannot rot.
 #[doc = include_str!("../README.md")]
@@ -78,9 +82,7 @@ pub mod prelude {
     pub use crate::statements::Statements;
     pub use crate::template::{Template, Vars};
     pub use crate::username::UsernameTemplate;
-    pub use crate::{
-        Capability, Connection, Credential, Error, Info, IssueRequest, Plugin, Result,
-    };
+    pub use crate::{Capability, Connection, Error, Info, IssueRequest, Plugin, Prepared, Result};
 }
 
 /// Not public API: used by [`register_plugin!`].

@@ -96,28 +96,41 @@ pub struct IssueRequest<R> {
     pub expires_at: u64,
 }
 
-/// A credential: what the client gets, and what the plugin needs to renew
-/// or revoke it later.
+/// A credential decided but not yet created: what the client will get, and
+/// what revoking it takes.
+///
+/// [`Plugin::prepare`] makes one without touching anything outside the
+/// sandbox; the SDK then has the broker durably record `revocation` with the
+/// pending lease, and only then calls [`Plugin::create`]. A crash at any
+/// point therefore leaves nothing the broker cannot revoke.
 #[derive(Debug, Clone)]
-pub struct Credential {
-    pub(crate) data: serde_json::Value,
-    pub(crate) revocation: serde_json::Value,
+pub struct Prepared<R> {
+    /// What the client receives (e.g. username and password).
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// What renewal and revocation need. Put everything revocation needs
+    /// here (e.g. the role's revocation statements): the role may be gone
+    /// by then.
+    pub revocation: R,
 }
 
-impl Credential {
-    /// Builds a credential from the client's `data` (a JSON object, e.g.
-    /// username and password) and the `revocation` data the host seals and
-    /// hands back to [`Plugin::renew`] and [`Plugin::revoke`].
-    ///
-    /// Put into `revocation` everything revocation needs (e.g. the role's
-    /// revocation statements): the role may be gone by then.
-    pub fn new(data: impl Serialize, revocation: impl Serialize) -> Result<Self> {
-        let data = serde_json::to_value(data).map_err(Error::internal)?;
-        if !data.is_object() {
-            return Err(Error::internal("credential data must be a JSON object"));
+impl<R> Prepared<R> {
+    /// A prepared credential from the client's `data` (must serialise to a
+    /// JSON object) and its `revocation` data.
+    pub fn new(data: impl Serialize, revocation: R) -> Result<Self> {
+        match serde_json::to_value(data).map_err(Error::internal)? {
+            serde_json::Value::Object(data) => Ok(Self { data, revocation }),
+            _ => Err(Error::internal("credential data must be a JSON object")),
         }
-        let revocation = serde_json::to_value(revocation).map_err(Error::internal)?;
-        Ok(Self { data, revocation })
+    }
+
+    /// A text field of `data`, e.g. the password `prepare` generated.
+    pub fn field(&self, key: &str) -> Result<&str> {
+        self.data
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| {
+                Error::internal(format!("prepared credential has no text field {key:?}"))
+            })
     }
 }
 
@@ -133,7 +146,7 @@ pub trait Plugin {
     /// A role (`roles/:name`).
     type Role: DeserializeOwned;
     /// What [`Plugin::issue`] stores for renewal and revocation.
-    type Revocation: DeserializeOwned;
+    type Revocation: Serialize + DeserializeOwned;
 
     /// Who the plugin is and what it needs.
     fn info() -> Info;
@@ -144,11 +157,20 @@ pub trait Plugin {
         Ok(())
     }
 
-    /// Creates a credential.
-    fn issue(
+    /// Decides a new credential (names, secrets) without creating anything.
+    fn prepare(
         connection: &Connection<Self::Config>,
         request: &IssueRequest<Self::Role>,
-    ) -> Result<Credential>;
+    ) -> Result<Prepared<Self::Revocation>>;
+
+    /// Creates what [`Plugin::prepare`] decided. By the time it runs the
+    /// broker has recorded `prepared.revocation`; on failure, undo what was
+    /// done (MySQL's DDL is not transactional) or leave it to revocation.
+    fn create(
+        connection: &Connection<Self::Config>,
+        request: &IssueRequest<Self::Role>,
+        prepared: &Prepared<Self::Revocation>,
+    ) -> Result<()>;
 
     /// Moves a credential's expiry to `expires_at`. The default does nothing,
     /// for credentials that do not expire by themselves.

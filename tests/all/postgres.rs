@@ -298,3 +298,95 @@ async fn rotate_root_changes_the_admin_password() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Records revocation data like the lease store would, and checks at that
+/// moment that the user does not exist yet.
+struct Recorder {
+    fail: bool,
+    seen: std::sync::Mutex<Vec<(serde_json::Value, bool)>>,
+}
+
+impl broker::plugin::RevocationRecorder for Recorder {
+    fn record<'a>(
+        &'a self,
+        revocation: &'a serde_json::Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            if self.fail {
+                return Err("storage is down".into());
+            }
+            let user = revocation["username"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let existed = role_exists(&user).await;
+            self.seen
+                .lock()
+                .unwrap()
+                .push((revocation.clone(), existed));
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn revocation_data_is_recorded_before_the_user_exists() {
+    let (plugin, ctx) = setup().await;
+    let recorder = std::sync::Arc::new(Recorder {
+        fail: false,
+        seen: Default::default(),
+    });
+    let ctx = ctx.with_recorder(recorder.clone());
+    let role = json!({ "creation_statements": CREATE });
+    let cred = plugin
+        .issue(&ctx, &connection(json!({})), &request("rec", role, "t"))
+        .await
+        .unwrap();
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "recorded exactly once");
+    assert_eq!(
+        seen[0].0, cred.revocation,
+        "the recorded data is what revocation gets"
+    );
+    assert!(
+        !seen[0].1,
+        "the user must not exist when its revocation is recorded"
+    );
+    assert!(role_exists(&creds(&cred).0).await);
+    plugin
+        .revoke(&ctx, &connection(json!({})), &cred.revocation)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn nothing_is_created_when_the_lease_cannot_be_recorded() {
+    let (plugin, ctx) = setup().await;
+    let ctx = ctx.with_recorder(std::sync::Arc::new(Recorder {
+        fail: true,
+        seen: Default::default(),
+    }));
+    let template = unique("norec");
+    let config = json!({ "username_template": format!("{template}-{{{{random 4}}}}") });
+    let role = json!({ "creation_statements": CREATE });
+    let err = plugin
+        .issue(&ctx, &connection(config), &request("r", role, "t"))
+        .await
+        .err();
+    assert!(
+        matches!(&err, Some(PluginError::Failed { kind: FailureKind::Unavailable, message }) if message.contains("storage is down")),
+        "{err:?}"
+    );
+    let admin = pg_admin().await;
+    let left = admin
+        .query(
+            "SELECT 1 FROM pg_roles WHERE rolname LIKE $1",
+            &[&format!("{template}%")],
+        )
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "no user may exist without a recorded lease"
+    );
+}

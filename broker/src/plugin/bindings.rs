@@ -10,6 +10,7 @@ pub mod v0_1_0 {
         path: "../wit/since_v0.1.0",
         imports: {
             "broker:plugin/sql": async | trappable,
+            "broker:plugin/lease": async | trappable,
             default: trappable,
         },
         exports: { default: async },

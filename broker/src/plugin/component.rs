@@ -21,7 +21,7 @@ use super::bindings::v0_1_0::broker::plugin::types as wit;
 use super::bindings::v0_1_0::{CredentialPlugin, CredentialPluginPre};
 use super::error::bounded;
 use super::runtime::{EPOCH_TICK, Shared};
-use super::state::{CallState, SqlBinding};
+use super::state::{CallState, RevocationRecorder, SqlBinding};
 use super::{FailureKind, PluginError};
 use crate::sql::SqlTarget;
 
@@ -60,10 +60,21 @@ pub struct PluginInfo {
     pub sha256: String,
 }
 
-/// What a call may reach outside the sandbox: at most one database.
-#[derive(Debug, Clone, Default)]
+/// What a call may reach outside the sandbox: at most one database, and
+/// the pending lease it records revocation data into.
+#[derive(Clone, Default)]
 pub struct CallContext {
     sql: Option<(Arc<str>, Arc<SqlTarget>)>,
+    recorder: Option<Arc<dyn RevocationRecorder>>,
+}
+
+impl std::fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallContext")
+            .field("sql", &self.sql)
+            .field("recorder", &self.recorder.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 impl CallContext {
@@ -76,6 +87,13 @@ impl CallContext {
     /// named `pool_key` (one per mount and connection config).
     pub fn with_sql(mut self, pool_key: &str, target: Arc<SqlTarget>) -> Self {
         self.sql = Some((pool_key.into(), target));
+        self
+    }
+
+    /// Sends what `issue` records through `lease.record-revocation` to
+    /// `recorder` (the pending lease), before the plugin creates anything.
+    pub fn with_recorder(mut self, recorder: Arc<dyn RevocationRecorder>) -> Self {
+        self.recorder = Some(recorder);
         self
     }
 }
@@ -267,6 +285,17 @@ impl Plugin {
         f: impl for<'a> FnOnce(&'a CredentialPlugin, &'a mut Store<CallState>) -> CallFuture<'a, R>
         + Send,
     ) -> Result<R, PluginError> {
+        self.call_recording(ctx, f).await.map(|(r, _)| r)
+    }
+
+    /// [`Self::call`], also returning what the plugin recorded through
+    /// `lease.record-revocation`.
+    async fn call_recording<R: Send>(
+        &self,
+        ctx: &CallContext,
+        f: impl for<'a> FnOnce(&'a CredentialPlugin, &'a mut Store<CallState>) -> CallFuture<'a, R>
+        + Send,
+    ) -> Result<(R, Option<String>), PluginError> {
         let shared = &self.inner.shared;
         let limits = shared.limits;
         let _slot = shared
@@ -284,7 +313,8 @@ impl Plugin {
             self.inner.name.clone(),
             self.inner.capabilities.clone(),
             sql,
-            limits.memory_bytes,
+            ctx.recorder.clone(),
+            &limits,
             deadline,
         );
         let mut store = Store::new(&shared.engine, state);
@@ -314,7 +344,9 @@ impl Plugin {
         let (result, store) = tokio::time::timeout(limits.deadline + grace, run)
             .await
             .map_err(|_| PluginError::Deadline(limits.deadline))?;
-        result.map_err(|e| {
+        let mut store = store;
+        let recorded = store.data_mut().recorded.take();
+        result.map(|r| (r, recorded)).map_err(|e| {
             let state = store.data();
             if state.deadline_hit {
                 PluginError::Deadline(limits.deadline)
@@ -378,13 +410,30 @@ impl Plugin {
             display_name: request.display_name.clone(),
             expires_at: request.expires_at,
         };
-        let out = self
-            .call(ctx, move |p, s| {
+        let (out, recorded) = self
+            .call_recording(ctx, move |p, s| {
                 Box::pin(async move { p.call_issue(s, &c, &r).await })
             })
-            .await?
-            .map_err(failure)?;
+            .await?;
+        let out = out.map_err(failure)?;
         self.check_output(out.data.len() + out.revocation.len())?;
+        let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).ok();
+        if recorded
+            .as_deref()
+            .and_then(parse)
+            .is_none_or(|r| Some(r) != parse(&out.revocation))
+        {
+            // The plugin may have created something we hold no record of: undo it now.
+            if let Some(revocation) = parse(&out.revocation)
+                && let Err(e) = self.revoke(ctx, connection, &revocation).await
+            {
+                tracing::error!(plugin = %self.inner.name, error = %e, "cannot revoke an unrecorded credential");
+            }
+            return Err(PluginError::Malformed(
+                "plugin issued a credential without first recording that exact revocation data"
+                    .into(),
+            ));
+        }
         let data = match serde_json::from_str(&out.data) {
             Ok(serde_json::Value::Object(map)) => map,
             Ok(_) => {

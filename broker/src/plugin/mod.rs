@@ -35,3 +35,4 @@ pub use component::{
 pub use error::{FailureKind, PluginError};
 pub use limits::Limits;
 pub use runtime::{PluginRuntime, RuntimeConfig};
+pub use state::RevocationRecorder;

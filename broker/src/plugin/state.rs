@@ -19,6 +19,16 @@ pub(crate) struct SqlBinding {
     pub(crate) pools: Arc<Pools>,
 }
 
+/// Durably stores the revocation data of a pending lease, before the plugin
+/// creates anything. The lease layer implements it over storage.
+pub trait RevocationRecorder: Send + Sync {
+    /// Stores `revocation` with the pending lease; returns once it is durable.
+    fn record<'a>(
+        &'a self,
+        revocation: &'a serde_json::Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
 /// Refuses memory and table growth past the call's caps, and remembers
 /// that it did so the error can say why the plugin stopped.
 #[derive(Debug)]
@@ -65,6 +75,10 @@ pub(crate) struct CallState {
     pub(crate) plugin_name: Arc<str>,
     pub(crate) sql_handles: usize,
     pub(crate) log_lines: u32,
+    pub(crate) recorder: Option<Arc<dyn RevocationRecorder>>,
+    /// What the plugin recorded through `lease.record-revocation`, as JSON text.
+    pub(crate) recorded: Option<String>,
+    pub(crate) max_output_bytes: usize,
 }
 
 impl CallState {
@@ -72,7 +86,8 @@ impl CallState {
         plugin_name: Arc<str>,
         capabilities: Arc<[Capability]>,
         sql: Option<SqlBinding>,
-        memory_bytes: usize,
+        recorder: Option<Arc<dyn RevocationRecorder>>,
+        limits: &super::Limits,
         deadline: Instant,
     ) -> Self {
         // No preopened directories, no environment, no arguments, no network:
@@ -86,7 +101,7 @@ impl CallState {
             wasi,
             table: ResourceTable::new(),
             limiter: Limiter {
-                memory_bytes,
+                memory_bytes: limits.memory_bytes,
                 exceeded: false,
             },
             deadline,
@@ -96,6 +111,9 @@ impl CallState {
             plugin_name,
             sql_handles: 0,
             log_lines: 0,
+            recorder,
+            recorded: None,
+            max_output_bytes: limits.max_output_bytes,
         }
     }
 }

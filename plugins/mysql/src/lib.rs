@@ -123,6 +123,18 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
+fn creation_statements(
+    role: &Role,
+    username: &str,
+    password: &str,
+    expires_at: u64,
+) -> Result<Vec<String>> {
+    let vars = user_vars(username)
+        .literal("password", password)
+        .literal("expiration", &DIALECT.timestamp(expires_at));
+    Ok(role.creation_statements.render(DIALECT, &vars)?)
+}
+
 impl MySql {
     /// The default revocation: end the account's sessions, then drop it at
     /// every host it exists for. An account already gone is fine.
@@ -183,7 +195,10 @@ impl Plugin for MySql {
         Ok(())
     }
 
-    fn issue(connection: &Connection<Config>, request: &IssueRequest<Role>) -> Result<Credential> {
+    fn prepare(
+        connection: &Connection<Config>,
+        request: &IssueRequest<Role>,
+    ) -> Result<Prepared<Revocation>> {
         let role = &request.role;
         if role.creation_statements.is_empty() {
             return Err(Error::request("the role has no creation_statements"));
@@ -207,18 +222,34 @@ impl Plugin for MySql {
             config.username_limit(),
         );
         let password = password::generate(password::DEFAULT_LENGTH);
-        let vars = user_vars(&username)
-            .literal("password", &password)
-            .literal("expiration", &DIALECT.timestamp(request.expires_at));
-        let statements = role.creation_statements.render(DIALECT, &vars)?;
+        // Render now, so a bad template fails before the lease is recorded.
+        creation_statements(role, &username, &password, request.expires_at)?;
+        Prepared::new(
+            serde_json::json!({ "username": username, "password": password }),
+            Revocation {
+                username,
+                revocation_statements: role.revocation_statements.clone(),
+            },
+        )
+    }
+
+    fn create(
+        _: &Connection<Config>,
+        request: &IssueRequest<Role>,
+        prepared: &Prepared<Revocation>,
+    ) -> Result<()> {
+        let role = &request.role;
+        let username = &prepared.revocation.username;
+        let password = prepared.field("password")?;
+        let statements = creation_statements(role, username, password, request.expires_at)?;
         let db = Database::open()?;
         if let Err(e) = db.batch(&statements) {
             // DDL committed implicitly: undo whatever ran.
             let undo = if role.rollback_statements.is_empty() {
-                Self::drop_user(&db, &username)
+                Self::drop_user(&db, username)
             } else {
                 role.rollback_statements
-                    .render(DIALECT, &user_vars(&username))
+                    .render(DIALECT, &user_vars(username))
                     .map_err(Error::from)
                     .and_then(|s| db.batch(&s))
             };
@@ -228,15 +259,9 @@ impl Plugin for MySql {
                     &format!("rollback after a failed creation failed: {undo}"),
                 );
             }
-            return Err(e.redact(&password));
+            return Err(e.redact(password));
         }
-        Credential::new(
-            serde_json::json!({ "username": username, "password": password }),
-            Revocation {
-                username,
-                revocation_statements: role.revocation_statements.clone(),
-            },
-        )
+        Ok(())
     }
 
     fn revoke(_: &Connection<Config>, revocation: Revocation) -> Result<()> {

@@ -96,6 +96,18 @@ fn user_vars(username: &str) -> Vars {
         .identifier("username", username)
 }
 
+fn creation_statements(
+    role: &Role,
+    username: &str,
+    password: &str,
+    expires_at: u64,
+) -> Result<Vec<String>> {
+    let vars = user_vars(username)
+        .literal("password", password)
+        .literal("expiration", &DIALECT.timestamp(expires_at));
+    Ok(role.creation_statements.render(DIALECT, &vars)?)
+}
+
 impl Postgres {
     /// The default revocation: no new logins, end sessions, give away what
     /// the user owns in this database, drop it. A user already gone is fine.
@@ -140,7 +152,10 @@ impl Plugin for Postgres {
         Ok(())
     }
 
-    fn issue(connection: &Connection<Config>, request: &IssueRequest<Role>) -> Result<Credential> {
+    fn prepare(
+        connection: &Connection<Config>,
+        request: &IssueRequest<Role>,
+    ) -> Result<Prepared<Revocation>> {
         let role = &request.role;
         if role.creation_statements.is_empty() {
             return Err(Error::request("the role has no creation_statements"));
@@ -159,14 +174,9 @@ impl Plugin for Postgres {
             DIALECT.username_limit(),
         );
         let password = password::generate(password::DEFAULT_LENGTH);
-        let vars = user_vars(&username)
-            .literal("password", &password)
-            .literal("expiration", &DIALECT.timestamp(request.expires_at));
-        let statements = role.creation_statements.render(DIALECT, &vars)?;
-        let db = Database::open()?;
-        // One transaction: a failure leaves nothing behind.
-        db.batch(&statements).map_err(|e| e.redact(&password))?;
-        Credential::new(
+        // Render now, so a bad template fails before the lease is recorded.
+        creation_statements(role, &username, &password, request.expires_at)?;
+        Prepared::new(
             serde_json::json!({ "username": username, "password": password }),
             Revocation {
                 username,
@@ -174,6 +184,24 @@ impl Plugin for Postgres {
                 renew_statements: role.renew_statements.clone(),
             },
         )
+    }
+
+    fn create(
+        _: &Connection<Config>,
+        request: &IssueRequest<Role>,
+        prepared: &Prepared<Revocation>,
+    ) -> Result<()> {
+        let password = prepared.field("password")?;
+        let statements = creation_statements(
+            &request.role,
+            &prepared.revocation.username,
+            password,
+            request.expires_at,
+        )?;
+        // One transaction: a failure leaves nothing behind.
+        Database::open()?
+            .batch(&statements)
+            .map_err(|e| e.redact(password))
     }
 
     fn renew(_: &Connection<Config>, revocation: Revocation, expires_at: u64) -> Result<()> {

@@ -5,6 +5,7 @@
 //! against what the mount allows before touching anything, and bounds what
 //! it hands back.
 
+mod lease;
 mod signer;
 mod small;
 pub mod sql;
