@@ -322,7 +322,7 @@ impl broker::plugin::RevocationRecorder for Recorder {
             let existed = role_exists(&user).await;
             self.seen
                 .lock()
-                .unwrap()
+                .map_err(|_| "poisoned".to_string())?
                 .push((revocation.clone(), existed));
             Ok(())
         })
