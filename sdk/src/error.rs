@@ -42,13 +42,27 @@ impl Error {
         Self::Unavailable(message.to_string())
     }
 
-    /// The same error with every occurrence of `secret` in its message
-    /// replaced, for database errors that may quote a statement back.
+    /// The same error with `secret` kept out of its message, for database
+    /// errors that may quote a statement back. Databases quote only part of
+    /// a statement (MySQL: 80 characters from the error), so a message that
+    /// holds any 6-character piece of the secret is withheld whole.
     pub fn redact(self, secret: &str) -> Self {
-        if secret.is_empty() {
-            return self;
-        }
-        let scrub = |m: String| m.replace(secret, "[redacted]");
+        let chars: Vec<char> = secret.chars().collect();
+        let leaks = |m: &str| {
+            if chars.len() < 6 {
+                return !secret.is_empty() && m.contains(secret);
+            }
+            chars
+                .windows(6)
+                .any(|w| m.contains(&w.iter().collect::<String>()))
+        };
+        let scrub = |m: String| {
+            if leaks(&m) {
+                "the database refused a statement; its message was withheld because it quoted a secret".to_owned()
+            } else {
+                m
+            }
+        };
         match self {
             Self::InvalidConfig(m) => Self::InvalidConfig(scrub(m)),
             Self::InvalidRequest(m) => Self::InvalidRequest(scrub(m)),
@@ -96,5 +110,19 @@ impl From<SqlError> for Error {
 impl From<crate::template::TemplateError> for Error {
     fn from(e: crate::template::TemplateError) -> Self {
         Self::InvalidRequest(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn redact_withholds_partial_quotes() {
+        let pw = "Abcdef0123456789xyzQRS";
+        let e = Error::request(format!("syntax error near '{}' at line 1", &pw[..9])).redact(pw);
+        assert!(!e.to_string().contains("Abcdef"), "{e}");
+        let e = Error::request("relation \"t\" does not exist").redact(pw);
+        assert!(e.to_string().contains("does not exist"), "{e}");
     }
 }

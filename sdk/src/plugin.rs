@@ -103,7 +103,7 @@ pub struct IssueRequest<R> {
 /// sandbox; the SDK then has the broker durably record `revocation` with the
 /// pending lease, and only then calls [`Plugin::create`]. A crash at any
 /// point therefore leaves nothing the broker cannot revoke.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Prepared<R> {
     /// What the client receives (e.g. username and password).
     pub data: serde_json::Map<String, serde_json::Value>,
@@ -111,6 +111,15 @@ pub struct Prepared<R> {
     /// here (e.g. the role's revocation statements): the role may be gone
     /// by then.
     pub revocation: R,
+}
+
+/// Shows field names only: the data holds secrets.
+impl<R> std::fmt::Debug for Prepared<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("data", &self.data.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R> Prepared<R> {

@@ -35,10 +35,19 @@ pub enum Kind {
     Literal,
 }
 
-/// The values a template may refer to, by placeholder name.
-#[derive(Debug, Clone, Default)]
+/// The values a template may refer to, by placeholder name. `Debug` shows
+/// names only: values are often passwords.
+#[derive(Clone, Default)]
 pub struct Vars {
     entries: Vec<(String, Kind, String)>,
+}
+
+impl fmt::Debug for Vars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|(name, kind, _)| (name, kind)))
+            .finish()
+    }
 }
 
 impl Vars {
@@ -84,10 +93,16 @@ pub enum TemplateError {
     Nul(String),
     /// A placeholder stands inside a comment, where no quoting is possible.
     InComment(String),
-    /// A value holds `$`, a quote or a backslash inside a PostgreSQL
-    /// dollar-quoted body, where it could close the body early or break out
-    /// of dynamic SQL.
-    DollarInDollarQuote(String),
+    /// A value holds `$` on PostgreSQL, where it could open or close a
+    /// dollar-quoted body.
+    Dollar(String),
+    /// A value inside a PostgreSQL dollar-quoted body holds something other
+    /// than letters, digits, `_`, `.` and `-`; such bodies are usually
+    /// PL/pgSQL that runs strings as SQL again.
+    UnsafeInDollarBody(String),
+    /// The statement ends inside a quoted string, a quoted name, a block
+    /// comment or a dollar-quoted body.
+    Unterminated,
 }
 
 impl fmt::Display for TemplateError {
@@ -102,9 +117,16 @@ impl fmt::Display for TemplateError {
             Self::InComment(n) => {
                 write!(f, "placeholder '{{{{{n}}}}}' stands inside an SQL comment")
             }
-            Self::DollarInDollarQuote(n) => write!(
+            Self::Dollar(n) => write!(
                 f,
-                "value for '{{{{{n}}}}}' contains a quote, a backslash or '$' and stands inside a dollar-quoted body"
+                "value for '{{{{{n}}}}}' contains '$', which PostgreSQL statements cannot hold safely"
+            ),
+            Self::UnsafeInDollarBody(n) => write!(
+                f,
+                "value for '{{{{{n}}}}}' stands inside a dollar-quoted body and holds characters other than letters, digits, '_', '.' and '-'"
+            ),
+            Self::Unterminated => f.write_str(
+                "statement ends inside a quoted string, quoted name, comment or dollar-quoted body",
             ),
         }
     }
@@ -123,15 +145,19 @@ pub struct Template<'a> {
 enum Context {
     /// Plain SQL.
     Code,
-    /// A string literal closed by `quote`; `backslash` when `\` escapes.
+    /// A string literal closed by `quote`. `pairs`: a backslash escapes the
+    /// next character (MySQL strings, PostgreSQL `E'…'`). `double_backslash`:
+    /// a backslash in a value must be doubled (those, and PostgreSQL `U&'…'`,
+    /// where it starts a Unicode escape but never escapes the quote).
     Str {
         quote: char,
-        backslash: bool,
+        pairs: bool,
+        double_backslash: bool,
     },
-    /// A quoted identifier closed by `quote`; `backslash` for PostgreSQL's `U&"…"`.
+    /// A quoted identifier closed by `quote`; `double_backslash` for `U&"…"`.
     Ident {
         quote: char,
-        backslash: bool,
+        double_backslash: bool,
     },
     LineComment,
     BlockComment {
@@ -169,8 +195,15 @@ struct Renderer<'v> {
     stack: Vec<Context>,
 }
 
-fn is_ident_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || c == '$'
+/// A character that may continue an identifier (PostgreSQL treats every
+/// non-ASCII character as a letter).
+fn is_ident_cont(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()
+}
+
+/// A character that may start an identifier.
+fn is_ident_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || !c.is_ascii()
 }
 
 impl Renderer<'_> {
@@ -188,6 +221,18 @@ impl Renderer<'_> {
 
     fn prev_char(&self, back: usize) -> Option<char> {
         self.out.chars().rev().nth(back)
+    }
+
+    /// Whether the output ends with an identifier (not a number): then `$`
+    /// continues it instead of opening a dollar-quoted body.
+    fn ends_with_identifier(&self) -> bool {
+        let run: Vec<char> = self
+            .out
+            .chars()
+            .rev()
+            .take_while(|&c| is_ident_cont(c))
+            .collect();
+        run.last().is_some_and(|&first| is_ident_start(first))
     }
 
     fn run(mut self, text: &str) -> Result<String, TemplateError> {
@@ -223,7 +268,12 @@ impl Renderer<'_> {
             let consumed = self.step(c, rest);
             i += consumed;
         }
-        Ok(self.out)
+        // A template that ends inside a quote, comment or body is one the
+        // lexer may have misread: refuse it rather than guess.
+        match self.stack.as_slice() {
+            [Context::Code] | [Context::Code, Context::LineComment] => Ok(self.out),
+            _ => Err(TemplateError::Unterminated),
+        }
     }
 
     /// Handles the character `c` at the start of `rest`; returns the bytes consumed.
@@ -232,14 +282,20 @@ impl Renderer<'_> {
         let top = self.top().clone();
         match top {
             Context::Code | Context::Dollar { .. } => self.step_code(c, next, rest),
-            Context::Str { quote, backslash } | Context::Ident { quote, backslash } => {
-                if backslash && c == '\\' {
+            Context::Str { .. } | Context::Ident { .. } => {
+                let (quote, pairs) = match top {
+                    Context::Str { quote, pairs, .. } => (quote, pairs),
+                    Context::Ident { quote, .. } => (quote, false),
+                    _ => return 0,
+                };
+                // Never pair with `$`: it may close an enclosing dollar body.
+                if pairs
+                    && c == '\\'
+                    && let Some(n) = next.filter(|&n| n != '$')
+                {
                     self.out.push(c);
-                    if let Some(n) = next {
-                        self.out.push(n);
-                        return c.len_utf8() + n.len_utf8();
-                    }
-                    return c.len_utf8();
+                    self.out.push(n);
+                    return c.len_utf8() + n.len_utf8();
                 }
                 if c == quote {
                     if next == Some(quote) {
@@ -282,32 +338,30 @@ impl Renderer<'_> {
 
     fn step_code(&mut self, c: char, next: Option<char>, rest: &str) -> usize {
         let pg = self.dialect == Dialect::Postgres;
-        let prefix_escape = |r: &Self| {
-            // E'…' (and U&'…') on PostgreSQL: a one-letter prefix not part of a longer word.
-            let p0 = r.prev_char(0);
-            let p1 = r.prev_char(1);
-            match (p0, p1) {
-                (Some('E' | 'e'), p1) => !p1.is_some_and(is_ident_char),
-                (Some('&'), Some('U' | 'u')) => !r.prev_char(2).is_some_and(is_ident_char),
-                _ => false,
-            }
-        };
+        // E'…' and U&'…' / U&"…" on PostgreSQL: a prefix that is not the end of a longer word.
+        let e_prefix = matches!(self.prev_char(0), Some('E' | 'e'))
+            && !self.prev_char(1).is_some_and(is_ident_cont);
+        let u_prefix = self.prev_char(0) == Some('&')
+            && matches!(self.prev_char(1), Some('U' | 'u'))
+            && !self.prev_char(2).is_some_and(is_ident_cont);
         let context = match c {
-            '\'' => Some(Context::Str {
+            '\'' if pg => Some(Context::Str {
                 quote: '\'',
-                backslash: !pg || prefix_escape(self),
+                pairs: e_prefix,
+                double_backslash: e_prefix || u_prefix,
             }),
-            '"' if pg => Some(Context::Ident {
-                quote: '"',
-                backslash: prefix_escape(self),
+            '\'' | '"' if !pg => Some(Context::Str {
+                quote: c,
+                pairs: true,
+                double_backslash: true,
             }),
-            '"' => Some(Context::Str {
+            '"' => Some(Context::Ident {
                 quote: '"',
-                backslash: true,
+                double_backslash: u_prefix,
             }),
             '`' if !pg => Some(Context::Ident {
                 quote: '`',
-                backslash: false,
+                double_backslash: false,
             }),
             '#' if !pg => Some(Context::LineComment),
             '-' if next == Some('-') => {
@@ -324,7 +378,7 @@ impl Renderer<'_> {
                 self.out.push_str("/*");
                 return 2;
             }
-            '$' if pg && !self.prev_char(0).is_some_and(is_ident_char) => {
+            '$' if pg && !self.ends_with_identifier() => {
                 // `$tag$` opens a dollar-quoted body; `$1` is a parameter.
                 let body = &rest[1..];
                 let end = body.find('$');
@@ -361,26 +415,60 @@ impl Renderer<'_> {
         if value.contains('\0') {
             return Err(TemplateError::Nul(name.to_owned()));
         }
-        // A dollar-quoted body is usually PL/pgSQL whose strings are run as
-        // SQL again (EXECUTE '…'): one level of quoting is not enough there,
-        // so values holding any quoting character are refused outright.
-        if self.in_dollar().is_some() && value.contains(['$', '\'', '"', '\\']) {
-            return Err(TemplateError::DollarInDollarQuote(name.to_owned()));
-        }
         let pg = self.dialect == Dialect::Postgres;
+        // On PostgreSQL a `$` could open or close a dollar-quoted body, whatever
+        // the quoting around it: no value may hold one.
+        if pg && value.contains('$') {
+            return Err(TemplateError::Dollar(name.to_owned()));
+        }
+        // A dollar-quoted body is usually PL/pgSQL whose strings run as SQL
+        // again (EXECUTE '…'), where one level of quoting means nothing: only
+        // plain name characters may go there.
+        if self.in_dollar().is_some()
+            && !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(TemplateError::UnsafeInDollarBody(name.to_owned()));
+        }
         match self.top().clone() {
             Context::LineComment | Context::BlockComment { .. } => {
                 return Err(TemplateError::InComment(name.to_owned()));
             }
-            Context::Str { quote, backslash } | Context::Ident { quote, backslash } => {
-                escape_into(&mut self.out, value, quote, backslash);
+            Context::Str {
+                quote,
+                double_backslash,
+                ..
             }
-            Context::Code | Context::Dollar { .. } => match (kind, pg) {
-                (Kind::Identifier, true) => quoted(&mut self.out, value, '"', false),
-                (Kind::Identifier, false) => quoted(&mut self.out, value, '`', false),
-                (Kind::Literal, true) => quoted(&mut self.out, value, '\'', false),
-                (Kind::Literal, false) => quoted(&mut self.out, value, '\'', true),
+            | Context::Ident {
+                quote,
+                double_backslash,
+            } => {
+                escape_into(&mut self.out, value, quote, double_backslash);
+            }
+            Context::Code | Context::Dollar { .. } => match () {
+                // `E{{v}}` must not become an escape string, nor `U&{{v}}` a
+                // Unicode one: keep a bare value apart from a word before it.
+                _ if self
+                    .prev_char(0)
+                    .is_some_and(|c| is_ident_cont(c) || c == '&') =>
+                {
+                    self.out.push(' ');
+                    return self.placeholder_bare(kind, value);
+                }
+                _ => return self.placeholder_bare(kind, value),
             },
+        }
+        Ok(())
+    }
+
+    fn placeholder_bare(&mut self, kind: Kind, value: &str) -> Result<(), TemplateError> {
+        let pg = self.dialect == Dialect::Postgres;
+        match (kind, pg) {
+            (Kind::Identifier, true) => quoted(&mut self.out, value, '"', false),
+            (Kind::Identifier, false) => quoted(&mut self.out, value, '`', false),
+            (Kind::Literal, true) => quoted(&mut self.out, value, '\'', false),
+            (Kind::Literal, false) => quoted(&mut self.out, value, '\'', true),
         }
         Ok(())
     }
@@ -415,7 +503,8 @@ pub fn quote_literal(dialect: Dialect, value: &str) -> Result<String, TemplateEr
 mod tests {
     use super::*;
 
-    const HOSTILE: &str = "a'b\"c`d\\e;f-- g/*h*/$i$";
+    /// Quotes of every kind, a backslash, a statement break and comment openers.
+    const HOSTILE: &str = "a'b\"c`d\\e;f-- g/*h*/";
 
     fn vars() -> Vars {
         Vars::new()
@@ -432,22 +521,34 @@ mod tests {
         Template::new(t).render(Dialect::MySql, &vars())
     }
 
+    fn pg_with(t: &str, value: &str) -> Result<String, TemplateError> {
+        Template::new(t).render(Dialect::Postgres, &Vars::new().literal("v", value))
+    }
+
     #[test]
     fn postgres_quotes_by_context() {
         assert_eq!(
             pg(r#"CREATE ROLE "{{name}}" PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#)
                 .unwrap(),
-            r#"CREATE ROLE "a'b""c`d\e;f-- g/*h*/$i$" PASSWORD 'a''b"c`d\e;f-- g/*h*/$i$' VALID UNTIL '2030-01-01';"#
+            r#"CREATE ROLE "a'b""c`d\e;f-- g/*h*/" PASSWORD 'a''b"c`d\e;f-- g/*h*/' VALID UNTIL '2030-01-01';"#
         );
         // Bare placeholders become whole quoted tokens.
         assert_eq!(
             pg("DROP ROLE {{name}}; SELECT {{password}}").unwrap(),
-            r#"DROP ROLE "a'b""c`d\e;f-- g/*h*/$i$"; SELECT 'a''b"c`d\e;f-- g/*h*/$i$'"#
+            r#"DROP ROLE "a'b""c`d\e;f-- g/*h*/"; SELECT 'a''b"c`d\e;f-- g/*h*/'"#
         );
-        // Escape strings double backslashes too.
+        // Escape strings and Unicode strings double backslashes too.
         assert_eq!(
             pg("SELECT E'{{password}}'").unwrap(),
-            r#"SELECT E'a''b"c`d\\e;f-- g/*h*/$i$'"#
+            r#"SELECT E'a''b"c`d\\e;f-- g/*h*/'"#
+        );
+        assert_eq!(
+            pg("SELECT U&'{{password}}'").unwrap(),
+            r#"SELECT U&'a''b"c`d\\e;f-- g/*h*/'"#
+        );
+        assert_eq!(
+            pg(r#"SELECT U&"{{name}}""#).unwrap(),
+            r#"SELECT U&"a'b""c`d\\e;f-- g/*h*/""#
         );
         // A word ending in E is not an escape-string prefix.
         assert_eq!(
@@ -460,19 +561,27 @@ mod tests {
     fn mysql_quotes_by_context() {
         assert_eq!(
             my("CREATE USER '{{name}}'@'%' IDENTIFIED BY \"{{password}}\";").unwrap(),
-            r#"CREATE USER 'a''b"c`d\\e;f-- g/*h*/$i$'@'%' IDENTIFIED BY "a'b""c`d\\e;f-- g/*h*/$i$";"#
+            r#"CREATE USER 'a''b"c`d\\e;f-- g/*h*/'@'%' IDENTIFIED BY "a'b""c`d\\e;f-- g/*h*/";"#
         );
         assert_eq!(
             my("GRANT SELECT ON db.* TO `{{name}}`").unwrap(),
-            r#"GRANT SELECT ON db.* TO `a'b"c``d\e;f-- g/*h*/$i$`"#
+            r#"GRANT SELECT ON db.* TO `a'b"c``d\e;f-- g/*h*/`"#
         );
         assert_eq!(
             my("DROP USER {{name}}").unwrap(),
-            r#"DROP USER `a'b"c``d\e;f-- g/*h*/$i$`"#
+            r#"DROP USER `a'b"c``d\e;f-- g/*h*/`"#
         );
         assert_eq!(
             my("SELECT {{password}}").unwrap(),
-            r#"SELECT 'a''b"c`d\\e;f-- g/*h*/$i$'"#
+            r#"SELECT 'a''b"c`d\\e;f-- g/*h*/'"#
+        );
+        // `$` means nothing to MySQL.
+        let v = Vars::new().literal("v", "a$$b");
+        assert_eq!(
+            Template::new("SELECT '{{v}}'")
+                .render(Dialect::MySql, &v)
+                .unwrap(),
+            "SELECT 'a$$b'"
         );
     }
 
@@ -486,33 +595,82 @@ mod tests {
         // A doubled quote does not close the string.
         assert_eq!(
             pg("SELECT 'it''s {{password}}'").unwrap(),
-            r#"SELECT 'it''s a''b"c`d\e;f-- g/*h*/$i$'"#
+            r#"SELECT 'it''s a''b"c`d\e;f-- g/*h*/'"#
         );
         // MySQL: a backslash-escaped quote does not close the string.
         assert_eq!(
             my(r"SELECT 'x\' {{expiration}}'").unwrap(),
             r"SELECT 'x\' 2030-01-01'"
         );
+        // PostgreSQL: in a standard string a backslash escapes nothing.
+        assert_eq!(
+            pg_with(r"SELECT 'x\', {{v}}", "1").unwrap(),
+            r"SELECT 'x\', '1'"
+        );
+    }
+
+    #[test]
+    fn prefixes_cannot_turn_a_bare_value_into_another_kind_of_string() {
+        // `E{{v}}` would make an escape string whose backslashes were not doubled.
+        let attack = r"\'; DROP TABLE t; --";
+        assert_eq!(
+            pg_with("SELECT E{{v}}", attack).unwrap(),
+            r"SELECT E '\''; DROP TABLE t; --'"
+        );
+        assert_eq!(
+            pg_with("SELECT U&{{v}}", attack).unwrap(),
+            r"SELECT U& '\''; DROP TABLE t; --'"
+        );
+        // In U&'…' a backslash never escapes the quote.
+        assert_eq!(
+            pg_with(r"SELECT U&'\' UESCAPE '!'{{v}}", " AS a; DROP TABLE t; --").unwrap(),
+            r"SELECT U&'\' UESCAPE '!'' AS a; DROP TABLE t; --'"
+        );
     }
 
     #[test]
     fn dollar_quoted_bodies_are_lexed_and_guarded() {
-        let t = r#"DO $$BEGIN EXECUTE 'DROP ROLE "{{name}}"'; END$$"#;
+        let t = r#"DO $$BEGIN EXECUTE 'DROP ROLE "{{v}}"'; END$$"#;
+        // Inside a body only name characters pass: its strings run as SQL again.
         assert_eq!(
-            pg(t),
-            Err(TemplateError::DollarInDollarQuote("name".into()))
+            pg_with(t, "o'x"),
+            Err(TemplateError::UnsafeInDollarBody("v".into()))
         );
-        let quote = Vars::new().identifier("name", "o'x");
-        assert!(Template::new(t).render(Dialect::Postgres, &quote).is_err());
-        let safe = Vars::new().identifier("name", "v-app;x");
         assert_eq!(
-            Template::new(t).render(Dialect::Postgres, &safe).unwrap(),
-            r#"DO $$BEGIN EXECUTE 'DROP ROLE "v-app;x"'; END$$"#
+            pg_with(t, "x SUPERUSER"),
+            Err(TemplateError::UnsafeInDollarBody("v".into()))
         );
-        // After the body closes, `$` is allowed again; `$1` is a parameter.
         assert_eq!(
-            pg("DO $f$ SELECT 1 $f$; SELECT $1, '{{password}}'").unwrap(),
-            r#"DO $f$ SELECT 1 $f$; SELECT $1, 'a''b"c`d\e;f-- g/*h*/$i$'"#
+            pg_with(t, "v-app_1.x").unwrap(),
+            r#"DO $$BEGIN EXECUTE 'DROP ROLE "v-app_1.x"'; END$$"#
+        );
+        // No value may hold `$` on PostgreSQL: it could open or close a body.
+        assert_eq!(
+            pg_with("SELECT '{{v}}'", "a$$b"),
+            Err(TemplateError::Dollar("v".into()))
+        );
+        // After the body closes, quoting is normal again; `$1` is a parameter.
+        assert_eq!(
+            pg_with("DO $f$ SELECT 1 $f$; SELECT $1, '{{v}}'", "it's").unwrap(),
+            "DO $f$ SELECT 1 $f$; SELECT $1, 'it''s'"
+        );
+        // A backslash in an E-string inside a body cannot swallow the body's end.
+        assert_eq!(
+            pg_with(
+                r"SELECT $$a E'\$$ AS q, '{{v}}'",
+                " AS y; DROP TABLE t; SELECT "
+            )
+            .unwrap(),
+            r"SELECT $$a E'\$$ AS q, ' AS y; DROP TABLE t; SELECT '"
+        );
+        // `$$` after a number opens a body (PostgreSQL agrees); after a word it does not.
+        assert_eq!(
+            pg_with("SELECT 1$$ {{v}} $$", "a b"),
+            Err(TemplateError::UnsafeInDollarBody("v".into()))
+        );
+        assert_eq!(
+            pg_with("SELECT é$$ {{v}}", "a b").unwrap(),
+            "SELECT é$$ 'a b'"
         );
     }
 
@@ -537,8 +695,28 @@ mod tests {
             Template::new("{{name}}").render(Dialect::MySql, &nul),
             Err(TemplateError::Nul("name".into()))
         );
-        // The comment ends at the line's end.
-        assert!(pg("SELECT 1 -- note\nDROP ROLE {{name}}").is_ok());
+        // The comment ends at the line's end, and may end the template.
+        assert!(pg("SELECT 1 -- note\nDROP ROLE {{name}} -- done").is_ok());
+    }
+
+    #[test]
+    fn unterminated_templates_are_refused() {
+        assert_eq!(
+            pg_with("SELECT '{{v}}", "x"),
+            Err(TemplateError::Unterminated)
+        );
+        assert_eq!(
+            pg_with("SELECT {{v}} /* open", "x"),
+            Err(TemplateError::Unterminated)
+        );
+        assert_eq!(
+            pg_with("DO $$ SELECT {{v}}", "x"),
+            Err(TemplateError::Unterminated)
+        );
+        assert_eq!(
+            Template::new("SELECT `{{v}}").render(Dialect::MySql, &Vars::new().literal("v", "x")),
+            Err(TemplateError::Unterminated)
+        );
     }
 
     #[test]
@@ -564,12 +742,13 @@ mod tests {
     }
 
     #[test]
-    fn error_messages_never_hold_values() {
+    fn error_messages_and_debug_never_hold_values() {
         let secret = "hunter2\0";
         let v = Vars::new().literal("password", secret);
         let e = Template::new("'{{password}}'")
             .render(Dialect::Postgres, &v)
             .unwrap_err();
         assert!(!e.to_string().contains("hunter2"));
+        assert!(!format!("{v:?}").contains("hunter2"), "{v:?}");
     }
 }

@@ -390,3 +390,33 @@ async fn nothing_is_created_when_the_lease_cannot_be_recorded() {
         "no user may exist without a recorded lease"
     );
 }
+
+#[tokio::test]
+async fn an_existing_role_is_never_taken_over() {
+    let (plugin, ctx) = setup().await;
+    let name = unique("taken");
+    let admin = pg_admin().await;
+    admin
+        .batch_execute(&format!("CREATE ROLE \"{name}\""))
+        .await
+        .unwrap();
+    // A template with no random part names the existing role.
+    let config = json!({ "username_template": name });
+    let role = json!({ "creation_statements": CREATE });
+    let err = plugin
+        .issue(&ctx, &connection(config), &request("r", role, "t"))
+        .await
+        .err();
+    assert!(
+        matches!(&err, Some(PluginError::Failed { kind: FailureKind::InvalidRequest, message }) if message.contains("already exists")),
+        "{err:?}"
+    );
+    assert!(
+        role_exists(&name).await,
+        "the existing role must be left alone"
+    );
+    admin
+        .batch_execute(&format!("DROP ROLE \"{name}\""))
+        .await
+        .unwrap();
+}

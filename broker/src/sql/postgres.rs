@@ -1,7 +1,10 @@
 //! The PostgreSQL side of the `sql` capability: tokio-postgres behind a
 //! deadpool pool.
 
+use std::pin::pin;
 use std::str::FromStr;
+
+use futures_util::TryStreamExt;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::{ToSql, Type};
@@ -26,11 +29,15 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
     }
     config.connect_timeout(CONNECT_TIMEOUT);
     config.application_name("broker");
+    // The templater quotes for standard strings; make sure the session uses them.
+    config.options("-c standard_conforming_strings=on");
+    // A plugin may leave a transaction open or change session settings: wipe
+    // both before the connection serves anyone else.
     let manager = Manager::from_config(
         config,
         NoTls,
         ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
+            recycling_method: RecyclingMethod::Custom("ROLLBACK; DISCARD ALL".into()),
         },
     );
     Pool::builder(manager)
@@ -153,28 +160,39 @@ fn cell(row: &tokio_postgres::Row, i: usize) -> Result<SqlValue, SqlError> {
     })
 }
 
+fn typed(owned: &[(Box<dyn ToSql + Sync + Send>, Type)]) -> Vec<(&(dyn ToSql + Sync), Type)> {
+    owned
+        .iter()
+        .map(|(v, t)| (v.as_ref() as &(dyn ToSql + Sync), t.clone()))
+        .collect()
+}
+
+/// Rows are read as they stream in and never buffered beyond the budget, so
+/// a guest cannot make the host hold a huge result.
 pub(super) async fn execute(
     c: &mut Object,
     statement: &str,
     params: &[SqlValue],
 ) -> Result<u64, SqlError> {
     if params.is_empty() {
-        let messages = c.simple_query(statement).await.map_err(map_error)?;
-        return Ok(messages
-            .iter()
-            .map(|m| match m {
-                SimpleQueryMessage::CommandComplete(n) => *n,
-                _ => 0,
-            })
-            .sum());
+        let stream = c.simple_query_raw(statement).await.map_err(map_error)?;
+        let mut stream = pin!(stream);
+        let mut affected = 0;
+        while let Some(message) = stream.try_next().await.map_err(map_error)? {
+            if let SimpleQueryMessage::CommandComplete(n) = message {
+                affected += n;
+            }
+        }
+        return Ok(affected);
     }
     let owned: Vec<_> = params.iter().map(param).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = owned
-        .iter()
-        .map(|(v, t)| (v.as_ref() as &(dyn ToSql + Sync), t.clone()))
-        .collect();
-    let rows = c.query_typed(statement, &typed).await.map_err(map_error)?;
-    Ok(rows.len() as u64)
+    let stream = c
+        .query_typed_raw(statement, typed(&owned))
+        .await
+        .map_err(map_error)?;
+    let mut stream = pin!(stream);
+    while stream.try_next().await.map_err(map_error)?.is_some() {}
+    Ok(stream.rows_affected().unwrap_or(0))
 }
 
 pub(super) async fn query(
@@ -186,8 +204,10 @@ pub(super) async fn query(
     let mut out = Rows::default();
     if params.is_empty() {
         // The simple protocol returns every value as text.
-        for m in c.simple_query(statement).await.map_err(map_error)? {
-            match m {
+        let stream = c.simple_query_raw(statement).await.map_err(map_error)?;
+        let mut stream = pin!(stream);
+        while let Some(message) = stream.try_next().await.map_err(map_error)? {
+            match message {
                 SimpleQueryMessage::RowDescription(cols) if out.columns.is_empty() => {
                     out.columns = cols.iter().map(|c| c.name().to_owned()).collect();
                 }
@@ -210,21 +230,17 @@ pub(super) async fn query(
         return Ok(out);
     }
     let owned: Vec<_> = params.iter().map(param).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = owned
-        .iter()
-        .map(|(v, t)| (v.as_ref() as &(dyn ToSql + Sync), t.clone()))
-        .collect();
-    let rows = c.query_typed(statement, &typed).await.map_err(map_error)?;
-    if let Some(first) = rows.first() {
-        out.columns = first
-            .columns()
-            .iter()
-            .map(|c| c.name().to_owned())
-            .collect();
-    }
-    for row in &rows {
+    let stream = c
+        .query_typed_raw(statement, typed(&owned))
+        .await
+        .map_err(map_error)?;
+    let mut stream = pin!(stream);
+    while let Some(row) = stream.try_next().await.map_err(map_error)? {
+        if out.columns.is_empty() {
+            out.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+        }
         let values = (0..row.len())
-            .map(|i| cell(row, i))
+            .map(|i| cell(&row, i))
             .collect::<Result<Vec<_>, _>>()?;
         budget.charge(&values)?;
         out.rows.push(values);

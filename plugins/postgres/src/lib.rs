@@ -176,6 +176,16 @@ impl Plugin for Postgres {
         let password = password::generate(password::DEFAULT_LENGTH);
         // Render now, so a bad template fails before the lease is recorded.
         creation_statements(role, &username, &password, request.expires_at)?;
+        // Revocation will drop this name: it must not belong to someone else.
+        let taken = Database::open()?.query(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1",
+            &[Value::Text(username.clone())],
+        )?;
+        if !taken.rows.is_empty() {
+            return Err(Error::request(format!(
+                "a role named {username:?} already exists; give the username template a {{{{random N}}}} part"
+            )));
+        }
         Prepared::new(
             serde_json::json!({ "username": username, "password": password }),
             Revocation {

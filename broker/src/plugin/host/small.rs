@@ -46,6 +46,13 @@ impl log::Host for CallState {
             }
             message.truncate(cut);
         }
+        // A guest must not forge log lines: no newlines or terminal escapes.
+        if message.chars().any(char::is_control) {
+            message = message
+                .chars()
+                .map(|c| if c.is_control() { '�' } else { c })
+                .collect();
+        }
         let plugin = &*self.plugin_name;
         match level {
             log::Level::Trace => tracing::trace!(plugin, "{message}"),
