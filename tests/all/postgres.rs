@@ -420,3 +420,53 @@ async fn an_existing_role_is_never_taken_over() {
         .await
         .unwrap();
 }
+
+/// A plugin's session changes never reach the next call: settings are
+/// reset, and a connection left inside a transaction is not reused.
+#[tokio::test]
+async fn pooled_connections_carry_no_state_between_calls() {
+    use broker::sql::{Pools, SqlValue};
+    let s = postgres();
+    let target = std::sync::Arc::new(
+        pg_target(s, &s.user, &s.password)
+            .as_ref()
+            .clone()
+            .with_max_open_connections(1),
+    );
+    let pools = Pools::new();
+    let key = unique("pool");
+    let text = |rows: broker::sql::Rows| match rows.rows[0][0].clone() {
+        SqlValue::Text(t) => t,
+        other => panic!("expected text, got {other:?}"),
+    };
+
+    let mut c = pools.connect(&key, &target).await.unwrap();
+    let pid = text(c.query("SELECT pg_backend_pid()::text", &[]).await.unwrap());
+    c.execute("SET application_name = 'dirty'", &[])
+        .await
+        .unwrap();
+    drop(c);
+    let mut c = pools.connect(&key, &target).await.unwrap();
+    assert_eq!(
+        text(c.query("SELECT pg_backend_pid()::text", &[]).await.unwrap()),
+        pid,
+        "a clean connection is reused"
+    );
+    assert_eq!(
+        text(
+            c.query("SELECT current_setting('application_name')", &[])
+                .await
+                .unwrap()
+        ),
+        "broker"
+    );
+
+    c.execute("BEGIN", &[]).await.unwrap();
+    drop(c);
+    let mut c = pools.connect(&key, &target).await.unwrap();
+    assert_ne!(
+        text(c.query("SELECT pg_backend_pid()::text", &[]).await.unwrap()),
+        pid,
+        "a connection left in a transaction must not be reused"
+    );
+}

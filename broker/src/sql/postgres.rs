@@ -31,13 +31,16 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
     config.application_name("broker");
     // The templater quotes for standard strings; make sure the session uses them.
     config.options("-c standard_conforming_strings=on");
-    // A plugin may leave a transaction open or change session settings: wipe
-    // both before the connection serves anyone else.
+    // A plugin may change session settings or leave a transaction open.
+    // DISCARD ALL resets the settings, and fails inside an open transaction,
+    // which makes the pool drop that connection instead of reusing it.
+    // (It must be the only statement: PostgreSQL refuses it in a
+    // multi-statement string.)
     let manager = Manager::from_config(
         config,
         NoTls,
         ManagerConfig {
-            recycling_method: RecyclingMethod::Custom("ROLLBACK; DISCARD ALL".into()),
+            recycling_method: RecyclingMethod::Custom("DISCARD ALL".into()),
         },
     );
     Pool::builder(manager)
