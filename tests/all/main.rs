@@ -1,7 +1,11 @@
 //! The end-to-end tests, in one binary (one link step) with a module per
 //! area. Helpers live in `tests/support`.
 
+// Test code: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod injection;
 mod mysql;
 mod postgres;
 mod sandbox;
+mod storage;

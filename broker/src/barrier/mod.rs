@@ -1,0 +1,183 @@
+//! The barrier: every value is sealed with AES-256-GCM before it reaches
+//! storage, and opened after it leaves.
+//!
+//! The associated data is the storage key, so a ciphertext moved to another
+//! row does not open. Keys come from a versioned [`Keyring`]: rotation adds a
+//! version, and old ciphertexts stay readable. The barrier must never return
+//! key bytes to a caller, nor hand plaintext to storage.
+//!
+//! ```ignore
+//! let barrier = Barrier::new(keyring);
+//! let sealed = barrier.seal("database/config/main", b"{...}")?;
+//! let plain = barrier.open("database/config/main", &sealed)?;
+//! ```
+
+mod keyring;
+mod sealed;
+
+use std::sync::RwLock;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use zeroize::Zeroizing;
+
+pub use keyring::Keyring;
+pub use sealed::SealedStorage;
+
+/// Why sealing or opening failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BarrierError {
+    /// The ciphertext is too short or has an unknown key version.
+    #[error("sealed value is malformed")]
+    Malformed,
+    /// The key version it names is not in the keyring.
+    #[error("sealed value uses key version {0}, which the keyring does not hold")]
+    UnknownKey(u32),
+    /// Authentication failed: the value was altered or moved between rows.
+    #[error("sealed value failed authentication (altered, or moved from another key)")]
+    Tampered,
+    /// The keyring's lock was poisoned by a panic.
+    #[error("the keyring is unavailable")]
+    Poisoned,
+    /// The system's randomness failed.
+    #[error("no randomness for a nonce: {0}")]
+    Random(String),
+}
+
+/// Layout: key version (4 bytes, big-endian), nonce (12), ciphertext and tag.
+const HEADER: usize = 4 + 12;
+
+/// Seals and opens values with the active keyring.
+#[derive(Debug)]
+pub struct Barrier {
+    keyring: RwLock<Keyring>,
+}
+
+impl Barrier {
+    /// A barrier over `keyring`.
+    pub fn new(keyring: Keyring) -> Self {
+        Self {
+            keyring: RwLock::new(keyring),
+        }
+    }
+
+    /// Seals `plaintext` for storage under `storage_key`.
+    pub fn seal(&self, storage_key: &str, plaintext: &[u8]) -> Result<Vec<u8>, BarrierError> {
+        let keyring = self.keyring.read().map_err(|_| BarrierError::Poisoned)?;
+        let (version, key) = keyring.active();
+        let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| BarrierError::Malformed)?;
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).map_err(|e| BarrierError::Random(e.to_string()))?;
+        let ciphertext = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: storage_key.as_bytes(),
+                },
+            )
+            .map_err(|_| BarrierError::Malformed)?;
+        let mut out = Vec::with_capacity(HEADER + ciphertext.len());
+        out.extend_from_slice(&version.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        Ok(out)
+    }
+
+    /// Opens a value read from `storage_key`.
+    pub fn open(
+        &self,
+        storage_key: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, BarrierError> {
+        if sealed.len() < HEADER + 16 {
+            return Err(BarrierError::Malformed);
+        }
+        let (version, rest) = sealed.split_at(4);
+        let version = u32::from_be_bytes(version.try_into().map_err(|_| BarrierError::Malformed)?);
+        let (nonce, ciphertext) = rest.split_at(12);
+        let keyring = self.keyring.read().map_err(|_| BarrierError::Poisoned)?;
+        let key = keyring
+            .get(version)
+            .ok_or(BarrierError::UnknownKey(version))?;
+        let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| BarrierError::Malformed)?;
+        cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: storage_key.as_bytes(),
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| BarrierError::Tampered)
+    }
+
+    /// Adds a new key version and makes it active; returns its number.
+    pub fn rotate(&self) -> Result<u32, BarrierError> {
+        let mut keyring = self.keyring.write().map_err(|_| BarrierError::Poisoned)?;
+        keyring.rotate().map_err(BarrierError::Random)
+    }
+
+    /// The keyring, serialised for wrapping by the KMS.
+    pub fn export_keyring(&self) -> Result<Zeroizing<Vec<u8>>, BarrierError> {
+        Ok(self
+            .keyring
+            .read()
+            .map_err(|_| BarrierError::Poisoned)?
+            .to_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn barrier() -> Barrier {
+        Barrier::new(Keyring::generate().unwrap())
+    }
+
+    #[test]
+    fn round_trip_and_fresh_nonces() {
+        let b = barrier();
+        let a = b.seal("k", b"secret").unwrap();
+        let c = b.seal("k", b"secret").unwrap();
+        assert_ne!(a, c, "each seal uses a fresh nonce");
+        assert_eq!(&*b.open("k", &a).unwrap(), b"secret");
+        assert!(!a.windows(6).any(|w| w == b"secret"));
+    }
+
+    #[test]
+    fn moved_or_altered_values_are_refused() {
+        let b = barrier();
+        let sealed = b.seal("database/config/a", b"{}").unwrap();
+        assert!(matches!(
+            b.open("database/config/b", &sealed),
+            Err(BarrierError::Tampered)
+        ));
+        let mut bad = sealed.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(matches!(
+            b.open("database/config/a", &bad),
+            Err(BarrierError::Tampered)
+        ));
+        assert!(matches!(
+            b.open("database/config/a", &sealed[..10]),
+            Err(BarrierError::Malformed)
+        ));
+    }
+
+    #[test]
+    fn rotation_keeps_old_values_readable() {
+        let b = barrier();
+        let old = b.seal("k", b"v1").unwrap();
+        assert_eq!(b.rotate().unwrap(), 2);
+        let new = b.seal("k", b"v2").unwrap();
+        assert_eq!(&new[..4], &2u32.to_be_bytes());
+        assert_eq!(&*b.open("k", &old).unwrap(), b"v1");
+        assert_eq!(&*b.open("k", &new).unwrap(), b"v2");
+        let restored = Barrier::new(Keyring::from_bytes(&b.export_keyring().unwrap()).unwrap());
+        assert_eq!(&*restored.open("k", &old).unwrap(), b"v1");
+    }
+}

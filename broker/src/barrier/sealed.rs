@@ -1,0 +1,104 @@
+//! Typed access to storage through the barrier: values go in as JSON,
+//! sealed under their key, and come out opened and parsed.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Barrier, BarrierError};
+use crate::storage::{Storage, StorageError};
+
+/// Why a sealed read or write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SealedError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The barrier refused (tampered, moved, unknown key).
+    #[error("{key}: {source}")]
+    Barrier {
+        /// The storage key.
+        key: String,
+        /// Why.
+        source: BarrierError,
+    },
+    /// The value does not parse as what the caller expects.
+    #[error("{key}: stored value does not parse: {message}")]
+    Decode {
+        /// The storage key.
+        key: String,
+        /// What serde said (never the value).
+        message: String,
+    },
+}
+
+/// Storage whose values are sealed by a barrier.
+#[derive(Debug, Clone)]
+pub struct SealedStorage {
+    storage: Storage,
+    barrier: std::sync::Arc<Barrier>,
+}
+
+impl SealedStorage {
+    /// Seals values for `storage` with `barrier`.
+    pub fn new(storage: Storage, barrier: std::sync::Arc<Barrier>) -> Self {
+        Self { storage, barrier }
+    }
+
+    /// The raw storage (for leases, whose columns stay queryable).
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The barrier.
+    pub fn barrier(&self) -> &Barrier {
+        &self.barrier
+    }
+
+    /// Reads and opens `key`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SealedError> {
+        let Some(sealed) = self.storage.get(key).await? else {
+            return Ok(None);
+        };
+        let plain = self
+            .barrier
+            .open(key, &sealed)
+            .map_err(|source| SealedError::Barrier {
+                key: key.to_owned(),
+                source,
+            })?;
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|e| SealedError::Decode {
+                key: key.to_owned(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Seals and writes `value` at `key`.
+    pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), SealedError> {
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(value).map_err(|e| {
+            SealedError::Decode {
+                key: key.to_owned(),
+                message: e.to_string(),
+            }
+        })?);
+        let sealed = self
+            .barrier
+            .seal(key, &plain)
+            .map_err(|source| SealedError::Barrier {
+                key: key.to_owned(),
+                source,
+            })?;
+        Ok(self.storage.put(key, &sealed).await?)
+    }
+
+    /// Deletes `key`; whether it existed.
+    pub async fn delete(&self, key: &str) -> Result<bool, SealedError> {
+        Ok(self.storage.delete(key).await?)
+    }
+
+    /// Keys under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, SealedError> {
+        Ok(self.storage.list(prefix).await?)
+    }
+}

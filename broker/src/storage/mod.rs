@@ -1,0 +1,148 @@
+//! Durable storage: sealed entries and lease records, behind one trait with
+//! an SQLite backend (embedded, the default) and a PostgreSQL backend (for
+//! several broker nodes sharing one database).
+//!
+//! Storage sees only ciphertext: values arrive sealed by the
+//! [`barrier`](crate::barrier). It must never hold a lease list in memory:
+//! the expiration worker claims due leases through an index.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+pub use postgres::PostgresBackend;
+pub use sqlite::SqliteBackend;
+
+/// A storage failure. Messages never hold stored values.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database refused or failed.
+    #[error("storage error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("storage migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row does not parse.
+    #[error("corrupt storage row: {0}")]
+    Corrupt(String),
+}
+
+/// A lease's state (DESIGN §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Recorded before the plugin creates anything; revoked if never activated.
+    Pending,
+    /// The credential exists and was handed out.
+    Active,
+    /// Revocation was asked for and is being retried.
+    Revoking,
+    /// Revocation gave up (too many failures); kept visible for operators.
+    Irrevocable,
+}
+
+impl LeaseState {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Revoking => "revoking",
+            Self::Irrevocable => "irrevocable",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Result<Self, StorageError> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "active" => Self::Active,
+            "revoking" => Self::Revoking,
+            "irrevocable" => Self::Irrevocable,
+            other => {
+                return Err(StorageError::Corrupt(format!(
+                    "unknown lease state {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// A lease as stored. Times are Unix seconds. `sealed` is the barrier's
+/// ciphertext of what revocation needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    /// `<mount>/creds/<role>/<random>`.
+    pub id: String,
+    /// Where it stands.
+    pub state: LeaseState,
+    /// When it was issued.
+    pub issued_at: i64,
+    /// When it expires (renewal moves it).
+    pub expires_at: i64,
+    /// The latest it may ever expire.
+    pub max_expires_at: i64,
+    /// When the expiration worker should next look at it.
+    pub next_attempt_at: i64,
+    /// Failed revocation attempts so far.
+    pub attempts: i64,
+    /// The last revocation failure, for operators.
+    pub last_error: Option<String>,
+    /// The accessor of the token that asked for it.
+    pub token_accessor: Option<String>,
+    /// Sealed revocation context.
+    pub sealed: Vec<u8>,
+}
+
+/// What a storage backend does. Implemented for SQLite and PostgreSQL; the
+/// same test suite runs against both.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// The entry at `key`.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Writes the entry at `key`.
+    async fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError>;
+    /// Deletes the entry at `key`; whether it existed.
+    async fn delete(&self, key: &str) -> Result<bool, StorageError>;
+    /// Keys that start with `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    /// Stores a new lease.
+    async fn insert_lease(&self, lease: &LeaseRow) -> Result<(), StorageError>;
+    /// Overwrites a lease; whether it existed.
+    async fn update_lease(&self, lease: &LeaseRow) -> Result<bool, StorageError>;
+    /// The lease with this id.
+    async fn get_lease(&self, id: &str) -> Result<Option<LeaseRow>, StorageError>;
+    /// Deletes a lease; whether it existed.
+    async fn delete_lease(&self, id: &str) -> Result<bool, StorageError>;
+    /// Ids of leases that start with `prefix`, sorted, at most `limit`.
+    async fn list_leases(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StorageError>;
+    /// Counts leases by state.
+    async fn count_leases(&self) -> Result<Vec<(LeaseState, i64)>, StorageError>;
+    /// Claims up to `limit` leases due at `now` (not irrevocable, with
+    /// `next_attempt_at <= now`): each claimed lease's `next_attempt_at` is
+    /// moved to `now + hold` in the same transaction, so no other worker
+    /// (on this node or another) takes it meanwhile.
+    async fn claim_due_leases(
+        &self,
+        now: i64,
+        hold: i64,
+        limit: u32,
+    ) -> Result<Vec<LeaseRow>, StorageError>;
+}
+
+/// A shared handle on a backend.
+pub type Storage = Arc<dyn Backend>;
+
+/// Escapes `%`, `_` and `\` for a `LIKE 'prefix%' ESCAPE '\'` pattern.
+pub(crate) fn like_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}

@@ -1,0 +1,177 @@
+//! The PostgreSQL backend: several broker nodes share one database; any node
+//! serves, and expiration work is claimed with `FOR UPDATE SKIP LOCKED`.
+
+use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+
+use super::{Backend, LeaseRow, LeaseState, StorageError, like_prefix};
+
+/// Storage in a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresBackend {
+    pool: PgPool,
+}
+
+impl PostgresBackend {
+    /// Connects to `url` and migrates the database.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+const LEASE_COLUMNS: &str = "id, state, issued_at, expires_at, max_expires_at, next_attempt_at, attempts, last_error, token_accessor, sealed";
+
+fn lease(row: &PgRow) -> Result<LeaseRow, StorageError> {
+    Ok(LeaseRow {
+        id: row.try_get("id")?,
+        state: LeaseState::parse(row.try_get::<&str, _>("state")?)?,
+        issued_at: row.try_get("issued_at")?,
+        expires_at: row.try_get("expires_at")?,
+        max_expires_at: row.try_get("max_expires_at")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        token_accessor: row.try_get("token_accessor")?,
+        sealed: row.try_get("sealed")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Backend for PostgresBackend {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM entries WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        sqlx::query("INSERT INTO entries (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StorageError> {
+        let done = sqlx::query("DELETE FROM entries WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT key FROM entries WHERE key LIKE $1 ESCAPE '\\' ORDER BY key",
+            )
+            .bind(like_prefix(prefix))
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+
+    async fn insert_lease(&self, l: &LeaseRow) -> Result<(), StorageError> {
+        sqlx::query(&format!(
+            "INSERT INTO leases ({LEASE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&l.id)
+        .bind(l.state.as_str())
+        .bind(l.issued_at)
+        .bind(l.expires_at)
+        .bind(l.max_expires_at)
+        .bind(l.next_attempt_at)
+        .bind(l.attempts)
+        .bind(&l.last_error)
+        .bind(&l.token_accessor)
+        .bind(&l.sealed)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_lease(&self, l: &LeaseRow) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE leases SET state = $1, issued_at = $2, expires_at = $3, max_expires_at = $4, next_attempt_at = $5, \
+             attempts = $6, last_error = $7, token_accessor = $8, sealed = $9 WHERE id = $10",
+        )
+        .bind(l.state.as_str())
+        .bind(l.issued_at)
+        .bind(l.expires_at)
+        .bind(l.max_expires_at)
+        .bind(l.next_attempt_at)
+        .bind(l.attempts)
+        .bind(&l.last_error)
+        .bind(&l.token_accessor)
+        .bind(&l.sealed)
+        .bind(&l.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn get_lease(&self, id: &str) -> Result<Option<LeaseRow>, StorageError> {
+        let row = sqlx::query(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(lease).transpose()
+    }
+
+    async fn delete_lease(&self, id: &str) -> Result<bool, StorageError> {
+        let done = sqlx::query("DELETE FROM leases WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_leases(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM leases WHERE id LIKE $1 ESCAPE '\\' ORDER BY id LIMIT $2",
+        )
+        .bind(like_prefix(prefix))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn count_leases(&self) -> Result<Vec<(LeaseState, i64)>, StorageError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM leases GROUP BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(s, n)| Ok((LeaseState::parse(&s)?, n)))
+            .collect()
+    }
+
+    async fn claim_due_leases(
+        &self,
+        now: i64,
+        hold: i64,
+        limit: u32,
+    ) -> Result<Vec<LeaseRow>, StorageError> {
+        // SKIP LOCKED: nodes claiming at the same time take disjoint leases.
+        let rows = sqlx::query(&format!(
+            "UPDATE leases SET next_attempt_at = $1 WHERE id IN \
+             (SELECT id FROM leases WHERE state <> 'irrevocable' AND next_attempt_at <= $2 \
+              ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING {LEASE_COLUMNS}"
+        ))
+        .bind(now + hold)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(lease).collect()
+    }
+}

@@ -1,0 +1,206 @@
+//! The same storage suite against both backends: SQLite (embedded) and
+//! PostgreSQL (shared by several broker nodes).
+
+use std::sync::Arc;
+
+use broker::barrier::{Barrier, Keyring, SealedStorage};
+use broker::storage::{Backend, LeaseRow, LeaseState, PostgresBackend, SqliteBackend, Storage};
+use broker_tests::{pg_admin, postgres, unique};
+
+async fn sqlite() -> (Storage, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::open(&dir.path().join("broker.db"))
+        .await
+        .unwrap();
+    (Arc::new(backend), dir)
+}
+
+async fn pg() -> Storage {
+    let db = unique("storage");
+    pg_admin()
+        .await
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let s = postgres();
+    let url = format!(
+        "postgres://{}:{}@{}:{}/{db}",
+        s.user, s.password, s.host, s.port
+    );
+    Arc::new(PostgresBackend::connect(&url).await.unwrap())
+}
+
+fn lease(id: &str, state: LeaseState, due: i64) -> LeaseRow {
+    LeaseRow {
+        id: id.into(),
+        state,
+        issued_at: 100,
+        expires_at: due,
+        max_expires_at: due + 1000,
+        next_attempt_at: due,
+        attempts: 0,
+        last_error: None,
+        token_accessor: Some("acc".into()),
+        sealed: vec![1, 2, 3],
+    }
+}
+
+async fn entries(s: &dyn Backend) {
+    assert_eq!(s.get("a/b").await.unwrap(), None);
+    s.put("a/b", b"one").await.unwrap();
+    s.put("a/b", b"two").await.unwrap();
+    s.put("a/c", b"x").await.unwrap();
+    s.put("a_%/d", b"y").await.unwrap();
+    s.put("ab", b"z").await.unwrap();
+    assert_eq!(s.get("a/b").await.unwrap().as_deref(), Some(&b"two"[..]));
+    assert_eq!(s.list("a/").await.unwrap(), vec!["a/b", "a/c"]);
+    // LIKE wildcards in a prefix are literal.
+    assert_eq!(s.list("a_%").await.unwrap(), vec!["a_%/d"]);
+    assert!(s.delete("a/b").await.unwrap());
+    assert!(!s.delete("a/b").await.unwrap());
+    assert_eq!(s.list("a/").await.unwrap(), vec!["a/c"]);
+}
+
+async fn leases(s: &dyn Backend) {
+    s.insert_lease(&lease("db/creds/r/1", LeaseState::Active, 10))
+        .await
+        .unwrap();
+    s.insert_lease(&lease("db/creds/r/2", LeaseState::Pending, 20))
+        .await
+        .unwrap();
+    s.insert_lease(&lease("db/creds/r/3", LeaseState::Active, 1_000))
+        .await
+        .unwrap();
+    s.insert_lease(&lease("db/creds/q/4", LeaseState::Irrevocable, 5))
+        .await
+        .unwrap();
+    assert!(
+        s.insert_lease(&lease("db/creds/r/1", LeaseState::Active, 10))
+            .await
+            .is_err(),
+        "ids are unique"
+    );
+
+    assert_eq!(
+        s.list_leases("db/creds/r/", 10).await.unwrap(),
+        vec!["db/creds/r/1", "db/creds/r/2", "db/creds/r/3"]
+    );
+    assert_eq!(s.list_leases("db/", 2).await.unwrap().len(), 2);
+    let mut counts = s.count_leases().await.unwrap();
+    counts.sort_by_key(|(state, _)| state.as_str());
+    assert_eq!(
+        counts,
+        vec![
+            (LeaseState::Active, 2),
+            (LeaseState::Irrevocable, 1),
+            (LeaseState::Pending, 1)
+        ]
+    );
+
+    // Due at 50: leases 1 and 2, not the far one, not the irrevocable one.
+    let claimed = s.claim_due_leases(50, 30, 10).await.unwrap();
+    let mut ids: Vec<_> = claimed.iter().map(|l| l.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["db/creds/r/1", "db/creds/r/2"]);
+    assert!(
+        claimed.iter().all(|l| l.next_attempt_at == 80),
+        "claimed leases are held"
+    );
+    assert!(
+        s.claim_due_leases(60, 30, 10).await.unwrap().is_empty(),
+        "held leases are not claimed twice"
+    );
+    assert_eq!(
+        s.claim_due_leases(80, 30, 1).await.unwrap().len(),
+        1,
+        "the limit holds"
+    );
+
+    let mut l = s.get_lease("db/creds/r/3").await.unwrap().unwrap();
+    assert_eq!(l, lease("db/creds/r/3", LeaseState::Active, 1_000));
+    l.state = LeaseState::Revoking;
+    l.attempts = 2;
+    l.last_error = Some("database down".into());
+    assert!(s.update_lease(&l).await.unwrap());
+    assert_eq!(s.get_lease("db/creds/r/3").await.unwrap(), Some(l));
+    assert!(s.delete_lease("db/creds/r/3").await.unwrap());
+    assert_eq!(s.get_lease("db/creds/r/3").await.unwrap(), None);
+}
+
+/// Two workers claiming at once never get the same lease.
+async fn concurrent_claims(s: Storage) {
+    for i in 0..200 {
+        s.insert_lease(&lease(&format!("c/creds/r/{i:03}"), LeaseState::Active, 10))
+            .await
+            .unwrap();
+    }
+    let claim = |s: Storage| async move {
+        let mut got = Vec::new();
+        loop {
+            let batch = s.claim_due_leases(50, 1_000, 7).await.unwrap();
+            if batch.is_empty() {
+                break got;
+            }
+            got.extend(batch.into_iter().map(|l| l.id));
+        }
+    };
+    let (a, b) = tokio::join!(claim(s.clone()), claim(s.clone()));
+    let mut all: Vec<_> = a.iter().chain(&b).cloned().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), a.len() + b.len(), "a lease was claimed twice");
+    assert_eq!(all.len(), 200);
+}
+
+async fn sealed(s: Storage) {
+    let store = SealedStorage::new(
+        s.clone(),
+        Arc::new(Barrier::new(Keyring::generate().unwrap())),
+    );
+    store
+        .put(
+            "database/config/a",
+            &serde_json::json!({ "password": "hunter2" }),
+        )
+        .await
+        .unwrap();
+    let raw = s.get("database/config/a").await.unwrap().unwrap();
+    assert!(!raw.windows(7).any(|w| w == b"hunter2"), "stored in clear");
+    let back: serde_json::Value = store.get("database/config/a").await.unwrap().unwrap();
+    assert_eq!(back["password"], "hunter2");
+
+    // Moved to another row: refused.
+    s.put("database/config/b", &raw).await.unwrap();
+    let moved = store.get::<serde_json::Value>("database/config/b").await;
+    assert!(
+        moved.is_err(),
+        "a ciphertext moved between rows must not open"
+    );
+    // Edited in place: refused.
+    let mut edited = raw.clone();
+    edited[20] ^= 0x40;
+    s.put("database/config/a", &edited).await.unwrap();
+    let err = store
+        .get::<serde_json::Value>("database/config/a")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("failed authentication"), "{err}");
+}
+
+#[tokio::test]
+async fn sqlite_backend() {
+    let (s, _dir) = sqlite().await;
+    entries(s.as_ref()).await;
+    leases(s.as_ref()).await;
+    concurrent_claims(s.clone()).await;
+    sealed(s).await;
+}
+
+#[tokio::test]
+async fn postgres_backend() {
+    let s = pg().await;
+    entries(s.as_ref()).await;
+    leases(s.as_ref()).await;
+    concurrent_claims(s.clone()).await;
+    sealed(s).await;
+}
