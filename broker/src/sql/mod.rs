@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub use target::{Dialect, SqlTarget};
+pub use target::{Dialect, SqlTarget, SqlTargetSpec};
 
 /// The most bytes of rows one query may return to a plugin.
 pub const MAX_RESULT_BYTES: usize = 4 * 1024 * 1024;

@@ -7,7 +7,8 @@ use zeroize::Zeroizing;
 use super::{SqlError, SqlErrorKind};
 
 /// Which wire protocol a target speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dialect {
     /// PostgreSQL.
     Postgres,
@@ -123,4 +124,48 @@ pub(crate) fn config_error(what: &str) -> SqlError {
         SqlErrorKind::Denied,
         format!("connection_url is not usable: {what}"),
     )
+}
+
+/// A target as it is sealed into storage (with its password): leases keep
+/// one so revocation works even after the connection config is deleted.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct SqlTargetSpec {
+    /// The dialect.
+    pub dialect: Dialect,
+    /// The URL template.
+    pub connection_url: Zeroizing<String>,
+    /// The admin user.
+    pub username: Option<String>,
+    /// The admin password.
+    pub password: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for SqlTargetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlTargetSpec")
+            .field("dialect", &self.dialect)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&SqlTarget> for SqlTargetSpec {
+    fn from(t: &SqlTarget) -> Self {
+        Self {
+            dialect: t.dialect,
+            connection_url: t.connection_url.clone(),
+            username: t.username.clone(),
+            password: t.password.clone(),
+        }
+    }
+}
+
+impl From<&SqlTargetSpec> for SqlTarget {
+    fn from(s: &SqlTargetSpec) -> Self {
+        SqlTarget::new(
+            s.dialect,
+            &s.connection_url,
+            s.username.as_deref(),
+            s.password.as_deref().map(String::as_str),
+        )
+    }
 }

@@ -1,0 +1,515 @@
+//! Issuing, renewing and revoking leases, and the expiration worker.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::{LeaseData, LeaseId};
+use crate::barrier::{BarrierError, SealedStorage};
+use crate::plugin::{
+    CallContext, Catalog, ConnectionView, Credential, PluginError, RevocationRecorder,
+};
+use crate::sql::{SqlTarget, SqlTargetSpec};
+use crate::storage::{LeaseRow, LeaseState, StorageError};
+
+/// Why a lease operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// No lease has that id.
+    #[error("lease not found or lease is not renewable: {0}")]
+    NotFound(String),
+    /// The lease cannot be renewed (not active, or at its max TTL).
+    #[error("lease is not renewable: {0}")]
+    NotRenewable(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The sealed lease data would not open or seal.
+    #[error("lease data: {0}")]
+    Barrier(#[from] BarrierError),
+    /// The lease names a plugin the catalog does not hold.
+    #[error("plugin {0:?} is not in the catalog")]
+    UnknownPlugin(String),
+    /// The plugin failed.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// Sealed data did not parse.
+    #[error("lease data does not parse: {0}")]
+    Corrupt(String),
+}
+
+/// A connection config as the engine holds it now.
+#[derive(Debug, Clone)]
+pub struct ResolvedConnection {
+    /// What the plugin sees.
+    pub connection: ConnectionView,
+    /// The database the plugin may reach.
+    pub target: Option<Arc<SqlTarget>>,
+}
+
+/// Looks up a mount's current connection config, so revocation uses a
+/// rotated admin password; a lease falls back to its own snapshot when the
+/// config is gone.
+#[async_trait::async_trait]
+pub trait ConnectionResolver: Send + Sync {
+    /// The config `config_name` on `mount`, if it still exists.
+    async fn resolve(&self, mount: &str, config_name: &str) -> Option<ResolvedConnection>;
+}
+
+/// What [`Leases::issue`] needs.
+#[derive(Debug, Clone)]
+pub struct IssueParams {
+    /// The mount path (`database`).
+    pub mount: String,
+    /// The role's name.
+    pub role_name: String,
+    /// The role's fields, for the plugin.
+    pub role: serde_json::Value,
+    /// The connection config's name.
+    pub config_name: String,
+    /// The plugin's catalog name.
+    pub plugin: String,
+    /// The connection config as the plugin sees it, and its database.
+    pub connection: ResolvedConnection,
+    /// The requesting token's display name.
+    pub display_name: String,
+    /// The requesting token's accessor (its leases die with it).
+    pub token_accessor: Option<String>,
+    /// How long the lease lasts.
+    pub ttl: Duration,
+    /// The longest it may ever last, renewals included.
+    pub max_ttl: Duration,
+}
+
+/// What one pass of the expiration worker did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerPass {
+    /// Leases revoked (or pending leases with nothing to revoke, removed).
+    pub revoked: usize,
+    /// Revocations that failed and were rescheduled.
+    pub failed: usize,
+}
+
+/// Leases over sealed storage and the plugin catalog.
+pub struct Leases {
+    store: SealedStorage,
+    catalog: Arc<Catalog>,
+    resolver: Option<Arc<dyn ConnectionResolver>>,
+    /// How long a pending lease is left alone while its issue is in flight.
+    pending_hold: Duration,
+    /// How many revocations one worker pass runs at once.
+    concurrency: usize,
+}
+
+impl std::fmt::Debug for Leases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leases")
+            .field("pending_hold", &self.pending_hold)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+/// Capped exponential backoff: 2, 4, 8 … seconds, at most an hour.
+fn backoff(attempts: i64) -> i64 {
+    2i64.saturating_pow(attempts.clamp(1, 12) as u32).min(3600)
+}
+
+/// Non-retryable failures become `irrevocable` after this many attempts;
+/// retryable ones (the database is down) are retried for as long as it takes.
+const MAX_PERMANENT_FAILURES: i64 = 10;
+
+fn seal_key(id: &str) -> String {
+    format!("lease/{id}")
+}
+
+fn pool_key(mount: &str, config: &str) -> String {
+    format!("{}/config/{config}", mount.trim_end_matches('/'))
+}
+
+struct PendingRecorder {
+    store: SealedStorage,
+    row: Mutex<LeaseRow>,
+    data: Mutex<LeaseData>,
+}
+
+impl RevocationRecorder for PendingRecorder {
+    fn record<'a>(
+        &'a self,
+        revocation: &'a serde_json::Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let row = {
+                let mut data = self
+                    .data
+                    .lock()
+                    .map_err(|_| "lease state poisoned".to_string())?;
+                data.revocation = Some(revocation.clone());
+                let mut row = self
+                    .row
+                    .lock()
+                    .map_err(|_| "lease state poisoned".to_string())?;
+                let plain =
+                    zeroize::Zeroizing::new(serde_json::to_vec(&*data).map_err(|e| e.to_string())?);
+                row.sealed = self
+                    .store
+                    .barrier()
+                    .seal(&seal_key(&row.id), &plain)
+                    .map_err(|e| e.to_string())?;
+                row.clone()
+            };
+            match self.store.storage().update_lease(&row).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("the pending lease vanished".into()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}
+
+impl Leases {
+    /// Leases over `store`, revoking with plugins from `catalog`.
+    pub fn new(store: SealedStorage, catalog: Arc<Catalog>) -> Self {
+        Self {
+            store,
+            catalog,
+            resolver: None,
+            pending_hold: Duration::from_secs(60),
+            concurrency: 16,
+        }
+    }
+
+    /// Looks configs up through `resolver` at revocation time.
+    pub fn with_resolver(mut self, resolver: Arc<dyn ConnectionResolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
+    /// How long a pending lease is left to its in-flight issue (default 60 s;
+    /// keep it above the plugin deadline).
+    pub fn with_pending_hold(mut self, hold: Duration) -> Self {
+        self.pending_hold = hold;
+        self
+    }
+
+    fn seal(&self, id: &str, data: &LeaseData) -> Result<Vec<u8>, LeaseError> {
+        let plain = zeroize::Zeroizing::new(
+            serde_json::to_vec(data).map_err(|e| LeaseError::Corrupt(e.to_string()))?,
+        );
+        Ok(self.store.barrier().seal(&seal_key(id), &plain)?)
+    }
+
+    fn open(&self, row: &LeaseRow) -> Result<LeaseData, LeaseError> {
+        let plain = self.store.barrier().open(&seal_key(&row.id), &row.sealed)?;
+        serde_json::from_slice(&plain).map_err(|e| LeaseError::Corrupt(e.to_string()))
+    }
+
+    /// Issues a credential under a new lease (see the module docs for the steps).
+    pub async fn issue(&self, p: IssueParams) -> Result<(LeaseRow, Credential), LeaseError> {
+        let plugin = self
+            .catalog
+            .get(&p.plugin)
+            .cloned()
+            .ok_or_else(|| LeaseError::UnknownPlugin(p.plugin.clone()))?;
+        let id = LeaseId::generate(&p.mount, &p.role_name).map_err(LeaseError::Corrupt)?;
+        let now = now();
+        let max_expires_at = now.saturating_add(secs(p.max_ttl));
+        let expires_at = now.saturating_add(secs(p.ttl)).min(max_expires_at);
+        let data = LeaseData {
+            mount: p.mount.clone(),
+            config_name: p.config_name.clone(),
+            plugin: p.plugin.clone(),
+            connection: p.connection.connection.config.clone(),
+            target: p.connection.target.as_deref().map(SqlTargetSpec::from),
+            revocation: None,
+        };
+        let mut row = LeaseRow {
+            id: id.to_string(),
+            state: LeaseState::Pending,
+            issued_at: now,
+            expires_at,
+            max_expires_at,
+            next_attempt_at: now.saturating_add(secs(self.pending_hold)),
+            attempts: 0,
+            last_error: None,
+            token_accessor: p.token_accessor.clone(),
+            sealed: self.seal(id.as_str(), &data)?,
+        };
+        // Step 1: durable before the plugin runs.
+        self.store.storage().insert_lease(&row).await?;
+
+        let recorder = Arc::new(PendingRecorder {
+            store: self.store.clone(),
+            row: Mutex::new(row.clone()),
+            data: Mutex::new(data.clone()),
+        });
+        let mut ctx = CallContext::new().with_recorder(recorder.clone());
+        if let Some(target) = &p.connection.target {
+            ctx = ctx.with_sql(&pool_key(&p.mount, &p.config_name), target.clone());
+        }
+        let request = crate::plugin::IssueRequest {
+            role_name: p.role_name.clone(),
+            role: p.role.clone(),
+            display_name: p.display_name.clone(),
+            expires_at: u64::try_from(expires_at).unwrap_or(0),
+        };
+        // Step 2: the plugin records its revocation data, then creates.
+        match plugin.issue(&ctx, &p.connection.connection, &request).await {
+            Ok(credential) => {
+                // Step 3: active, due at expiry.
+                let mut data = data;
+                data.revocation = Some(credential.revocation.clone());
+                row.sealed = self.seal(id.as_str(), &data)?;
+                row.state = LeaseState::Active;
+                row.next_attempt_at = expires_at;
+                self.store.storage().update_lease(&row).await?;
+                Ok((row, credential))
+            }
+            // A typed failure: the plugin ran to the end and undid its own
+            // work (a transaction, or its rollback statements).
+            Err(e @ PluginError::Failed { .. }) => {
+                self.store.storage().delete_lease(id.as_str()).await?;
+                Err(e.into())
+            }
+            // Stopped half-way (trap, deadline…): whatever was made is
+            // revoked by the worker from the recorded data, right away.
+            Err(e) => {
+                if let Ok(mut pending) = recorder.row.lock().map(|r| r.clone()) {
+                    pending.next_attempt_at = now;
+                    pending.last_error = Some(e.to_string());
+                    self.store.storage().update_lease(&pending).await?;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The lease with this id.
+    pub async fn lookup(&self, id: &str) -> Result<LeaseRow, LeaseError> {
+        self.store
+            .storage()
+            .get_lease(id)
+            .await?
+            .ok_or_else(|| LeaseError::NotFound(id.to_owned()))
+    }
+
+    /// Lease ids under `prefix`.
+    pub async fn list(&self, prefix: &str, limit: u32) -> Result<Vec<String>, LeaseError> {
+        Ok(self.store.storage().list_leases(prefix, limit).await?)
+    }
+
+    async fn resolve(&self, data: &LeaseData) -> ResolvedConnection {
+        if let Some(resolver) = &self.resolver
+            && let Some(current) = resolver.resolve(&data.mount, &data.config_name).await
+        {
+            return current;
+        }
+        ResolvedConnection {
+            connection: ConnectionView {
+                name: data.config_name.clone(),
+                config: data.connection.clone(),
+            },
+            target: data.target.as_ref().map(|t| Arc::new(SqlTarget::from(t))),
+        }
+    }
+
+    fn context(data: &LeaseData, resolved: &ResolvedConnection) -> CallContext {
+        match &resolved.target {
+            Some(t) => {
+                CallContext::new().with_sql(&pool_key(&data.mount, &data.config_name), t.clone())
+            }
+            None => CallContext::new(),
+        }
+    }
+
+    /// Extends an active lease by `increment` from now, never past its max TTL.
+    pub async fn renew(&self, id: &str, increment: Duration) -> Result<LeaseRow, LeaseError> {
+        let mut row = self.lookup(id).await?;
+        if row.state != LeaseState::Active {
+            return Err(LeaseError::NotRenewable(format!(
+                "lease is {}",
+                row.state.as_str()
+            )));
+        }
+        let now = now();
+        let expires_at = now.saturating_add(secs(increment)).min(row.max_expires_at);
+        if expires_at <= now {
+            return Err(LeaseError::NotRenewable("lease is at its max TTL".into()));
+        }
+        let data = self.open(&row)?;
+        if let Some(revocation) = &data.revocation {
+            let plugin = self
+                .catalog
+                .get(&data.plugin)
+                .ok_or_else(|| LeaseError::UnknownPlugin(data.plugin.clone()))?;
+            let resolved = self.resolve(&data).await;
+            plugin
+                .renew(
+                    &Self::context(&data, &resolved),
+                    &resolved.connection,
+                    revocation,
+                    u64::try_from(expires_at).unwrap_or(0),
+                )
+                .await?;
+        }
+        row.expires_at = expires_at;
+        row.next_attempt_at = expires_at;
+        self.store.storage().update_lease(&row).await?;
+        Ok(row)
+    }
+
+    /// Revokes one lease now. On failure the lease stays, in `revoking`,
+    /// and the worker retries it with backoff.
+    pub async fn revoke(&self, id: &str) -> Result<(), LeaseError> {
+        let row = self.lookup(id).await?;
+        self.revoke_row(row).await
+    }
+
+    /// Revokes every lease under `prefix` (a role, a mount); returns how
+    /// many. Failures stay scheduled for retry; the first is returned.
+    pub async fn revoke_prefix(&self, prefix: &str) -> Result<usize, LeaseError> {
+        let mut revoked = 0;
+        let mut first_error = None;
+        loop {
+            let ids = self.list(prefix, 500).await?;
+            let before = revoked;
+            for id in &ids {
+                match self.revoke(id).await {
+                    Ok(()) => revoked += 1,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if ids.len() < 500 || revoked == before {
+                break;
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(revoked),
+        }
+    }
+
+    /// Deletes every lease under `prefix` without revoking anything: for
+    /// credentials an operator has removed by hand. Returns how many.
+    pub async fn revoke_force(&self, prefix: &str) -> Result<usize, LeaseError> {
+        let mut n = 0;
+        loop {
+            let ids = self.list(prefix, 500).await?;
+            for id in &ids {
+                if self.store.storage().delete_lease(id).await? {
+                    n += 1;
+                }
+            }
+            if ids.len() < 500 {
+                return Ok(n);
+            }
+        }
+    }
+
+    async fn revoke_row(&self, row: LeaseRow) -> Result<(), LeaseError> {
+        match self.try_revoke(&row).await {
+            Ok(()) => {
+                self.store.storage().delete_lease(&row.id).await?;
+                tracing::info!(lease = %row.id, "lease revoked");
+                Ok(())
+            }
+            Err(e) => {
+                self.reschedule(row, &e).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn try_revoke(&self, row: &LeaseRow) -> Result<(), LeaseError> {
+        let data = self.open(row)?;
+        // Never recorded: the plugin created nothing.
+        let Some(revocation) = &data.revocation else {
+            return Ok(());
+        };
+        let plugin = self
+            .catalog
+            .get(&data.plugin)
+            .ok_or_else(|| LeaseError::UnknownPlugin(data.plugin.clone()))?;
+        let resolved = self.resolve(&data).await;
+        plugin
+            .revoke(
+                &Self::context(&data, &resolved),
+                &resolved.connection,
+                revocation,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn reschedule(&self, mut row: LeaseRow, error: &LeaseError) -> Result<(), LeaseError> {
+        let retryable = matches!(error, LeaseError::Plugin(e) if e.is_retryable())
+            || matches!(error, LeaseError::Storage(_));
+        row.attempts += 1;
+        row.last_error = Some(error.to_string());
+        row.next_attempt_at = now().saturating_add(backoff(row.attempts));
+        row.state = if !retryable && row.attempts >= MAX_PERMANENT_FAILURES {
+            LeaseState::Irrevocable
+        } else {
+            LeaseState::Revoking
+        };
+        tracing::warn!(lease = %row.id, attempts = row.attempts, error = %error, state = row.state.as_str(), "revocation failed");
+        self.store.storage().update_lease(&row).await?;
+        Ok(())
+    }
+
+    /// One pass of the expiration worker at time `now`: claims up to
+    /// `limit` due leases (expired, pending past their hold, or waiting for a
+    /// retry) and revokes them, several at once.
+    pub async fn expire_due(&self, now: i64, limit: u32) -> Result<WorkerPass, LeaseError> {
+        let due = self
+            .store
+            .storage()
+            .claim_due_leases(now, secs(self.pending_hold), limit)
+            .await?;
+        let results: Vec<bool> = futures_util::stream::iter(due)
+            .map(|row| async move { self.revoke_row(row).await.is_ok() })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let revoked = results.iter().filter(|ok| **ok).count();
+        Ok(WorkerPass {
+            revoked,
+            failed: results.len() - revoked,
+        })
+    }
+
+    /// Runs the expiration worker every `every` until the handle is dropped
+    /// or aborted.
+    pub fn spawn_worker(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                loop {
+                    match self.expire_due(now(), 256).await {
+                        // A full batch: more may be due right now.
+                        Ok(pass) if pass.revoked + pass.failed == 256 => continue,
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "expiration pass failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,29 @@
+//! Leases: every credential is covered by a durable lease before it exists,
+//! and is revoked when the lease ends.
+//!
+//! Issuing runs in three steps (DESIGN §2, invariant 1):
+//!
+//! 1. a `pending` lease is committed to storage;
+//! 2. the plugin records its revocation data into that lease (sealed,
+//!    durable) through `lease.record-revocation`, then creates the credential;
+//! 3. the lease becomes `active`.
+//!
+//! A crash at any point leaves either nothing outside the broker, or a
+//! pending lease with the data to revoke what was made; the expiration
+//! worker ([`Leases::expire_due`]) revokes pending and expired leases alike.
+//! Leases live in storage, found through an index on their next due time:
+//! nothing here holds a list of leases in memory.
+//!
+//! A lease carries (sealed) everything its revocation needs — plugin name,
+//! revocation data, a snapshot of the connection — so deleting or changing
+//! the role or the connection config never leaves a user behind.
+
+mod id;
+mod manager;
+mod record;
+
+pub use id::LeaseId;
+pub use manager::{
+    ConnectionResolver, IssueParams, LeaseError, Leases, ResolvedConnection, WorkerPass,
+};
+pub use record::LeaseData;

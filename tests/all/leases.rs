@@ -1,0 +1,316 @@
+//! Leases against a real PostgreSQL through the built-in plugin: pending
+//! before anything exists, revoked on expiry, after a crash, and when the
+//! database comes back; revocation never needs the role or the config.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::barrier::{Barrier, Keyring, SealedStorage};
+use broker::lease::{IssueParams, Leases, ResolvedConnection};
+use broker::plugin::{Catalog, ConnectionView, Limits};
+use broker::storage::{LeaseState, SqliteBackend, Storage};
+use broker_tests::{pg_admin, pg_connect, pg_target, postgres, runtime, unique};
+use serde_json::json;
+
+const CREATE: &str =
+    r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#;
+
+struct Fixture {
+    leases: Leases,
+    storage: Storage,
+    store: SealedStorage,
+    catalog: Arc<Catalog>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Storage = Arc::new(SqliteBackend::open(&dir.path().join("b.db")).await.unwrap());
+    let store = SealedStorage::new(
+        storage.clone(),
+        Arc::new(Barrier::new(Keyring::generate().unwrap())),
+    );
+    let rt = runtime(Limits::default());
+    let catalog = Arc::new(Catalog::builtin(&rt).await.unwrap());
+    Fixture {
+        leases: Leases::new(store.clone(), catalog.clone()),
+        storage,
+        store,
+        catalog,
+        _dir: dir,
+    }
+}
+
+fn params(role: &str, ttl: u64, max_ttl: u64, connection: ResolvedConnection) -> IssueParams {
+    IssueParams {
+        mount: "database".into(),
+        role_name: role.into(),
+        role: json!({ "creation_statements": CREATE }),
+        config_name: "main".into(),
+        plugin: "postgresql-database-plugin".into(),
+        connection,
+        display_name: "token".into(),
+        token_accessor: Some("accessor-1".into()),
+        ttl: Duration::from_secs(ttl),
+        max_ttl: Duration::from_secs(max_ttl),
+    }
+}
+
+fn pg_connection() -> ResolvedConnection {
+    let s = postgres();
+    ResolvedConnection {
+        connection: ConnectionView {
+            name: "main".into(),
+            config: json!({}),
+        },
+        target: Some(pg_target(s, &s.user, &s.password)),
+    }
+}
+
+fn down_connection() -> ResolvedConnection {
+    let s = postgres();
+    let mut down = s.clone();
+    down.port = 1;
+    ResolvedConnection {
+        connection: ConnectionView {
+            name: "main".into(),
+            config: json!({}),
+        },
+        target: Some(pg_target(&down, &s.user, &s.password)),
+    }
+}
+
+async fn role_exists(name: &str) -> bool {
+    !pg_admin()
+        .await
+        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
+        .await
+        .unwrap()
+        .is_empty()
+}
+
+fn username(c: &broker::plugin::Credential) -> String {
+    c.data["username"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn issue_is_covered_by_an_active_lease_and_revoke_ends_both() {
+    let f = fixture().await;
+    let (row, cred) = f
+        .leases
+        .issue(params("readonly", 3600, 7200, pg_connection()))
+        .await
+        .unwrap();
+    assert!(row.id.starts_with("database/creds/readonly/"), "{}", row.id);
+    let stored = f.leases.lookup(&row.id).await.unwrap();
+    assert_eq!(stored.state, LeaseState::Active);
+    assert_eq!(stored.expires_at - stored.issued_at, 3600);
+    assert_eq!(stored.token_accessor.as_deref(), Some("accessor-1"));
+    let user = username(&cred);
+    let s = postgres();
+    assert!(
+        pg_connect(s, &user, cred.data["password"].as_str().unwrap())
+            .await
+            .is_ok()
+    );
+    // Nothing secret is stored in clear.
+    assert!(
+        !stored
+            .sealed
+            .windows(user.len())
+            .any(|w| w == user.as_bytes())
+    );
+
+    f.leases.revoke(&row.id).await.unwrap();
+    assert!(!role_exists(&user).await);
+    assert!(
+        f.leases.lookup(&row.id).await.is_err(),
+        "a revoked lease is gone"
+    );
+}
+
+#[tokio::test]
+async fn the_worker_revokes_expired_leases() {
+    let f = fixture().await;
+    let (row, cred) = f
+        .leases
+        .issue(params("short", 1, 10, pg_connection()))
+        .await
+        .unwrap();
+    let (keep, kept) = f
+        .leases
+        .issue(params("long", 3600, 7200, pg_connection()))
+        .await
+        .unwrap();
+    let pass = f.leases.expire_due(row.expires_at, 100).await.unwrap();
+    assert_eq!(pass.revoked, 1);
+    assert!(!role_exists(&username(&cred)).await);
+    assert!(
+        role_exists(&username(&kept)).await,
+        "a lease not yet due stays"
+    );
+    f.leases.revoke(&keep.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn renew_never_passes_max_ttl() {
+    let f = fixture().await;
+    let (row, cred) = f
+        .leases
+        .issue(params("renew", 60, 120, pg_connection()))
+        .await
+        .unwrap();
+    let renewed = f
+        .leases
+        .renew(&row.id, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(renewed.expires_at, row.max_expires_at, "capped at max TTL");
+    let until: i64 = pg_admin()
+        .await
+        .query_one(
+            "SELECT extract(epoch FROM rolvaliduntil)::bigint FROM pg_roles WHERE rolname = $1",
+            &[&username(&cred)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        until, renewed.expires_at,
+        "the database user's expiry moved too"
+    );
+    f.leases.revoke(&row.id).await.unwrap();
+}
+
+/// The broker died after the plugin created the user but before the lease
+/// became active: the worker finds the pending lease and revokes the user.
+#[tokio::test]
+async fn pending_leases_left_by_a_crash_are_revoked() {
+    let f = fixture().await;
+    let (row, cred) = f
+        .leases
+        .issue(params("crash", 3600, 7200, pg_connection()))
+        .await
+        .unwrap();
+    // Put the lease back the way a crash between steps 2 and 3 leaves it.
+    let mut pending = f.storage.get_lease(&row.id).await.unwrap().unwrap();
+    pending.state = LeaseState::Pending;
+    pending.next_attempt_at = pending.issued_at + 60;
+    f.storage.update_lease(&pending).await.unwrap();
+
+    let early = f
+        .leases
+        .expire_due(pending.issued_at + 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        early.revoked, 0,
+        "an issue may still be in flight: the hold is respected"
+    );
+    let pass = f
+        .leases
+        .expire_due(pending.issued_at + 61, 100)
+        .await
+        .unwrap();
+    assert_eq!(pass.revoked, 1);
+    assert!(!role_exists(&username(&cred)).await);
+    assert!(f.storage.get_lease(&row.id).await.unwrap().is_none());
+}
+
+/// The config now points at a database that is down.
+struct Down;
+
+#[async_trait::async_trait]
+impl broker::lease::ConnectionResolver for Down {
+    async fn resolve(&self, _: &str, _: &str) -> Option<ResolvedConnection> {
+        Some(down_connection())
+    }
+}
+
+/// The config was deleted: revocation falls back to the lease's snapshot.
+struct Deleted;
+
+#[async_trait::async_trait]
+impl broker::lease::ConnectionResolver for Deleted {
+    async fn resolve(&self, _: &str, _: &str) -> Option<ResolvedConnection> {
+        None
+    }
+}
+
+/// Revocation retries while the database is down and succeeds once it is
+/// back; the failure stays visible on the lease meanwhile.
+#[tokio::test]
+async fn revocation_retries_until_the_database_is_back() {
+    let f = fixture().await;
+    let (row, cred) = f
+        .leases
+        .issue(params("down", 1, 10, pg_connection()))
+        .await
+        .unwrap();
+    let while_down = Leases::new(f.store.clone(), f.catalog.clone()).with_resolver(Arc::new(Down));
+    let pass = while_down.expire_due(row.expires_at, 100).await.unwrap();
+    assert_eq!(pass.failed, 1);
+    let failed = f.storage.get_lease(&row.id).await.unwrap().unwrap();
+    assert_eq!(failed.state, LeaseState::Revoking);
+    assert_eq!(failed.attempts, 1);
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("unavailable"),
+        "{:?}",
+        failed.last_error
+    );
+    assert!(
+        failed.next_attempt_at > row.expires_at,
+        "retried later, with backoff"
+    );
+    assert!(
+        role_exists(&username(&cred)).await,
+        "nothing is dropped: the user waits for revocation"
+    );
+    // Not due again before its backoff.
+    assert_eq!(
+        while_down.expire_due(row.expires_at, 100).await.unwrap(),
+        Default::default()
+    );
+
+    // The database is back.
+    let back = Leases::new(f.store.clone(), f.catalog.clone()).with_resolver(Arc::new(Deleted));
+    let pass = back.expire_due(failed.next_attempt_at, 100).await.unwrap();
+    assert_eq!(pass.revoked, 1);
+    assert!(!role_exists(&username(&cred)).await);
+    assert!(f.storage.get_lease(&row.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn revoke_prefix_revokes_a_whole_role() {
+    let f = fixture().await;
+    let role = unique("pfx");
+    let mut users = Vec::new();
+    for _ in 0..3 {
+        let (_, cred) = f
+            .leases
+            .issue(params(&role, 3600, 7200, pg_connection()))
+            .await
+            .unwrap();
+        users.push(username(&cred));
+    }
+    let (other, other_cred) = f
+        .leases
+        .issue(params("other", 3600, 7200, pg_connection()))
+        .await
+        .unwrap();
+    let n = f
+        .leases
+        .revoke_prefix(&format!("database/creds/{role}/"))
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    for u in &users {
+        assert!(!role_exists(u).await);
+    }
+    assert!(role_exists(&username(&other_cred)).await);
+    f.leases.revoke(&other.id).await.unwrap();
+}
