@@ -1,6 +1,8 @@
 //! The broker: a dynamic credential broker whose credentials are made by
 //! sandboxed WebAssembly plugins.
 //!
+//! - [`api`] speaks Vault's HTTP API; [`core`] ties storage, mounts and
+//!   leases together; [`engine`] holds the secrets engines.
 //! - [`plugin`] loads plugin components and runs their calls in a sandbox.
 //! - [`sql`] owns the connection pools behind the plugins' `sql` capability.
 //! - [`storage`] keeps sealed entries and lease records (SQLite or PostgreSQL).
@@ -9,9 +11,14 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod barrier;
+pub mod core;
+pub mod duration;
+pub mod engine;
 pub mod kms;
 pub mod lease;
 pub mod plugin;
+pub mod server;
 pub mod sql;
 pub mod storage;

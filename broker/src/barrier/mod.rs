@@ -22,7 +22,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use zeroize::Zeroizing;
 
 pub use keyring::Keyring;
-pub use sealed::SealedStorage;
+pub use sealed::{SealedError, SealedStorage};
 
 /// Why sealing or opening failed.
 #[derive(Debug, thiserror::Error)]

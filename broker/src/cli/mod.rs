@@ -2,6 +2,7 @@
 //! errors from the library's typed enums end here, printed for a person.
 
 mod plugin;
+mod server;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,8 @@ enum Command {
     /// List and describe credential plugins (built-in or a `.wasm` file).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Run the API server (`broker server --dev` for a throwaway one).
+    Server(server::ServerArgs),
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -26,7 +29,7 @@ pub fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BROKER_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -40,6 +43,7 @@ pub fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Plugin(cmd) => plugin::run(cmd).await,
+            Command::Server(args) => server::run(args).await,
         }
     });
     match result {

@@ -285,7 +285,8 @@ impl Leases {
             // Stopped half-way (trap, deadline…): whatever was made is
             // revoked by the worker from the recorded data, right away.
             Err(e) => {
-                if let Ok(mut pending) = recorder.row.lock().map(|r| r.clone()) {
+                let pending = recorder.row.lock().ok().map(|r| r.clone());
+                if let Some(mut pending) = pending {
                     pending.next_attempt_at = now;
                     pending.last_error = Some(e.to_string());
                     self.store.storage().update_lease(&pending).await?;

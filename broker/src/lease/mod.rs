@@ -23,6 +23,7 @@ mod manager;
 mod record;
 
 pub use id::LeaseId;
+pub(crate) use manager::now;
 pub use manager::{
     ConnectionResolver, IssueParams, LeaseError, Leases, ResolvedConnection, WorkerPass,
 };

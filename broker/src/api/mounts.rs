@@ -1,0 +1,109 @@
+//! `sys/health` and `sys/mounts`.
+
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::envelope::{ApiError, data, no_content};
+use super::{Operation, Request};
+use crate::core::{Core, MountEntry};
+use crate::duration::Ttl;
+
+pub(crate) fn health() -> Response {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    axum::Json(json!({
+        "initialized": true,
+        "sealed": false,
+        "standby": false,
+        "server_time_utc": now,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response()
+}
+
+fn ttl_field(config: Option<&Value>, name: &str) -> Result<u64, ApiError> {
+    match config.and_then(|c| c.get(name)) {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => serde_json::from_value::<Ttl>(v.clone())
+            .map(Ttl::secs)
+            .map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
+    }
+}
+
+fn describe(entry: &MountEntry) -> Value {
+    json!({
+        "type": entry.kind,
+        "description": entry.description,
+        "accessor": entry.accessor,
+        "config": { "default_lease_ttl": entry.default_lease_ttl, "max_lease_ttl": entry.max_lease_ttl },
+    })
+}
+
+pub(crate) async fn handle(core: &Core, req: Request) -> Result<Response, ApiError> {
+    let rest = req
+        .path
+        .strip_prefix("sys/mounts")
+        .unwrap_or_default()
+        .trim_start_matches('/');
+    match (req.op, rest) {
+        (Operation::Read, "") => {
+            let mounts: serde_json::Map<String, Value> = core
+                .mounts()
+                .await
+                .iter()
+                .map(|(p, e)| (p.clone(), describe(e)))
+                .collect();
+            Ok(data(Value::Object(mounts)))
+        }
+        (Operation::Write, path) if !path.is_empty() && !path.ends_with("/tune") => {
+            let kind = req
+                .body
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if kind.is_empty() {
+                return Err(ApiError::bad_request(
+                    "type is required, e.g. {\"type\": \"database\"}",
+                ));
+            }
+            let config = req.body.get("config");
+            let mut accessor = [0u8; 4];
+            let _ = getrandom::fill(&mut accessor);
+            let entry = MountEntry {
+                accessor: format!("{kind}_{}", hex::encode(accessor)),
+                kind,
+                description: req
+                    .body
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                default_lease_ttl: ttl_field(config, "default_lease_ttl")?,
+                max_lease_ttl: ttl_field(config, "max_lease_ttl")?,
+            };
+            core.mount(path, entry).await?;
+            Ok(no_content())
+        }
+        (Operation::Delete, path) if !path.is_empty() => {
+            core.unmount(path).await?;
+            Ok(no_content())
+        }
+        (Operation::Read, path) if path.ends_with("/tune") => {
+            let mount = path.trim_end_matches("/tune");
+            let mounts = core.mounts().await;
+            let entry = mounts
+                .get(&format!("{}/", mount.trim_matches('/')))
+                .ok_or_else(|| ApiError::bad_request(format!("no mount at {mount}")))?;
+            let ttls = Core::ttls(entry);
+            Ok(data(
+                json!({ "default_lease_ttl": ttls.default.as_secs(), "max_lease_ttl": ttls.max.as_secs() }),
+            ))
+        }
+        _ => Err(ApiError::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "unsupported operation on sys/mounts",
+        )),
+    }
+}

@@ -1,0 +1,15 @@
+//! Serving the API on a listener, and the expiration worker beside it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::core::Core;
+
+/// Serves the API on `listener` until the process ends; runs the
+/// expiration worker every second meanwhile.
+pub async fn serve(listener: tokio::net::TcpListener, core: Arc<Core>) -> std::io::Result<()> {
+    let worker = core.leases().clone().spawn_worker(Duration::from_secs(1));
+    let result = axum::serve(listener, crate::api::router(core)).await;
+    worker.abort();
+    result
+}
