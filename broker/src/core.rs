@@ -103,6 +103,18 @@ impl Core {
         catalog: Arc<Catalog>,
         root_token: &str,
     ) -> Result<Arc<Self>, CoreError> {
+        Self::open_with(storage, kms, catalog, root_token, Duration::from_secs(60)).await
+    }
+
+    /// [`Core::open`], holding pending leases for `pending_hold` before the
+    /// expiration worker may revoke them (keep it above the plugin deadline).
+    pub async fn open_with(
+        storage: Storage,
+        kms: &dyn Kms,
+        catalog: Arc<Catalog>,
+        root_token: &str,
+        pending_hold: Duration,
+    ) -> Result<Arc<Self>, CoreError> {
         let keyring = match storage.get(KEYRING_KEY).await? {
             Some(wrapped) => {
                 Keyring::from_bytes(&kms.unwrap(&wrapped)?).map_err(CoreError::Keyring)?
@@ -121,7 +133,11 @@ impl Core {
             store: store.clone(),
             catalog: catalog.clone(),
         });
-        let leases = Arc::new(Leases::new(store.clone(), catalog.clone()).with_resolver(resolver));
+        let leases = Arc::new(
+            Leases::new(store.clone(), catalog.clone())
+                .with_resolver(resolver)
+                .with_pending_hold(pending_hold),
+        );
         Ok(Arc::new(Self {
             store,
             catalog,

@@ -178,7 +178,12 @@ async fn database_credentials_end_to_end() {
         .call("LIST", "sys/leases/lookup/database/creds/readonly/", None)
         .await;
     assert_eq!(status, StatusCode::OK, "{listed}");
-    assert_eq!(listed["data"]["keys"].as_array().unwrap().len(), 1);
+    let id_tail = lease_id.rsplit('/').next().unwrap();
+    assert_eq!(listed["data"]["keys"], json!([id_tail]));
+    let (_, folders) = srv
+        .call("LIST", "sys/leases/lookup/database/creds", None)
+        .await;
+    assert_eq!(folders["data"]["keys"], json!(["readonly/"]));
 
     let (status, _) = srv
         .call(

@@ -41,8 +41,12 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Response, ApiErr
     let now = crate::lease::now();
     match (req.op, rest.as_str()) {
         (Operation::List, r) if r.starts_with("lookup") => {
-            let prefix = r.trim_start_matches("lookup").trim_start_matches('/');
-            let ids = leases.list(prefix, 10_000).await?;
+            // A listed path is a folder: `database/creds/app` lists `database/creds/app/`.
+            let mut prefix = r.trim_start_matches("lookup").trim_matches('/').to_owned();
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            let ids = leases.list(&prefix, 10_000).await?;
             // Vault lists one level: the next path segment, with a trailing slash for folders.
             let mut keys: Vec<String> = ids
                 .iter()

@@ -1,20 +1,14 @@
 //! `broker server`: the API server. `--dev` starts a throwaway broker in
 //! one command, like Vault's dev mode.
 
+use anyhow::Context;
+use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-
-use anyhow::Context;
-use broker::core::Core;
-use broker::kms::LocalKms;
-use broker::plugin::{Catalog, PluginRuntime, RuntimeConfig};
-use broker::storage::SqliteBackend;
-use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Development mode: in-memory-like temporary storage, a generated KMS
+    /// Development mode: temporary storage, a generated KMS
     /// key, a known root token, plain HTTP on loopback. Never for production.
     #[arg(long)]
     dev: bool,
@@ -55,22 +49,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             temp.path().to_owned()
         }
     };
-    let storage = Arc::new(
-        SqliteBackend::open(&dir.join("broker.db"))
-            .await
-            .context("cannot open storage")?,
-    );
-    let kms = LocalKms::open_or_create(&dir.join("kms.key")).context("cannot open the KMS key")?;
-    let runtime = PluginRuntime::new(RuntimeConfig {
-        cache_dir: RuntimeConfig::default_cache_dir(),
-        ..Default::default()
-    })?;
-    let catalog = Arc::new(Catalog::builtin(&runtime).await?);
     let token = match args.dev_root_token_id {
         Some(t) => t,
         None => random_token()?,
     };
-    let core = Core::open(storage, &kms, catalog, &token).await?;
+    let core = broker::server::open_dev_core(&dir, &token, std::time::Duration::from_secs(60))
+        .await
+        .context("cannot start the dev server")?;
     let listener = tokio::net::TcpListener::bind(args.dev_listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", args.dev_listen_address))?;
