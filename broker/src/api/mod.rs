@@ -65,7 +65,6 @@ fn token(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-#[axum::debug_handler]
 async fn handle(
     State(core): State<Arc<Core>>,
     method: Method,
