@@ -86,15 +86,7 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Response, ApiErr
                 Some(v) => serde_json::from_value::<Ttl>(v.clone())
                     .map_err(|e| ApiError::bad_request(format!("increment: {e}")))?,
             };
-            let current = leases.lookup(&id).await?;
-            let increment = if increment.secs() == 0 {
-                std::time::Duration::from_secs(
-                    (current.expires_at - current.issued_at).max(1) as u64
-                )
-            } else {
-                increment.0
-            };
-            let row = leases.renew(&id, increment).await?;
+            let row = leases.renew(&id, increment.0).await?;
             Ok(secret(
                 row.id.clone(),
                 (row.expires_at - now).max(0),
@@ -104,7 +96,6 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Response, ApiErr
         }
         (Operation::Write, r) if r == "revoke" || r.starts_with("revoke/") => {
             let id = lease_id(&req, r.trim_start_matches("revoke"))?;
-            leases.lookup(&id).await?;
             leases.revoke(&id).await?;
             Ok(no_content())
         }

@@ -49,7 +49,11 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Response, ApiErr
         }
         (Operation::Read, "roles", n) if !n.is_empty() => match db.read_role(n).await {
             Ok(v) => Ok(data(v)),
-            Err(_) => Err(ApiError::new(StatusCode::NOT_FOUND, "")),
+            // A missing role is a 404 on read, as in Vault; anything else is reported.
+            Err(crate::engine::EngineError::BadRequest(_)) => {
+                Err(ApiError::new(StatusCode::NOT_FOUND, ""))
+            }
+            Err(e) => Err(e.into()),
         },
         (Operation::Delete, "roles", n) if !n.is_empty() => {
             db.delete_role(n).await?;

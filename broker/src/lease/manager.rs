@@ -334,7 +334,8 @@ impl Leases {
         }
     }
 
-    /// Extends an active lease by `increment` from now, never past its max TTL.
+    /// Extends an active lease by `increment` from now (zero: by its original
+    /// TTL, as Vault does), never past its max TTL.
     pub async fn renew(&self, id: &str, increment: Duration) -> Result<LeaseRow, LeaseError> {
         let mut row = self.lookup(id).await?;
         if row.state != LeaseState::Active {
@@ -344,7 +345,12 @@ impl Leases {
             )));
         }
         let now = now();
-        let expires_at = now.saturating_add(secs(increment)).min(row.max_expires_at);
+        let increment = if increment.is_zero() {
+            (row.expires_at - row.issued_at).max(1)
+        } else {
+            secs(increment)
+        };
+        let expires_at = now.saturating_add(increment).min(row.max_expires_at);
         if expires_at <= now {
             return Err(LeaseError::NotRenewable("lease is at its max TTL".into()));
         }
