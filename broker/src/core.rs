@@ -21,6 +21,26 @@ use crate::storage::Storage;
 
 const KEYRING_KEY: &str = "core/keyring";
 const MOUNTS_KEY: &str = "core/mounts";
+const ROOT_TOKEN_KEY: &str = "core/root-token";
+
+/// Root tokens: `brk.` and 36 random hex digits, kept only as a hash.
+struct RootToken;
+
+impl RootToken {
+    fn generate() -> Result<Zeroizing<String>, String> {
+        let mut bytes = Zeroizing::new([0u8; 18]);
+        getrandom::fill(bytes.as_mut()).map_err(|e| format!("no randomness: {e}"))?;
+        Ok(Zeroizing::new(format!(
+            "brk.{}",
+            hex::encode(bytes.as_ref())
+        )))
+    }
+
+    fn hash(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+}
 
 /// Why the core could not open.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +57,12 @@ pub enum CoreError {
     /// Sealed storage failed.
     #[error(transparent)]
     Sealed(#[from] crate::barrier::SealedError),
+    /// `broker operator init` has not been run on this storage.
+    #[error("the storage is not initialized: run `broker operator init` first")]
+    NotInitialized,
+    /// `broker operator init` was run on storage that is in use.
+    #[error("the storage is already initialized; the root token was shown when it was")]
+    AlreadyInitialized,
 }
 
 /// A mounted secrets engine.
@@ -85,7 +111,8 @@ pub struct Core {
     catalog: Arc<Catalog>,
     leases: Arc<Leases>,
     mounts: tokio::sync::RwLock<MountTable>,
-    root_token: Zeroizing<String>,
+    /// SHA-256 of the root token: the token itself is never stored.
+    root_token: tokio::sync::RwLock<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Core {
@@ -95,39 +122,45 @@ impl std::fmt::Debug for Core {
 }
 
 impl Core {
-    /// Opens the core over `storage`, unwrapping (or on first start,
-    /// creating and wrapping) the keyring with `kms`.
+    /// Initializes empty storage: generates the keyring (wrapped by `kms`)
+    /// and a root token, whose hash alone is stored. Returns the root token,
+    /// which is never shown again. Refuses storage that already has a keyring.
+    pub async fn initialize(
+        storage: &Storage,
+        kms: &dyn Kms,
+    ) -> Result<Zeroizing<String>, CoreError> {
+        if storage.get(KEYRING_KEY).await?.is_some() {
+            return Err(CoreError::AlreadyInitialized);
+        }
+        let keyring = Keyring::generate().map_err(CoreError::Keyring)?;
+        storage
+            .put(KEYRING_KEY, &kms.wrap(&keyring.to_bytes())?)
+            .await?;
+        let store = SealedStorage::new(storage.clone(), Arc::new(Barrier::new(keyring)));
+        let token = RootToken::generate().map_err(CoreError::Keyring)?;
+        store.put(ROOT_TOKEN_KEY, &RootToken::hash(&token)).await?;
+        Ok(token)
+    }
+
+    /// Opens initialized storage, unwrapping its keyring with `kms`.
+    /// Pending leases are held for `pending_hold` before the expiration
+    /// worker may revoke them (keep it above the plugin deadline).
     pub async fn open(
         storage: Storage,
         kms: &dyn Kms,
         catalog: Arc<Catalog>,
-        root_token: &str,
-    ) -> Result<Arc<Self>, CoreError> {
-        Self::open_with(storage, kms, catalog, root_token, Duration::from_secs(60)).await
-    }
-
-    /// [`Core::open`], holding pending leases for `pending_hold` before the
-    /// expiration worker may revoke them (keep it above the plugin deadline).
-    pub async fn open_with(
-        storage: Storage,
-        kms: &dyn Kms,
-        catalog: Arc<Catalog>,
-        root_token: &str,
         pending_hold: Duration,
     ) -> Result<Arc<Self>, CoreError> {
-        let keyring = match storage.get(KEYRING_KEY).await? {
-            Some(wrapped) => {
-                Keyring::from_bytes(&kms.unwrap(&wrapped)?).map_err(CoreError::Keyring)?
-            }
-            None => {
-                let keyring = Keyring::generate().map_err(CoreError::Keyring)?;
-                storage
-                    .put(KEYRING_KEY, &kms.wrap(&keyring.to_bytes())?)
-                    .await?;
-                keyring
-            }
-        };
+        let wrapped = storage
+            .get(KEYRING_KEY)
+            .await?
+            .ok_or(CoreError::NotInitialized)?;
+        let keyring = Keyring::from_bytes(&kms.unwrap(&wrapped)?).map_err(CoreError::Keyring)?;
         let store = SealedStorage::new(storage, Arc::new(Barrier::new(keyring)));
+        let root_token: [u8; 32] = store
+            .get(ROOT_TOKEN_KEY)
+            .await?
+            .ok_or_else(|| CoreError::Keyring("the root token record is missing".into()))?;
         let mounts: MountTable = store.get(MOUNTS_KEY).await?.unwrap_or_default();
         let resolver = Arc::new(MountResolver {
             store: store.clone(),
@@ -143,8 +176,16 @@ impl Core {
             catalog,
             leases,
             mounts: tokio::sync::RwLock::new(mounts),
-            root_token: Zeroizing::new(root_token.to_owned()),
+            root_token: tokio::sync::RwLock::new(root_token),
         }))
+    }
+
+    /// Replaces the root token (dev mode, where the operator chooses it).
+    pub async fn set_root_token(&self, token: &str) -> Result<(), CoreError> {
+        let hash = RootToken::hash(token);
+        self.store.put(ROOT_TOKEN_KEY, &hash).await?;
+        *self.root_token.write().await = hash;
+        Ok(())
     }
 
     /// The leases.
@@ -152,10 +193,16 @@ impl Core {
         &self.leases
     }
 
-    /// Whether `token` is the root token (constant-time comparison).
-    pub fn is_root_token(&self, token: &str) -> bool {
-        let (a, b) = (token.as_bytes(), self.root_token.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    /// Whether `token` is the root token. Hashes are compared, in constant
+    /// time, so neither the token nor its length leaks through timing.
+    pub async fn is_root_token(&self, token: &str) -> bool {
+        let given = RootToken::hash(token);
+        let root = self.root_token.read().await;
+        given
+            .iter()
+            .zip(root.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
     }
 
     /// The mount table.
@@ -199,6 +246,40 @@ impl Core {
         for key in self.store.list(&format!("mounts/{path}")).await? {
             self.store.delete(&key).await?;
         }
+        Ok(())
+    }
+
+    /// Changes a mount's description and TTLs; `None` leaves a field as is.
+    /// Leases already issued keep the TTLs they were issued with.
+    pub async fn tune(
+        &self,
+        path: &str,
+        description: Option<String>,
+        default_lease_ttl: Option<u64>,
+        max_lease_ttl: Option<u64>,
+    ) -> Result<(), EngineError> {
+        let path = format!("{}/", path.trim_matches('/'));
+        let mut mounts = self.mounts.write().await;
+        let mut entry = mounts
+            .get(&path)
+            .cloned()
+            .ok_or_else(|| EngineError::BadRequest(format!("no mount at {path}")))?;
+        if let Some(d) = description {
+            entry.description = d;
+        }
+        if let Some(t) = default_lease_ttl {
+            entry.default_lease_ttl = t;
+        }
+        if let Some(t) = max_lease_ttl {
+            entry.max_lease_ttl = t;
+        }
+        if entry.max_lease_ttl > 0 && entry.default_lease_ttl > entry.max_lease_ttl {
+            return Err(EngineError::BadRequest(
+                "default_lease_ttl cannot be greater than max_lease_ttl".into(),
+            ));
+        }
+        mounts.insert(path, entry);
+        self.store.put(MOUNTS_KEY, &*mounts).await?;
         Ok(())
     }
 

@@ -8,11 +8,16 @@
 //! - [`storage`] keeps sealed entries and lease records (SQLite or PostgreSQL).
 //! - [`lease`] covers every credential with a durable lease and revokes it.
 //! - [`barrier`] seals every stored value; [`kms`] wraps the barrier's keyring.
+//! - [`config`] reads the server's configuration file; [`server`] starts
+//!   and serves; [`cli`] is the `broker` command, the only place `anyhow`
+//!   is used.
 
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod barrier;
+pub mod cli;
+pub mod config;
 pub mod core;
 pub mod duration;
 pub mod engine;

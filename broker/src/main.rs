@@ -1,8 +1,5 @@
-//! The `broker` command: the server (coming with the broker core) and
-//! operator tools.
-
-mod cli;
+//! The `broker` command; see [`broker::cli`].
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    broker::cli::main()
 }

@@ -1,24 +1,110 @@
-//! Serving the API on a listener, and the expiration worker beside it;
-//! and the dev-mode set-up shared by `broker server --dev` and the tests.
+//! Starting the broker: storage, KMS and plugins from a [`Config`] (or a
+//! dev-mode directory), `operator init`, and serving the API with the
+//! expiration worker beside it.
+//!
+//! This is the only place that turns configuration into live resources; it
+//! must never print or log the root token (the CLI shows it once).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::{Core, CoreError};
-use crate::kms::LocalKms;
-use crate::plugin::{Catalog, PluginError, PluginRuntime, RuntimeConfig};
-use crate::storage::SqliteBackend;
+use zeroize::Zeroizing;
 
-/// Why a dev-mode core could not start.
+use crate::config::{Config, KmsConfig, RateLimitConfig, StorageConfig};
+use crate::core::{Core, CoreError};
+use crate::kms::{Kms, KmsError, LocalKms};
+use crate::plugin::{Catalog, PluginError, PluginRuntime, RuntimeConfig};
+use crate::storage::{PostgresBackend, SqliteBackend, Storage, StorageError};
+
+/// Why the broker could not start or initialize.
 #[derive(Debug, thiserror::Error)]
-pub enum DevError {
+pub enum StartError {
     /// Storage, KMS or keyring.
     #[error(transparent)]
     Core(#[from] CoreError),
     /// The plugin runtime or a built-in plugin.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+}
+
+impl From<StorageError> for StartError {
+    fn from(e: StorageError) -> Self {
+        Self::Core(CoreError::Storage(e))
+    }
+}
+
+impl From<KmsError> for StartError {
+    fn from(e: KmsError) -> Self {
+        Self::Core(CoreError::Kms(e))
+    }
+}
+
+/// How the server runs beside the core.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// How often the expiration worker runs (default 1 s).
+    pub worker_interval: Option<Duration>,
+    /// A global request rate limit.
+    pub rate_limit: Option<(u32, u32)>,
+}
+
+impl ServeOptions {
+    /// The options a configuration file asks for.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            worker_interval: Some(config.leases.worker_interval.0),
+            rate_limit: config
+                .rate_limit
+                .as_ref()
+                .map(|RateLimitConfig { rate, burst }| (rate.get(), burst.unwrap_or(*rate).get())),
+        }
+    }
+}
+
+async fn open_storage(config: &StorageConfig, create: bool) -> Result<Storage, StartError> {
+    Ok(match config {
+        StorageConfig::Sqlite { path } => {
+            // Opening would create an empty file; say what is wrong instead.
+            if !create && !path.exists() {
+                return Err(CoreError::NotInitialized.into());
+            }
+            Arc::new(SqliteBackend::open(path).await?)
+        }
+        StorageConfig::Postgres { url } => Arc::new(PostgresBackend::connect(url).await?),
+    })
+}
+
+fn open_kms(config: &KmsConfig, create: bool) -> Result<Box<dyn Kms>, StartError> {
+    Ok(match config {
+        KmsConfig::Local { key_file } if create => Box::new(LocalKms::open_or_create(key_file)?),
+        KmsConfig::Local { key_file } => Box::new(LocalKms::open(key_file)?),
+    })
+}
+
+fn runtime(cache_dir: Option<&Path>) -> Result<PluginRuntime, PluginError> {
+    PluginRuntime::new(RuntimeConfig {
+        cache_dir: cache_dir
+            .map(Path::to_owned)
+            .or_else(RuntimeConfig::default_cache_dir),
+        ..Default::default()
+    })
+}
+
+/// `broker operator init`: creates the KMS key (local provider) and the
+/// storage's keyring, and returns the root token, which is shown once.
+pub async fn initialize(config: &Config) -> Result<Zeroizing<String>, StartError> {
+    let storage = open_storage(&config.storage, true).await?;
+    let kms = open_kms(&config.kms, true)?;
+    Ok(Core::initialize(&storage, kms.as_ref()).await?)
+}
+
+/// Opens the core a configuration file describes; it must be initialized.
+pub async fn open(config: &Config) -> Result<Arc<Core>, StartError> {
+    let storage = open_storage(&config.storage, false).await?;
+    let kms = open_kms(&config.kms, false)?;
+    let catalog = Arc::new(Catalog::builtin(&runtime(config.plugins.cache_dir.as_deref())?).await?);
+    Ok(Core::open(storage, kms.as_ref(), catalog, config.leases.pending_hold.0).await?)
 }
 
 /// A dev-mode core over `dir`: SQLite storage and a local KMS key file there
@@ -29,32 +115,55 @@ pub async fn open_dev_core(
     dir: &Path,
     root_token: &str,
     pending_hold: Duration,
-) -> Result<Arc<Core>, DevError> {
-    let storage = Arc::new(
-        SqliteBackend::open(&dir.join("broker.db"))
-            .await
-            .map_err(|e| DevError::Core(CoreError::Storage(e)))?,
-    );
-    let kms = LocalKms::open_or_create(&dir.join("kms.key"))
-        .map_err(|e| DevError::Core(CoreError::Kms(e)))?;
-    let runtime = PluginRuntime::new(RuntimeConfig {
-        cache_dir: RuntimeConfig::default_cache_dir(),
-        ..Default::default()
-    })?;
-    let catalog = Arc::new(Catalog::builtin(&runtime).await?);
-    Ok(Core::open_with(storage, &kms, catalog, root_token, pending_hold).await?)
+) -> Result<Arc<Core>, StartError> {
+    let storage: Storage = Arc::new(SqliteBackend::open(&dir.join("broker.db")).await?);
+    let kms = LocalKms::open_or_create(&dir.join("kms.key"))?;
+    match Core::initialize(&storage, &kms).await {
+        // The generated token is replaced by the chosen one below.
+        Ok(_) | Err(CoreError::AlreadyInitialized) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let catalog = Arc::new(Catalog::builtin(&runtime(None)?).await?);
+    let core = Core::open(storage, &kms, catalog, pending_hold).await?;
+    core.set_root_token(root_token).await?;
+    Ok(core)
 }
 
-/// Serves the API on `listener` until Ctrl-C; runs the expiration worker
-/// every second meanwhile.
-pub async fn serve(listener: tokio::net::TcpListener, core: Arc<Core>) -> std::io::Result<()> {
-    let worker = core.leases().clone().spawn_worker(Duration::from_secs(1));
-    let result = axum::serve(listener, crate::api::router(core))
-        .with_graceful_shutdown(async {
-            // Ctrl-C or SIGTERM: stop accepting, finish in-flight requests.
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
+/// Serves the API on `listener` until Ctrl-C or SIGTERM, finishing requests
+/// in flight; runs the expiration worker meanwhile.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    core: Arc<Core>,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    let interval = options.worker_interval.unwrap_or(Duration::from_secs(1));
+    let worker = core.leases().clone().spawn_worker(interval);
+    let app = crate::api::router(core, &options);
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
     worker.abort();
     result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
 }

@@ -1,106 +1,77 @@
-//! The HTTP API over real TCP with a real HTTP client, against a real
-//! PostgreSQL: Vault's paths, envelope and status codes.
+//! The HTTP API end to end: a broker process set up from a configuration
+//! file, a real HTTP client over TCP, real PostgreSQL and MariaDB. Vault's
+//! paths, envelope and status codes.
 
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use broker::core::Core;
-use broker::kms::LocalKms;
-use broker::plugin::{Catalog, Limits};
-use broker::storage::SqliteBackend;
-use broker_tests::{pg_admin, pg_connect, postgres, runtime};
+use broker_tests::{mysql, mysql_admin, pg_admin, pg_connect, postgres};
+use mysql_async::prelude::Queryable;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "root-test-token";
+use crate::process::{Broker, first_error};
 
-struct Server {
-    base: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
+const PG_CREATE: &str =
+    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';";
+
+/// Vault's URL form for the test PostgreSQL at `host:port`.
+pub fn pg_url(host: &str, port: u16) -> String {
+    format!(
+        "postgresql://{{{{username}}}}:{{{{password}}}}@{host}:{port}/{}?sslmode=disable",
+        postgres().database
+    )
 }
 
-impl Server {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(SqliteBackend::open(&dir.path().join("b.db")).await.unwrap());
-        let kms = LocalKms::create(&dir.path().join("kms.key")).unwrap();
-        let catalog = Arc::new(Catalog::builtin(&runtime(Limits::default())).await.unwrap());
-        let core = Core::open(storage, &kms, catalog, TOKEN).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(broker::server::serve(listener, core));
-        Self {
-            base: format!("http://{addr}/v1"),
-            http: reqwest::Client::new(),
-            _dir: dir,
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .http
-            .request(method, format!("{}/{path}", self.base))
-            .header("X-Vault-Token", TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            if text.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).unwrap()
-            },
-        )
-    }
-
-    async fn setup_postgres(&self, roles: &str) {
-        let s = postgres();
-        assert_eq!(
-            self.call(
-                "POST",
-                "sys/mounts/database",
-                Some(json!({ "type": "database" }))
-            )
-            .await
-            .0,
-            StatusCode::NO_CONTENT
-        );
-        let (status, body) = self
-            .call(
-                "POST",
-                "database/config/pg",
-                Some(json!({
-                    "plugin_name": "postgresql-database-plugin",
-                    "connection_url": format!("postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/{}?sslmode=disable", s.host, s.port, s.database),
-                    "username": s.user,
-                    "password": s.password,
-                    "allowed_roles": roles,
-                })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-        let (status, body) = self
-            .call(
-                "POST",
-                "database/roles/readonly",
-                Some(json!({
-                    "db_name": "pg",
-                    "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"],
-                    "default_ttl": "1h",
-                    "max_ttl": "2h",
-                })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    }
+/// Mounts the database engine at `database/`.
+pub async fn mount_database(b: &Broker) {
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/mounts/database",
+        Some(json!({ "type": "database" })),
+    )
+    .await;
 }
 
-async fn role_exists(name: &str) -> bool {
+/// `database/config/pg` on the test PostgreSQL (at `url`), and role
+/// `readonly` with TTL 1h, max 2h.
+pub async fn setup_postgres_at(b: &Broker, url: &str, roles: &str) {
+    mount_database(b).await;
+    let s = postgres();
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/config/pg",
+        Some(json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": url,
+            "username": s.user,
+            "password": s.password,
+            "allowed_roles": roles,
+        })),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/roles/readonly",
+        Some(json!({
+            "db_name": "pg",
+            "creation_statements": [PG_CREATE],
+            "default_ttl": "1h",
+            "max_ttl": "2h",
+        })),
+    )
+    .await;
+}
+
+async fn setup_postgres(b: &Broker, roles: &str) {
+    let s = postgres();
+    setup_postgres_at(b, &pg_url(&s.host, s.port), roles).await;
+}
+
+/// Whether PostgreSQL has a role `name`.
+pub async fn pg_role_exists(name: &str) -> bool {
     !pg_admin()
         .await
         .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
@@ -109,22 +80,41 @@ async fn role_exists(name: &str) -> bool {
         .is_empty()
 }
 
+async fn mysql_user_exists(name: &str) -> bool {
+    let n: Option<i64> = mysql_admin()
+        .await
+        .exec_first("SELECT COUNT(*) FROM mysql.user WHERE User = ?", (name,))
+        .await
+        .unwrap();
+    n.unwrap_or(0) > 0
+}
+
+fn creds_of(body: &Value) -> (String, String, String) {
+    (
+        body["lease_id"].as_str().unwrap().to_owned(),
+        body["data"]["username"].as_str().unwrap().to_owned(),
+        body["data"]["password"].as_str().unwrap().to_owned(),
+    )
+}
+
 #[tokio::test]
 async fn database_credentials_end_to_end() {
-    let srv = Server::start().await;
-    srv.setup_postgres("readonly").await;
+    let b = Broker::start().await;
+    setup_postgres(&b, "readonly").await;
 
     // The admin password is never returned.
-    let (status, config) = srv.call("GET", "database/config/pg", None).await;
-    assert_eq!(status, StatusCode::OK);
+    let config = b
+        .expect(StatusCode::OK, "GET", "database/config/pg", None)
+        .await;
     assert!(
         !config.to_string().contains(&postgres().password),
         "{config}"
     );
     assert_eq!(config["data"]["plugin_name"], "postgresql-database-plugin");
 
-    let (status, creds) = srv.call("GET", "database/creds/readonly", None).await;
-    assert_eq!(status, StatusCode::OK, "{creds}");
+    let creds = b
+        .expect(StatusCode::OK, "GET", "database/creds/readonly", None)
+        .await;
     for field in [
         "request_id",
         "lease_id",
@@ -142,10 +132,8 @@ async fn database_credentials_end_to_end() {
     }
     assert_eq!(creds["lease_duration"], 3600);
     assert_eq!(creds["renewable"], true);
-    let lease_id = creds["lease_id"].as_str().unwrap().to_owned();
+    let (lease_id, user, password) = creds_of(&creds);
     assert!(lease_id.starts_with("database/creds/readonly/"));
-    let user = creds["data"]["username"].as_str().unwrap().to_owned();
-    let password = creds["data"]["password"].as_str().unwrap().to_owned();
     let client = pg_connect(postgres(), &user, &password)
         .await
         .expect("the issued login works");
@@ -154,133 +142,343 @@ async fn database_credentials_end_to_end() {
     drop(client);
 
     // Renew: capped at max_ttl (2h).
-    let (status, renewed) = srv
-        .call(
+    let renewed = b
+        .expect(
+            StatusCode::OK,
             "PUT",
             "sys/leases/renew",
             Some(json!({ "lease_id": lease_id, "increment": "5h" })),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{renewed}");
     let duration = renewed["lease_duration"].as_i64().unwrap();
     assert!((7190..=7200).contains(&duration), "{renewed}");
+    // The lease id in the path works too, with seconds as the increment.
+    let renewed = b
+        .expect(
+            StatusCode::OK,
+            "PUT",
+            &format!("sys/leases/renew/{lease_id}"),
+            Some(json!({ "increment": 600 })),
+        )
+        .await;
+    let duration = renewed["lease_duration"].as_i64().unwrap();
+    assert!((590..=600).contains(&duration), "{renewed}");
 
-    let (status, lookup) = srv
-        .call(
+    let lookup = b
+        .expect(
+            StatusCode::OK,
             "PUT",
             "sys/leases/lookup",
             Some(json!({ "lease_id": lease_id })),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{lookup}");
     assert_eq!(lookup["data"]["id"], lease_id.as_str());
-    let (status, listed) = srv
-        .call("LIST", "sys/leases/lookup/database/creds/readonly/", None)
+    assert_eq!(lookup["data"]["state"], "active");
+    let listed = b
+        .expect(
+            StatusCode::OK,
+            "LIST",
+            "sys/leases/lookup/database/creds/readonly/",
+            None,
+        )
         .await;
-    assert_eq!(status, StatusCode::OK, "{listed}");
     let id_tail = lease_id.rsplit('/').next().unwrap();
     assert_eq!(listed["data"]["keys"], json!([id_tail]));
-    let (_, folders) = srv
-        .call("LIST", "sys/leases/lookup/database/creds", None)
+    let folders = b
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "sys/leases/lookup/database/creds?list=true",
+            None,
+        )
         .await;
     assert_eq!(folders["data"]["keys"], json!(["readonly/"]));
 
-    let (status, _) = srv
-        .call(
-            "PUT",
-            "sys/leases/revoke",
-            Some(json!({ "lease_id": lease_id })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    assert!(!role_exists(&user).await);
-    let (status, _) = srv
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/leases/revoke",
+        Some(json!({ "lease_id": lease_id })),
+    )
+    .await;
+    assert!(!pg_role_exists(&user).await);
+    assert!(pg_connect(postgres(), &user, &password).await.is_err());
+    let (status, body) = b
         .call(
             "PUT",
             "sys/leases/lookup",
             Some(json!({ "lease_id": lease_id })),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(first_error(&body).contains("lease not found"), "{body}");
+}
+
+#[tokio::test]
+async fn mysql_credentials_end_to_end() {
+    let b = Broker::start().await;
+    mount_database(&b).await;
+    let s = mysql();
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/config/maria",
+        Some(json!({
+            "plugin_name": "mysql-database-plugin",
+            "connection_url": format!("{{{{username}}}}:{{{{password}}}}@tcp({}:{})/", s.host, s.port),
+            "username": s.user,
+            "password": s.password,
+            "allowed_roles": ["app"],
+        })),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/roles/app",
+        Some(json!({
+            "db_name": "maria",
+            "creation_statements": "CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'; GRANT USAGE ON *.* TO '{{name}}'@'%';",
+            "default_ttl": 300,
+            "max_ttl": "10m",
+        })),
+    )
+    .await;
+    let roles = b
+        .expect(StatusCode::OK, "LIST", "database/roles", None)
+        .await;
+    assert_eq!(roles["data"]["keys"], json!(["app"]));
+
+    let mut users = Vec::new();
+    for _ in 0..2 {
+        let creds = b
+            .expect(StatusCode::OK, "GET", "database/creds/app", None)
+            .await;
+        assert_eq!(creds["lease_duration"], 300);
+        let (lease_id, user, password) = creds_of(&creds);
+        let mut conn = mysql_async::Conn::new(s.mysql_opts(&user, &password))
+            .await
+            .expect("the issued MySQL login works");
+        let one: Option<i64> = conn.query_first("SELECT 1").await.unwrap();
+        assert_eq!(one, Some(1));
+        drop(conn);
+        users.push((lease_id, user));
+    }
+    // Renew past max_ttl: capped at 10 minutes.
+    let renewed = b
+        .expect(
+            StatusCode::OK,
+            "PUT",
+            "sys/leases/renew",
+            Some(json!({ "lease_id": users[0].0, "increment": "1h" })),
+        )
+        .await;
+    let duration = renewed["lease_duration"].as_i64().unwrap();
+    assert!((590..=600).contains(&duration), "{renewed}");
+
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        &format!("sys/leases/revoke/{}", users[0].0),
+        None,
+    )
+    .await;
+    assert!(!mysql_user_exists(&users[0].1).await);
+    assert!(mysql_user_exists(&users[1].1).await);
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/leases/revoke-prefix/database/creds/app",
+        None,
+    )
+    .await;
+    assert!(!mysql_user_exists(&users[1].1).await);
 }
 
 #[tokio::test]
 async fn revoke_prefix_and_deleted_roles_leave_no_user_behind() {
-    let srv = Server::start().await;
-    srv.setup_postgres("*").await;
+    let b = Broker::start().await;
+    setup_postgres(&b, "*").await;
     let mut users = Vec::new();
     for _ in 0..2 {
-        let (status, creds) = srv.call("GET", "database/creds/readonly", None).await;
-        assert_eq!(status, StatusCode::OK, "{creds}");
+        let creds = b
+            .expect(StatusCode::OK, "GET", "database/creds/readonly", None)
+            .await;
         users.push(creds["data"]["username"].as_str().unwrap().to_owned());
     }
     // Deleting the role and the connection config does not orphan the users
     // (a known failure of Vault, hashicorp/vault#4782).
-    assert_eq!(
-        srv.call("DELETE", "database/roles/readonly", None).await.0,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        srv.call("DELETE", "database/config/pg", None).await.0,
-        StatusCode::NO_CONTENT
-    );
-    let (status, _) = srv
-        .call(
-            "PUT",
-            "sys/leases/revoke-prefix/database/creds/readonly",
-            None,
-        )
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "DELETE",
+        "database/roles/readonly",
+        None,
+    )
+    .await;
+    b.expect(StatusCode::NO_CONTENT, "DELETE", "database/config/pg", None)
         .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/leases/revoke-prefix/database/creds/readonly",
+        None,
+    )
+    .await;
     for u in &users {
-        assert!(!role_exists(u).await, "{u} survived");
+        assert!(!pg_role_exists(u).await, "{u} survived");
     }
 }
 
 #[tokio::test]
-async fn bad_requests_get_clear_errors() {
-    let srv = Server::start().await;
-    srv.setup_postgres("readonly").await;
-    let errors = |body: &Value| body["errors"][0].as_str().unwrap_or_default().to_owned();
+async fn expired_leases_are_revoked_by_the_worker() {
+    let b = Broker::start().await;
+    setup_postgres(&b, "*").await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/roles/brief",
+        Some(json!({ "db_name": "pg", "creation_statements": [PG_CREATE], "default_ttl": "2s" })),
+    )
+    .await;
+    let creds = b
+        .expect(StatusCode::OK, "GET", "database/creds/brief", None)
+        .await;
+    assert_eq!(creds["lease_duration"], 2);
+    let (lease_id, user, _) = creds_of(&creds);
+    assert!(pg_role_exists(&user).await);
+    // The worker runs every second: the user goes within a few.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pg_role_exists(&user).await {
+        assert!(Instant::now() < deadline, "{user} outlived its lease");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, _) = b
+        .call(
+            "PUT",
+            "sys/leases/lookup",
+            Some(json!({ "lease_id": lease_id })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the lease is gone too");
+}
 
-    // No token, wrong token.
-    let resp = srv
+#[tokio::test]
+async fn mount_tune_changes_the_ttls_of_new_leases() {
+    let b = Broker::start().await;
+    setup_postgres(&b, "*").await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/roles/plain",
+        Some(json!({ "db_name": "pg", "creation_statements": [PG_CREATE] })),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/mounts/database/tune",
+        Some(json!({ "default_lease_ttl": "15m", "max_lease_ttl": "1h", "description": "app databases" })),
+    )
+    .await;
+    let tune = b
+        .expect(StatusCode::OK, "GET", "sys/mounts/database/tune", None)
+        .await;
+    assert_eq!(tune["data"]["default_lease_ttl"], 900);
+    assert_eq!(tune["data"]["max_lease_ttl"], 3600);
+    let mounts = b.expect(StatusCode::OK, "GET", "sys/mounts", None).await;
+    assert_eq!(mounts["data"]["database/"]["description"], "app databases");
+
+    let creds = b
+        .expect(StatusCode::OK, "GET", "database/creds/plain", None)
+        .await;
+    assert_eq!(creds["lease_duration"], 900);
+    let (lease_id, user, _) = creds_of(&creds);
+    let renewed = b
+        .expect(
+            StatusCode::OK,
+            "PUT",
+            "sys/leases/renew",
+            Some(json!({ "lease_id": lease_id, "increment": "3h" })),
+        )
+        .await;
+    assert!(
+        renewed["lease_duration"].as_i64().unwrap() <= 3600,
+        "{renewed}"
+    );
+
+    let (status, body) = b
+        .call(
+            "POST",
+            "sys/mounts/database/tune",
+            Some(json!({ "default_lease_ttl": "2h" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "default above max: {body}");
+    let (status, _) = b
+        .call(
+            "POST",
+            "sys/mounts/nowhere/tune",
+            Some(json!({ "max_lease_ttl": 5 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Disabling the mount revokes its leases.
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "DELETE",
+        "sys/mounts/database",
+        None,
+    )
+    .await;
+    assert!(!pg_role_exists(&user).await);
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let b = Broker::start().await;
+    setup_postgres(&b, "readonly").await;
+
+    // No token, wrong token; Authorization: Bearer works too.
+    let url = format!("{}/database/creds/readonly", b.base);
+    let resp = b.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = b
         .http
-        .get(format!("{}/database/creds/readonly", srv.base))
+        .get(&url)
+        .header("X-Vault-Token", "brk.not-the-token")
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = srv
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(first_error(&body), "permission denied");
+    let resp = b
         .http
-        .get(format!("{}/database/creds/readonly", srv.base))
-        .header("Authorization", format!("Bearer {TOKEN}"))
+        .get(&url)
+        .header("Authorization", format!("Bearer {}", b.token))
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        resp.status(),
-        StatusCode::OK,
-        "Authorization: Bearer works too"
-    );
+    assert_eq!(resp.status(), StatusCode::OK);
 
-    let (status, body) = srv.call("GET", "database/creds/nope", None).await;
+    let (status, body) = b.call("GET", "database/creds/nope", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(errors(&body).contains("unknown role"), "{body}");
+    assert!(first_error(&body).contains("unknown role"), "{body}");
 
-    let resp = srv
+    let resp = b
         .http
-        .post(format!("{}/database/roles/x", srv.base))
-        .header("X-Vault-Token", TOKEN)
+        .post(format!("{}/database/roles/x", b.base))
+        .header("X-Vault-Token", &b.token)
         .body("{not json")
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let body: Value = resp.json().await.unwrap();
-    assert!(errors(&body).contains("JSON"), "{body}");
+    assert!(first_error(&body).contains("JSON"), "{body}");
 
-    let (status, body) = srv
+    let (status, body) = b
         .call(
             "POST",
             "database/roles/x",
@@ -288,36 +486,128 @@ async fn bad_requests_get_clear_errors() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(errors(&body).contains("invalid duration"), "{body}");
+    assert!(first_error(&body).contains("invalid duration"), "{body}");
+    let (status, _) = b
+        .call(
+            "PUT",
+            "sys/leases/renew",
+            Some(json!({ "lease_id": "database/creds/readonly/x", "increment": "-1h" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let huge = "x".repeat(2 << 20);
-    let resp = srv
+    let resp = b
         .http
-        .post(format!("{}/database/roles/x", srv.base))
-        .header("X-Vault-Token", TOKEN)
+        .post(format!("{}/database/roles/x", b.base))
+        .header("X-Vault-Token", &b.token)
         .body(format!("{{\"db_name\":\"{huge}\"}}"))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
-    let (status, _) = srv.call("GET", "nowhere/creds/x", None).await;
+    // A secret of the wrong type is refused without being quoted back.
+    let (status, body) = b
+        .call(
+            "POST",
+            "database/config/pg2",
+            Some(json!({ "plugin_name": "postgresql-database-plugin",
+                "connection_url": "postgresql://x", "password": 987654321 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!body.to_string().contains("987654321"), "{body}");
+
+    let (status, _) = b.call("GET", "nowhere/creds/x", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = srv.call("DELETE", "database/creds/readonly", None).await;
+    let (status, _) = b.call("DELETE", "database/creds/readonly", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _) = b.call("POST", "sys/health", None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 
     // A role the connection does not allow.
-    srv.call(
+    b.call(
         "POST",
         "database/roles/other",
         Some(json!({ "db_name": "pg", "creation_statements": "SELECT 1" })),
     )
     .await;
-    let (status, body) = srv.call("GET", "database/creds/other", None).await;
+    let (status, body) = b.call("GET", "database/creds/other", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(errors(&body).contains("allowed_roles"), "{body}");
+    assert!(first_error(&body).contains("allowed_roles"), "{body}");
 
-    let (status, health) = srv.call("GET", "sys/health", None).await;
+    let (status, health) = b.call("GET", "sys/health", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["sealed"], false);
+    assert_eq!(health["initialized"], true);
+}
+
+#[tokio::test]
+async fn past_the_rate_limit_requests_get_429_with_retry_after() {
+    let b = Broker::start_with(None, "[rate_limit]\nrate = 1\nburst = 3\n").await;
+    let mut limited = None;
+    for _ in 0..10 {
+        let (status, headers, body) = b.call_full("GET", "sys/mounts", None).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((headers, body));
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (headers, body) = limited.expect("ten requests at once must pass a 1/s limit");
+    assert!(first_error(&body).contains("rate limit"), "{body}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After: {retry}");
+    // Health checks are never limited.
+    for _ in 0..5 {
+        let (status, _) = b.call("GET", "sys/health", None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    let (status, _) = b.call("GET", "sys/mounts", None).await;
+    assert_eq!(status, StatusCode::OK, "allowed again after Retry-After");
+}
+
+#[tokio::test]
+async fn request_logs_are_structured_and_never_hold_a_secret() {
+    let b = Broker::start().await;
+    setup_postgres(&b, "*").await;
+    let creds = b
+        .expect(StatusCode::OK, "GET", "database/creds/readonly", None)
+        .await;
+    let (lease_id, _, password) = creds_of(&creds);
+    let request_id = creds["request_id"].as_str().unwrap().to_owned();
+    b.call("GET", "database/creds/nope", None).await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/leases/revoke",
+        Some(json!({ "lease_id": lease_id })),
+    )
+    .await;
+
+    let log = b.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&request_id))
+        .unwrap_or_else(|| panic!("no log line for request {request_id}:\n{log}"));
+    for field in [
+        "op=\"read\"",
+        "path=database/creds/readonly",
+        "status=200",
+        "remote=127.0.0.1:",
+        "elapsed_us=",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+    assert!(line.contains(&lease_id), "{line}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("status=400") && l.contains("unknown role")),
+        "{log}"
+    );
+    for secret in [password.as_str(), b.token.as_str(), &postgres().password] {
+        assert!(!log.contains(secret), "a secret reached the log:\n{log}");
+    }
 }

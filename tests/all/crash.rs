@@ -1,43 +1,20 @@
 //! `kill -9` mid-stream leaves no database user uncovered by a lease.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker_tests::{pg_admin, postgres, unique};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "crash-test-token";
-
-fn start(dir: &std::path::Path, addr: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_broker-under-test"))
-        .args([dir.to_str().unwrap(), addr, TOKEN, "2"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the broker")
-}
-
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(r) = http.get(format!("{base}/sys/health")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the broker did not come up");
-}
+use crate::process::Broker;
 
 async fn call(
     http: &reqwest::Client,
+    token: &str,
     method: reqwest::Method,
     url: String,
     body: Option<Value>,
 ) -> reqwest::StatusCode {
-    let mut req = http.request(method, url).header("X-Vault-Token", TOKEN);
+    let mut req = http.request(method, url).header("X-Vault-Token", token);
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -61,17 +38,12 @@ async fn broker_users(prefix: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_leaves_no_orphaned_user() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let base = format!("http://{addr}/v1");
-    let http = reqwest::Client::new();
-    let mut child = start(dir.path(), &addr);
-    wait_healthy(&http, &base).await;
+    let mut broker = Broker::start().await;
+    let (base, http, token) = (
+        broker.base.clone(),
+        broker.http.clone(),
+        broker.token.clone(),
+    );
 
     let s = postgres();
     let tag = unique("k").replace('_', "");
@@ -80,6 +52,7 @@ async fn sigkill_mid_stream_leaves_no_orphaned_user() {
     assert!(
         call(
             &http,
+            &token,
             Method::POST,
             format!("{base}/sys/mounts/database"),
             Some(json!({"type": "database"}))
@@ -96,6 +69,7 @@ async fn sigkill_mid_stream_leaves_no_orphaned_user() {
     assert!(
         call(
             &http,
+            &token,
             Method::POST,
             format!("{base}/database/config/pg"),
             Some(config)
@@ -108,6 +82,7 @@ async fn sigkill_mid_stream_leaves_no_orphaned_user() {
     assert!(
         call(
             &http,
+            &token,
             Method::POST,
             format!("{base}/database/roles/app"),
             Some(role)
@@ -119,11 +94,15 @@ async fn sigkill_mid_stream_leaves_no_orphaned_user() {
     // Eight clients ask for credentials as fast as they can...
     let mut clients = Vec::new();
     for _ in 0..8 {
-        let (http, url) = (http.clone(), format!("{base}/database/creds/app"));
+        let (http, token, url) = (
+            http.clone(),
+            token.clone(),
+            format!("{base}/database/creds/app"),
+        );
         clients.push(tokio::spawn(async move {
             let mut ok = 0;
             for _ in 0..200 {
-                if call(&http, Method::GET, url.clone(), None)
+                if call(&http, &token, Method::GET, url.clone(), None)
                     .await
                     .is_success()
                 {
@@ -135,16 +114,14 @@ async fn sigkill_mid_stream_leaves_no_orphaned_user() {
     }
     // ...and the broker dies mid-stream.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    broker.kill(); // SIGKILL
     let mut issued = 0;
     for c in clients {
         issued += c.await.unwrap();
     }
     assert!(issued > 0, "no credential was issued before the kill");
 
-    let mut child = start(dir.path(), &addr);
-    wait_healthy(&http, &base).await;
+    broker.restart().await;
     // Pending leases are held 2 s, the worker runs every second.
     let deadline = Instant::now() + Duration::from_secs(30);
     let (users, active) = loop {
@@ -154,7 +131,7 @@ async fn sigkill_mid_stream_leaves_no_orphaned_user() {
                 Method::from_bytes(b"LIST").unwrap(),
                 format!("{base}/sys/leases/lookup/database/creds/app/"),
             )
-            .header("X-Vault-Token", TOKEN)
+            .header("X-Vault-Token", &token)
             .send()
             .await
             .unwrap();
@@ -175,7 +152,7 @@ async fn sigkill_mid_stream_leaves_no_orphaned_user() {
         for k in &keys {
             let resp = http
                 .put(format!("{base}/sys/leases/lookup"))
-                .header("X-Vault-Token", TOKEN)
+                .header("X-Vault-Token", &token)
                 .json(&json!({ "lease_id": format!("database/creds/app/{k}") }))
                 .send()
                 .await
@@ -210,12 +187,11 @@ async fn sigkill_mid_stream_leaves_no_orphaned_user() {
     // Clean up: revoke everything the broker still holds.
     call(
         &http,
+        &token,
         Method::PUT,
         format!("{base}/sys/leases/revoke-prefix/database/"),
         None,
     )
     .await;
     assert_eq!(broker_users(&prefix).await, 0);
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

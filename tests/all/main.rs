@@ -10,5 +10,6 @@ mod injection;
 mod leases;
 mod mysql;
 mod postgres;
+mod process;
 mod sandbox;
 mod storage;

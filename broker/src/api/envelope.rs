@@ -15,6 +15,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The message (never a secret).
     pub message: String,
+    /// For a 429: when to try again.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -22,6 +24,17 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn too_many_requests(wait: std::time::Duration) -> Self {
+        Self {
+            retry_after: Some(wait),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "request rate limit exceeded: slow down and retry",
+            )
         }
     }
 
@@ -30,7 +43,15 @@ impl ApiError {
     }
 
     pub(crate) fn into_response(self) -> Response {
-        error(self.status, self.message)
+        let mut response = error(self.status, self.message);
+        if let Some(wait) = self.retry_after {
+            // Whole seconds, rounded up: "0" would invite an immediate retry.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.max(1).into());
+        }
+        response
     }
 }
 
@@ -60,7 +81,8 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, Json(json!({ "errors": [message.into()] }))).into_response()
 }
 
-fn request_id() -> String {
+/// A fresh request id, in the UUID form Vault uses.
+pub(crate) fn request_id() -> String {
     let mut b = [0u8; 16];
     let _ = getrandom::fill(&mut b);
     let h = hex::encode(b);
@@ -74,32 +96,79 @@ fn request_id() -> String {
     )
 }
 
+/// What a handler answers; [`Reply::render`] wraps it in Vault's envelope
+/// with the request's id.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// A 200 with `data` (and a lease, for a leased secret).
+    Envelope {
+        lease_id: String,
+        lease_duration: i64,
+        renewable: bool,
+        data: Value,
+    },
+    /// A 200 with a body outside the envelope (`sys/health`, the OpenAPI document).
+    Bare(Value),
+    /// A 204, as Vault answers writes that return nothing.
+    NoContent,
+}
+
+impl Reply {
+    /// The lease this reply hands out, if any.
+    pub(crate) fn lease_id(&self) -> Option<&str> {
+        match self {
+            Self::Envelope { lease_id, .. } if !lease_id.is_empty() => Some(lease_id),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Self::NoContent => StatusCode::NO_CONTENT,
+            _ => StatusCode::OK,
+        }
+    }
+
+    pub(crate) fn render(self, request_id: &str) -> Response {
+        match self {
+            Self::Envelope {
+                lease_id,
+                lease_duration,
+                renewable,
+                data,
+            } => Json(json!({
+                "request_id": request_id,
+                "lease_id": lease_id,
+                "lease_duration": lease_duration,
+                "renewable": renewable,
+                "data": data,
+                "wrap_info": null,
+                "warnings": null,
+                "auth": null,
+            }))
+            .into_response(),
+            Self::Bare(body) => Json(body).into_response(),
+            Self::NoContent => StatusCode::NO_CONTENT.into_response(),
+        }
+    }
+}
+
 /// A 200 with `data` in Vault's envelope.
-pub(crate) fn data(data: Value) -> Response {
+pub(crate) fn data(data: Value) -> Reply {
     secret(String::new(), 0, false, data)
 }
 
 /// A 200 for a leased secret.
-pub(crate) fn secret(
-    lease_id: String,
-    lease_duration: i64,
-    renewable: bool,
-    data: Value,
-) -> Response {
-    Json(json!({
-        "request_id": request_id(),
-        "lease_id": lease_id,
-        "lease_duration": lease_duration,
-        "renewable": renewable,
-        "data": data,
-        "wrap_info": null,
-        "warnings": null,
-        "auth": null,
-    }))
-    .into_response()
+pub(crate) fn secret(lease_id: String, lease_duration: i64, renewable: bool, data: Value) -> Reply {
+    Reply::Envelope {
+        lease_id,
+        lease_duration,
+        renewable,
+        data,
+    }
 }
 
-/// A 204, as Vault answers writes that return nothing.
-pub(crate) fn no_content() -> Response {
-    StatusCode::NO_CONTENT.into_response()
+/// A 204.
+pub(crate) fn no_content() -> Reply {
+    Reply::NoContent
 }

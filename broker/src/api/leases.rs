@@ -1,9 +1,8 @@
 //! `sys/leases/…`: lookup, renew, revoke, revoke-prefix, revoke-force.
 
-use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::envelope::{ApiError, data, no_content, secret};
+use super::envelope::{ApiError, Reply, data, no_content, secret};
 use super::{Operation, Request};
 use crate::core::Core;
 use crate::duration::Ttl;
@@ -31,7 +30,7 @@ fn lease_id(req: &Request, suffix: &str) -> Result<String, ApiError> {
     Ok(id.to_owned())
 }
 
-pub(crate) async fn handle(core: &Core, req: Request) -> Result<Response, ApiError> {
+pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError> {
     let rest = req
         .path
         .strip_prefix("sys/leases/")

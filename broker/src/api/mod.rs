@@ -9,22 +9,27 @@
 mod envelope;
 mod leases;
 mod mounts;
+mod openapi;
 mod secrets;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
+use governor::clock::Clock;
 use serde_json::{Map, Value};
 
 pub use envelope::ApiError;
-use envelope::error;
+use envelope::{Reply, request_id};
 
 use crate::core::Core;
+use crate::server::ServeOptions;
 
 /// The largest request body accepted (Vault's default is 32 MiB; ours is
 /// smaller because nothing we take is large).
@@ -39,6 +44,17 @@ pub(crate) enum Operation {
     Delete,
 }
 
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::List => "list",
+            Self::Write => "update",
+            Self::Delete => "delete",
+        }
+    }
+}
+
 /// A parsed request, as handlers see it.
 #[derive(Debug)]
 pub(crate) struct Request {
@@ -47,12 +63,27 @@ pub(crate) struct Request {
     pub(crate) body: Map<String, Value>,
 }
 
-/// The router for `/v1/…`.
-pub fn router(core: Arc<Core>) -> Router {
+type Limiter = governor::DefaultDirectRateLimiter;
+
+#[derive(Clone)]
+struct ApiState {
+    core: Arc<Core>,
+    limiter: Option<Arc<Limiter>>,
+}
+
+/// The router for `/v1/…`. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`: request logs
+/// carry the client's address.
+pub fn router(core: Arc<Core>, options: &ServeOptions) -> Router {
+    let limiter = options.rate_limit.and_then(|(rate, burst)| {
+        let quota = governor::Quota::per_second(std::num::NonZeroU32::new(rate)?)
+            .allow_burst(std::num::NonZeroU32::new(burst)?);
+        Some(Arc::new(Limiter::direct(quota)))
+    });
     Router::new()
         .route("/v1/{*path}", any(handle))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(core)
+        .with_state(ApiState { core, limiter })
 }
 
 fn token(headers: &HeaderMap) -> Option<&str> {
@@ -65,44 +96,104 @@ fn token(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
+fn operation(method: &Method, list: bool) -> Option<Operation> {
+    Some(match method.as_str() {
+        "GET" if list => Operation::List,
+        "GET" => Operation::Read,
+        "LIST" => Operation::List,
+        "POST" | "PUT" | "PATCH" => Operation::Write,
+        "DELETE" => Operation::Delete,
+        _ => return None,
+    })
+}
+
 async fn handle(
-    State(core): State<Arc<Core>>,
+    State(state): State<ApiState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     method: Method,
     Path(path): Path<String>,
     Query(query): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let started = Instant::now();
+    let request_id = request_id();
+    let path = path.trim_matches('/').to_owned();
+    let op = operation(&method, query.get("list").is_some_and(|v| v == "true"));
+    let result = match op {
+        Some(op) => dispatch(&state, op, &path, &headers, body).await,
+        None => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "unsupported operation",
+        )),
+    };
+    // One structured line per request. Never the body, never a header:
+    // either may hold a token or a credential.
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    let op = op.map_or("unsupported", Operation::as_str);
+    match result {
+        Ok(reply) => {
+            let status = reply.status().as_u16();
+            let lease_id = reply.lease_id().unwrap_or_default().to_owned();
+            tracing::info!(%request_id, op, %path, %remote, status, elapsed_us, %lease_id, "request");
+            reply.render(&request_id)
+        }
+        Err(e) => {
+            let status = e.status.as_u16();
+            if e.status.is_server_error() {
+                tracing::warn!(%request_id, op, %path, %remote, status, elapsed_us, error = %e.message, "request failed");
+            } else {
+                tracing::info!(%request_id, op, %path, %remote, status, elapsed_us, error = %e.message, "request refused");
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn dispatch(
+    state: &ApiState,
+    op: Operation,
+    path: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Reply, ApiError> {
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            );
+            ));
         }
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the request body: {e}"),
-            );
+            return Err(ApiError::bad_request(format!(
+                "cannot read the request body: {e}"
+            )));
         }
     };
-    let path = path.trim_matches('/').to_owned();
-    let list = query.get("list").is_some_and(|v| v == "true");
-    let op = match method.as_str() {
-        "GET" if list => Operation::List,
-        "GET" => Operation::Read,
-        "LIST" => Operation::List,
-        "POST" | "PUT" | "PATCH" => Operation::Write,
-        "DELETE" => Operation::Delete,
-        _ => return error(StatusCode::METHOD_NOT_ALLOWED, "unsupported operation"),
-    };
     if path == "sys/health" {
-        return mounts::health();
+        // Unauthenticated and never rate limited: load balancers poll it.
+        return match op {
+            Operation::Read => Ok(mounts::health()),
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "unsupported operation on sys/health",
+            )),
+        };
     }
-    if !token(&headers).is_some_and(|t| core.is_root_token(t)) {
-        return error(StatusCode::FORBIDDEN, "permission denied");
+    if let Some(limiter) = &state.limiter
+        && let Err(not_until) = limiter.check()
+    {
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        return Err(ApiError::too_many_requests(wait));
+    }
+    let core = &state.core;
+    let authorized = match token(headers) {
+        Some(t) => core.is_root_token(t).await,
+        None => false,
+    };
+    if !authorized {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "permission denied"));
     }
     let body = if body.is_empty() {
         Map::new()
@@ -110,26 +201,35 @@ async fn handle(
         match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(map)) => map,
             Ok(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
+                return Err(ApiError::bad_request(
                     "the request body must be a JSON object",
-                );
+                ));
             }
             Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("failed to parse JSON input: {e}"),
-                );
+                return Err(ApiError::bad_request(format!(
+                    "failed to parse JSON input: {e}"
+                )));
             }
         }
     };
-    let request = Request { op, path, body };
-    let result = if request.path.starts_with("sys/mounts") {
-        mounts::handle(&core, request).await
-    } else if request.path.starts_with("sys/leases") {
-        leases::handle(&core, request).await
-    } else {
-        secrets::handle(&core, request).await
+    let request = Request {
+        op,
+        path: path.to_owned(),
+        body,
     };
-    result.unwrap_or_else(ApiError::into_response)
+    if request.path.starts_with("sys/mounts") {
+        mounts::handle(core, request).await
+    } else if request.path.starts_with("sys/leases") {
+        leases::handle(core, request).await
+    } else if request.path == openapi::PATH {
+        match request.op {
+            Operation::Read => Ok(Reply::Bare(openapi::document(&core.mounts().await))),
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "unsupported operation on the OpenAPI document",
+            )),
+        }
+    } else {
+        secrets::handle(core, request).await
+    }
 }

@@ -1,34 +1,38 @@
 //! `sys/health` and `sys/mounts`.
 
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::envelope::{ApiError, data, no_content};
+use super::envelope::{ApiError, Reply, data, no_content};
 use super::{Operation, Request};
 use crate::core::{Core, MountEntry};
 use crate::duration::Ttl;
 
-pub(crate) fn health() -> Response {
+pub(crate) fn health() -> Reply {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    axum::Json(json!({
+    Reply::Bare(json!({
         "initialized": true,
         "sealed": false,
         "standby": false,
         "server_time_utc": now,
         "version": env!("CARGO_PKG_VERSION"),
     }))
-    .into_response()
 }
 
-fn ttl_field(config: Option<&Value>, name: &str) -> Result<u64, ApiError> {
+/// A TTL field, `None` when absent. Vault's `"system"` means the default.
+fn ttl_field(config: Option<&Value>, name: &str) -> Result<Option<u64>, ApiError> {
     match config.and_then(|c| c.get(name)) {
-        None | Some(Value::Null) => Ok(0),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s == "system" => Ok(Some(0)),
         Some(v) => serde_json::from_value::<Ttl>(v.clone())
-            .map(Ttl::secs)
+            .map(|t| Some(t.secs()))
             .map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
     }
+}
+
+fn mount_of(tune_path: &str) -> &str {
+    tune_path.trim_end_matches("/tune").trim_matches('/')
 }
 
 fn describe(entry: &MountEntry) -> Value {
@@ -40,7 +44,7 @@ fn describe(entry: &MountEntry) -> Value {
     })
 }
 
-pub(crate) async fn handle(core: &Core, req: Request) -> Result<Response, ApiError> {
+pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError> {
     let rest = req
         .path
         .strip_prefix("sys/mounts")
@@ -80,8 +84,8 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Response, ApiErr
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_owned(),
-                default_lease_ttl: ttl_field(config, "default_lease_ttl")?,
-                max_lease_ttl: ttl_field(config, "max_lease_ttl")?,
+                default_lease_ttl: ttl_field(config, "default_lease_ttl")?.unwrap_or(0),
+                max_lease_ttl: ttl_field(config, "max_lease_ttl")?.unwrap_or(0),
             };
             core.mount(path, entry).await?;
             Ok(no_content())
@@ -91,15 +95,34 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Response, ApiErr
             Ok(no_content())
         }
         (Operation::Read, path) if path.ends_with("/tune") => {
-            let mount = path.trim_end_matches("/tune");
+            let mount = mount_of(path);
             let mounts = core.mounts().await;
             let entry = mounts
-                .get(&format!("{}/", mount.trim_matches('/')))
+                .get(&format!("{mount}/"))
                 .ok_or_else(|| ApiError::bad_request(format!("no mount at {mount}")))?;
             let ttls = Core::ttls(entry);
-            Ok(data(
-                json!({ "default_lease_ttl": ttls.default.as_secs(), "max_lease_ttl": ttls.max.as_secs() }),
-            ))
+            Ok(data(json!({
+                "description": entry.description,
+                "default_lease_ttl": ttls.default.as_secs(),
+                "max_lease_ttl": ttls.max.as_secs(),
+            })))
+        }
+        (Operation::Write, path) if path.ends_with("/tune") => {
+            // Vault takes the TTLs at the top level here, not under `config`.
+            let body = Value::Object(req.body.clone());
+            let description = match req.body.get("description") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(d)) => Some(d.clone()),
+                Some(_) => return Err(ApiError::bad_request("description must be a string")),
+            };
+            core.tune(
+                mount_of(path),
+                description,
+                ttl_field(Some(&body), "default_lease_ttl")?,
+                ttl_field(Some(&body), "max_lease_ttl")?,
+            )
+            .await?;
+            Ok(no_content())
         }
         _ => Err(ApiError::new(
             axum::http::StatusCode::METHOD_NOT_ALLOWED,

@@ -1,14 +1,13 @@
 //! Requests to a mount: routed to the mount's engine by path.
 
 use axum::http::StatusCode;
-use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::envelope::{ApiError, data, no_content, secret};
+use super::envelope::{ApiError, Reply, data, no_content, secret};
 use super::{Operation, Request};
 use crate::core::Core;
 
-pub(crate) async fn handle(core: &Core, req: Request) -> Result<Response, ApiError> {
+pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError> {
     let Some((mount, entry, rest)) = core.route(&req.path).await else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

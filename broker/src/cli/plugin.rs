@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::plugin::{Catalog, Plugin, PluginRuntime, RuntimeConfig};
 use anyhow::Context;
-use broker::plugin::{Catalog, Plugin, PluginRuntime, RuntimeConfig};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]

@@ -1,25 +1,48 @@
-//! `broker server`: the API server. `--dev` starts a throwaway broker in
-//! one command, like Vault's dev mode.
+//! `broker server`: the API server, from a configuration file, or
+//! `--dev` for a throwaway one in one command, like Vault's dev mode.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 
+use crate::config::Config;
+use crate::server::ServeOptions;
+
+/// Run the API server.
+///
+/// For a real deployment, write a configuration file (see README), run
+/// `broker operator init --config FILE` once, then `broker server --config
+/// FILE`. For a throwaway server to try things with, `broker server --dev`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Development mode: temporary storage, a generated KMS
-    /// key, a known root token, plain HTTP on loopback. Never for production.
+    /// The configuration file (TOML: listener, storage, kms, …).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "BROKER_CONFIG",
+        required_unless_present = "dev"
+    )]
+    config: Option<PathBuf>,
+    /// Development mode: temporary storage, a generated KMS key, a known
+    /// root token, plain HTTP on loopback. Never for production.
     #[arg(long)]
     dev: bool,
     /// The root token in dev mode (default: a random one, printed).
-    #[arg(long, value_name = "TOKEN", env = "BROKER_DEV_ROOT_TOKEN_ID")]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "BROKER_DEV_ROOT_TOKEN_ID",
+        requires = "dev"
+    )]
     dev_root_token_id: Option<String>,
     /// Where the dev server listens.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8200")]
     dev_listen_address: SocketAddr,
     /// Keep dev-mode data in this directory instead of a temporary one.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", requires = "dev")]
     dev_data_dir: Option<PathBuf>,
 }
 
@@ -30,11 +53,33 @@ fn random_token() -> anyhow::Result<String> {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    if !args.dev {
-        anyhow::bail!(
-            "only dev mode is available yet: run `broker server --dev` (a configuration file for real deployments is coming)"
-        );
+    match &args.config {
+        Some(path) if !args.dev => run_configured(path).await,
+        _ => run_dev(args).await,
     }
+}
+
+async fn run_configured(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let core = crate::server::open(&config)
+        .await
+        .context("cannot start the server")?;
+    let address = config.listener.address;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        storage = ?config.storage,
+        kms = ?config.kms,
+        "broker started",
+    );
+    crate::server::serve(listener, core, ServeOptions::from_config(&config))
+        .await
+        .context("server failed")
+}
+
+async fn run_dev(args: ServerArgs) -> anyhow::Result<()> {
     let temp;
     let dir = match &args.dev_data_dir {
         Some(d) => {
@@ -53,7 +98,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(t) => t,
         None => random_token()?,
     };
-    let core = broker::server::open_dev_core(&dir, &token, std::time::Duration::from_secs(60))
+    let core = crate::server::open_dev_core(&dir, &token, Duration::from_secs(60))
         .await
         .context("cannot start the dev server")?;
     let listener = tokio::net::TcpListener::bind(args.dev_listen_address)
@@ -65,10 +110,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
          Listening on: http://{addr}\n    Root token:   {token}\n\n\
          Try it:\n\n    \
          export VAULT_ADDR=http://{addr} VAULT_TOKEN={token}\n    \
-         curl -s -H \"X-Vault-Token: $VAULT_TOKEN\" -X POST $VAULT_ADDR/v1/sys/mounts/database -d '{{\"type\":\"database\"}}'\n",
+         curl -s -H \"X-Vault-Token: $VAULT_TOKEN\" -X POST $VAULT_ADDR/v1/sys/mounts/database -d '{{\"type\":\"database\"}}'\n    \
+         curl -s -H \"X-Vault-Token: $VAULT_TOKEN\" $VAULT_ADDR/v1/sys/mounts\n    \
+         curl -s -H \"X-Vault-Token: $VAULT_TOKEN\" $VAULT_ADDR/v1/sys/internal/specs/openapi\n\n\
+         The README's quickstart continues from here to a PostgreSQL login.\n",
         dir = dir.display()
     );
-    broker::server::serve(listener, core)
+    crate::server::serve(listener, core, ServeOptions::default())
         .await
         .context("server failed")
 }

@@ -146,6 +146,15 @@ impl DatabaseEngine {
             .remove("verify_connection")
             .and_then(|v| v.as_bool())
             .unwrap_or(true);
+        // serde's type errors quote the offending value; a secret must never
+        // reach an error message, so the secret fields are checked first.
+        for secret_field in ["password", "connection_url"] {
+            if body.get(secret_field).is_some_and(|v| !v.is_string()) {
+                return Err(EngineError::BadRequest(format!(
+                    "{secret_field} must be a string"
+                )));
+            }
+        }
         let existing: Option<DbConfig> = self.store.get(&self.key("config", name)).await?;
         // Vault keeps the stored password when an update leaves it out.
         if !body.contains_key("password")

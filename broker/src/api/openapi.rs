@@ -1,0 +1,298 @@
+//! The OpenAPI document served at `sys/internal/specs/openapi`.
+//!
+//! Like Vault's, it lists the system paths and, for each mounted engine,
+//! that engine's paths under the mount. The table here is the one place a
+//! route is described; the end-to-end tests call every operation it lists
+//! and every one it does not, so it cannot drift from the handlers.
+
+use serde_json::{Map, Value, json};
+
+use super::Operation;
+use crate::core::MountTable;
+
+/// Where the document is served (under `/v1/`).
+pub(crate) const PATH: &str = "sys/internal/specs/openapi";
+
+/// A documented body field: name, JSON type, description.
+type Field = (&'static str, &'static str, &'static str);
+
+struct Route {
+    /// Relative to `/v1/` (system routes) or to the mount (engine routes).
+    path: &'static str,
+    summary: &'static str,
+    ops: &'static [Operation],
+    fields: &'static [Field],
+}
+
+use Operation::{Delete, List, Read, Write};
+
+const TTL: &str = "duration: seconds, or a string such as \"1h30m\"";
+
+const SYSTEM: &[Route] = &[
+    Route {
+        path: "sys/health",
+        summary: "Health of the broker (no token needed).",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "sys/mounts",
+        summary: "The mounted secrets engines.",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "sys/mounts/{path}",
+        summary: "Enable (write) or disable (delete) a secrets engine; disabling revokes its leases.",
+        ops: &[Write, Delete],
+        fields: &[
+            ("type", "string", "engine type: database"),
+            ("description", "string", "free text"),
+            (
+                "config",
+                "object",
+                "default_lease_ttl and max_lease_ttl (durations)",
+            ),
+        ],
+    },
+    Route {
+        path: "sys/mounts/{path}/tune",
+        summary: "Read or change a mount's description and lease TTLs.",
+        ops: &[Read, Write],
+        fields: &[
+            ("description", "string", "free text"),
+            ("default_lease_ttl", "string", TTL),
+            ("max_lease_ttl", "string", TTL),
+        ],
+    },
+    Route {
+        path: "sys/leases/lookup",
+        summary: "Look up a lease (write), or list the top level of lease ids (list).",
+        ops: &[Write, List],
+        fields: &[("lease_id", "string", "the lease to look up")],
+    },
+    Route {
+        path: "sys/leases/lookup/{prefix}",
+        summary: "List lease ids one level below a prefix (may contain '/').",
+        ops: &[List],
+        fields: &[],
+    },
+    Route {
+        path: "sys/leases/renew",
+        summary: "Renew a lease; never past its max TTL.",
+        ops: &[Write],
+        fields: &[
+            ("lease_id", "string", "the lease to renew"),
+            ("increment", "string", TTL),
+        ],
+    },
+    Route {
+        path: "sys/leases/renew/{lease_id}",
+        summary: "Renew the lease in the path (may contain '/').",
+        ops: &[Write],
+        fields: &[("increment", "string", TTL)],
+    },
+    Route {
+        path: "sys/leases/revoke",
+        summary: "Revoke a lease now: the plugin removes the credential.",
+        ops: &[Write],
+        fields: &[("lease_id", "string", "the lease to revoke")],
+    },
+    Route {
+        path: "sys/leases/revoke/{lease_id}",
+        summary: "Revoke the lease in the path (may contain '/').",
+        ops: &[Write],
+        fields: &[],
+    },
+    Route {
+        path: "sys/leases/revoke-prefix/{prefix}",
+        summary: "Revoke every lease under a prefix (a role, a mount).",
+        ops: &[Write],
+        fields: &[],
+    },
+    Route {
+        path: "sys/leases/revoke-force/{prefix}",
+        summary: "Forget every lease under a prefix without revoking the credentials. Last resort.",
+        ops: &[Write],
+        fields: &[],
+    },
+    Route {
+        path: PATH,
+        summary: "This document.",
+        ops: &[Read],
+        fields: &[],
+    },
+];
+
+const DATABASE: &[Route] = &[
+    Route {
+        path: "config",
+        summary: "List connection configs.",
+        ops: &[List],
+        fields: &[],
+    },
+    Route {
+        path: "config/{name}",
+        summary: "A connection config; its password is sealed and never returned.",
+        ops: &[Read, Write, Delete],
+        fields: &[
+            (
+                "plugin_name",
+                "string",
+                "postgresql-database-plugin, mysql-database-plugin, or an alias",
+            ),
+            (
+                "connection_url",
+                "string",
+                "with {{username}} and {{password}} placeholders",
+            ),
+            ("username", "string", "the admin user"),
+            ("password", "string", "the admin password (write only)"),
+            (
+                "allowed_roles",
+                "array",
+                "roles that may use this connection; \"*\" for all",
+            ),
+            (
+                "verify_connection",
+                "boolean",
+                "connect before saving (default true)",
+            ),
+            (
+                "username_template",
+                "string",
+                "how generated usernames look",
+            ),
+        ],
+    },
+    Route {
+        path: "roles",
+        summary: "List roles.",
+        ops: &[List],
+        fields: &[],
+    },
+    Route {
+        path: "roles/{name}",
+        summary: "A role: the statements that create and revoke its users, and its TTLs.",
+        ops: &[Read, Write, Delete],
+        fields: &[
+            ("db_name", "string", "the connection config to use"),
+            (
+                "creation_statements",
+                "array",
+                "with {{name}}, {{password}}, {{expiration}}",
+            ),
+            (
+                "revocation_statements",
+                "array",
+                "default: the plugin's safe revoke",
+            ),
+            ("renew_statements", "array", "run on renew"),
+            (
+                "rollback_statements",
+                "array",
+                "run when creation fails half-way",
+            ),
+            ("default_ttl", "string", TTL),
+            ("max_ttl", "string", TTL),
+        ],
+    },
+    Route {
+        path: "creds/{role}",
+        summary: "New credentials for a role, under a lease.",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "rotate-root/{name}",
+        summary: "Replace the admin password of a connection; only the broker knows the new one.",
+        ops: &[Write],
+        fields: &[],
+    },
+];
+
+fn operation(route: &Route, op: Operation, tag: &str) -> (String, Value) {
+    let mut parameters: Vec<Value> = route
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+        .collect();
+    let method = match op {
+        Read | List => "get",
+        Write => "post",
+        Delete => "delete",
+    };
+    let mut operation = json!({
+        "summary": route.summary,
+        "tags": [tag],
+        "responses": match op {
+            Write | Delete => json!({ "204": { "description": "done" }, "200": { "description": "OK" } }),
+            Read | List => json!({ "200": { "description": "OK" } }),
+        },
+    });
+    if op == List {
+        // Vault's convention: a list is a GET with `list=true` (or the LIST verb).
+        parameters.push(json!({ "name": "list", "in": "query", "required": true, "schema": { "type": "string", "enum": ["true"] } }));
+    }
+    if !parameters.is_empty() {
+        operation["parameters"] = Value::Array(parameters);
+    }
+    if op == Write && !route.fields.is_empty() {
+        let properties: Map<String, Value> = route
+            .fields
+            .iter()
+            .map(|(name, kind, description)| {
+                (
+                    (*name).to_owned(),
+                    json!({ "type": kind, "description": description }),
+                )
+            })
+            .collect();
+        operation["requestBody"] = json!({
+            "content": { "application/json": { "schema": { "type": "object", "properties": properties } } }
+        });
+    }
+    (method.to_owned(), operation)
+}
+
+fn add(paths: &mut Map<String, Value>, prefix: &str, routes: &[Route], tag: &str) {
+    for route in routes {
+        let mut item = Map::new();
+        for &op in route.ops {
+            let (method, operation) = operation(route, op, tag);
+            // A path both read and listed documents one GET; the list form
+            // is told by its query parameter.
+            item.entry(method).or_insert(operation);
+        }
+        paths.insert(format!("/{prefix}{}", route.path), Value::Object(item));
+    }
+}
+
+/// The document for the current mount table.
+pub(crate) fn document(mounts: &MountTable) -> Value {
+    let mut paths = Map::new();
+    add(&mut paths, "", SYSTEM, "system");
+    for (mount, entry) in mounts {
+        if entry.kind == "database" {
+            add(&mut paths, mount, DATABASE, "secrets");
+        }
+    }
+    json!({
+        "openapi": "3.0.2",
+        "info": {
+            "title": "broker",
+            "description": "A dynamic credential broker speaking the Vault HTTP API for the subset it implements.",
+            "version": env!("CARGO_PKG_VERSION"),
+            "license": { "name": "Apache-2.0" },
+        },
+        "servers": [{ "url": "/v1" }],
+        "components": {
+            "securitySchemes": {
+                "token": { "type": "apiKey", "in": "header", "name": "X-Vault-Token" },
+            },
+        },
+        "security": [{ "token": [] }],
+        "paths": paths,
+    })
+}

@@ -1,0 +1,281 @@
+//! The server's configuration file (`broker server --config broker.toml`).
+//!
+//! Parsing is strict: an unknown key is an error, so a typo never silently
+//! falls back to a default. This module only reads and checks the file; it
+//! must never open storage, keys or sockets (that is [`crate::server`]'s job).
+//!
+//! ```toml
+//! [listener]
+//! address = "127.0.0.1:8200"
+//!
+//! [storage]
+//! type = "sqlite"            # or "postgres" with `url = "postgres://…"`
+//! path = "/var/lib/broker/broker.db"
+//!
+//! [kms]
+//! type = "local"
+//! key_file = "/var/lib/broker/kms.key"
+//! ```
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::duration::Ttl;
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or does not match the schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line (never a value from the file).
+        message: String,
+    },
+    /// Text (not from a file) is not valid TOML or does not match the schema.
+    #[error("{0}")]
+    Syntax(String),
+    /// The settings contradict each other or are unsafe.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the API listens.
+    pub listener: ListenerConfig,
+    /// Where sealed entries and leases are kept.
+    pub storage: StorageConfig,
+    /// What wraps the storage keyring.
+    pub kms: KmsConfig,
+    /// Plugin runtime settings.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// Lease expiration settings.
+    #[serde(default)]
+    pub leases: LeasesConfig,
+    /// Request rate limiting (answers 429 past the limit).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// `[listener]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `host:port` to bind.
+    pub address: SocketAddr,
+    /// Plain HTTP. Needed, and must be said explicitly, for an address
+    /// other than loopback until the listener speaks TLS.
+    #[serde(default)]
+    pub tls_disable: bool,
+}
+
+/// `[storage]`: `type = "sqlite"` or `type = "postgres"`.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StorageConfig {
+    /// One SQLite file (WAL): the single-node default.
+    Sqlite {
+        /// The database file, created by `broker operator init`.
+        path: PathBuf,
+    },
+    /// A PostgreSQL database several broker nodes can share.
+    Postgres {
+        /// A `postgres://` URL. Leave the password out and set `PGPASSWORD`
+        /// to keep it out of the file.
+        url: Zeroizing<String>,
+    },
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            // The URL may carry a password.
+            Self::Postgres { .. } => f.debug_struct("Postgres").finish_non_exhaustive(),
+        }
+    }
+}
+
+/// `[kms]`: `type = "local"`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum KmsConfig {
+    /// A key file, created with mode 0600 by `broker operator init`.
+    Local {
+        /// The key file. Keep it off the disk that holds the storage.
+        key_file: PathBuf,
+    },
+}
+
+/// `[plugins]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Where compiled plugins are cached (default: `$BROKER_PLUGIN_CACHE_DIR`,
+    /// else the user's cache directory).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// `[leases]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeasesConfig {
+    /// How often the expiration worker looks for due leases.
+    pub worker_interval: Ttl,
+    /// How long a lease may stay `pending` before the worker treats its
+    /// issuance as abandoned and revokes it. Keep it above the plugin
+    /// deadline, or the worker may race an issuance still in flight.
+    pub pending_hold: Ttl,
+}
+
+impl Default for LeasesConfig {
+    fn default() -> Self {
+        Self {
+            worker_interval: Ttl(Duration::from_secs(1)),
+            pending_hold: Ttl(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// `[rate_limit]`: one token bucket for the whole listener, as Vault's
+/// global rate-limit quota. `sys/health` is never limited.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second, sustained.
+    pub rate: NonZeroU32,
+    /// Requests allowed at once above the rate (default: `rate`).
+    pub burst: Option<NonZeroU32>,
+}
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Syntax(message) => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Self =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(parse_message(text, &e)))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let addr = self.listener.address;
+        if !addr.ip().is_loopback() && !self.listener.tls_disable {
+            return Err(ConfigError::Invalid(format!(
+                "listener.address {addr} is not loopback: this broker does not speak TLS yet, \
+                 so plain HTTP there must be chosen explicitly with `tls_disable = true` \
+                 (or put a TLS-terminating proxy in front and listen on 127.0.0.1)"
+            )));
+        }
+        if self.leases.worker_interval.0.is_zero() {
+            return Err(ConfigError::Invalid(
+                "leases.worker_interval must be more than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// toml's messages quote the offending source line, which may hold a
+/// password (a storage URL); keep only the position and the reason.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let reason = e.message();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {reason}")
+        }
+        None => reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [listener]
+        address = "127.0.0.1:8200"
+        [storage]
+        type = "sqlite"
+        path = "/var/lib/broker/broker.db"
+        [kms]
+        type = "local"
+        key_file = "/etc/broker/kms.key"
+    "#;
+
+    #[test]
+    fn a_minimal_file_gets_defaults() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert!(matches!(c.storage, StorageConfig::Sqlite { .. }));
+        assert_eq!(c.leases.worker_interval.0, Duration::from_secs(1));
+        assert!(c.rate_limit.is_none());
+    }
+
+    #[test]
+    fn typos_are_errors_with_a_line() {
+        let text = MINIMAL.replace("key_file", "keyfile");
+        let e = Config::parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("line 7: ") && e.contains("keyfile"), "{e}");
+    }
+
+    #[test]
+    fn a_storage_password_never_reaches_an_error_or_debug() {
+        let text = r#"
+            [listener]
+            address = "127.0.0.1:8200"
+            [storage]
+            type = "postgres"
+            url = "postgres://broker:hunter2secret@db/broker"
+            extra = 1
+            [kms]
+            type = "local"
+            key_file = "/k"
+        "#;
+        let e = Config::parse(text).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        let ok = Config::parse(&text.replace("extra = 1", "")).unwrap();
+        assert!(!format!("{ok:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn plain_http_off_loopback_must_be_explicit() {
+        let text = MINIMAL.replace("127.0.0.1:8200", "0.0.0.0:8200");
+        let e = Config::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("tls_disable"), "{e}");
+        let text = text.replace("[storage]", "tls_disable = true\n[storage]");
+        Config::parse(&text).unwrap();
+    }
+}

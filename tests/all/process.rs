@@ -1,0 +1,228 @@
+//! A broker running as a process of its own, set up the way an operator
+//! would: a configuration file, `broker operator init`, `broker server
+//! --config`. Tests talk to it over TCP with a real HTTP client, and may
+//! kill and restart it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use broker_tests::plugin_cache_dir;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// The `broker` command (the same `cli::main`, built in this package).
+pub const BROKER: &str = env!("CARGO_BIN_EXE_broker-under-test");
+
+/// A port free right now on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running broker process.
+pub struct Broker {
+    /// `http://127.0.0.1:PORT/v1`.
+    pub base: String,
+    /// The root token `operator init` printed.
+    pub token: String,
+    /// A client to share.
+    pub http: reqwest::Client,
+    /// The configuration file.
+    pub config: PathBuf,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+/// The configuration a test broker starts with: SQLite and a local key in
+/// its directory, pending leases held 2 s, the worker every 200 ms.
+/// `extra` is appended (more TOML tables).
+pub fn config_text(dir: &Path, port: u16, storage: &str, extra: &str) -> String {
+    format!(
+        r#"
+[listener]
+address = "127.0.0.1:{port}"
+
+{storage}
+
+[kms]
+type = "local"
+key_file = "{key}"
+
+[plugins]
+cache_dir = "{cache}"
+
+[leases]
+pending_hold = "2s"
+worker_interval = 1
+{extra}
+"#,
+        key = dir.join("kms.key").display(),
+        cache = plugin_cache_dir().display(),
+    )
+}
+
+/// `[storage]` for SQLite in `dir`.
+pub fn sqlite_storage(dir: &Path) -> String {
+    format!(
+        "[storage]\ntype = \"sqlite\"\npath = \"{}\"",
+        dir.join("broker.db").display()
+    )
+}
+
+/// Runs `broker operator init --config FILE --format json`; the root token.
+pub fn operator_init(config: &Path) -> Result<String, String> {
+    let out = Command::new(BROKER)
+        .args(["operator", "init", "--format", "json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    Ok(v["root_token"].as_str().unwrap().to_owned())
+}
+
+impl Broker {
+    /// A broker over SQLite.
+    pub async fn start() -> Self {
+        Self::start_with(None, "").await
+    }
+
+    /// A broker with `storage` (a `[storage]` table; SQLite when `None`)
+    /// and `extra` configuration.
+    pub async fn start_with(storage: Option<String>, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let storage = storage.unwrap_or_else(|| sqlite_storage(dir.path()));
+        let config = dir.path().join("broker.toml");
+        std::fs::write(&config, config_text(dir.path(), port, &storage, extra)).unwrap();
+        let token = operator_init(&config).expect("operator init");
+        let mut broker = Self {
+            base: format!("http://127.0.0.1:{port}/v1"),
+            token,
+            http: reqwest::Client::new(),
+            config,
+            child: None,
+            dir,
+        };
+        broker.spawn().await;
+        broker
+    }
+
+    /// The server's log so far (standard error).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .unwrap();
+        let child = Command::new(BROKER)
+            .args(["server", "--config"])
+            .arg(&self.config)
+            .env("BROKER_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the broker");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/sys/health", self.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("the broker exited ({status}):\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the broker did not come up:\n{}", self.log());
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again over the same storage and key.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    /// A request with the root token; the status and the JSON body (`Null`
+    /// when empty).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, _, body) = self.call_full(method, path, body).await;
+        (status, body)
+    }
+
+    /// [`Broker::call`] with the response headers.
+    pub async fn call_full(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method, format!("{}/{path}", self.base))
+            .header("X-Vault-Token", &self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        (status, headers, body)
+    }
+
+    /// Asserts a request answers `expected`; returns the body.
+    pub async fn expect(
+        &self,
+        expected: StatusCode,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let (status, body) = self.call(method, path, body).await;
+        assert_eq!(status, expected, "{method} {path}: {body}");
+        body
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The first message of a `{"errors": [...]}` body.
+pub fn first_error(body: &Value) -> String {
+    body["errors"][0].as_str().unwrap_or_default().to_owned()
+}
