@@ -22,6 +22,7 @@ use crate::storage::Storage;
 const KEYRING_KEY: &str = "core/keyring";
 const MOUNTS_KEY: &str = "core/mounts";
 const ROOT_TOKEN_KEY: &str = "core/root-token";
+const CLUSTER_ID_KEY: &str = "core/cluster-id";
 
 /// Root tokens: `brk.` and 36 random hex digits, kept only as a hash.
 struct RootToken;
@@ -82,6 +83,26 @@ pub struct MountEntry {
     /// Max lease TTL, seconds (0: the system max).
     #[serde(default)]
     pub max_lease_ttl: u64,
+    /// A random id, fixed at mount time, as Vault reports it.
+    #[serde(default)]
+    pub uuid: String,
+}
+
+/// A random id in the UUID form Vault uses for request ids, mount ids and
+/// cluster ids (random bits, not a versioned UUID).
+pub fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    // Ids are not secrets; a failure leaves zeros rather than failing a request.
+    let _ = getrandom::fill(&mut b);
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// System-wide TTL defaults, as in Vault: 32 days.
@@ -113,6 +134,7 @@ pub struct Core {
     mounts: tokio::sync::RwLock<MountTable>,
     /// SHA-256 of the root token: the token itself is never stored.
     root_token: tokio::sync::RwLock<[u8; 32]>,
+    cluster_id: String,
 }
 
 impl std::fmt::Debug for Core {
@@ -139,6 +161,7 @@ impl Core {
         let store = SealedStorage::new(storage.clone(), Arc::new(Barrier::new(keyring)));
         let token = RootToken::generate().map_err(CoreError::Keyring)?;
         store.put(ROOT_TOKEN_KEY, &RootToken::hash(&token)).await?;
+        store.put(CLUSTER_ID_KEY, &random_uuid()).await?;
         Ok(token)
     }
 
@@ -162,6 +185,7 @@ impl Core {
             .await?
             .ok_or_else(|| CoreError::Keyring("the root token record is missing".into()))?;
         let mounts: MountTable = store.get(MOUNTS_KEY).await?.unwrap_or_default();
+        let cluster_id: String = store.get(CLUSTER_ID_KEY).await?.unwrap_or_default();
         let resolver = Arc::new(MountResolver {
             store: store.clone(),
             catalog: catalog.clone(),
@@ -177,6 +201,7 @@ impl Core {
             leases,
             mounts: tokio::sync::RwLock::new(mounts),
             root_token: tokio::sync::RwLock::new(root_token),
+            cluster_id,
         }))
     }
 
@@ -186,6 +211,11 @@ impl Core {
         self.store.put(ROOT_TOKEN_KEY, &hash).await?;
         *self.root_token.write().await = hash;
         Ok(())
+    }
+
+    /// This broker's id (shared by nodes on one storage), made at init.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
     }
 
     /// The leases.

@@ -6,10 +6,13 @@
 
 mod api;
 mod crash;
+mod deploy;
 mod injection;
 mod leases;
 mod mysql;
+mod openapi;
 mod postgres;
 mod process;
 mod sandbox;
 mod storage;
+mod vault_client;

@@ -83,17 +83,7 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 
 /// A fresh request id, in the UUID form Vault uses.
 pub(crate) fn request_id() -> String {
-    let mut b = [0u8; 16];
-    let _ = getrandom::fill(&mut b);
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    crate::core::random_uuid()
 }
 
 /// What a handler answers; [`Reply::render`] wraps it in Vault's envelope

@@ -174,7 +174,7 @@ async fn dispatch(
     if path == "sys/health" {
         // Unauthenticated and never rate limited: load balancers poll it.
         return match op {
-            Operation::Read => Ok(mounts::health()),
+            Operation::Read => Ok(mounts::health(&state.core)),
             _ => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "unsupported operation on sys/health",

@@ -7,7 +7,7 @@ use super::{Operation, Request};
 use crate::core::{Core, MountEntry};
 use crate::duration::Ttl;
 
-pub(crate) fn health() -> Reply {
+pub(crate) fn health(core: &Core) -> Reply {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -15,6 +15,11 @@ pub(crate) fn health() -> Reply {
         "initialized": true,
         "sealed": false,
         "standby": false,
+        "performance_standby": false,
+        "replication_dr_mode": "disabled",
+        "replication_perf_mode": "disabled",
+        "cluster_name": "broker",
+        "cluster_id": core.cluster_id(),
         "server_time_utc": now,
         "version": env!("CARGO_PKG_VERSION"),
     }))
@@ -40,7 +45,16 @@ fn describe(entry: &MountEntry) -> Value {
         "type": entry.kind,
         "description": entry.description,
         "accessor": entry.accessor,
-        "config": { "default_lease_ttl": entry.default_lease_ttl, "max_lease_ttl": entry.max_lease_ttl },
+        "uuid": entry.uuid,
+        "local": false,
+        "seal_wrap": false,
+        "external_entropy_access": false,
+        "options": null,
+        "config": {
+            "default_lease_ttl": entry.default_lease_ttl,
+            "max_lease_ttl": entry.max_lease_ttl,
+            "force_no_cache": false,
+        },
     })
 }
 
@@ -77,6 +91,7 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError>
             let _ = getrandom::fill(&mut accessor);
             let entry = MountEntry {
                 accessor: format!("{kind}_{}", hex::encode(accessor)),
+                uuid: crate::core::random_uuid(),
                 kind,
                 description: req
                     .body
@@ -90,7 +105,7 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError>
             core.mount(path, entry).await?;
             Ok(no_content())
         }
-        (Operation::Delete, path) if !path.is_empty() => {
+        (Operation::Delete, path) if !path.is_empty() && !path.ends_with("/tune") => {
             core.unmount(path).await?;
             Ok(no_content())
         }

@@ -256,6 +256,21 @@ impl DatabaseEngine {
     pub async fn read_role(&self, name: &str) -> Result<Value, EngineError> {
         let role = self.role(name).await?;
         let mut out = role.fields.clone();
+        // Vault answers every statement field, as a list, set or not.
+        for field in [
+            "creation_statements",
+            "revocation_statements",
+            "renew_statements",
+            "rollback_statements",
+        ] {
+            let list = match out.remove(field) {
+                Some(Value::String(s)) => vec![Value::String(s)],
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            };
+            out.insert(field.into(), Value::Array(list));
+        }
+        out.insert("credential_type".into(), json!("password"));
         out.insert("db_name".into(), json!(role.db_name));
         out.insert("default_ttl".into(), json!(role.default_ttl));
         out.insert("max_ttl".into(), json!(role.max_ttl));

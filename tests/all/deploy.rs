@@ -1,0 +1,173 @@
+//! Deploying the broker as an operator would: a configuration file,
+//! `broker operator init`, `broker server --config`, on SQLite or on a
+//! shared PostgreSQL; and `broker server --dev`.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use broker_tests::{pg_admin, postgres, unique};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::api::{pg_role_exists, pg_url, setup_postgres_at};
+use crate::process::{BROKER, Broker, config_text, free_port, operator_init, sqlite_storage};
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BROKER).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn init_once_then_serve_and_refuse_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    let text = config_text(dir.path(), free_port(), &sqlite_storage(dir.path()), "");
+    std::fs::write(&config, &text).unwrap();
+    let config_arg = config.to_str().unwrap();
+
+    // The server refuses storage nobody initialized, and says what to do.
+    let (ok, _, err) = run(&["server", "--config", config_arg]);
+    assert!(!ok);
+    assert!(err.contains("operator init"), "{err}");
+
+    let token = operator_init(&config).unwrap();
+    assert!(token.starts_with("brk.") && token.len() > 30, "{token}");
+    let key = std::fs::metadata(dir.path().join("kms.key")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    // The token is kept only as a hash.
+    let db = std::fs::read(dir.path().join("broker.db")).unwrap();
+    assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()));
+
+    // A second init refuses, and prints no new token.
+    let (ok, out, err) = run(&["operator", "init", "--config", config_arg]);
+    assert!(!ok);
+    assert!(err.contains("already initialized"), "{err}");
+    assert!(!out.contains("brk."), "{out}");
+
+    // A typo is an error with its line, not a silent default.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text.replace("pending_hold", "pending_hodl")).unwrap();
+    let (ok, _, err) = run(&["server", "--config", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("pending_hodl") && err.contains("line"),
+        "{err}"
+    );
+
+    // Plain HTTP off loopback must be asked for.
+    let open = dir.path().join("open.toml");
+    std::fs::write(&open, text.replace("127.0.0.1:", "0.0.0.0:")).unwrap();
+    let (ok, _, err) = run(&["server", "--config", open.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("tls_disable"), "{err}");
+
+    // A world-readable key file is refused.
+    std::fs::set_permissions(
+        dir.path().join("kms.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["server", "--config", config_arg]);
+    assert!(!ok);
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+#[tokio::test]
+async fn a_broker_on_postgresql_storage_issues_and_survives_a_restart() {
+    let s = postgres();
+    let db = unique("brokerstore");
+    pg_admin()
+        .await
+        .execute(&format!("CREATE DATABASE {db}"), &[])
+        .await
+        .unwrap();
+    let storage = format!(
+        "[storage]\ntype = \"postgres\"\nurl = \"postgres://{}:{}@{}:{}/{db}\"",
+        s.user, s.password, s.host, s.port
+    );
+    let mut b = Broker::start_with(Some(storage), "").await;
+    setup_postgres_at(&b, &pg_url(&s.host, s.port), "*").await;
+    let creds = b
+        .expect(StatusCode::OK, "GET", "database/creds/readonly", None)
+        .await;
+    let user = creds["data"]["username"].as_str().unwrap().to_owned();
+    assert!(pg_role_exists(&user).await);
+
+    // What the broker stores in PostgreSQL is sealed.
+    let (client, conn) = s
+        .pg_config(&s.user, &s.password)
+        .dbname(&db)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let values: Vec<Vec<u8>> = client
+        .query("SELECT value FROM entries", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!values.is_empty());
+    for v in &values {
+        assert!(!v.windows(6).any(|w| w == b"CREATE"), "a value in clear");
+    }
+
+    b.restart().await;
+    let roles = b
+        .expect(StatusCode::OK, "LIST", "database/roles", None)
+        .await;
+    assert_eq!(roles["data"]["keys"], json!(["readonly"]));
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/leases/revoke-prefix/database/",
+        None,
+    )
+    .await;
+    assert!(!pg_role_exists(&user).await);
+    assert!(
+        !b.log().contains(&s.password),
+        "the storage password reached the log"
+    );
+}
+
+#[tokio::test]
+async fn dev_mode_starts_in_one_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BROKER)
+        .args(["server", "--dev", "--dev-root-token-id", "dev-root"])
+        .args(["--dev-listen-address", &addr, "--dev-data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Ok(r) = http
+            .post(format!("http://{addr}/v1/sys/mounts/database"))
+            .header("X-Vault-Token", "dev-root")
+            .json(&json!({ "type": "database" }))
+            .send()
+            .await
+        {
+            break r.status();
+        }
+        assert!(Instant::now() < deadline, "the dev server did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let banner = String::from_utf8_lossy(&out.stdout);
+    assert!(banner.contains("Root token:   dev-root"), "{banner}");
+    assert!(banner.contains(&format!("http://{addr}")), "{banner}");
+}

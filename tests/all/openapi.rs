@@ -1,0 +1,116 @@
+//! The OpenAPI document at `sys/internal/specs/openapi` is true to the
+//! routes: every operation it lists is routed (never 404 "no handler" or
+//! 405), and every operation it leaves out of a listed path answers 405.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::process::{Broker, first_error};
+
+/// A value for each path parameter the document uses.
+fn fill(path: &str) -> String {
+    path.replace("{path}", "scratch")
+        .replace("{name}", "pg")
+        .replace("{role}", "readonly")
+        .replace("{prefix}", "database/creds/readonly")
+        .replace("{lease_id}", "database/creds/readonly/0123abcd")
+}
+
+fn routed(status: StatusCode, body: &Value) -> bool {
+    status != StatusCode::METHOD_NOT_ALLOWED
+        && !(status == StatusCode::NOT_FOUND && first_error(body).contains("no handler"))
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let b = Broker::start().await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/mounts/database",
+        Some(json!({ "type": "database" })),
+    )
+    .await;
+    // A connection that is never reached: rotate-root and creds fail
+    // cleanly instead of touching a real admin account.
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/config/pg",
+        Some(json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": "postgresql://{{username}}:{{password}}@127.0.0.1:1/x",
+            "username": "admin", "password": "unused", "allowed_roles": "*",
+            "verify_connection": false,
+        })),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/roles/readonly",
+        Some(json!({ "db_name": "pg", "creation_statements": "SELECT 1" })),
+    )
+    .await;
+
+    let doc = b
+        .expect(StatusCode::OK, "GET", "sys/internal/specs/openapi", None)
+        .await;
+    assert_eq!(doc["openapi"], "3.0.2");
+    let paths = doc["paths"].as_object().unwrap();
+    for expected in [
+        "/sys/mounts/{path}/tune",
+        "/sys/leases/revoke-prefix/{prefix}",
+        "/database/creds/{role}",
+        "/database/rotate-root/{name}",
+    ] {
+        assert!(paths.contains_key(expected), "{expected} is not documented");
+    }
+
+    let mut checked = 0;
+    for (path, item) in paths {
+        let item = item.as_object().unwrap();
+        let concrete = fill(path.trim_start_matches('/'));
+        // What the document promises.
+        let mut promised = Vec::new();
+        for (method, op) in item {
+            let lists = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "list" && p["in"] == "query"));
+            let verb = match (method.as_str(), lists) {
+                ("get", true) => "LIST",
+                ("get", false) => "GET",
+                ("post", _) => "POST",
+                ("delete", _) => "DELETE",
+                (other, _) => panic!("{path}: unexpected method {other}"),
+            };
+            assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()));
+            promised.push(verb);
+        }
+        for verb in ["GET", "LIST", "POST", "DELETE"] {
+            let (status, body) = if verb == "LIST" {
+                b.call("GET", &format!("{concrete}?list=true"), None).await
+            } else {
+                b.call(verb, &concrete, None).await
+            };
+            if promised.contains(&verb) {
+                assert!(
+                    routed(status, &body),
+                    "{verb} {path} is documented but answers {status}: {body}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{verb} {path} is not documented but answers {status}: {body}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4 * 19, "only {checked} checks");
+
+    // A mount the document does not know is not routed.
+    let (status, body) = b.call("GET", "elsewhere/creds/x", None).await;
+    assert!(!routed(status, &body), "{status} {body}");
+}
