@@ -31,11 +31,12 @@ use crate::duration::Ttl;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
+        #[source]
         source: std::io::Error,
     },
     /// The file is not valid TOML, or does not match the schema.
@@ -268,6 +269,16 @@ mod tests {
         assert!(!e.contains("hunter2"), "{e}");
         let ok = Config::parse(&text.replace("extra = 1", "")).unwrap();
         assert!(!format!("{ok:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```toml\n").expect("README has a TOML example") + 8;
+        let len = readme[start..].find("```").unwrap();
+        let c = Config::parse(&readme[start..start + len]).unwrap();
+        assert_eq!(c.rate_limit.unwrap().rate.get(), 500);
+        assert_eq!(c.leases.pending_hold.0, Duration::from_secs(60));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod injection;
 mod leases;
 mod mysql;
 mod openapi;
+mod outage;
 mod postgres;
 mod process;
 mod sandbox;

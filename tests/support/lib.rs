@@ -388,3 +388,87 @@ pub async fn mysql_admin() -> mysql_async::Conn {
         .await
         .unwrap_or_else(|e| panic!("cannot connect to test MySQL as admin: {e}"))
 }
+
+/// A TCP proxy in front of a database that a test can take down and bring
+/// back: while down it drops every open connection and refuses new ones,
+/// as a database host that went away would look to the broker.
+#[derive(Debug)]
+pub struct Outage {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pipes: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Outage {
+    /// A proxy to `host:port`, up.
+    pub async fn start(host: &str, port: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("cannot listen for the proxy: {e}"));
+        let proxy_port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("proxy address: {e}"))
+            .port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let pipes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let target = format!("{host}:{port}");
+        let accept = {
+            let (up, pipes) = (up.clone(), pipes.clone());
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        continue; // dropped: the connection is closed at once
+                    }
+                    let target = target.clone();
+                    let pipe = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    pipes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(pipe.abort_handle());
+                }
+            })
+        };
+        Self {
+            port: proxy_port,
+            up,
+            pipes,
+            accept,
+        }
+    }
+
+    /// The port to connect to instead of the database's.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The database "goes down": open connections drop, new ones are refused.
+    pub fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for pipe in self
+            .pipes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
+            pipe.abort();
+        }
+    }
+
+    /// The database is back.
+    pub fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.down();
+    }
+}

@@ -34,6 +34,11 @@ enum Command {
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
     /// Run the API server (`broker server --dev` for a throwaway one).
+    ///
+    /// For a real deployment, write a configuration file (README, "Running
+    /// it for real"), run `broker operator init --config FILE` once, then
+    /// `broker server --config FILE`. To try things, `broker server --dev`
+    /// starts a throwaway broker in one command.
     Server(server::ServerArgs),
     /// Operator tasks: `broker operator init`.
     #[command(subcommand)]

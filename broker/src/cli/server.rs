@@ -11,11 +11,6 @@ use clap::Args;
 use crate::config::Config;
 use crate::server::ServeOptions;
 
-/// Run the API server.
-///
-/// For a real deployment, write a configuration file (see README), run
-/// `broker operator init --config FILE` once, then `broker server --config
-/// FILE`. For a throwaway server to try things with, `broker server --dev`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// The configuration file (TOML: listener, storage, kms, …).
