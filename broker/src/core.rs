@@ -58,6 +58,9 @@ pub enum CoreError {
     /// Sealed storage failed.
     #[error(transparent)]
     Sealed(#[from] crate::barrier::SealedError),
+    /// Storage has a keyring but lacks a record every initialized broker has.
+    #[error("the storage is damaged: {0}")]
+    Damaged(&'static str),
     /// `broker operator init` has not been run on this storage.
     #[error("the storage is not initialized: run `broker operator init` first")]
     NotInitialized,
@@ -183,7 +186,7 @@ impl Core {
         let root_token: [u8; 32] = store
             .get(ROOT_TOKEN_KEY)
             .await?
-            .ok_or_else(|| CoreError::Keyring("the root token record is missing".into()))?;
+            .ok_or(CoreError::Damaged("the root token record is missing"))?;
         let mounts: MountTable = store.get(MOUNTS_KEY).await?.unwrap_or_default();
         let cluster_id: String = store.get(CLUSTER_ID_KEY).await?.unwrap_or_default();
         let resolver = Arc::new(MountResolver {
