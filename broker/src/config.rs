@@ -74,6 +74,50 @@ pub struct Config {
     /// Request rate limiting (answers 429 past the limit).
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// Audit devices, and where `sys/audit` may create files.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Directories under which `sys/audit` may create audit files. Empty:
+    /// devices enabled over the API can only write to `stdout`.
+    #[serde(default)]
+    pub file_dirs: Vec<PathBuf>,
+    /// Devices enabled at start-up (`[[audit.devices]]`); the API cannot
+    /// disable them.
+    #[serde(default)]
+    pub devices: Vec<AuditDeviceConfig>,
+}
+
+/// `[[audit.devices]]`: a `file` device.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditDeviceConfig {
+    /// Its path in `sys/audit` (e.g. `file`).
+    pub path: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// A file, or `stdout`.
+    pub file_path: String,
+    /// Values in clear: debugging only, the log then holds secrets.
+    #[serde(default)]
+    pub log_raw: bool,
+    /// HMAC token accessors (default true).
+    #[serde(default = "yes")]
+    pub hmac_accessor: bool,
+    /// An issuance's line is on disk before the credential is returned
+    /// (default true).
+    #[serde(default = "yes")]
+    pub fsync: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[listener]`.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::audit::{AuditError, AuditPolicy, Auditor, DeviceConfig};
 use crate::barrier::{Barrier, Keyring, SealedStorage};
 use crate::engine::EngineError;
 use crate::engine::database::{DatabaseEngine, MountTtls};
@@ -58,6 +59,9 @@ pub enum CoreError {
     /// Sealed storage failed.
     #[error(transparent)]
     Sealed(#[from] crate::barrier::SealedError),
+    /// An audit device would not open: the broker must not serve unaudited.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     /// Storage has a keyring but lacks a record every initialized broker has.
     #[error("the storage is damaged: {0}")]
     Damaged(&'static str),
@@ -138,6 +142,29 @@ pub struct Core {
     /// SHA-256 of the root token: the token itself is never stored.
     root_token: tokio::sync::RwLock<[u8; 32]>,
     cluster_id: String,
+    audit: Arc<Auditor>,
+}
+
+/// How the core runs.
+#[derive(Debug, Clone)]
+pub struct CoreOptions {
+    /// How long a pending lease is left to its in-flight issuance before
+    /// the expiration worker may revoke it (keep it above the plugin deadline).
+    pub pending_hold: Duration,
+    /// Where `sys/audit` may create files.
+    pub audit_policy: AuditPolicy,
+    /// Audit devices the configuration file declares, by path.
+    pub audit_devices: Vec<(String, DeviceConfig)>,
+}
+
+impl Default for CoreOptions {
+    fn default() -> Self {
+        Self {
+            pending_hold: Duration::from_secs(60),
+            audit_policy: AuditPolicy::default(),
+            audit_devices: Vec::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Core {
@@ -168,14 +195,13 @@ impl Core {
         Ok(token)
     }
 
-    /// Opens initialized storage, unwrapping its keyring with `kms`.
-    /// Pending leases are held for `pending_hold` before the expiration
-    /// worker may revoke them (keep it above the plugin deadline).
+    /// Opens initialized storage, unwrapping its keyring with `kms`, and
+    /// the audit devices (those enabled before, and `options.audit_devices`).
     pub async fn open(
         storage: Storage,
         kms: &dyn Kms,
         catalog: Arc<Catalog>,
-        pending_hold: Duration,
+        options: CoreOptions,
     ) -> Result<Arc<Self>, CoreError> {
         let wrapped = storage
             .get(KEYRING_KEY)
@@ -193,10 +219,14 @@ impl Core {
             store: store.clone(),
             catalog: catalog.clone(),
         });
+        let audit = Arc::new(
+            Auditor::open(store.clone(), options.audit_policy, options.audit_devices).await?,
+        );
         let leases = Arc::new(
             Leases::new(store.clone(), catalog.clone())
                 .with_resolver(resolver)
-                .with_pending_hold(pending_hold),
+                .with_events(audit.clone())
+                .with_pending_hold(options.pending_hold),
         );
         Ok(Arc::new(Self {
             store,
@@ -205,6 +235,7 @@ impl Core {
             mounts: tokio::sync::RwLock::new(mounts),
             root_token: tokio::sync::RwLock::new(root_token),
             cluster_id,
+            audit,
         }))
     }
 
@@ -219,6 +250,11 @@ impl Core {
     /// This broker's id (shared by nodes on one storage), made at init.
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
+    }
+
+    /// The audit devices.
+    pub fn audit(&self) -> &Arc<Auditor> {
+        &self.audit
     }
 
     /// The leases.

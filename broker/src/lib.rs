@@ -7,6 +7,7 @@
 //! - [`sql`] owns the connection pools behind the plugins' `sql` capability.
 //! - [`storage`] keeps sealed entries and lease records (SQLite or PostgreSQL).
 //! - [`lease`] covers every credential with a durable lease and revokes it.
+//! - [`audit`] records every request, response and revocation, fail closed.
 //! - [`barrier`] seals every stored value; [`kms`] wraps the barrier's keyring.
 //! - [`config`] reads the server's configuration file; [`server`] starts
 //!   and serves; [`cli`] is the `broker` command, the only place `anyhow`
@@ -15,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod audit;
 pub mod barrier;
 pub mod cli;
 pub mod config;

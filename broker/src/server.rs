@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use crate::audit::{AuditPolicy, DeviceConfig, DeviceOptions};
 use crate::config::{Config, KmsConfig, RateLimitConfig, StorageConfig};
-use crate::core::{Core, CoreError};
+use crate::core::{Core, CoreError, CoreOptions};
 use crate::kms::{Kms, KmsError, LocalKms};
 use crate::plugin::{Catalog, PluginError, PluginRuntime, RuntimeConfig};
 use crate::storage::{PostgresBackend, SqliteBackend, Storage, StorageError};
@@ -99,12 +100,44 @@ pub async fn initialize(config: &Config) -> Result<Zeroizing<String>, StartError
     Ok(Core::initialize(&storage, kms.as_ref()).await?)
 }
 
+/// What the core needs from a configuration file.
+pub fn core_options(config: &Config) -> CoreOptions {
+    CoreOptions {
+        pending_hold: config.leases.pending_hold.0,
+        audit_policy: AuditPolicy {
+            any_path: false,
+            file_dirs: config.audit.file_dirs.clone(),
+        },
+        audit_devices: config
+            .audit
+            .devices
+            .iter()
+            .map(|d| {
+                (
+                    d.path.clone(),
+                    DeviceConfig {
+                        kind: "file".into(),
+                        description: d.description.clone(),
+                        options: DeviceOptions {
+                            file_path: d.file_path.clone(),
+                            log_raw: d.log_raw,
+                            hmac_accessor: d.hmac_accessor,
+                            fsync: d.fsync,
+                        },
+                        from_config: true,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
 /// Opens the core a configuration file describes; it must be initialized.
 pub async fn open(config: &Config) -> Result<Arc<Core>, StartError> {
     let storage = open_storage(&config.storage, false).await?;
     let kms = open_kms(&config.kms, false)?;
     let catalog = Arc::new(Catalog::builtin(&runtime(config.plugins.cache_dir.as_deref())?).await?);
-    Ok(Core::open(storage, kms.as_ref(), catalog, config.leases.pending_hold.0).await?)
+    Ok(Core::open(storage, kms.as_ref(), catalog, core_options(config)).await?)
 }
 
 /// A dev-mode core over `dir`: SQLite storage and a local KMS key file there
@@ -124,7 +157,16 @@ pub async fn open_dev_core(
         Err(e) => return Err(e.into()),
     }
     let catalog = Arc::new(Catalog::builtin(&runtime(None)?).await?);
-    let core = Core::open(storage, &kms, catalog, pending_hold).await?;
+    let options = CoreOptions {
+        pending_hold,
+        // Dev mode: `sys/audit` may write anywhere (still 0600, no symlink).
+        audit_policy: AuditPolicy {
+            any_path: true,
+            file_dirs: Vec::new(),
+        },
+        audit_devices: Vec::new(),
+    };
+    let core = Core::open(storage, &kms, catalog, options).await?;
     core.set_root_token(root_token).await?;
     Ok(core)
 }
@@ -138,6 +180,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let interval = options.worker_interval.unwrap_or(Duration::from_secs(1));
     let worker = core.leases().clone().spawn_worker(interval);
+    let reopen = tokio::spawn(reopen_audit_on_sighup(core.clone()));
     let app = crate::api::router(core, &options);
     let result = axum::serve(
         listener,
@@ -146,7 +189,20 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown_signal())
     .await;
     worker.abort();
+    reopen.abort();
     result
+}
+
+/// Log rotation: on SIGHUP, audit files are reopened (the chain goes on).
+async fn reopen_audit_on_sighup(core: Arc<Core>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP: audit files will not be reopened on rotation");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reopening audit files");
+        core.audit().reopen().await;
+    }
 }
 
 async fn shutdown_signal() {

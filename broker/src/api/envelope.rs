@@ -112,6 +112,26 @@ impl Reply {
         }
     }
 
+    /// What the audit log records of this reply.
+    pub(crate) fn audit_response(&self) -> crate::audit::AuditResponse {
+        let mut response = crate::audit::AuditResponse {
+            status: self.status().as_u16(),
+            ..Default::default()
+        };
+        if let Self::Envelope {
+            lease_id,
+            lease_duration,
+            data,
+            ..
+        } = self
+        {
+            response.data = (!data.is_null()).then(|| data.clone());
+            response.lease_id = (!lease_id.is_empty()).then(|| lease_id.clone());
+            response.lease_duration = *lease_duration;
+        }
+        response
+    }
+
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::NoContent => StatusCode::NO_CONTENT,

@@ -6,6 +6,7 @@
 //! results into Vault's envelope and errors into `{"errors": [...]}`.
 //! It must never put a secret in an error or a log line.
 
+mod audit;
 mod envelope;
 mod leases;
 mod mounts;
@@ -28,6 +29,7 @@ use serde_json::{Map, Value};
 pub use envelope::ApiError;
 use envelope::{Reply, request_id};
 
+use crate::audit::{AuditAuth, AuditRequest, AuditResponse};
 use crate::core::Core;
 use crate::server::ServeOptions;
 
@@ -121,7 +123,7 @@ async fn handle(
     let path = path.trim_matches('/').to_owned();
     let op = operation(&method, query.get("list").is_some_and(|v| v == "true"));
     let result = match op {
-        Some(op) => dispatch(&state, op, &path, &headers, body).await,
+        Some(op) => dispatch(&state, op, &path, &headers, body, &request_id, remote).await,
         None => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "unsupported operation",
@@ -156,6 +158,8 @@ async fn dispatch(
     path: &str,
     headers: &HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    request_id: &str,
+    remote: SocketAddr,
 ) -> Result<Reply, ApiError> {
     let body = match body {
         Ok(b) => b,
@@ -172,7 +176,7 @@ async fn dispatch(
         }
     };
     if path == "sys/health" {
-        // Unauthenticated and never rate limited: load balancers poll it.
+        // Unauthenticated, unaudited and never rate limited: load balancers poll it.
         return match op {
             Operation::Read => Ok(mounts::health(&state.core)),
             _ => Err(ApiError::new(
@@ -186,14 +190,6 @@ async fn dispatch(
     {
         let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
         return Err(ApiError::too_many_requests(wait));
-    }
-    let core = &state.core;
-    let authorized = match token(headers) {
-        Some(t) => core.is_root_token(t).await,
-        None => false,
-    };
-    if !authorized {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "permission denied"));
     }
     let body = if body.is_empty() {
         Map::new()
@@ -212,15 +208,85 @@ async fn dispatch(
             }
         }
     };
-    let request = Request {
-        op,
-        path: path.to_owned(),
-        body,
+    let core = &state.core;
+    let auth = match token(headers) {
+        Some(t) if core.is_root_token(t).await => Some(AuditAuth {
+            client_token: zeroize::Zeroizing::new(t.to_owned()),
+            accessor: String::new(),
+            display_name: "root".into(),
+            policies: vec!["root".into()],
+            token_ttl: 0,
+        }),
+        _ => None,
     };
+    let (mount_type, mount_accessor) = if path.starts_with("sys/") {
+        (Some("system".to_owned()), None)
+    } else {
+        match core.route(path).await {
+            Some((_, entry, _)) => (Some(entry.kind), Some(entry.accessor)),
+            None => (None, None),
+        }
+    };
+    let audited = AuditRequest {
+        id: request_id.to_owned(),
+        operation: op.as_str(),
+        path: path.to_owned(),
+        mount_type,
+        mount_accessor,
+        remote,
+        data: body.clone(),
+    };
+    // Fail closed: nothing is served that the audit log has not taken.
+    let audit = core.audit();
+    audit
+        .log_request(auth.as_ref(), &audited)
+        .await
+        .map_err(ApiError::from)?;
+    let result = match &auth {
+        None => Err(ApiError::new(StatusCode::FORBIDDEN, "permission denied")),
+        Some(_) => {
+            route(
+                core,
+                Request {
+                    op,
+                    path: path.to_owned(),
+                    body,
+                },
+            )
+            .await
+        }
+    };
+    let response = match &result {
+        Ok(reply) => reply.audit_response(),
+        Err(e) => AuditResponse {
+            status: e.status.as_u16(),
+            error: Some(e.message.clone()),
+            ..AuditResponse::default()
+        },
+    };
+    if let Err(e) = audit.log_response(auth.as_ref(), &audited, &response).await {
+        // A credential must not leave unaudited: take it back.
+        if response.data.is_some()
+            && let Some(lease_id) = &response.lease_id
+            && let Err(revoke) = core.leases().revoke(lease_id).await
+        {
+            tracing::error!(lease = %lease_id, error = %revoke, "unaudited credential not yet revoked; the expiration worker retries");
+        }
+        return Err(e.into());
+    }
+    result
+}
+
+async fn route(core: &Core, request: Request) -> Result<Reply, ApiError> {
     if request.path.starts_with("sys/mounts") {
         mounts::handle(core, request).await
     } else if request.path.starts_with("sys/leases") {
         leases::handle(core, request).await
+    } else if request.path == "sys/audit"
+        || request.path.starts_with("sys/audit/")
+        || request.path.starts_with("sys/audit-hash/")
+    {
+        audit::handle(core, request).await
     } else if request.path == openapi::PATH {
         match request.op {
             Operation::Read => Ok(Reply::Bare(openapi::document(&core.mounts().await))),

@@ -117,6 +117,32 @@ const SYSTEM: &[Route] = &[
         fields: &[],
     },
     Route {
+        path: "sys/audit",
+        summary: "The enabled audit devices.",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "sys/audit/{path}",
+        summary: "Enable (write) or disable (delete) an audit device. Files are created with mode 0600, never through a symlink, and outside dev mode only under the configured audit.file_dirs.",
+        ops: &[Write, Delete],
+        fields: &[
+            ("type", "string", "file"),
+            ("description", "string", "free text"),
+            (
+                "options",
+                "object",
+                "file_path (a path or stdout), log_raw, hmac_accessor, fsync",
+            ),
+        ],
+    },
+    Route {
+        path: "sys/audit-hash/{path}",
+        summary: "HMAC a value the way the device logs it, to find it in the log.",
+        ops: &[Write],
+        fields: &[("input", "string", "the value to hash")],
+    },
+    Route {
         path: PATH,
         summary: "This document.",
         ops: &[Read],

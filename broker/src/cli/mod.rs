@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. The only place that uses `anyhow`:
 //! errors from the library's typed enums end here, printed for a person.
 
+mod audit;
 mod operator;
 mod plugin;
 mod server;
@@ -40,6 +41,9 @@ enum Command {
     /// `broker server --config FILE`. To try things, `broker server --dev`
     /// starts a throwaway broker in one command.
     Server(server::ServerArgs),
+    /// Audit log tools: `broker audit verify FILE...`.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Operator tasks: `broker operator init`.
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
@@ -72,6 +76,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Server(args) => server::run(args).await,
             Command::Operator(cmd) => operator::run(cmd).await,
+            Command::Audit(cmd) => audit::run(cmd),
         }
     });
     match result {

@@ -57,6 +57,18 @@ pub trait ConnectionResolver: Send + Sync {
     async fn resolve(&self, mount: &str, config_name: &str) -> Option<ResolvedConnection>;
 }
 
+/// Told of what happens to leases, so that every revocation is on record
+/// (the audit log implements it). Called after the fact; it cannot veto.
+#[async_trait::async_trait]
+pub trait LeaseEvents: Send + Sync {
+    /// A lease's credential was revoked and the lease removed.
+    async fn revoked(&self, lease_id: &str);
+    /// A revocation failed and was rescheduled (or given up: irrevocable).
+    async fn revocation_failed(&self, lease_id: &str, attempts: i64, error: &str);
+    /// A lease was removed without revoking its credential (revoke-force).
+    async fn forgotten(&self, lease_id: &str);
+}
+
 /// What [`Leases::issue`] needs.
 #[derive(Debug, Clone)]
 pub struct IssueParams {
@@ -96,6 +108,7 @@ pub struct Leases {
     store: SealedStorage,
     catalog: Arc<Catalog>,
     resolver: Option<Arc<dyn ConnectionResolver>>,
+    events: Option<Arc<dyn LeaseEvents>>,
     /// How long a pending lease is left alone while its issue is in flight.
     pending_hold: Duration,
     /// How many revocations one worker pass runs at once.
@@ -185,6 +198,7 @@ impl Leases {
             store,
             catalog,
             resolver: None,
+            events: None,
             pending_hold: Duration::from_secs(60),
             concurrency: 16,
         }
@@ -193,6 +207,12 @@ impl Leases {
     /// Looks configs up through `resolver` at revocation time.
     pub fn with_resolver(mut self, resolver: Arc<dyn ConnectionResolver>) -> Self {
         self.resolver = Some(resolver);
+        self
+    }
+
+    /// Tells `events` of every revocation.
+    pub fn with_events(mut self, events: Arc<dyn LeaseEvents>) -> Self {
+        self.events = Some(events);
         self
     }
 
@@ -418,6 +438,9 @@ impl Leases {
             for id in &ids {
                 if self.store.storage().delete_lease(id).await? {
                     n += 1;
+                    if let Some(events) = &self.events {
+                        events.forgotten(id).await;
+                    }
                 }
             }
             if ids.len() < 500 {
@@ -431,6 +454,9 @@ impl Leases {
             Ok(()) => {
                 self.store.storage().delete_lease(&row.id).await?;
                 tracing::info!(lease = %row.id, "lease revoked");
+                if let Some(events) = &self.events {
+                    events.revoked(&row.id).await;
+                }
                 Ok(())
             }
             Err(e) => {
@@ -474,6 +500,11 @@ impl Leases {
         };
         tracing::warn!(lease = %row.id, attempts = row.attempts, error = %error, state = row.state.as_str(), "revocation failed");
         self.store.storage().update_lease(&row).await?;
+        if let Some(events) = &self.events {
+            events
+                .revocation_failed(&row.id, row.attempts, &error.to_string())
+                .await;
+        }
         Ok(())
     }
 

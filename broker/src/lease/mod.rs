@@ -25,6 +25,7 @@ mod record;
 pub use id::LeaseId;
 pub(crate) use manager::now;
 pub use manager::{
-    ConnectionResolver, IssueParams, LeaseError, Leases, ResolvedConnection, WorkerPass,
+    ConnectionResolver, IssueParams, LeaseError, LeaseEvents, Leases, ResolvedConnection,
+    WorkerPass,
 };
 pub use record::LeaseData;

@@ -1,0 +1,633 @@
+//! Audit: a fail-closed, HMAC'd, hash-chained record of every request,
+//! every response and every lease revocation.
+//!
+//! Devices are Vault's `file` type (a path, or `stdout`), enabled through
+//! `sys/audit` or declared in the configuration file. Each line is a JSON
+//! entry in Vault's shape, linked to the previous one by a hash chain
+//! ([`chain`]) that `broker audit verify` checks. String values in request
+//! and response data, tokens and accessors are HMAC-SHA256'd with a salt
+//! made per broker and sealed in storage, so the log holds no secret yet an
+//! operator can still find a value (`sys/audit-hash`).
+//!
+//! This module must never write a secret in clear (only `log_raw`, a
+//! debugging option, does), and must never report success for an entry no
+//! device took: the caller then fails the request (fail closed).
+
+pub mod chain;
+mod file;
+mod salt;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+pub use file::{FileDevice, Target};
+pub use salt::Salt;
+
+use crate::barrier::SealedStorage;
+
+const DEVICES_KEY: &str = "core/audit/devices";
+
+/// Request and response keys whose values are logged as they are, because
+/// they name things rather than hold secrets and an operator needs them to
+/// follow a lease. Everything else that is a string is HMAC'd.
+const NON_HMAC_KEYS: &[&str] = &[
+    "lease_id",
+    "increment",
+    "type",
+    "description",
+    "plugin_name",
+    "db_name",
+    "default_ttl",
+    "max_ttl",
+    "default_lease_ttl",
+    "max_lease_ttl",
+    "allowed_roles",
+    "verify_connection",
+    "file_path",
+];
+
+/// Why auditing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// No enabled device could take the entry: the request must fail.
+    #[error("no audit device could record the request; refusing to serve it")]
+    Unavailable,
+    /// A device configuration is invalid or not allowed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The device cannot be opened or written.
+    #[error("audit device {path}: {source}")]
+    Device {
+        /// The device's path (`file/`).
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Sealed(#[from] crate::barrier::SealedError),
+}
+
+/// Where `sys/audit` may create files.
+#[derive(Debug, Clone, Default)]
+pub struct AuditPolicy {
+    /// Dev mode: any path (still mode 0600, still no symlink at the end).
+    pub any_path: bool,
+    /// Directories under which `file_path` may lie.
+    pub file_dirs: Vec<PathBuf>,
+}
+
+/// A device's settings, as `sys/audit` and the configuration file take them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceOptions {
+    /// A path, or `stdout`.
+    pub file_path: String,
+    /// Log values in clear. For debugging only: the log then holds secrets.
+    #[serde(default)]
+    pub log_raw: bool,
+    /// HMAC token accessors (default true).
+    #[serde(default = "yes")]
+    pub hmac_accessor: bool,
+    /// Flush an issuance's line to disk before the credential is returned
+    /// (default true).
+    #[serde(default = "yes")]
+    pub fsync: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A device as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceConfig {
+    /// `file`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// The options.
+    pub options: DeviceOptions,
+    /// Declared in the configuration file (not removable over the API).
+    #[serde(skip)]
+    pub from_config: bool,
+}
+
+struct Device {
+    config: DeviceConfig,
+    file: Arc<FileDevice>,
+}
+
+/// Who made a request, as the audit log shows it.
+#[derive(Clone)]
+pub struct AuditAuth {
+    /// The token (HMAC'd in the log, never written in clear).
+    pub client_token: zeroize::Zeroizing<String>,
+    /// The token's accessor.
+    pub accessor: String,
+    /// The token's display name.
+    pub display_name: String,
+    /// Its policies.
+    pub policies: Vec<String>,
+    /// Its TTL in seconds (0: none).
+    pub token_ttl: u64,
+}
+
+impl std::fmt::Debug for AuditAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditAuth")
+            .field("display_name", &self.display_name)
+            .field("policies", &self.policies)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request, as the audit log shows it.
+#[derive(Clone)]
+pub struct AuditRequest {
+    /// The request id (also in the response envelope).
+    pub id: String,
+    /// `read`, `list`, `update`, `delete`.
+    pub operation: &'static str,
+    /// Under `/v1/`.
+    pub path: String,
+    /// The mount's engine type, if the path is on a mount.
+    pub mount_type: Option<String>,
+    /// The mount's accessor.
+    pub mount_accessor: Option<String>,
+    /// The client.
+    pub remote: SocketAddr,
+    /// The body.
+    pub data: Map<String, Value>,
+}
+
+impl std::fmt::Debug for AuditRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the body: it may hold a password.
+        f.debug_struct("AuditRequest")
+            .field("id", &self.id)
+            .field("operation", &self.operation)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response, as the audit log shows it.
+#[derive(Clone, Default)]
+pub struct AuditResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The response's `data`.
+    pub data: Option<Value>,
+    /// The lease handed out or renewed.
+    pub lease_id: Option<String>,
+    /// The lease's TTL, seconds.
+    pub lease_duration: i64,
+    /// The error message of a failed request.
+    pub error: Option<String>,
+}
+
+impl std::fmt::Debug for AuditResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the data: it holds the credential.
+        f.debug_struct("AuditResponse")
+            .field("status", &self.status)
+            .field("lease_id", &self.lease_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The audit broker: the enabled devices and the salt.
+pub struct Auditor {
+    store: SealedStorage,
+    salt: Salt,
+    policy: AuditPolicy,
+    devices: tokio::sync::RwLock<BTreeMap<String, Device>>,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auditor")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+fn normalize(path: &str) -> Result<String, AuditError> {
+    let p = path.trim_matches('/');
+    if p.is_empty()
+        || !p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    {
+        return Err(AuditError::Invalid(format!(
+            "invalid audit device path {path:?}: use letters, digits, '-', '_', '.'"
+        )));
+    }
+    Ok(format!("{p}/"))
+}
+
+impl Auditor {
+    /// Opens the devices enabled before (from storage) and those the
+    /// configuration file declares. A device that will not open stops the
+    /// broker from starting: it must not serve unaudited.
+    pub async fn open(
+        store: SealedStorage,
+        policy: AuditPolicy,
+        declared: Vec<(String, DeviceConfig)>,
+    ) -> Result<Self, AuditError> {
+        let salt = Salt::load_or_create(&store).await?;
+        let stored: BTreeMap<String, DeviceConfig> =
+            store.get(DEVICES_KEY).await?.unwrap_or_default();
+        let mut devices = BTreeMap::new();
+        for (path, mut config) in declared {
+            config.from_config = true;
+            let path = normalize(&path)?;
+            devices.insert(path.clone(), Self::start(&path, config)?);
+        }
+        for (path, config) in stored {
+            if !devices.contains_key(&path) {
+                devices.insert(path.clone(), Self::start(&path, config)?);
+            }
+        }
+        Ok(Self {
+            store,
+            salt,
+            policy,
+            devices: tokio::sync::RwLock::new(devices),
+        })
+    }
+
+    fn start(path: &str, config: DeviceConfig) -> Result<Device, AuditError> {
+        if config.kind != "file" {
+            return Err(AuditError::Invalid(format!(
+                "unknown audit device type {:?}; this broker offers: file",
+                config.kind
+            )));
+        }
+        let file =
+            FileDevice::open(Target::parse(&config.options.file_path)).map_err(|source| {
+                AuditError::Device {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
+        Ok(Device {
+            config,
+            file: Arc::new(file),
+        })
+    }
+
+    /// Whether a device writes to `file_path` is allowed by the policy.
+    fn check_path(&self, file_path: &str) -> Result<(), AuditError> {
+        if file_path == "stdout" || self.policy.any_path {
+            return Ok(());
+        }
+        let path = Path::new(file_path);
+        let refuse = |why: &str| {
+            Err(AuditError::Invalid(format!(
+                "file_path {file_path:?} is not allowed: {why}"
+            )))
+        };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return refuse("it names no file");
+        };
+        if !path.is_absolute() || name == ".." {
+            return refuse("use an absolute path to a file");
+        }
+        // Resolve links in the directory part; the file itself is opened
+        // without following a link.
+        let Ok(parent) = parent.canonicalize() else {
+            return refuse("its directory does not exist");
+        };
+        let allowed = self
+            .policy
+            .file_dirs
+            .iter()
+            .any(|dir| dir.canonicalize().is_ok_and(|dir| parent.starts_with(&dir)));
+        if !allowed {
+            return refuse(
+                "audit files must lie under a directory listed in the configuration's audit.file_dirs",
+            );
+        }
+        Ok(())
+    }
+
+    /// Enables a device at `path` (`sys/audit/:path`), writing a first entry
+    /// to prove it works.
+    pub async fn enable(&self, path: &str, config: DeviceConfig) -> Result<(), AuditError> {
+        let path = normalize(path)?;
+        self.check_path(&config.options.file_path)?;
+        let mut devices = self.devices.write().await;
+        if devices.contains_key(&path) {
+            return Err(AuditError::Invalid(format!(
+                "path already in use at {path}"
+            )));
+        }
+        if devices
+            .values()
+            .any(|d| d.config.options.file_path == config.options.file_path)
+        {
+            return Err(AuditError::Invalid(format!(
+                "another audit device already writes to {}",
+                config.options.file_path
+            )));
+        }
+        let device = Self::start(&path, config)?;
+        let entry = event_entry("audit-device-enabled", json!({ "path": path }));
+        let file = device.file.clone();
+        tokio::task::spawn_blocking(move || file.append(entry, true))
+            .await
+            .map_err(|e| AuditError::Invalid(format!("audit write task failed: {e}")))?
+            .map_err(|source| AuditError::Device {
+                path: path.clone(),
+                source,
+            })?;
+        devices.insert(path, device);
+        self.persist(&devices).await
+    }
+
+    /// Disables the device at `path`.
+    pub async fn disable(&self, path: &str) -> Result<(), AuditError> {
+        let path = normalize(path)?;
+        let mut devices = self.devices.write().await;
+        match devices.get(&path) {
+            None => return Ok(()),
+            Some(d) if d.config.from_config => {
+                return Err(AuditError::Invalid(format!(
+                    "{path} is declared in the configuration file; remove it there"
+                )));
+            }
+            Some(_) => {}
+        }
+        devices.remove(&path);
+        self.persist(&devices).await
+    }
+
+    async fn persist(&self, devices: &BTreeMap<String, Device>) -> Result<(), AuditError> {
+        let stored: BTreeMap<&String, &DeviceConfig> = devices
+            .iter()
+            .filter(|(_, d)| !d.config.from_config)
+            .map(|(p, d)| (p, &d.config))
+            .collect();
+        self.store.put(DEVICES_KEY, &stored).await?;
+        Ok(())
+    }
+
+    /// The enabled devices.
+    pub async fn list(&self) -> BTreeMap<String, DeviceConfig> {
+        self.devices
+            .read()
+            .await
+            .iter()
+            .map(|(p, d)| (p.clone(), d.config.clone()))
+            .collect()
+    }
+
+    /// Whether any device is enabled.
+    pub async fn enabled(&self) -> bool {
+        !self.devices.read().await.is_empty()
+    }
+
+    /// `sys/audit-hash/:path`: `input` HMAC'd the way device `path` logs it.
+    pub async fn hash(&self, path: &str, input: &str) -> Result<String, AuditError> {
+        let path = normalize(path)?;
+        let devices = self.devices.read().await;
+        let device = devices
+            .get(&path)
+            .ok_or_else(|| AuditError::Invalid(format!("unknown audit device {path}")))?;
+        Ok(if device.config.options.log_raw {
+            input.to_owned()
+        } else {
+            self.salt.hmac(input)
+        })
+    }
+
+    /// Reopens every file device (SIGHUP, after log rotation).
+    pub async fn reopen(&self) {
+        for (path, device) in self.devices.read().await.iter() {
+            if let Err(e) = device.file.reopen() {
+                tracing::error!(device = %path, error = %e, "cannot reopen audit file");
+            }
+        }
+    }
+
+    /// Records a request before it is served.
+    pub async fn log_request(
+        &self,
+        auth: Option<&AuditAuth>,
+        request: &AuditRequest,
+    ) -> Result<(), AuditError> {
+        self.write(false, |raw, hmac_accessor| {
+            self.entry("request", auth, request, None, raw, hmac_accessor)
+        })
+        .await
+    }
+
+    /// Records a response before it leaves. One that hands out a lease is
+    /// on disk (with `fsync`) before this returns.
+    pub async fn log_response(
+        &self,
+        auth: Option<&AuditAuth>,
+        request: &AuditRequest,
+        response: &AuditResponse,
+    ) -> Result<(), AuditError> {
+        self.write(response.lease_id.is_some(), |raw, hmac_accessor| {
+            self.entry(
+                "response",
+                auth,
+                request,
+                Some(response),
+                raw,
+                hmac_accessor,
+            )
+        })
+        .await
+    }
+
+    /// Records something that happened without a request (a revocation by
+    /// the expiration worker, a rotation).
+    pub async fn log_event(&self, kind: &str, details: Value) -> Result<(), AuditError> {
+        let entry = event_entry(kind, details);
+        self.write(true, |_, _| entry.clone()).await
+    }
+
+    /// Writes to every device; succeeds if at least one took the entry, or
+    /// if none is enabled.
+    async fn write(
+        &self,
+        durable: bool,
+        build: impl Fn(bool, bool) -> Map<String, Value>,
+    ) -> Result<(), AuditError> {
+        let devices = self.devices.read().await;
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let mut written = 0;
+        for (path, device) in devices.iter() {
+            let options = &device.config.options;
+            let entry = build(options.log_raw, options.hmac_accessor);
+            let durable = durable && options.fsync;
+            let file = device.file.clone();
+            match tokio::task::spawn_blocking(move || file.append(entry, durable)).await {
+                Ok(Ok(())) => written += 1,
+                Ok(Err(e)) => {
+                    tracing::error!(device = %path, error = %e, "audit device failed")
+                }
+                Err(e) => tracing::error!(device = %path, error = %e, "audit write task failed"),
+            }
+        }
+        if written == 0 {
+            return Err(AuditError::Unavailable);
+        }
+        Ok(())
+    }
+
+    fn entry(
+        &self,
+        kind: &str,
+        auth: Option<&AuditAuth>,
+        request: &AuditRequest,
+        response: Option<&AuditResponse>,
+        raw: bool,
+        hmac_accessor: bool,
+    ) -> Map<String, Value> {
+        let secret = |s: &str| {
+            if raw { s.to_owned() } else { self.salt.hmac(s) }
+        };
+        let accessor = |s: &str| {
+            if raw || !hmac_accessor || s.is_empty() {
+                s.to_owned()
+            } else {
+                self.salt.hmac(s)
+            }
+        };
+        let mut entry = Map::new();
+        entry.insert("time".into(), json!(now_rfc3339()));
+        entry.insert("type".into(), json!(kind));
+        if let Some(a) = auth {
+            entry.insert(
+                "auth".into(),
+                json!({
+                    "client_token": secret(&a.client_token),
+                    "accessor": accessor(&a.accessor),
+                    "display_name": a.display_name,
+                    "policies": a.policies,
+                    "token_policies": a.policies,
+                    "token_ttl": a.token_ttl,
+                    "token_type": "service",
+                }),
+            );
+        }
+        let data = if request.data.is_empty() {
+            Value::Null
+        } else {
+            self.redact(&Value::Object(request.data.clone()), raw)
+        };
+        entry.insert(
+            "request".into(),
+            json!({
+                "id": request.id,
+                "operation": request.operation,
+                "path": request.path,
+                "mount_type": request.mount_type,
+                "mount_accessor": request.mount_accessor,
+                "client_token": auth.map(|a| secret(&a.client_token)),
+                "client_token_accessor": auth.map(|a| accessor(&a.accessor)),
+                "remote_address": request.remote.ip().to_string(),
+                "remote_port": request.remote.port(),
+                "data": data,
+            }),
+        );
+        if let Some(r) = response {
+            let mut body = json!({
+                "status": r.status,
+                "mount_type": request.mount_type,
+                "data": r.data.as_ref().map(|d| self.redact(d, raw)),
+            });
+            if let Some(lease_id) = &r.lease_id {
+                body["secret"] =
+                    json!({ "lease_id": lease_id, "lease_duration": r.lease_duration });
+            }
+            entry.insert("response".into(), body);
+            if let Some(e) = &r.error {
+                entry.insert("error".into(), json!(e));
+            }
+        }
+        entry
+    }
+
+    /// Every string HMAC'd, except under the keys in [`NON_HMAC_KEYS`].
+    fn redact(&self, value: &Value, raw: bool) -> Value {
+        if raw {
+            return value.clone();
+        }
+        match value {
+            Value::String(s) => Value::String(self.salt.hmac(s)),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.redact(v, raw)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let v = if NON_HMAC_KEYS.contains(&k.as_str()) {
+                            v.clone()
+                        } else {
+                            self.redact(v, raw)
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+fn event_entry(kind: &str, details: Value) -> Map<String, Value> {
+    let mut entry = Map::new();
+    entry.insert("time".into(), json!(now_rfc3339()));
+    entry.insert("type".into(), json!("event"));
+    entry.insert("event".into(), json!({ "type": kind, "details": details }));
+    entry
+}
+
+#[async_trait::async_trait]
+impl crate::lease::LeaseEvents for Auditor {
+    async fn revoked(&self, lease_id: &str) {
+        if let Err(e) = self
+            .log_event("lease-revoked", json!({ "lease_id": lease_id }))
+            .await
+        {
+            // The credential is gone either way; the failure itself is loud.
+            tracing::error!(lease = %lease_id, error = %e, "revocation not audited");
+        }
+    }
+
+    async fn revocation_failed(&self, lease_id: &str, attempts: i64, error: &str) {
+        let details = json!({ "lease_id": lease_id, "attempts": attempts, "error": error });
+        if let Err(e) = self.log_event("lease-revocation-failed", details).await {
+            tracing::error!(lease = %lease_id, error = %e, "failed revocation not audited");
+        }
+    }
+
+    async fn forgotten(&self, lease_id: &str) {
+        if let Err(e) = self
+            .log_event("lease-forgotten", json!({ "lease_id": lease_id }))
+            .await
+        {
+            tracing::error!(lease = %lease_id, error = %e, "forced revocation not audited");
+        }
+    }
+}
