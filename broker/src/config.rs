@@ -316,13 +316,20 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_example_is_valid() {
+    fn the_readme_examples_are_valid() {
         let readme = include_str!("../../README.md");
-        let start = readme.find("```toml\n").expect("README has a TOML example") + 8;
-        let len = readme[start..].find("```").unwrap();
-        let c = Config::parse(&readme[start..start + len]).unwrap();
+        let blocks: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert_eq!(blocks.len(), 2, "the deployment and audit examples");
+        let c = Config::parse(blocks[0]).unwrap();
         assert_eq!(c.rate_limit.unwrap().rate.get(), 500);
         assert_eq!(c.leases.pending_hold.0, Duration::from_secs(60));
+        let c = Config::parse(&format!("{}\n{}", blocks[0], blocks[1])).unwrap();
+        assert_eq!(c.audit.devices.len(), 1);
+        assert!(c.audit.devices[0].fsync);
     }
 
     #[test]
