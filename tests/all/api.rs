@@ -80,6 +80,49 @@ pub async fn pg_role_exists(name: &str) -> bool {
         .is_empty()
 }
 
+/// Mounts `database/`, configures `pg` with usernames starting with a
+/// prefix unique to the caller, and role `role` with `creation_statements`.
+/// Returns the prefix, for [`pg_users_with_prefix`].
+pub async fn setup_tagged(b: &Broker, role: &str, creation_statements: Value) -> String {
+    let tag = broker_tests::unique("t").replace('_', "");
+    let prefix = format!("t{}", &tag[tag.len() - 9..]);
+    let s = postgres();
+    mount_database(b).await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/config/pg",
+        Some(json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": pg_url(&s.host, s.port),
+            "username": s.user, "password": s.password, "allowed_roles": "*",
+            "username_template": format!("{prefix}-{{{{random 10}}}}"),
+        })),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        &format!("database/roles/{role}"),
+        Some(json!({ "db_name": "pg", "creation_statements": creation_statements })),
+    )
+    .await;
+    prefix
+}
+
+/// How many PostgreSQL roles start with `prefix`.
+pub async fn pg_users_with_prefix(prefix: &str) -> i64 {
+    pg_admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1",
+            &[&format!("{prefix}%")],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn mysql_user_exists(name: &str) -> bool {
     let n: Option<i64> = mysql_admin()
         .await

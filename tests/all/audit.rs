@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use broker_tests::{pg_admin, postgres, unique};
+use broker_tests::postgres;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::api::{pg_url, setup_postgres_at};
+use crate::api::{pg_url, pg_users_with_prefix, setup_postgres_at, setup_tagged};
 use crate::process::{BROKER, Broker, first_error};
 
 fn audit_config(dir: &Path, devices: &[(&str, &str)]) -> String {
@@ -333,28 +333,10 @@ async fn when_no_device_can_write_requests_fail_closed_and_nothing_is_issued() {
         Some(json!({ "type": "file", "options": { "file_path": good.to_str().unwrap() } })),
     )
     .await;
-    let tag = unique("fc").replace('_', "");
-    let prefix = format!("fc{}", &tag[tag.len() - 8..]);
-    let s = postgres();
-    crate::api::mount_database(&b).await;
-    b.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "database/config/pg",
-        Some(json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": pg_url(&s.host, s.port),
-            "username": s.user, "password": s.password, "allowed_roles": "*",
-            "username_template": format!("{prefix}-{{{{random 10}}}}"),
-        })),
-    )
-    .await;
-    b.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "database/roles/app",
-        Some(json!({ "db_name": "pg",
-            "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}';"] })),
+    let prefix = setup_tagged(
+        &b,
+        "app",
+        json!(["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}';"]),
     )
     .await;
     b.expect(StatusCode::OK, "GET", "database/creds/app", None)
@@ -390,15 +372,7 @@ async fn when_no_device_can_write_requests_fail_closed_and_nothing_is_issued() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(first_error(&body).contains("audit"), "{body}");
     assert!(body.get("data").is_none(), "{body}");
-    let count: i64 = pg_admin()
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1",
-            &[&format!("{prefix}%")],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let count = pg_users_with_prefix(&prefix).await;
     assert_eq!(count, 0, "a user was left behind");
 }
 
@@ -435,46 +409,21 @@ async fn a_credential_whose_response_cannot_be_audited_is_taken_back() {
         ),
     )
     .await;
-    let tag = unique("tb").replace('_', "");
-    let prefix = format!("tb{}", &tag[tag.len() - 8..]);
-    let s = postgres();
-    crate::api::mount_database(&b).await;
-    b.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "database/config/pg",
-        Some(json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": pg_url(&s.host, s.port),
-            "username": s.user, "password": s.password, "allowed_roles": "*",
-            "username_template": format!("{prefix}-{{{{random 10}}}}"),
-        })),
-    )
-    .await;
     // Creation takes a moment, so the reader is gone before the response.
-    b.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "database/roles/slow",
-        Some(json!({ "db_name": "pg", "creation_statements": [
+    let prefix = setup_tagged(
+        &b,
+        "slow",
+        json!([
             "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}';",
             "SELECT pg_sleep(0.5);"
-        ] })),
+        ]),
     )
     .await;
     let (status, body) = b.call("GET", "database/creds/slow", None).await;
     assert!(reader.join().unwrap(), "the reader saw the creds request");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.get("data").is_none(), "{body}");
-    let count: i64 = pg_admin()
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1",
-            &[&format!("{prefix}%")],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let count = pg_users_with_prefix(&prefix).await;
     assert_eq!(count, 0, "the unaudited user was left behind");
     // It was made, then revoked.
     let log = b.log();

@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use broker_tests::{pg_admin, postgres, unique};
+use broker_tests::{postgres, unique};
 use serde_json::{Value, json};
 
+use crate::api::pg_users_with_prefix;
 use crate::process::Broker;
 
 async fn call(
@@ -22,18 +23,6 @@ async fn call(
         .await
         .map(|r| r.status())
         .unwrap_or(reqwest::StatusCode::SERVICE_UNAVAILABLE)
-}
-
-async fn broker_users(prefix: &str) -> i64 {
-    pg_admin()
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1",
-            &[&format!("{prefix}%")],
-        )
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +114,7 @@ async fn sigkill_mid_stream_leaves_no_orphaned_user() {
     // Pending leases are held 2 s, the worker runs every second.
     let deadline = Instant::now() + Duration::from_secs(30);
     let (users, active) = loop {
-        let users = broker_users(&prefix).await;
+        let users = pg_users_with_prefix(&prefix).await;
         let listed = http
             .request(
                 Method::from_bytes(b"LIST").unwrap(),
@@ -193,5 +182,5 @@ async fn sigkill_mid_stream_leaves_no_orphaned_user() {
         None,
     )
     .await;
-    assert_eq!(broker_users(&prefix).await, 0);
+    assert_eq!(pg_users_with_prefix(&prefix).await, 0);
 }
