@@ -90,6 +90,11 @@ impl<P: Plugin> bindings::Guest for Export<P> {
             role_name: request.role_name,
             display_name: request.display_name,
             expires_at: request.expires_at,
+            parameters: parse(
+                &request.parameters,
+                "request parameters",
+                Error::InvalidRequest,
+            )?,
         };
         let prepared = P::prepare(&connection, &request)?;
         let revocation = serde_json::to_string(&prepared.revocation).map_err(Error::internal)?;

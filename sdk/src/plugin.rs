@@ -94,6 +94,9 @@ pub struct IssueRequest<R> {
     pub display_name: String,
     /// When the lease expires, in seconds since the Unix epoch.
     pub expires_at: u64,
+    /// The request's own fields (e.g. a certificate's `common_name`): a
+    /// JSON object, empty when the request had none.
+    pub parameters: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A credential decided but not yet created: what the client will get, and

@@ -44,7 +44,9 @@ async fn fixture() -> Fixture {
 fn params(role: &str, ttl: u64, max_ttl: u64, connection: ResolvedConnection) -> IssueParams {
     IssueParams {
         mount: "database".into(),
+        endpoint: "creds",
         role_name: role.into(),
+        parameters: serde_json::Value::Null,
         role: json!({ "creation_statements": CREATE }),
         config_name: "main".into(),
         plugin: "postgresql-database-plugin".into(),
@@ -64,6 +66,7 @@ fn pg_connection() -> ResolvedConnection {
             config: json!({}),
         },
         target: Some(pg_target(s, &s.user, &s.password)),
+        signer: None,
     }
 }
 
@@ -77,6 +80,7 @@ fn down_connection() -> ResolvedConnection {
             config: json!({}),
         },
         target: Some(pg_target(&down, &s.user, &s.password)),
+        signer: None,
     }
 }
 

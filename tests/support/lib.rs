@@ -348,6 +348,7 @@ pub fn request(
         role,
         display_name: display_name.into(),
         expires_at: now() + 3600,
+        parameters: serde_json::Value::Null,
     }
 }
 

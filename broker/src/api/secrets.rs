@@ -62,10 +62,11 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError>
             let (row, creds) = db
                 .creds(core.leases(), role, Core::ttls(&entry), "root", None)
                 .await?;
-            let now = crate::lease::now();
             Ok(secret(
                 row.id.clone(),
-                (row.expires_at - now).max(0),
+                // The TTL granted, as Vault reports it (not what is left
+                // of it a moment later).
+                row.expires_at - row.issued_at,
                 row.expires_at < row.max_expires_at,
                 Value::Object(creds),
             ))

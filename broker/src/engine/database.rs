@@ -326,6 +326,7 @@ impl DatabaseEngine {
                 config: Value::Object(view),
             },
             target,
+            signer: None,
         })
     }
 
@@ -369,7 +370,9 @@ impl DatabaseEngine {
         let (row, credential) = leases
             .issue(IssueParams {
                 mount: self.mount.clone(),
+                endpoint: "creds",
                 role_name: role_name.to_owned(),
+                parameters: Value::Null,
                 role: Value::Object(role.fields.clone()),
                 config_name: role.db_name.clone(),
                 plugin: config.plugin_name.clone(),

@@ -1,4 +1,5 @@
-//! Lease ids: `<mount>/creds/<role>/<random>`, as in Vault.
+//! Lease ids: the request's path and a random part, as in Vault
+//! (`database/creds/<role>/<random>`, `pki/issue/<role>/<random>`).
 
 use std::fmt;
 
@@ -7,12 +8,13 @@ use std::fmt;
 pub struct LeaseId(String);
 
 impl LeaseId {
-    /// A fresh id for a credential of `role` on `mount`.
-    pub fn generate(mount: &str, role: &str) -> Result<Self, String> {
+    /// A fresh id for a credential of `role` on `mount`, issued by the
+    /// mount's `endpoint` (`creds`, `issue`, `sign`).
+    pub fn generate(mount: &str, endpoint: &str, role: &str) -> Result<Self, String> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
         Ok(Self(format!(
-            "{}/creds/{role}/{}",
+            "{}/{endpoint}/{role}/{}",
             mount.trim_end_matches('/'),
             hex::encode(bytes)
         )))

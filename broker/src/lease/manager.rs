@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use super::{LeaseData, LeaseId};
 use crate::barrier::{BarrierError, SealedStorage};
 use crate::plugin::{
-    CallContext, Catalog, ConnectionView, Credential, PluginError, RevocationRecorder,
+    CaSigner, CallContext, Catalog, ConnectionView, Credential, PluginError, RevocationRecorder,
 };
 use crate::sql::{SqlTarget, SqlTargetSpec};
 use crate::storage::{LeaseRow, LeaseState, StorageError};
@@ -40,12 +40,24 @@ pub enum LeaseError {
 }
 
 /// A connection config as the engine holds it now.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ResolvedConnection {
     /// What the plugin sees.
     pub connection: ConnectionView,
     /// The database the plugin may reach.
     pub target: Option<Arc<SqlTarget>>,
+    /// The CA the plugin may sign with.
+    pub signer: Option<Arc<dyn CaSigner>>,
+}
+
+impl std::fmt::Debug for ResolvedConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedConnection")
+            .field("connection", &self.connection)
+            .field("target", &self.target)
+            .field("signer", &self.signer.is_some())
+            .finish()
+    }
 }
 
 /// Looks up a mount's current connection config, so revocation uses a
@@ -74,8 +86,13 @@ pub trait LeaseEvents: Send + Sync {
 pub struct IssueParams {
     /// The mount path (`database`).
     pub mount: String,
+    /// The mount's endpoint that issues (`creds`, `issue`, `sign`): the
+    /// lease id is `<mount>/<endpoint>/<role>/<random>`.
+    pub endpoint: &'static str,
     /// The role's name.
     pub role_name: String,
+    /// The request's own fields, for the plugin.
+    pub parameters: serde_json::Value,
     /// The role's fields, for the plugin.
     pub role: serde_json::Value,
     /// The connection config's name.
@@ -242,7 +259,8 @@ impl Leases {
             .get(&p.plugin)
             .cloned()
             .ok_or_else(|| LeaseError::UnknownPlugin(p.plugin.clone()))?;
-        let id = LeaseId::generate(&p.mount, &p.role_name).map_err(LeaseError::Corrupt)?;
+        let id =
+            LeaseId::generate(&p.mount, p.endpoint, &p.role_name).map_err(LeaseError::Corrupt)?;
         let now = now();
         let max_expires_at = now.saturating_add(secs(p.max_ttl));
         let expires_at = now.saturating_add(secs(p.ttl)).min(max_expires_at);
@@ -278,11 +296,15 @@ impl Leases {
         if let Some(target) = &p.connection.target {
             ctx = ctx.with_sql(&pool_key(&p.mount, &p.config_name), target.clone());
         }
+        if let Some(ca) = &p.connection.signer {
+            ctx = ctx.with_signer(ca.clone());
+        }
         let request = crate::plugin::IssueRequest {
             role_name: p.role_name.clone(),
             role: p.role.clone(),
             display_name: p.display_name.clone(),
             expires_at: u64::try_from(expires_at).unwrap_or(0),
+            parameters: p.parameters.clone(),
         };
         // Step 2: the plugin records its revocation data, then creates.
         match plugin.issue(&ctx, &p.connection.connection, &request).await {
@@ -342,16 +364,19 @@ impl Leases {
                 config: data.connection.clone(),
             },
             target: data.target.as_ref().map(|t| Arc::new(SqlTarget::from(t))),
+            signer: None,
         }
     }
 
     fn context(data: &LeaseData, resolved: &ResolvedConnection) -> CallContext {
-        match &resolved.target {
-            Some(t) => {
-                CallContext::new().with_sql(&pool_key(&data.mount, &data.config_name), t.clone())
-            }
-            None => CallContext::new(),
+        let mut ctx = CallContext::new();
+        if let Some(t) = &resolved.target {
+            ctx = ctx.with_sql(&pool_key(&data.mount, &data.config_name), t.clone());
         }
+        if let Some(ca) = &resolved.signer {
+            ctx = ctx.with_signer(ca.clone());
+        }
+        ctx
     }
 
     /// Extends an active lease by `increment` from now (zero: by its original

@@ -11,6 +11,7 @@ pub mod v0_1_0 {
         imports: {
             "broker:plugin/sql": async | trappable,
             "broker:plugin/lease": async | trappable,
+            "broker:plugin/signer": async | trappable,
             default: trappable,
         },
         exports: { default: async },

@@ -66,6 +66,7 @@ pub struct PluginInfo {
 pub struct CallContext {
     sql: Option<(Arc<str>, Arc<SqlTarget>)>,
     recorder: Option<Arc<dyn RevocationRecorder>>,
+    signer: Option<Arc<dyn super::CaSigner>>,
 }
 
 impl std::fmt::Debug for CallContext {
@@ -73,6 +74,7 @@ impl std::fmt::Debug for CallContext {
         f.debug_struct("CallContext")
             .field("sql", &self.sql)
             .field("recorder", &self.recorder.as_ref().map(|_| "…"))
+            .field("signer", &self.signer.as_ref().map(|_| "…"))
             .finish()
     }
 }
@@ -87,6 +89,12 @@ impl CallContext {
     /// named `pool_key` (one per mount and connection config).
     pub fn with_sql(mut self, pool_key: &str, target: Arc<SqlTarget>) -> Self {
         self.sql = Some((pool_key.into(), target));
+        self
+    }
+
+    /// Lets the call's `signer` capability use `ca` (the mount's CA).
+    pub fn with_signer(mut self, ca: Arc<dyn super::CaSigner>) -> Self {
+        self.signer = Some(ca);
         self
     }
 
@@ -119,6 +127,8 @@ pub struct IssueRequest {
     pub display_name: String,
     /// When the lease expires, in Unix seconds.
     pub expires_at: u64,
+    /// The request's own fields (`{}` or `Null` when none).
+    pub parameters: serde_json::Value,
 }
 
 /// A credential a plugin issued. `Debug` shows field names only: the values
@@ -314,6 +324,7 @@ impl Plugin {
             self.inner.capabilities.clone(),
             sql,
             ctx.recorder.clone(),
+            ctx.signer.clone(),
             &limits,
             deadline,
         );
@@ -409,6 +420,11 @@ impl Plugin {
             role: request.role.to_string(),
             display_name: request.display_name.clone(),
             expires_at: request.expires_at,
+            parameters: if request.parameters.is_null() {
+                "{}".to_owned()
+            } else {
+                request.parameters.to_string()
+            },
         };
         let (out, recorded) = self
             .call_recording(ctx, move |p, s| {

@@ -24,6 +24,7 @@ mod error;
 mod host;
 mod limits;
 mod runtime;
+mod signer;
 mod state;
 
 pub use builtin::{BUILTIN, BuiltinPlugin};
@@ -35,4 +36,5 @@ pub use component::{
 pub use error::{FailureKind, PluginError};
 pub use limits::Limits;
 pub use runtime::{PluginRuntime, RuntimeConfig};
+pub use signer::{CaSigner, CsrInfo, GeneratedKey, IssuerInfo, KeyType, SignerError};
 pub use state::RevocationRecorder;

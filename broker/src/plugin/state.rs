@@ -78,6 +78,8 @@ pub(crate) struct CallState {
     pub(crate) recorder: Option<Arc<dyn RevocationRecorder>>,
     /// What the plugin recorded through `lease.record-revocation`, as JSON text.
     pub(crate) recorded: Option<String>,
+    /// The mount's CA, for the `signer` capability.
+    pub(crate) signer: Option<Arc<dyn super::CaSigner>>,
     pub(crate) max_output_bytes: usize,
 }
 
@@ -87,6 +89,7 @@ impl CallState {
         capabilities: Arc<[Capability]>,
         sql: Option<SqlBinding>,
         recorder: Option<Arc<dyn RevocationRecorder>>,
+        signer: Option<Arc<dyn super::CaSigner>>,
         limits: &super::Limits,
         deadline: Instant,
     ) -> Self {
@@ -113,6 +116,7 @@ impl CallState {
             log_lines: 0,
             recorder,
             recorded: None,
+            signer,
             max_output_bytes: limits.max_output_bytes,
         }
     }
