@@ -7,6 +7,7 @@
 //! - [`sql`] owns the connection pools behind the plugins' `sql` capability.
 //! - [`storage`] keeps sealed entries and lease records (SQLite or PostgreSQL).
 //! - [`lease`] covers every credential with a durable lease and revokes it.
+//! - [`pki`] holds CA keys and signs what the `pki` plugin builds.
 //! - [`audit`] records every request, response and revocation, fail closed.
 //! - [`barrier`] seals every stored value; [`kms`] wraps the barrier's keyring.
 //! - [`config`] reads the server's configuration file; [`server`] starts
@@ -25,6 +26,7 @@ pub mod duration;
 pub mod engine;
 pub mod kms;
 pub mod lease;
+pub mod pki;
 pub mod plugin;
 pub mod server;
 pub mod sql;

@@ -1,0 +1,320 @@
+//! A mount's CA: its certificate and key, sealed in storage as a
+//! [`CaBundle`], loaded as a [`Ca`] that signs what it agrees to sign.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use serde::{Deserialize, Serialize};
+use x509_parser::prelude::*;
+use zeroize::Zeroizing;
+
+use super::{PkiError, datetime, keys, now, random_serial, serial_text};
+use crate::plugin::{IssuerInfo, KeyType};
+
+/// What storage keeps of a CA (sealed).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CaBundle {
+    /// The CA certificate, PEM.
+    pub certificate_pem: String,
+    /// Its key, PKCS#8 PEM.
+    pub key_pem: Zeroizing<String>,
+    /// The certificates above it, nearest first (empty for a root).
+    #[serde(default)]
+    pub chain_pem: Vec<String>,
+}
+
+impl std::fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaBundle").finish_non_exhaustive()
+    }
+}
+
+/// A CA ready to sign.
+pub struct Ca {
+    bundle: CaBundle,
+    cert_der: Vec<u8>,
+    key: KeyPair,
+    key_type: KeyType,
+    subject: Vec<(String, String)>,
+    key_id: Vec<u8>,
+    not_after: u64,
+    serial: String,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("serial", &self.serial)
+            .finish_non_exhaustive()
+    }
+}
+
+fn pem_to_der(pem_text: &str, what: &str) -> Result<Vec<u8>, PkiError> {
+    ::pem::parse(pem_text)
+        .map(::pem::Pem::into_contents)
+        .map_err(|_| PkiError::Invalid(format!("{what} is not PEM")))
+}
+
+/// A certificate's DER as PEM.
+pub fn certificate_pem(der: &[u8]) -> String {
+    ::pem::encode_config(
+        &::pem::Pem::new("CERTIFICATE", der.to_vec()),
+        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+    )
+}
+
+fn name_attributes(name: &X509Name<'_>) -> Vec<(String, String)> {
+    name.iter_attributes()
+        .map(|a| {
+            (
+                a.attr_type().to_id_string(),
+                a.as_str().map(str::to_owned).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+impl Ca {
+    /// Loads a stored bundle, checking that the key matches the certificate.
+    pub fn load(bundle: CaBundle) -> Result<Self, PkiError> {
+        let cert_der = pem_to_der(&bundle.certificate_pem, "the CA certificate")?;
+        let key = keys::load(&bundle.key_pem)?;
+        let (_, cert) = X509Certificate::from_der(&cert_der)
+            .map_err(|e| PkiError::Invalid(format!("the CA certificate does not parse: {e}")))?;
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(PkiError::Invalid(
+                "the private key does not belong to the CA certificate".into(),
+            ));
+        }
+        if !cert.is_ca() {
+            return Err(PkiError::Invalid(
+                "the certificate is not a CA (basicConstraints cA is not set)".into(),
+            ));
+        }
+        let key_type = keys::key_type_of(key.algorithm(), key.public_key_raw())?;
+        let key_id = cert
+            .iter_extensions()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            })
+            .unwrap_or_else(|| keys::key_id(&key));
+        let not_after = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
+        let subject = name_attributes(cert.subject());
+        let serial = serial_text(cert.raw_serial());
+        Ok(Self {
+            bundle,
+            cert_der,
+            key,
+            key_type,
+            subject,
+            key_id,
+            not_after,
+            serial,
+        })
+    }
+
+    /// The bundle to store.
+    pub fn bundle(&self) -> &CaBundle {
+        &self.bundle
+    }
+
+    /// The CA certificate, DER.
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The CA certificate, PEM.
+    pub fn certificate_pem(&self) -> &str {
+        &self.bundle.certificate_pem
+    }
+
+    /// The CA's serial, `aa:bb:…`.
+    pub fn serial(&self) -> &str {
+        &self.serial
+    }
+
+    /// When the CA expires.
+    pub fn not_after(&self) -> u64 {
+        self.not_after
+    }
+
+    /// The chain above this CA and itself, nearest first.
+    pub fn chain_pem(&self) -> Vec<String> {
+        let mut chain = vec![self.bundle.certificate_pem.clone()];
+        chain.extend(self.bundle.chain_pem.iter().cloned());
+        chain
+    }
+
+    /// rcgen's view of this CA as an issuer.
+    pub fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, PkiError> {
+        Ok(Issuer::from_ca_cert_der(
+            &self.cert_der.as_slice().into(),
+            &self.key,
+        )?)
+    }
+
+    /// What a plugin may know of this CA.
+    pub fn info(&self) -> IssuerInfo {
+        IssuerInfo {
+            certificate_der: self.cert_der.clone(),
+            subject: self.subject.clone(),
+            key_id: self.key_id.clone(),
+            key_type: self.key_type,
+            not_after: self.not_after,
+        }
+    }
+
+    /// Checks that `tbs` is a leaf this CA may sign (not a CA, this issuer's
+    /// name, this CA's signature algorithm, within this CA's lifetime), and
+    /// signs it.
+    pub fn sign_tbs(&self, tbs: &[u8]) -> Result<Vec<u8>, PkiError> {
+        let refuse = |why: &str| Err(PkiError::Invalid(format!("the CA refuses to sign: {why}")));
+        let (rest, parsed) = TbsCertificate::from_der(tbs)
+            .map_err(|e| PkiError::Invalid(format!("not a TBSCertificate: {e}")))?;
+        if !rest.is_empty() {
+            return refuse("trailing bytes after the TBSCertificate");
+        }
+        if name_attributes(parsed.issuer()) != self.subject {
+            return refuse("the issuer name is not this CA's");
+        }
+        if let Ok(Some(bc)) = parsed.basic_constraints()
+            && bc.value.ca
+        {
+            return refuse("it is a CA certificate");
+        }
+        if let Ok(Some(ku)) = parsed.key_usage()
+            && (ku.value.key_cert_sign() || ku.value.crl_sign())
+        {
+            return refuse("it asks for certificate or CRL signing");
+        }
+        let not_after = u64::try_from(parsed.validity().not_after.timestamp()).unwrap_or(u64::MAX);
+        if not_after > self.not_after {
+            return refuse("it would outlive the CA");
+        }
+        use rcgen::SigningKey;
+        Ok(self.key.sign(tbs)?)
+    }
+
+    /// Signs an intermediate CA's CSR (`root/sign-intermediate`): the host
+    /// alone makes CA certificates, never a plugin.
+    pub fn sign_intermediate(
+        &self,
+        csr_pem: &str,
+        common_name: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<(String, String), PkiError> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| PkiError::Invalid(format!("the CSR was refused: {e}")))?;
+        let not_after = now() + ttl_secs;
+        if not_after > self.not_after {
+            return Err(PkiError::Invalid(
+                "ttl: the intermediate would outlive this CA".into(),
+            ));
+        }
+        let serial = random_serial()?;
+        let params = &mut csr.params;
+        if let Some(cn) = common_name {
+            params.distinguished_name = DistinguishedName::new();
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = datetime(now().saturating_sub(30));
+        params.not_after = datetime(not_after);
+        params.serial_number = Some(serial.clone().into());
+        params.use_authority_key_identifier_extension = true;
+        let cert = csr.signed_by(&self.issuer()?)?;
+        Ok((cert.pem(), serial_text(&serial)))
+    }
+}
+
+/// A new self-signed root CA.
+pub fn generate_root(common_name: &str, ttl_secs: u64, key_type: KeyType) -> Result<Ca, PkiError> {
+    let key = keys::generate(key_type)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = datetime(now().saturating_sub(30));
+    params.not_after = datetime(now() + ttl_secs);
+    params.serial_number = Some(random_serial()?.into());
+    let cert = params.self_signed(&key)?;
+    Ca::load(CaBundle {
+        certificate_pem: cert.pem(),
+        key_pem: Zeroizing::new(key.serialize_pem()),
+        chain_pem: Vec::new(),
+    })
+}
+
+/// A key and a CSR for an intermediate CA; the key waits for the signed
+/// certificate (`intermediate/set-signed`).
+pub fn generate_intermediate_csr(
+    common_name: &str,
+    key_type: KeyType,
+) -> Result<(String, Zeroizing<String>), PkiError> {
+    let key = keys::generate(key_type)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let csr = params.serialize_request(&key)?;
+    Ok((csr.pem()?, Zeroizing::new(key.serialize_pem())))
+}
+
+/// Splits a PEM bundle into its certificates and its private key.
+pub fn split_bundle(text: &str) -> Result<(Vec<String>, Option<Zeroizing<String>>), PkiError> {
+    let mut certs = Vec::new();
+    let mut key = None;
+    for block in text.split("-----BEGIN ").skip(1) {
+        let Some((label, _)) = block.split_once("-----") else {
+            continue;
+        };
+        let Some(end) = block.find(&format!("-----END {label}-----")) else {
+            return Err(PkiError::Invalid(format!("unterminated PEM block {label:?}")));
+        };
+        let pem = format!(
+            "-----BEGIN {}-----END {label}-----\n",
+            &block[..end]
+        );
+        match label {
+            "CERTIFICATE" => certs.push(pem),
+            l if l.ends_with("PRIVATE KEY") => key = Some(Zeroizing::new(pem)),
+            other => {
+                return Err(PkiError::Invalid(format!(
+                    "unexpected PEM block {other:?} in the bundle"
+                )));
+            }
+        }
+    }
+    Ok((certs, key))
+}
+
+/// The public key bits of a PEM certificate, to match a pending key.
+pub fn certificate_public_key(pem: &str) -> Result<Vec<u8>, PkiError> {
+    let der = pem_to_der(pem, "the certificate")?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|e| PkiError::Invalid(format!("the certificate does not parse: {e}")))?;
+    Ok(cert.public_key().subject_public_key.data.to_vec())
+}
+
+/// Serial (`aa:bb:…`) and expiry of a PEM certificate.
+pub fn certificate_facts(pem: &str) -> Result<(String, u64), PkiError> {
+    let der = pem_to_der(pem, "the certificate")?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|e| PkiError::Invalid(format!("the certificate does not parse: {e}")))?;
+    Ok((
+        serial_text(cert.raw_serial()),
+        u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0),
+    ))
+}

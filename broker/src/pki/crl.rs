@@ -1,0 +1,139 @@
+//! Revocation: revoked serials kept per mount, and the signed CRL rebuilt
+//! on every revocation (and on `tidy`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Ca, PkiError, datetime, now, serial_text};
+use crate::barrier::SealedStorage;
+
+/// How long a CRL is valid: clients fetch a new one before then.
+pub const CRL_LIFETIME_SECS: u64 = 72 * 3600;
+
+/// A revoked serial.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Revoked {
+    /// When it was revoked.
+    pub revoked_at: u64,
+    /// When the certificate expires (after which tidy may drop it), if known.
+    pub not_after: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CrlState {
+    number: u64,
+    der: Vec<u8>,
+}
+
+fn revoked_key(mount: &str, serial: &[u8]) -> String {
+    format!("mounts/{mount}/revoked/{}", hex::encode(serial))
+}
+
+fn crl_key(mount: &str) -> String {
+    format!("mounts/{mount}/crl")
+}
+
+/// Puts `serial` on the CRL (idempotent); returns when it was revoked.
+pub async fn revoke(
+    store: &SealedStorage,
+    mount: &str,
+    ca: &Ca,
+    serial: &[u8],
+    not_after: Option<u64>,
+) -> Result<u64, PkiError> {
+    let key = revoked_key(mount, serial);
+    if let Some(existing) = store.get::<Revoked>(&key).await? {
+        return Ok(existing.revoked_at);
+    }
+    let revoked_at = now();
+    store
+        .put(
+            &key,
+            &Revoked {
+                revoked_at,
+                not_after,
+            },
+        )
+        .await?;
+    rebuild(store, mount, ca).await?;
+    tracing::info!(mount, serial = %serial_text(serial), "certificate revoked");
+    Ok(revoked_at)
+}
+
+/// When `serial` was revoked, if it was.
+pub async fn revoked_at(
+    store: &SealedStorage,
+    mount: &str,
+    serial: &[u8],
+) -> Result<Option<u64>, PkiError> {
+    Ok(store
+        .get::<Revoked>(&revoked_key(mount, serial))
+        .await?
+        .map(|r| r.revoked_at))
+}
+
+/// Drops revoked entries of certificates expired before `before`; returns
+/// how many.
+pub async fn tidy(store: &SealedStorage, mount: &str, before: u64) -> Result<usize, PkiError> {
+    let mut n = 0;
+    for key in store.list(&format!("mounts/{mount}/revoked/")).await? {
+        if let Some(r) = store.get::<Revoked>(&key).await?
+            && r.not_after.is_some_and(|t| t < before)
+        {
+            store.delete(&key).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Signs a new CRL with every revoked serial and stores it.
+pub async fn rebuild(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<u8>, PkiError> {
+    let mut revoked = Vec::new();
+    let prefix = format!("mounts/{mount}/revoked/");
+    for key in store.list(&prefix).await? {
+        let Some(r) = store.get::<Revoked>(&key).await? else {
+            continue;
+        };
+        let Ok(serial) = hex::decode(key.trim_start_matches(&prefix)) else {
+            continue;
+        };
+        revoked.push(rcgen::RevokedCertParams {
+            serial_number: serial.into(),
+            revocation_time: datetime(r.revoked_at),
+            reason_code: None,
+            invalidity_date: None,
+        });
+    }
+    let number = store
+        .get::<CrlState>(&crl_key(mount))
+        .await?
+        .map_or(1, |s| s.number + 1);
+    let now = now();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: datetime(now),
+        next_update: datetime(now + CRL_LIFETIME_SECS),
+        crl_number: number.to_be_bytes().to_vec().into(),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: rcgen::KeyIdMethod::PreSpecified(ca.info().key_id),
+    };
+    let der = params.signed_by(&ca.issuer()?)?.der().to_vec();
+    store
+        .put(
+            &crl_key(mount),
+            &CrlState {
+                number,
+                der: der.clone(),
+            },
+        )
+        .await?;
+    Ok(der)
+}
+
+/// The current CRL, DER (built on first use).
+pub async fn current(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<u8>, PkiError> {
+    match store.get::<CrlState>(&crl_key(mount)).await? {
+        Some(state) => Ok(state.der),
+        None => rebuild(store, mount, ca).await,
+    }
+}
