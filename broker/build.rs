@@ -16,7 +16,11 @@ fn main() {
         PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("plugins");
     build_wasm_plugins(
         &workspace,
-        &["broker-plugin-postgres", "broker-plugin-mysql"],
+        &[
+            "broker-plugin-postgres",
+            "broker-plugin-mysql",
+            "broker-plugin-pki",
+        ],
         &out,
     );
 }

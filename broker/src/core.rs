@@ -15,6 +15,7 @@ use crate::audit::{AuditError, AuditPolicy, Auditor, DeviceConfig};
 use crate::barrier::{Barrier, Keyring, SealedStorage};
 use crate::engine::EngineError;
 use crate::engine::database::{DatabaseEngine, MountTtls};
+use crate::engine::pki::PkiEngine;
 use crate::kms::Kms;
 use crate::lease::{ConnectionResolver, Leases, ResolvedConnection};
 use crate::plugin::Catalog;
@@ -112,6 +113,9 @@ pub fn random_uuid() -> String {
     )
 }
 
+/// The secrets engines a mount may have.
+pub const ENGINE_TYPES: &[&str] = &["database", "pki"];
+
 /// System-wide TTL defaults, as in Vault: 32 days.
 pub const SYSTEM_DEFAULT_TTL: Duration = Duration::from_secs(32 * 24 * 3600);
 
@@ -127,6 +131,11 @@ struct MountResolver {
 #[async_trait::async_trait]
 impl ConnectionResolver for MountResolver {
     async fn resolve(&self, mount: &str, config_name: &str) -> Option<ResolvedConnection> {
+        if config_name == crate::engine::pki::CA_CONNECTION {
+            return PkiEngine::new(mount, self.store.clone(), self.catalog.clone())
+                .resolve()
+                .await;
+        }
         DatabaseEngine::new(mount, self.store.clone(), self.catalog.clone())
             .resolve(mount, config_name)
             .await
@@ -285,10 +294,11 @@ impl Core {
         if path == "/" || path.starts_with("sys/") || path.starts_with("auth/") {
             return Err(EngineError::BadRequest(format!("cannot mount at {path:?}")));
         }
-        if entry.kind != "database" {
+        if !ENGINE_TYPES.contains(&entry.kind.as_str()) {
             return Err(EngineError::BadRequest(format!(
-                "unknown engine type {:?}; this broker offers: database",
-                entry.kind
+                "unknown engine type {:?}; this broker offers: {}",
+                entry.kind,
+                ENGINE_TYPES.join(", ")
             )));
         }
         let mut mounts = self.mounts.write().await;
@@ -371,6 +381,11 @@ impl Core {
     /// The database engine at `mount`.
     pub fn database(&self, mount: &str) -> DatabaseEngine {
         DatabaseEngine::new(mount, self.store.clone(), self.catalog.clone())
+    }
+
+    /// The PKI engine at `mount`.
+    pub fn pki(&self, mount: &str) -> PkiEngine {
+        PkiEngine::new(mount, self.store.clone(), self.catalog.clone())
     }
 
     /// The TTLs that apply on a mount.

@@ -50,7 +50,7 @@
 //! [`template`] renders statements with the right quoting for each SQL
 //! dialect, [`username`] builds usernames that fit the database's limit,
 //! [`password`] generates passwords from the host's randomness, and [`sql`]
-//! talks to the mount's database.
+//! talks to the mount's database. Certificate plugins use [`signer`].
 
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -60,6 +60,7 @@ mod export;
 pub mod host;
 pub mod password;
 mod plugin;
+pub mod signer;
 pub mod sql;
 pub mod statements;
 pub mod template;

@@ -13,6 +13,7 @@ mod leases;
 mod mysql;
 mod openapi;
 mod outage;
+mod pki;
 mod postgres;
 mod process;
 mod sandbox;

@@ -14,6 +14,7 @@ fn fill(path: &str) -> String {
         .replace("{role}", "readonly")
         .replace("{prefix}", "database/creds/readonly")
         .replace("{lease_id}", "database/creds/readonly/0123abcd")
+        .replace("{serial}", "ca")
 }
 
 fn routed(status: StatusCode, body: &Value) -> bool {
@@ -53,6 +54,21 @@ async fn the_openapi_document_matches_the_routes() {
     )
     .await;
 
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/mounts/pki",
+        Some(json!({ "type": "pki" })),
+    )
+    .await;
+    b.expect(
+        StatusCode::OK,
+        "POST",
+        "pki/root/generate/internal",
+        Some(json!({ "common_name": "OpenAPI Root" })),
+    )
+    .await;
+
     let doc = b
         .expect(StatusCode::OK, "GET", "sys/internal/specs/openapi", None)
         .await;
@@ -63,6 +79,9 @@ async fn the_openapi_document_matches_the_routes() {
         "/sys/leases/revoke-prefix/{prefix}",
         "/database/creds/{role}",
         "/database/rotate-root/{name}",
+        "/pki/issue/{role}",
+        "/pki/crl/pem",
+        "/sys/audit-hash/{path}",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not documented");
     }
@@ -108,7 +127,7 @@ async fn the_openapi_document_matches_the_routes() {
             checked += 1;
         }
     }
-    assert!(checked >= 4 * 19, "only {checked} checks");
+    assert!(checked >= 4 * 40, "only {checked} checks");
 
     // A mount the document does not know is not routed.
     let (status, body) = b.call("GET", "elsewhere/creds/x", None).await;

@@ -101,6 +101,11 @@ pub(crate) enum Reply {
     Bare(Value),
     /// A 204, as Vault answers writes that return nothing.
     NoContent,
+    /// A 200 with a body that is not JSON (a PEM or DER certificate or CRL).
+    Raw {
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
 }
 
 impl Reply {
@@ -159,6 +164,9 @@ impl Reply {
             .into_response(),
             Self::Bare(body) => Json(body).into_response(),
             Self::NoContent => StatusCode::NO_CONTENT.into_response(),
+            Self::Raw { content_type, body } => {
+                ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
+            }
         }
     }
 }

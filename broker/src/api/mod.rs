@@ -11,6 +11,7 @@ mod envelope;
 mod leases;
 mod mounts;
 mod openapi;
+mod pki;
 mod secrets;
 
 use std::net::SocketAddr;
@@ -219,11 +220,15 @@ async fn dispatch(
         }),
         _ => None,
     };
+    let mut public = false;
     let (mount_type, mount_accessor) = if path.starts_with("sys/") {
         (Some("system".to_owned()), None)
     } else {
         match core.route(path).await {
-            Some((_, entry, _)) => (Some(entry.kind), Some(entry.accessor)),
+            Some((_, entry, rest)) => {
+                public = op == Operation::Read && pki::is_public(&entry.kind, &rest);
+                (Some(entry.kind), Some(entry.accessor))
+            }
             None => (None, None),
         }
     };
@@ -243,8 +248,8 @@ async fn dispatch(
         .await
         .map_err(ApiError::from)?;
     let result = match &auth {
-        None => Err(ApiError::new(StatusCode::FORBIDDEN, "permission denied")),
-        Some(_) => {
+        None if !public => Err(ApiError::new(StatusCode::FORBIDDEN, "permission denied")),
+        _ => {
             route(
                 core,
                 Request {

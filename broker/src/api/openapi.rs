@@ -46,7 +46,7 @@ const SYSTEM: &[Route] = &[
         summary: "Enable (write) or disable (delete) a secrets engine; disabling revokes its leases.",
         ops: &[Write, Delete],
         fields: &[
-            ("type", "string", "engine type: database"),
+            ("type", "string", "engine type: database or pki"),
             ("description", "string", "free text"),
             (
                 "config",
@@ -237,6 +237,205 @@ const DATABASE: &[Route] = &[
     },
 ];
 
+const PKI: &[Route] = &[
+    Route {
+        path: "root/generate/internal",
+        summary: "Generate the mount's root CA; its key never leaves the broker.",
+        ops: &[Write],
+        fields: &[
+            ("common_name", "string", "the CA's CN"),
+            ("ttl", "string", TTL),
+            ("key_type", "string", "ec (default), rsa or ed25519"),
+            ("key_bits", "integer", "ec: 256, 384; rsa: 2048, 3072, 4096"),
+        ],
+    },
+    Route {
+        path: "root/generate/exported",
+        summary: "Generate the mount's root CA and return its key, once.",
+        ops: &[Write],
+        fields: &[
+            ("common_name", "string", "the CA's CN"),
+            ("ttl", "string", TTL),
+            ("key_type", "string", "ec (default), rsa or ed25519"),
+        ],
+    },
+    Route {
+        path: "root",
+        summary: "Delete the mount's CA.",
+        ops: &[Delete],
+        fields: &[],
+    },
+    Route {
+        path: "root/sign-intermediate",
+        summary: "Sign an intermediate CA's CSR.",
+        ops: &[Write],
+        fields: &[
+            ("csr", "string", "PEM"),
+            ("common_name", "string", "overrides the CSR's"),
+            ("ttl", "string", TTL),
+        ],
+    },
+    Route {
+        path: "config/ca",
+        summary: "Import a CA: a PEM bundle with its certificate, its key and the chain above it.",
+        ops: &[Write],
+        fields: &[("pem_bundle", "string", "PEM certificates and key")],
+    },
+    Route {
+        path: "intermediate/generate/internal",
+        summary: "Generate an intermediate CA's key and CSR.",
+        ops: &[Write],
+        fields: &[
+            ("common_name", "string", "the CA's CN"),
+            ("key_type", "string", "ec (default), rsa or ed25519"),
+        ],
+    },
+    Route {
+        path: "intermediate/generate/exported",
+        summary: "Generate an intermediate CA's key and CSR, returning the key once.",
+        ops: &[Write],
+        fields: &[("common_name", "string", "the CA's CN")],
+    },
+    Route {
+        path: "intermediate/set-signed",
+        summary: "Install the signed intermediate certificate.",
+        ops: &[Write],
+        fields: &[(
+            "certificate",
+            "string",
+            "PEM, optionally with the chain above it",
+        )],
+    },
+    Route {
+        path: "ca/pem",
+        summary: "The CA certificate, PEM.",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "ca",
+        summary: "The CA certificate, DER.",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "ca_chain",
+        summary: "The CA certificate and those above it, PEM.",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "cert/{serial}",
+        summary: "A stored certificate by serial (also ca, ca_chain, crl).",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "crl",
+        summary: "The CRL, DER.",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "crl/pem",
+        summary: "The CRL, PEM.",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "revoke",
+        summary: "Revoke a certificate by serial; the CRL is rebuilt.",
+        ops: &[Write],
+        fields: &[("serial_number", "string", "aa:bb:… or hex")],
+    },
+    Route {
+        path: "tidy",
+        summary: "Remove expired certificates and CRL entries.",
+        ops: &[Write],
+        fields: &[
+            ("tidy_cert_store", "boolean", "default true"),
+            ("tidy_revoked_certs", "boolean", "default true"),
+            ("safety_buffer", "string", TTL),
+        ],
+    },
+    Route {
+        path: "roles",
+        summary: "List roles.",
+        ops: &[List],
+        fields: &[],
+    },
+    Route {
+        path: "roles/{name}",
+        summary: "A role: which names, keys and lifetimes its certificates may have.",
+        ops: &[Read, Write, Delete],
+        fields: &[
+            ("allowed_domains", "array", "domains names must fall under"),
+            ("allow_subdomains", "boolean", "names below allowed_domains"),
+            (
+                "allow_bare_domains",
+                "boolean",
+                "the allowed domains themselves",
+            ),
+            (
+                "allow_glob_domains",
+                "boolean",
+                "allowed_domains may hold globs",
+            ),
+            ("allow_localhost", "boolean", "localhost (default true)"),
+            ("allow_ip_sans", "boolean", "IP SANs (default true)"),
+            ("allowed_uri_sans", "array", "URI SANs allowed (globs)"),
+            ("allow_any_name", "boolean", "any DNS name"),
+            (
+                "enforce_hostnames",
+                "boolean",
+                "names must be hostnames (default true)",
+            ),
+            ("key_type", "string", "ec (default), rsa, ed25519"),
+            ("key_bits", "integer", "key size"),
+            ("ttl", "string", TTL),
+            ("max_ttl", "string", TTL),
+            ("server_flag", "boolean", "serverAuth (default true)"),
+            ("client_flag", "boolean", "clientAuth (default true)"),
+            ("not_before_duration", "string", TTL),
+            ("require_cn", "boolean", "a CN is required (default true)"),
+            ("no_store", "boolean", "do not keep issued certificates"),
+            (
+                "generate_lease",
+                "boolean",
+                "issue under a lease; revoking it revokes the certificate",
+            ),
+        ],
+    },
+    Route {
+        path: "issue/{role}",
+        summary: "A key pair and a certificate for it, within the role's policy.",
+        ops: &[Write],
+        fields: &[
+            ("common_name", "string", "the CN"),
+            ("alt_names", "string", "DNS names, comma-separated"),
+            ("ip_sans", "string", "IP addresses, comma-separated"),
+            ("uri_sans", "string", "URIs, comma-separated"),
+            ("ttl", "string", TTL),
+            (
+                "exclude_cn_from_sans",
+                "boolean",
+                "leave the CN out of the SANs",
+            ),
+        ],
+    },
+    Route {
+        path: "sign/{role}",
+        summary: "A certificate for a CSR's key, within the role's policy.",
+        ops: &[Write],
+        fields: &[
+            ("csr", "string", "PEM; its signature is checked"),
+            ("common_name", "string", "the CN"),
+            ("alt_names", "string", "DNS names, comma-separated"),
+            ("ttl", "string", TTL),
+        ],
+    },
+];
+
 fn operation(route: &Route, op: Operation, tag: &str) -> (String, Value) {
     let mut parameters: Vec<Value> = route
         .path
@@ -300,8 +499,10 @@ pub(crate) fn document(mounts: &MountTable) -> Value {
     let mut paths = Map::new();
     add(&mut paths, "", SYSTEM, "system");
     for (mount, entry) in mounts {
-        if entry.kind == "database" {
-            add(&mut paths, mount, DATABASE, "secrets");
+        match entry.kind.as_str() {
+            "database" => add(&mut paths, mount, DATABASE, "secrets"),
+            "pki" => add(&mut paths, mount, PKI, "secrets"),
+            _ => {}
         }
     }
     json!({

@@ -18,6 +18,9 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError>
         ));
     };
     let mount = mount.trim_end_matches('/');
+    if entry.kind == "pki" {
+        return super::pki::handle(core, mount, &entry, rest.trim_matches('/'), req).await;
+    }
     let db = core.database(mount);
     let (kind, name) = match rest.split_once('/') {
         Some((k, n)) => (k, n.trim_matches('/')),

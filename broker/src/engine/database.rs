@@ -101,7 +101,7 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
     }
 }
 
-fn valid_name(name: &str) -> Result<(), EngineError> {
+pub(crate) fn valid_name(name: &str) -> Result<(), EngineError> {
     if name.is_empty()
         || name.len() > 128
         || !name

@@ -3,6 +3,7 @@
 //! envelope and status codes.
 
 pub mod database;
+pub mod pki;
 
 /// Why an engine operation failed; the API maps each case to a status.
 #[derive(Debug, thiserror::Error)]

@@ -239,7 +239,9 @@ pub fn generate_root(common_name: &str, ttl_secs: u64, key_type: KeyType) -> Res
     let key = keys::generate(key_type)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -266,7 +268,9 @@ pub fn generate_intermediate_csr(
     let key = keys::generate(key_type)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let csr = params.serialize_request(&key)?;
     Ok((csr.pem()?, Zeroizing::new(key.serialize_pem())))
@@ -281,12 +285,11 @@ pub fn split_bundle(text: &str) -> Result<(Vec<String>, Option<Zeroizing<String>
             continue;
         };
         let Some(end) = block.find(&format!("-----END {label}-----")) else {
-            return Err(PkiError::Invalid(format!("unterminated PEM block {label:?}")));
+            return Err(PkiError::Invalid(format!(
+                "unterminated PEM block {label:?}"
+            )));
         };
-        let pem = format!(
-            "-----BEGIN {}-----END {label}-----\n",
-            &block[..end]
-        );
+        let pem = format!("-----BEGIN {}-----END {label}-----\n", &block[..end]);
         match label {
             "CERTIFICATE" => certs.push(pem),
             l if l.ends_with("PRIVATE KEY") => key = Some(Zeroizing::new(pem)),
@@ -317,4 +320,87 @@ pub fn certificate_facts(pem: &str) -> Result<(String, u64), PkiError> {
         serial_text(cert.raw_serial()),
         u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
+
+    use super::*;
+
+    /// Records the TBS rcgen asks it to sign: what a plugin would send.
+    struct Capture {
+        alg: &'static SignatureAlgorithm,
+        tbs: RefCell<Vec<u8>>,
+    }
+
+    impl PublicKeyData for Capture {
+        fn der_bytes(&self) -> &[u8] {
+            &[]
+        }
+        fn algorithm(&self) -> &'static SignatureAlgorithm {
+            self.alg
+        }
+    }
+
+    impl SigningKey for Capture {
+        fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+            *self.tbs.borrow_mut() = msg.to_vec();
+            Ok(vec![0; 8])
+        }
+    }
+
+    fn tbs(ca: &Ca, issuer_cn: &str, edit: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+        let mut issuer_params = CertificateParams::default();
+        issuer_params.distinguished_name = DistinguishedName::new();
+        issuer_params
+            .distinguished_name
+            .push(DnType::CommonName, issuer_cn);
+        issuer_params.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(ca.info().key_id);
+        let capture = Capture {
+            alg: &rcgen::PKCS_ECDSA_P256_SHA256,
+            tbs: RefCell::new(Vec::new()),
+        };
+        let issuer = Issuer::new(issuer_params, capture);
+        let leaf_key = keys::generate(KeyType::EcP256).unwrap();
+        let mut leaf = CertificateParams::new(vec!["a.example.com".into()]).unwrap();
+        leaf.not_before = datetime(now());
+        leaf.not_after = datetime(now() + 3600);
+        edit(&mut leaf);
+        leaf.signed_by(&leaf_key, &issuer).unwrap();
+        issuer.key().tbs.borrow().clone()
+    }
+
+    #[test]
+    fn the_ca_signs_leaves_and_nothing_else() {
+        let ca = generate_root("Root", 86400, KeyType::EcP256).unwrap();
+        assert!(ca.sign_tbs(&tbs(&ca, "Root", |_| {})).is_ok());
+
+        let refuses = |tbs: Vec<u8>, why: &str| {
+            let e = ca.sign_tbs(&tbs).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        };
+        refuses(
+            tbs(&ca, "Root", |p| {
+                p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            }),
+            "CA certificate",
+        );
+        refuses(
+            tbs(&ca, "Root", |p| {
+                p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+            }),
+            "certificate or CRL signing",
+        );
+        refuses(tbs(&ca, "Other Root", |_| {}), "issuer name");
+        refuses(
+            tbs(&ca, "Root", |p| {
+                p.not_after = datetime(now() + 2 * 86400);
+            }),
+            "outlive",
+        );
+        refuses(b"not der".to_vec(), "TBSCertificate");
+    }
 }

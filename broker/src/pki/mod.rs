@@ -23,7 +23,9 @@ pub enum PkiError {
     #[error("{0}")]
     Invalid(String),
     /// The mount has no CA yet.
-    #[error("this mount has no CA: generate one (root/generate/internal) or import one (config/ca)")]
+    #[error(
+        "this mount has no CA: generate one (root/generate/internal) or import one (config/ca)"
+    )]
     NoCa,
     /// Cryptography failed where it should not.
     #[error("certificate operation failed: {0}")]
@@ -71,10 +73,7 @@ pub fn serial_text(bytes: &[u8]) -> String {
 
 /// A serial from `aa:bb:…` or `aabb…`.
 pub fn parse_serial(text: &str) -> Result<Vec<u8>, PkiError> {
-    let hex_digits: String = text
-        .chars()
-        .filter(|c| *c != ':' && *c != '-')
-        .collect();
+    let hex_digits: String = text.chars().filter(|c| *c != ':' && *c != '-').collect();
     let bytes = hex::decode(&hex_digits)
         .map_err(|_| PkiError::Invalid(format!("invalid serial number {text:?}")))?;
     if bytes.is_empty() || bytes.len() > 20 {

@@ -26,4 +26,8 @@ pub const BUILTIN: &[BuiltinPlugin] = &[
             "/plugins/broker_plugin_mysql.wasm"
         )),
     },
+    BuiltinPlugin {
+        crate_name: "broker-plugin-pki",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/plugins/broker_plugin_pki.wasm")),
+    },
 ];

@@ -1,0 +1,561 @@
+//! The `pki` secrets engine, Vault-compatible: a CA per mount (generated,
+//! imported, or an intermediate signed elsewhere), roles, certificates
+//! built by the sandboxed `pki` plugin and signed here, revocation and the
+//! CRL.
+//!
+//! The CA key is sealed in storage and never leaves [`crate::pki`]; the
+//! plugin only ever gets signatures over leaves the CA agreed to sign.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use super::EngineError;
+use super::database::MountTtls;
+use crate::barrier::SealedStorage;
+use crate::duration::Ttl;
+use crate::lease::{IssueParams, Leases, ResolvedConnection};
+use crate::pki::{Ca, CaBundle, MountCa, PkiError, ca, crl, keys, parse_serial};
+use crate::plugin::{CallContext, Catalog, ConnectionView, IssueRequest, RevocationRecorder};
+use crate::storage::LeaseRow;
+
+/// The plugin that builds certificates.
+pub const PLUGIN: &str = "pki";
+
+/// The "connection" a certificate lease names: the mount's CA. Not a valid
+/// database config name, so the two can never be confused.
+pub const CA_CONNECTION: &str = "@ca";
+
+impl From<PkiError> for EngineError {
+    fn from(e: PkiError) -> Self {
+        match e {
+            PkiError::Invalid(m) => Self::BadRequest(m),
+            PkiError::NoCa => Self::BadRequest(e.to_string()),
+            PkiError::Crypto(m) => Self::Internal(m),
+            PkiError::Sealed(e) => e.into(),
+        }
+    }
+}
+
+/// A stored certificate (unless its role says `no_store`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StoredCert {
+    certificate: String,
+    not_after: u64,
+}
+
+/// One mount of the PKI engine.
+#[derive(Debug, Clone)]
+pub struct PkiEngine {
+    mount: String,
+    store: SealedStorage,
+    catalog: Arc<Catalog>,
+}
+
+/// A certificate made for a request.
+#[derive(Debug)]
+pub struct Issued {
+    /// The lease, when the role asks for one.
+    pub lease: Option<LeaseRow>,
+    /// What the client receives.
+    pub data: Map<String, Value>,
+}
+
+/// Needed by the SDK's issue flow; a certificate without a lease has
+/// nothing to record (it is revoked by serial).
+struct NoLease;
+
+impl RevocationRecorder for NoLease {
+    fn record<'a>(
+        &'a self,
+        _revocation: &'a Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn field_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, EngineError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(EngineError::BadRequest(format!("{name} must be a string"))),
+    }
+}
+
+fn field_ttl(body: &Map<String, Value>, name: &str) -> Result<Option<Duration>, EngineError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value::<Ttl>(v.clone())
+            .map(|t| (!t.0.is_zero()).then_some(t.0))
+            .map_err(|e| EngineError::BadRequest(format!("{name}: {e}"))),
+    }
+}
+
+fn key_type_field(body: &Map<String, Value>) -> Result<crate::plugin::KeyType, EngineError> {
+    let key_type = field_str(body, "key_type")?.unwrap_or("ec");
+    let bits = body.get("key_bits").and_then(Value::as_u64).unwrap_or(0);
+    Ok(keys::from_vault(key_type, bits)?)
+}
+
+impl PkiEngine {
+    /// The engine mounted at `mount` (e.g. `pki`).
+    pub fn new(mount: &str, store: SealedStorage, catalog: Arc<Catalog>) -> Self {
+        Self {
+            mount: mount.trim_end_matches('/').to_owned(),
+            store,
+            catalog,
+        }
+    }
+
+    fn key(&self, what: &str) -> String {
+        format!("mounts/{}/{what}", self.mount)
+    }
+
+    /// The mount's CA.
+    pub async fn ca(&self) -> Result<Arc<Ca>, EngineError> {
+        let bundle: CaBundle = self
+            .store
+            .get(&self.key("ca"))
+            .await?
+            .ok_or(PkiError::NoCa)?;
+        Ok(Arc::new(Ca::load(bundle)?))
+    }
+
+    async fn install(&self, ca: &Ca) -> Result<(), EngineError> {
+        self.store.put(&self.key("ca"), ca.bundle()).await?;
+        crl::rebuild(&self.store, &self.mount, ca).await?;
+        Ok(())
+    }
+
+    async fn refuse_if_ca(&self) -> Result<(), EngineError> {
+        if self.store.get::<CaBundle>(&self.key("ca")).await?.is_some() {
+            return Err(EngineError::BadRequest(
+                "this mount already has a CA; delete it first (DELETE root)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn ca_data(ca: &Ca) -> Map<String, Value> {
+        let mut data = Map::new();
+        data.insert("certificate".into(), json!(ca.certificate_pem()));
+        data.insert("issuing_ca".into(), json!(ca.certificate_pem()));
+        data.insert("serial_number".into(), json!(ca.serial()));
+        data.insert("expiration".into(), json!(ca.not_after()));
+        data
+    }
+
+    /// `root/generate/:type`: a new self-signed root. `exported` returns
+    /// the key once (Vault's `exported`); `internal` never does.
+    pub async fn generate_root(
+        &self,
+        body: &Map<String, Value>,
+        exported: bool,
+    ) -> Result<Value, EngineError> {
+        self.refuse_if_ca().await?;
+        let cn = field_str(body, "common_name")?
+            .ok_or_else(|| EngineError::BadRequest("common_name is required".into()))?;
+        let ttl = field_ttl(body, "ttl")?.unwrap_or(Duration::from_secs(10 * 365 * 86400));
+        let key_type = key_type_field(body)?;
+        let cn = cn.to_owned();
+        let ca =
+            tokio::task::spawn_blocking(move || ca::generate_root(&cn, ttl.as_secs(), key_type))
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))??;
+        self.install(&ca).await?;
+        let mut data = Self::ca_data(&ca);
+        if exported {
+            data.insert("private_key".into(), json!(*ca.bundle().key_pem));
+            data.insert("private_key_type".into(), json!(key_kind(key_type)));
+        }
+        Ok(Value::Object(data))
+    }
+
+    /// `config/ca`: imports a PEM bundle (the CA certificate, its key, and
+    /// optionally the certificates above it).
+    pub async fn import(&self, body: &Map<String, Value>) -> Result<(), EngineError> {
+        self.refuse_if_ca().await?;
+        let text = field_str(body, "pem_bundle")?
+            .ok_or_else(|| EngineError::BadRequest("pem_bundle is required".into()))?;
+        let (certs, key) = ca::split_bundle(text)?;
+        let key = key.ok_or_else(|| {
+            EngineError::BadRequest("pem_bundle holds no private key for the CA".into())
+        })?;
+        let Some((first, chain)) = certs.split_first() else {
+            return Err(EngineError::BadRequest(
+                "pem_bundle holds no certificate".into(),
+            ));
+        };
+        let ca = Ca::load(CaBundle {
+            certificate_pem: first.clone(),
+            key_pem: key,
+            chain_pem: chain.to_vec(),
+        })?;
+        self.install(&ca).await
+    }
+
+    /// `intermediate/generate/:type`: a key and a CSR; the key waits for
+    /// `intermediate/set-signed`.
+    pub async fn generate_intermediate(
+        &self,
+        body: &Map<String, Value>,
+        exported: bool,
+    ) -> Result<Value, EngineError> {
+        self.refuse_if_ca().await?;
+        let cn = field_str(body, "common_name")?
+            .ok_or_else(|| EngineError::BadRequest("common_name is required".into()))?
+            .to_owned();
+        let key_type = key_type_field(body)?;
+        let (csr, key) =
+            tokio::task::spawn_blocking(move || ca::generate_intermediate_csr(&cn, key_type))
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))??;
+        self.store.put(&self.key("pending-key"), &key).await?;
+        let mut data = json!({ "csr": csr });
+        if exported {
+            data["private_key"] = json!(*key);
+            data["private_key_type"] = json!(key_kind(key_type));
+        }
+        Ok(data)
+    }
+
+    /// `intermediate/set-signed`: installs the signed certificate for the
+    /// pending key.
+    pub async fn set_signed(&self, body: &Map<String, Value>) -> Result<(), EngineError> {
+        self.refuse_if_ca().await?;
+        let text = field_str(body, "certificate")?
+            .ok_or_else(|| EngineError::BadRequest("certificate is required".into()))?;
+        let key: Zeroizing<String> =
+            self.store
+                .get(&self.key("pending-key"))
+                .await?
+                .ok_or_else(|| {
+                    EngineError::BadRequest(
+                        "no pending intermediate key: call intermediate/generate/internal first"
+                            .into(),
+                    )
+                })?;
+        let (certs, _) = ca::split_bundle(text)?;
+        let Some((first, chain)) = certs.split_first() else {
+            return Err(EngineError::BadRequest(
+                "certificate holds no PEM certificate".into(),
+            ));
+        };
+        let ca = Ca::load(CaBundle {
+            certificate_pem: first.clone(),
+            key_pem: key,
+            chain_pem: chain.to_vec(),
+        })?;
+        self.install(&ca).await?;
+        self.store.delete(&self.key("pending-key")).await?;
+        Ok(())
+    }
+
+    /// `root/sign-intermediate`: signs another mount's intermediate CSR.
+    pub async fn sign_intermediate(&self, body: &Map<String, Value>) -> Result<Value, EngineError> {
+        let ca = self.ca().await?;
+        let csr = field_str(body, "csr")?
+            .ok_or_else(|| EngineError::BadRequest("csr is required".into()))?;
+        let ttl = field_ttl(body, "ttl")?.unwrap_or(Duration::from_secs(5 * 365 * 86400));
+        let (pem, serial) =
+            ca.sign_intermediate(csr, field_str(body, "common_name")?, ttl.as_secs())?;
+        let mut chain = vec![pem.clone()];
+        chain.extend(ca.chain_pem());
+        Ok(json!({
+            "certificate": pem,
+            "issuing_ca": ca.certificate_pem(),
+            "ca_chain": chain,
+            "serial_number": serial,
+        }))
+    }
+
+    /// `DELETE root`: removes the CA (certificates it issued stay stored).
+    pub async fn delete_ca(&self) -> Result<(), EngineError> {
+        self.store.delete(&self.key("ca")).await?;
+        self.store.delete(&self.key("crl")).await?;
+        Ok(())
+    }
+
+    /// A certificate by serial (`cert/:serial`); `ca`, `ca_chain` and `crl`
+    /// name the CA's own.
+    pub async fn cert(&self, serial: &str) -> Result<Value, EngineError> {
+        let ca = self.ca().await?;
+        match serial {
+            "ca" => return Ok(json!({ "certificate": ca.certificate_pem() })),
+            "ca_chain" => return Ok(json!({ "certificate": ca.chain_pem().concat() })),
+            "crl" => {
+                let der = crl::current(&self.store, &self.mount, &ca).await?;
+                return Ok(json!({ "certificate": crl_pem(&der) }));
+            }
+            _ => {}
+        }
+        let bytes = parse_serial(serial)?;
+        let stored: StoredCert = self
+            .store
+            .get(&self.key(&format!("certs/{}", hex::encode(&bytes))))
+            .await?
+            .ok_or_else(|| EngineError::NotFound(String::new()))?;
+        let revoked = crl::revoked_at(&self.store, &self.mount, &bytes).await?;
+        Ok(json!({
+            "certificate": stored.certificate,
+            "revocation_time": revoked.unwrap_or(0),
+        }))
+    }
+
+    /// The CRL, DER.
+    pub async fn crl_der(&self) -> Result<Vec<u8>, EngineError> {
+        let ca = self.ca().await?;
+        Ok(crl::current(&self.store, &self.mount, &ca).await?)
+    }
+
+    /// `revoke`: puts a stored certificate's serial on the CRL.
+    pub async fn revoke(&self, body: &Map<String, Value>) -> Result<Value, EngineError> {
+        let ca = self.ca().await?;
+        let serial = field_str(body, "serial_number")?
+            .ok_or_else(|| EngineError::BadRequest("serial_number is required".into()))?;
+        let bytes = parse_serial(serial)?;
+        if bytes == parse_serial(ca.serial())? {
+            return Err(EngineError::BadRequest(
+                "a CA cannot revoke its own certificate".into(),
+            ));
+        }
+        let stored: Option<StoredCert> = self
+            .store
+            .get(&self.key(&format!("certs/{}", hex::encode(&bytes))))
+            .await?;
+        let Some(stored) = stored else {
+            return Err(EngineError::BadRequest(format!(
+                "certificate with serial {serial} not found (certificates of no_store roles are revoked through their lease)"
+            )));
+        };
+        let at = crl::revoke(
+            &self.store,
+            &self.mount,
+            &ca,
+            &bytes,
+            Some(stored.not_after),
+        )
+        .await?;
+        Ok(json!({ "revocation_time": at }))
+    }
+
+    /// `tidy`: drops stored certificates and CRL entries of certificates
+    /// expired more than `safety_buffer` ago (default 72 h), and rebuilds
+    /// the CRL.
+    pub async fn tidy(&self, body: &Map<String, Value>) -> Result<Value, EngineError> {
+        let buffer = field_ttl(body, "safety_buffer")?.unwrap_or(Duration::from_secs(72 * 3600));
+        let before = crate::pki::now().saturating_sub(buffer.as_secs());
+        let mut certs = 0;
+        if body.get("tidy_cert_store").and_then(Value::as_bool) != Some(false) {
+            for key in self.store.list(&self.key("certs/")).await? {
+                if let Some(c) = self.store.get::<StoredCert>(&key).await?
+                    && c.not_after < before
+                {
+                    self.store.delete(&key).await?;
+                    certs += 1;
+                }
+            }
+        }
+        let mut revoked = 0;
+        if body.get("tidy_revoked_certs").and_then(Value::as_bool) != Some(false) {
+            revoked = crl::tidy(&self.store, &self.mount, before).await?;
+        }
+        if let Ok(ca) = self.ca().await {
+            crl::rebuild(&self.store, &self.mount, &ca).await?;
+        }
+        Ok(json!({ "certs_removed": certs, "revoked_removed": revoked }))
+    }
+
+    /// Writes a role, checking its TTLs and key type.
+    pub async fn write_role(
+        &self,
+        name: &str,
+        mut body: Map<String, Value>,
+    ) -> Result<(), EngineError> {
+        super::database::valid_name(name)?;
+        for ttl in ["ttl", "max_ttl", "not_before_duration"] {
+            if let Some(d) = field_ttl(&body, ttl)? {
+                body.insert(ttl.into(), json!(d.as_secs()));
+            }
+        }
+        key_type_field(&body)?;
+        self.store
+            .put(&self.key(&format!("role/{name}")), &body)
+            .await?;
+        Ok(())
+    }
+
+    /// A role.
+    pub async fn read_role(&self, name: &str) -> Result<Map<String, Value>, EngineError> {
+        self.store
+            .get(&self.key(&format!("role/{name}")))
+            .await?
+            .ok_or_else(|| EngineError::BadRequest(format!("unknown role: {name}")))
+    }
+
+    /// Deletes a role.
+    pub async fn delete_role(&self, name: &str) -> Result<(), EngineError> {
+        self.store
+            .delete(&self.key(&format!("role/{name}")))
+            .await?;
+        Ok(())
+    }
+
+    /// Names of roles.
+    pub async fn list_roles(&self) -> Result<Vec<String>, EngineError> {
+        let prefix = self.key("role/");
+        Ok(self
+            .store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .map(|k| k.trim_start_matches(&prefix).to_owned())
+            .collect())
+    }
+
+    /// What a certificate lease's revocation calls the plugin with.
+    pub async fn resolve(&self) -> Option<ResolvedConnection> {
+        let ca = self.ca().await.ok()?;
+        Some(self.connection(ca))
+    }
+
+    fn connection(&self, ca: Arc<Ca>) -> ResolvedConnection {
+        ResolvedConnection {
+            connection: ConnectionView {
+                name: CA_CONNECTION.into(),
+                config: json!({}),
+            },
+            target: None,
+            signer: Some(Arc::new(MountCa::new(&self.mount, self.store.clone(), ca))),
+        }
+    }
+
+    /// `issue/:role` and `sign/:role` (`endpoint`): a certificate built by
+    /// the plugin within the role's policy, signed by the CA, under a lease
+    /// when the role says `generate_lease`.
+    pub async fn issue(
+        &self,
+        leases: &Leases,
+        endpoint: &'static str,
+        role_name: &str,
+        body: Map<String, Value>,
+        ttls: MountTtls,
+    ) -> Result<Issued, EngineError> {
+        let role = self.read_role(role_name).await?;
+        let ca = self.ca().await?;
+        let max = role
+            .get("max_ttl")
+            .and_then(Value::as_u64)
+            .filter(|s| *s > 0)
+            .map_or(ttls.max, Duration::from_secs)
+            .min(ttls.max);
+        let ttl = match field_ttl(&body, "ttl")? {
+            Some(t) if t > max => {
+                return Err(EngineError::BadRequest(format!(
+                    "ttl {}s is more than the role's max_ttl {}s",
+                    t.as_secs(),
+                    max.as_secs()
+                )));
+            }
+            Some(t) => t,
+            None => role
+                .get("ttl")
+                .and_then(Value::as_u64)
+                .filter(|s| *s > 0)
+                .map_or(ttls.default, Duration::from_secs)
+                .min(max),
+        };
+        let expires_at = crate::pki::now() + ttl.as_secs();
+        if expires_at > ca.not_after() {
+            return Err(EngineError::BadRequest(format!(
+                "the certificate would outlive its CA (which expires at {}); ask for a shorter ttl",
+                ca.not_after()
+            )));
+        }
+        let plugin = self
+            .catalog
+            .get(PLUGIN)
+            .ok_or_else(|| EngineError::Internal("the pki plugin is not in the catalog".into()))?;
+        let mut parameters = body;
+        parameters.insert("operation".into(), json!(endpoint));
+        let connection = self.connection(ca.clone());
+        let generate_lease = role.get("generate_lease").and_then(Value::as_bool) == Some(true);
+        let no_store = role.get("no_store").and_then(Value::as_bool) == Some(true);
+        let (lease, mut data) = if generate_lease {
+            let (row, credential) = leases
+                .issue(IssueParams {
+                    mount: self.mount.clone(),
+                    endpoint,
+                    role_name: role_name.to_owned(),
+                    parameters: Value::Object(parameters),
+                    role: Value::Object(role),
+                    config_name: CA_CONNECTION.into(),
+                    plugin: PLUGIN.into(),
+                    connection,
+                    display_name: "root".into(),
+                    token_accessor: None,
+                    ttl,
+                    max_ttl: ttl,
+                })
+                .await?;
+            (Some(row), credential.data)
+        } else {
+            let mut ctx = CallContext::new().with_recorder(Arc::new(NoLease));
+            if let Some(signer) = &connection.signer {
+                ctx = ctx.with_signer(signer.clone());
+            }
+            let request = IssueRequest {
+                role_name: role_name.to_owned(),
+                role: Value::Object(role),
+                display_name: "root".into(),
+                expires_at,
+                parameters: Value::Object(parameters),
+            };
+            let credential = plugin.issue(&ctx, &connection.connection, &request).await?;
+            (None, credential.data)
+        };
+        let certificate = data
+            .get("certificate")
+            .and_then(Value::as_str)
+            .ok_or_else(|| EngineError::Internal("the pki plugin returned no certificate".into()))?
+            .to_owned();
+        let (serial, not_after) = ca::certificate_facts(&certificate)?;
+        if !no_store {
+            let bytes = parse_serial(&serial)?;
+            self.store
+                .put(
+                    &self.key(&format!("certs/{}", hex::encode(bytes))),
+                    &StoredCert {
+                        certificate,
+                        not_after,
+                    },
+                )
+                .await?;
+        }
+        data.insert("serial_number".into(), json!(serial));
+        data.insert("expiration".into(), json!(not_after));
+        data.insert("issuing_ca".into(), json!(ca.certificate_pem()));
+        data.insert("ca_chain".into(), json!(ca.chain_pem()));
+        Ok(Issued { lease, data })
+    }
+}
+
+fn key_kind(key_type: crate::plugin::KeyType) -> &'static str {
+    use crate::plugin::KeyType as K;
+    match key_type {
+        K::EcP256 | K::EcP384 => "ec",
+        K::Rsa2048 | K::Rsa3072 | K::Rsa4096 => "rsa",
+        K::Ed25519 => "ed25519",
+    }
+}
+
+/// A CRL's DER as PEM.
+pub fn crl_pem(der: &[u8]) -> String {
+    ::pem::encode_config(
+        &::pem::Pem::new("X509 CRL", der.to_vec()),
+        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+    )
+}
