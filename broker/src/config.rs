@@ -126,10 +126,27 @@ fn yes() -> bool {
 pub struct ListenerConfig {
     /// `host:port` to bind.
     pub address: SocketAddr,
-    /// Plain HTTP. Needed, and must be said explicitly, for an address
-    /// other than loopback until the listener speaks TLS.
+    /// The listener's certificate chain, PEM (leaf first): with
+    /// `tls_key_file`, the API is served over TLS.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The certificate's private key, PEM (PKCS#8, SEC1 or PKCS#1).
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Plain HTTP on an address other than loopback: refused unless said
+    /// explicitly here (behind a TLS-terminating proxy, say).
     #[serde(default)]
     pub tls_disable: bool,
+}
+
+impl ListenerConfig {
+    /// The certificate and key files, when the listener serves TLS.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        Some((
+            self.tls_cert_file.as_deref()?,
+            self.tls_key_file.as_deref()?,
+        ))
+    }
 }
 
 /// `[storage]`: `type = "sqlite"` or `type = "postgres"`.
@@ -236,12 +253,23 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        let addr = self.listener.address;
-        if !addr.ip().is_loopback() && !self.listener.tls_disable {
+        let listener = &self.listener;
+        let addr = listener.address;
+        if listener.tls_cert_file.is_some() != listener.tls_key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "listener: give both tls_cert_file and tls_key_file, or neither".into(),
+            ));
+        }
+        if listener.tls().is_some() && listener.tls_disable {
+            return Err(ConfigError::Invalid(
+                "listener: tls_disable = true contradicts tls_cert_file and tls_key_file".into(),
+            ));
+        }
+        if listener.tls().is_none() && !addr.ip().is_loopback() && !listener.tls_disable {
             return Err(ConfigError::Invalid(format!(
-                "listener.address {addr} is not loopback: this broker does not speak TLS yet, \
-                 so plain HTTP there must be chosen explicitly with `tls_disable = true` \
-                 (or put a TLS-terminating proxy in front and listen on 127.0.0.1)"
+                "listener.address {addr} is not loopback, so it must serve TLS: set tls_cert_file and \
+                 tls_key_file, or choose plain HTTP explicitly with tls_disable = true (behind a \
+                 TLS-terminating proxy)"
             )));
         }
         if self.leases.worker_interval.0.is_zero() {

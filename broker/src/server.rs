@@ -27,6 +27,9 @@ pub enum StartError {
     /// The plugin runtime or a built-in plugin.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// The listener's certificate or key.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl From<StorageError> for StartError {
@@ -171,23 +174,96 @@ pub async fn open_dev_core(
     Ok(core)
 }
 
-/// Serves the API on `listener` until Ctrl-C or SIGTERM, finishing requests
-/// in flight; runs the expiration worker meanwhile.
+/// The listener's TLS configuration from PEM files: rustls with the ring
+/// provider, TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN.
+pub fn tls_config(
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<Arc<rustls::ServerConfig>, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            StartError::Tls(format!(
+                "cannot read certificates from {}: {e}",
+                cert_file.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(StartError::Tls(format!(
+            "{} holds no PEM certificate",
+            cert_file.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
+        StartError::Tls(format!(
+            "cannot read a private key from {}: {e}",
+            key_file.display()
+        ))
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StartError::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| StartError::Tls(format!("the certificate and key do not fit: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves the API on `listener` (plain HTTP) until Ctrl-C or SIGTERM,
+/// finishing requests in flight; runs the expiration worker meanwhile.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     core: Arc<Core>,
     options: ServeOptions,
 ) -> std::io::Result<()> {
-    let interval = options.worker_interval.unwrap_or(Duration::from_secs(1));
-    let worker = core.leases().clone().spawn_worker(interval);
-    let reopen = tokio::spawn(reopen_audit_on_sighup(core.clone()));
-    let app = crate::api::router(core, &options);
-    let result = axum::serve(
+    let app = crate::api::router(core.clone(), &options);
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await;
+    .with_graceful_shutdown(shutdown_signal());
+    beside(core, &options, server.into_future()).await
+}
+
+/// [`serve`] over TLS.
+pub async fn serve_tls(
+    listener: std::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    core: Arc<Core>,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let app = crate::api::router(core.clone(), &options);
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(30)));
+    });
+    let server = axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )
+    .handle(handle)
+    .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>());
+    beside(core, &options, server).await
+}
+
+/// Runs `server` with the expiration worker and the SIGHUP handler beside it.
+async fn beside(
+    core: Arc<Core>,
+    options: &ServeOptions,
+    server: impl std::future::Future<Output = std::io::Result<()>>,
+) -> std::io::Result<()> {
+    let interval = options.worker_interval.unwrap_or(Duration::from_secs(1));
+    let worker = core.leases().clone().spawn_worker(interval);
+    let reopen = tokio::spawn(reopen_audit_on_sighup(core));
+    let result = server.await;
     worker.abort();
     reopen.abort();
     result

@@ -60,18 +60,24 @@ async fn run_configured(path: &std::path::Path) -> anyhow::Result<()> {
         .await
         .context("cannot start the server")?;
     let address = config.listener.address;
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
-    tracing::info!(
-        address = %listener.local_addr()?,
-        storage = ?config.storage,
-        kms = ?config.kms,
-        "broker started",
-    );
-    crate::server::serve(listener, core, ServeOptions::from_config(&config))
-        .await
-        .context("server failed")
+    let options = ServeOptions::from_config(&config);
+    match config.listener.tls() {
+        Some((cert, key)) => {
+            let tls = crate::server::tls_config(cert, key)?;
+            let listener = std::net::TcpListener::bind(address)
+                .with_context(|| format!("cannot listen on {address}"))?;
+            tracing::info!(address = %listener.local_addr()?, tls = true, storage = ?config.storage, kms = ?config.kms, "broker started");
+            crate::server::serve_tls(listener, tls, core, options).await
+        }
+        None => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address}"))?;
+            tracing::info!(address = %listener.local_addr()?, tls = false, storage = ?config.storage, kms = ?config.kms, "broker started");
+            crate::server::serve(listener, core, options).await
+        }
+    }
+    .context("server failed")
 }
 
 async fn run_dev(args: ServerArgs) -> anyhow::Result<()> {
