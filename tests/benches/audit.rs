@@ -10,30 +10,16 @@
 //! `BENCH_PAIRS` and `BENCH_CLIENTS` change the counts.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use broker::audit::{
     AuditAuth, AuditPolicy, AuditRequest, AuditResponse, Auditor, DeviceConfig, DeviceOptions,
 };
 use broker::barrier::{Barrier, Keyring, SealedStorage};
-use broker::core::{Core, CoreOptions};
-use broker::kms::LocalKms;
-use broker::plugin::{Catalog, Limits};
-use broker::storage::{SqliteBackend, Storage};
-use broker_tests::{postgres, runtime};
+use broker::core::CoreOptions;
+use broker_tests::bench::{InProcess, env_or, percentile, sqlite};
+use broker_tests::postgres;
 use serde_json::json;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
-}
 
 fn device(file: &std::path::Path, fsync: bool) -> (String, DeviceConfig) {
     (
@@ -52,19 +38,11 @@ fn device(file: &std::path::Path, fsync: bool) -> (String, DeviceConfig) {
     )
 }
 
-async fn storage(dir: &std::path::Path) -> Storage {
-    Arc::new(
-        SqliteBackend::open(&dir.join("broker.db"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    )
-}
-
 /// µs per entry: request + response entries of an issuance, timed as a pair.
 async fn per_entry(entries: usize, fsync: bool) -> (f64, f64, f64) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let keyring = Keyring::generate().unwrap_or_else(|e| panic!("{e}"));
-    let store = SealedStorage::new(storage(dir.path()).await, Arc::new(Barrier::new(keyring)));
+    let store = SealedStorage::new(sqlite(dir.path()).await, Arc::new(Barrier::new(keyring)));
     let auditor = Auditor::open(
         store,
         AuditPolicy::default(),
@@ -119,42 +97,19 @@ async fn per_entry(entries: usize, fsync: bool) -> (f64, f64, f64) {
 
 /// Issue + revoke pairs per second through the HTTP API.
 async fn issuance(pairs: usize, clients: usize, audit_file: Option<&std::path::Path>) -> f64 {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let storage = storage(dir.path()).await;
-    let kms = LocalKms::create(&dir.path().join("kms.key")).unwrap_or_else(|e| panic!("{e}"));
-    let token = Core::initialize(&storage, &kms)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .to_string();
-    let catalog = Arc::new(
-        Catalog::builtin(&runtime(Limits::default()))
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
-    let options = CoreOptions {
+    let broker = InProcess::start(CoreOptions {
         audit_devices: audit_file.map(|f| device(f, true)).into_iter().collect(),
         ..CoreOptions::default()
-    };
-    let core = Core::open(storage, &kms, catalog, options)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let base = format!(
-        "http://{}/v1",
-        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
-    );
-    let server = tokio::spawn(broker::server::serve(
-        listener,
-        core,
-        broker::server::ServeOptions::default(),
-    ));
+    })
+    .await;
     let http = reqwest::Client::new();
     let s = postgres();
-    let setup = [
-        ("sys/mounts/database", json!({ "type": "database" })),
-        (
+    broker
+        .post(&http, "sys/mounts/database", json!({ "type": "database" }))
+        .await;
+    broker
+        .post(
+            &http,
             "database/config/pg",
             json!({
                 "plugin_name": "postgresql-database-plugin",
@@ -162,27 +117,20 @@ async fn issuance(pairs: usize, clients: usize, audit_file: Option<&std::path::P
                 "username": s.user, "password": s.password, "allowed_roles": "*",
                 "max_open_connections": clients,
             }),
-        ),
-        (
+        )
+        .await;
+    broker
+        .post(
+            &http,
             "database/roles/app",
             json!({ "db_name": "pg", "default_ttl": "1h", "creation_statements":
                 "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';" }),
-        ),
-    ];
-    for (path, body) in setup {
-        let r = http
-            .post(format!("{base}/{path}"))
-            .header("X-Vault-Token", &token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-    }
+        )
+        .await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        let (http, base, token) = (http.clone(), broker.base.clone(), broker.token.clone());
         let count = pairs / clients + usize::from(c < pairs % clients);
         tasks.push(tokio::spawn(async move {
             for _ in 0..count {
@@ -209,9 +157,7 @@ async fn issuance(pairs: usize, clients: usize, audit_file: Option<&std::path::P
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let rate = pairs as f64 / started.elapsed().as_secs_f64();
-    server.abort();
-    rate
+    pairs as f64 / started.elapsed().as_secs_f64()
 }
 
 #[tokio::main]

@@ -11,23 +11,12 @@
 //! `BENCH_INSTANCES`, `BENCH_PAIRS` and `BENCH_CLIENTS` change the counts.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use broker::plugin::{CallContext, Limits};
+use broker_tests::bench::{env_or, percentile};
 use broker_tests::{builtin, connection, pg_connect, pg_target, postgres, request, runtime};
 use serde_json::json;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
-}
 
 const CREATE: &str =
     r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#;

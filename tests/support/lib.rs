@@ -14,6 +14,8 @@
 //! A missing database fails the test with a message saying how to get one;
 //! nothing is skipped silently.
 
+pub mod bench;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;

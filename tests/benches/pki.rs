@@ -1,0 +1,111 @@
+//! Certificates per second (ECDSA P-256) through the HTTP API, beside the
+//! raw rate of the same work — key generation plus signing — straight
+//! through rcgen and ring in the same run, and their ratio.
+//!
+//! Run: `cargo bench -p broker-tests --bench pki`. `BENCH_CERTS` and
+//! `BENCH_CLIENTS` change the counts.
+
+use std::time::Instant;
+
+use broker::core::CoreOptions;
+use broker_tests::bench::{InProcess, env_or};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use serde_json::json;
+
+/// What one issuance does, without the broker: a P-256 key pair, a leaf
+/// certificate with two SANs, signed by a P-256 CA.
+fn raw_certificate(issuer: &Issuer<'_, KeyPair>) {
+    let key =
+        KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap_or_else(|e| panic!("{e}"));
+    let params = CertificateParams::new(vec![
+        "bench.example.com".to_owned(),
+        "www.bench.example.com".to_owned(),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cert = params
+        .signed_by(&key, issuer)
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::hint::black_box((cert.pem(), key.serialize_pem()));
+}
+
+#[tokio::main]
+async fn main() {
+    let certs = env_or("BENCH_CERTS", 2000);
+    let clients = env_or("BENCH_CLIENTS", 4);
+
+    let broker = InProcess::start(CoreOptions::default()).await;
+    let http = reqwest::Client::new();
+    broker
+        .post(&http, "sys/mounts/pki", json!({ "type": "pki" }))
+        .await;
+    broker
+        .post(
+            &http,
+            "pki/root/generate/internal",
+            json!({ "common_name": "Bench Root", "key_type": "ec" }),
+        )
+        .await;
+    broker
+        .post(
+            &http,
+            "pki/roles/web",
+            json!({ "allowed_domains": "example.com", "allow_subdomains": true, "key_type": "ec" }),
+        )
+        .await;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, base, token) = (http.clone(), broker.base.clone(), broker.token.clone());
+        let count = certs / clients + usize::from(c < certs % clients);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..count {
+                http.post(format!("{base}/pki/issue/web"))
+                    .header("X-Vault-Token", &token)
+                    .json(&json!({ "common_name": "bench.example.com",
+                        "alt_names": "www.bench.example.com", "ttl": "1h" }))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+            }
+            Ok::<_, reqwest::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let api_rate = certs as f64 / started.elapsed().as_secs_f64();
+
+    // The same work on as many threads, straight through the library.
+    let ca_key =
+        KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap_or_else(|e| panic!("{e}"));
+    let mut ca_params =
+        CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let issuer = std::sync::Arc::new(Issuer::new(ca_params, ca_key));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let issuer = issuer.clone();
+            let count = certs / clients + usize::from(c < certs % clients);
+            std::thread::spawn(move || {
+                for _ in 0..count {
+                    raw_certificate(&issuer);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap_or_else(|_| panic!("a raw thread panicked"));
+    }
+    let raw_rate = certs as f64 / started.elapsed().as_secs_f64();
+
+    println!("ECDSA P-256 certificates ({certs}, {clients} concurrent clients):");
+    println!("  through the HTTP API (sandboxed plugin, host signs): {api_rate:.0} certs/s");
+    println!("  key generation + signing with rcgen/ring directly:    {raw_rate:.0} certs/s");
+    println!(
+        "  ratio API/raw:                                        {:.2}",
+        api_rate / raw_rate
+    );
+}
