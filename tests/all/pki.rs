@@ -521,3 +521,64 @@ async fn hostile_requests_get_a_clear_400() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(first_error(&body).contains("already has a CA"), "{body}");
 }
+
+#[tokio::test]
+async fn tidy_drops_expired_certificates_and_their_crl_entries() {
+    let b = Broker::start().await;
+    mount_with_root(&b, "pki", "ec").await;
+    web_role(&b, "pki", json!({})).await;
+    let brief = b
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "pki/issue/web",
+            Some(json!({ "common_name": "brief.example.com", "ttl": "1s" })),
+        )
+        .await;
+    let lasting = b
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "pki/issue/web",
+            Some(json!({ "common_name": "lasting.example.com", "ttl": "1h" })),
+        )
+        .await;
+    let brief_serial = brief["data"]["serial_number"].as_str().unwrap().to_owned();
+    let lasting_serial = lasting["data"]["serial_number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for serial in [&brief_serial, &lasting_serial] {
+        b.expect(
+            StatusCode::OK,
+            "POST",
+            "pki/revoke",
+            Some(json!({ "serial_number": serial })),
+        )
+        .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let tidied = b
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "pki/tidy",
+            Some(json!({ "safety_buffer": "0s" })),
+        )
+        .await;
+    assert_eq!(tidied["data"]["certs_removed"], 1, "{tidied}");
+    assert_eq!(tidied["data"]["revoked_removed"], 1, "{tidied}");
+    let (status, _) = b
+        .call("GET", &format!("pki/cert/{brief_serial}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let kept = b
+        .expect(
+            StatusCode::OK,
+            "GET",
+            &format!("pki/cert/{lasting_serial}"),
+            None,
+        )
+        .await;
+    assert!(kept["data"]["revocation_time"].as_u64().unwrap() > 0);
+}

@@ -346,7 +346,13 @@ impl PkiEngine {
     /// expired more than `safety_buffer` ago (default 72 h), and rebuilds
     /// the CRL.
     pub async fn tidy(&self, body: &Map<String, Value>) -> Result<Value, EngineError> {
-        let buffer = field_ttl(body, "safety_buffer")?.unwrap_or(Duration::from_secs(72 * 3600));
+        // Zero is a real choice here ("everything expired"), not "unset".
+        let buffer = match body.get("safety_buffer") {
+            None | Some(Value::Null) => Duration::from_secs(72 * 3600),
+            Some(v) => serde_json::from_value::<Ttl>(v.clone())
+                .map_err(|e| EngineError::BadRequest(format!("safety_buffer: {e}")))?
+                .0,
+        };
         let before = crate::pki::now().saturating_sub(buffer.as_secs());
         let mut certs = 0;
         if body.get("tidy_cert_store").and_then(Value::as_bool) != Some(false) {
