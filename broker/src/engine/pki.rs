@@ -349,9 +349,11 @@ impl PkiEngine {
         // Zero is a real choice here ("everything expired"), not "unset".
         let buffer = match body.get("safety_buffer") {
             None | Some(Value::Null) => Duration::from_secs(72 * 3600),
-            Some(v) => serde_json::from_value::<Ttl>(v.clone())
-                .map_err(|e| EngineError::BadRequest(format!("safety_buffer: {e}")))?
-                .0,
+            Some(v) => {
+                serde_json::from_value::<Ttl>(v.clone())
+                    .map_err(|e| EngineError::BadRequest(format!("safety_buffer: {e}")))?
+                    .0
+            }
         };
         let before = crate::pki::now().saturating_sub(buffer.as_secs());
         let mut certs = 0;
