@@ -1,10 +1,13 @@
 //! The HTTP API: Vault's paths, envelope and status codes for the subset
 //! the broker implements, so Vault clients work unchanged.
 //!
-//! This layer only maps: it authenticates the token, parses the body,
-//! dispatches by path to `sys` handlers or the mount's engine, and turns
-//! results into Vault's envelope and errors into `{"errors": [...]}`.
-//! It must never put a secret in an error or a log line.
+//! This layer only maps: it applies the rate limit, parses the body,
+//! authenticates the token, has the audit log take the request (and refuses
+//! it when no device can), dispatches by path to `sys` handlers or the
+//! mount's engine, has the audit log take the response, and turns results
+//! into Vault's envelope and errors into `{"errors": [...]}`. It must never
+//! put a secret in an error or a log line, nor answer what the audit log
+//! did not take.
 
 mod audit;
 mod envelope;
