@@ -10,6 +10,7 @@
 //! - [`pki`] holds CA keys and signs what the `pki` plugin builds.
 //! - [`audit`] records every request, response and revocation, fail closed.
 //! - [`barrier`] seals every stored value; [`kms`] wraps the barrier's keyring.
+//! - [`metrics`] counts what `sys/metrics` reports.
 //! - [`config`] reads the server's configuration file; [`server`] starts
 //!   and serves; [`cli`] is the `broker` command, the only place `anyhow`
 //!   is used.
@@ -26,6 +27,7 @@ pub mod duration;
 pub mod engine;
 pub mod kms;
 pub mod lease;
+pub mod metrics;
 pub mod pki;
 pub mod plugin;
 pub mod server;

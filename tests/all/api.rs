@@ -655,3 +655,58 @@ async fn request_logs_are_structured_and_never_hold_a_secret() {
         assert!(!log.contains(secret), "a secret reached the log:\n{log}");
     }
 }
+
+#[tokio::test]
+async fn sys_metrics_reports_requests_issuances_and_leases() {
+    let b = Broker::start().await;
+    setup_postgres(&b, "*").await;
+    for _ in 0..2 {
+        b.expect(StatusCode::OK, "GET", "database/creds/readonly", None)
+            .await;
+    }
+    b.call("GET", "database/creds/nope", None).await;
+    let resp = b
+        .http
+        .get(format!("{}/sys/metrics", b.base))
+        .header("X-Vault-Token", &b.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    let value = |line_start: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {line_start} in:\n{text}"))
+    };
+    assert_eq!(value("broker_leases{state=\"active\"}"), 2.0);
+    assert_eq!(
+        value("broker_issuance_duration_seconds_count{mount=\"database\"}"),
+        2.0
+    );
+    assert!(value("broker_requests_total{op=\"read\",status=\"200\"}") >= 2.0);
+    assert_eq!(
+        value("broker_requests_total{op=\"read\",status=\"400\"}"),
+        1.0
+    );
+    assert!(
+        text.contains("# TYPE broker_revocation_failures counter"),
+        "{text}"
+    );
+    // Metrics need a token, as in Vault by default.
+    let resp = b
+        .http
+        .get(format!("{}/sys/metrics", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+}

@@ -137,15 +137,18 @@ async fn handle(
     // either may hold a token or a credential.
     let elapsed_us = started.elapsed().as_micros() as u64;
     let op = op.map_or("unsupported", Operation::as_str);
+    let status = match &result {
+        Ok(reply) => reply.status().as_u16(),
+        Err(e) => e.status.as_u16(),
+    };
+    crate::metrics::metrics().request(op, status);
     match result {
         Ok(reply) => {
-            let status = reply.status().as_u16();
             let lease_id = reply.lease_id().unwrap_or_default().to_owned();
             tracing::info!(%request_id, op, %path, %remote, status, elapsed_us, %lease_id, "request");
             reply.render(&request_id)
         }
         Err(e) => {
-            let status = e.status.as_u16();
             if e.status.is_server_error() {
                 tracing::warn!(%request_id, op, %path, %remote, status, elapsed_us, error = %e.message, "request failed");
             } else {
@@ -224,12 +227,15 @@ async fn dispatch(
         _ => None,
     };
     let mut public = false;
+    let mut mount_path = None;
+    let started = Instant::now();
     let (mount_type, mount_accessor) = if path.starts_with("sys/") {
         (Some("system".to_owned()), None)
     } else {
         match core.route(path).await {
-            Some((_, entry, rest)) => {
+            Some((mount, entry, rest)) => {
                 public = op == Operation::Read && pki::is_public(&entry.kind, &rest);
+                mount_path = Some(mount);
                 (Some(entry.kind), Some(entry.accessor))
             }
             None => (None, None),
@@ -272,6 +278,14 @@ async fn dispatch(
             ..AuditResponse::default()
         },
     };
+    // An issuance: a credential in the data, from an issuing endpoint.
+    if let (Some(mount), Some(_)) = (&mount_path, &response.data)
+        && let Some(endpoint) = path[mount.len().min(path.len())..].split('/').next()
+        && matches!(endpoint, "creds" | "issue" | "sign")
+    {
+        crate::metrics::metrics()
+            .issued(mount.trim_end_matches('/'), started.elapsed().as_secs_f64());
+    }
     if let Err(e) = audit.log_response(auth.as_ref(), &audited, &response).await {
         // A credential must not leave unaudited: take it back.
         if response.data.is_some()
@@ -295,6 +309,21 @@ async fn route(core: &Core, request: Request) -> Result<Reply, ApiError> {
         || request.path.starts_with("sys/audit-hash/")
     {
         audit::handle(core, request).await
+    } else if request.path == "sys/metrics" {
+        match request.op {
+            Operation::Read => {
+                let metrics = crate::metrics::metrics();
+                metrics.set_leases(&core.leases().counts().await?);
+                Ok(Reply::Raw {
+                    content_type: "text/plain; version=0.0.4; charset=utf-8",
+                    body: metrics.encode().into_bytes(),
+                })
+            }
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "unsupported operation on sys/metrics",
+            )),
+        }
     } else if request.path == openapi::PATH {
         match request.op {
             Operation::Read => Ok(Reply::Bare(openapi::document(&core.mounts().await))),

@@ -143,6 +143,12 @@ const SYSTEM: &[Route] = &[
         fields: &[("input", "string", "the value to hash")],
     },
     Route {
+        path: "sys/metrics",
+        summary: "Metrics in Prometheus' text format: requests, issuance latency per mount, leases by state, revocation failures, plugin deadline hits, audit failures.",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
         path: PATH,
         summary: "This document.",
         ops: &[Read],

@@ -483,9 +483,13 @@ impl Auditor {
             match tokio::task::spawn_blocking(move || file.append(entry, durable)).await {
                 Ok(Ok(())) => written += 1,
                 Ok(Err(e)) => {
+                    crate::metrics::metrics().audit_failure(path);
                     tracing::error!(device = %path, error = %e, "audit device failed")
                 }
-                Err(e) => tracing::error!(device = %path, error = %e, "audit write task failed"),
+                Err(e) => {
+                    crate::metrics::metrics().audit_failure(path);
+                    tracing::error!(device = %path, error = %e, "audit write task failed")
+                }
             }
         }
         if written == 0 {

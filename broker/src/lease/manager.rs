@@ -479,6 +479,7 @@ impl Leases {
             Ok(()) => {
                 self.store.storage().delete_lease(&row.id).await?;
                 tracing::info!(lease = %row.id, "lease revoked");
+                crate::metrics::metrics().revoked();
                 if let Some(events) = &self.events {
                     events.revoked(&row.id).await;
                 }
@@ -525,6 +526,7 @@ impl Leases {
         };
         tracing::warn!(lease = %row.id, attempts = row.attempts, error = %error, state = row.state.as_str(), "revocation failed");
         self.store.storage().update_lease(&row).await?;
+        crate::metrics::metrics().revocation_failed();
         if let Some(events) = &self.events {
             events
                 .revocation_failed(&row.id, row.attempts, &error.to_string())
@@ -552,6 +554,11 @@ impl Leases {
             revoked,
             failed: results.len() - revoked,
         })
+    }
+
+    /// How many leases are in each state (a count over storage).
+    pub async fn counts(&self) -> Result<Vec<(LeaseState, i64)>, LeaseError> {
+        Ok(self.store.storage().count_leases().await?)
     }
 
     /// Runs the expiration worker every `every` until the handle is dropped

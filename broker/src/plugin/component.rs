@@ -354,12 +354,16 @@ impl Plugin {
         let grace = EPOCH_TICK * 4;
         let (result, store) = tokio::time::timeout(limits.deadline + grace, run)
             .await
-            .map_err(|_| PluginError::Deadline(limits.deadline))?;
+            .map_err(|_| {
+                crate::metrics::metrics().deadline_hit(&self.inner.name);
+                PluginError::Deadline(limits.deadline)
+            })?;
         let mut store = store;
         let recorded = store.data_mut().recorded.take();
         result.map(|r| (r, recorded)).map_err(|e| {
             let state = store.data();
             if state.deadline_hit {
+                crate::metrics::metrics().deadline_hit(&self.inner.name);
                 PluginError::Deadline(limits.deadline)
             } else if state.limiter.exceeded {
                 PluginError::MemoryLimit(limits.memory_bytes)
