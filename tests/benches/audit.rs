@@ -74,6 +74,7 @@ async fn per_entry(entries: usize, fsync: bool) -> (f64, f64, f64) {
         lease_id: Some("database/creds/app/0123456789abcdef0123456789abcdef".into()),
         lease_duration: 3600,
         error: None,
+        credential: true,
     };
     let pairs = entries / 2;
     let mut times = Vec::with_capacity(pairs);

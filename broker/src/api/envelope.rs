@@ -87,8 +87,7 @@ pub(crate) fn request_id() -> String {
 }
 
 /// What a handler answers; [`Reply::render`] wraps it in Vault's envelope
-/// with the request's id.
-#[derive(Debug)]
+/// with the request's id. `Debug` shows no data: it may be a credential.
 pub(crate) enum Reply {
     /// A 200 with `data` (and a lease, for a leased secret).
     Envelope {
@@ -168,6 +167,15 @@ impl Reply {
                 ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
             }
         }
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status())
+            .field("lease_id", &self.lease_id())
+            .finish_non_exhaustive()
     }
 }
 

@@ -61,12 +61,21 @@ impl Operation {
     }
 }
 
-/// A parsed request, as handlers see it.
-#[derive(Debug)]
+/// A parsed request, as handlers see it. `Debug` leaves the body out: it
+/// may hold a password.
 pub(crate) struct Request {
     pub(crate) op: Operation,
     pub(crate) path: String,
     pub(crate) body: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("op", &self.op)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 type Limiter = governor::DefaultDirectRateLimiter;
@@ -279,12 +288,18 @@ async fn dispatch(
         },
     };
     // An issuance: a credential in the data, from an issuing endpoint.
-    if let (Some(mount), Some(_)) = (&mount_path, &response.data)
-        && let Some(endpoint) = path[mount.len().min(path.len())..].split('/').next()
-        && matches!(endpoint, "creds" | "issue" | "sign")
-    {
-        crate::metrics::metrics()
-            .issued(mount.trim_end_matches('/'), started.elapsed().as_secs_f64());
+    let mut response = response;
+    if let (Some(mount), Some(_)) = (&mount_path, &response.data) {
+        let rest = path.get(mount.len()..).unwrap_or_default();
+        if matches!(rest.split('/').next(), Some("creds" | "issue" | "sign")) {
+            response.credential = true;
+            crate::metrics::metrics()
+                .issued(mount.trim_end_matches('/'), started.elapsed().as_secs_f64());
+        }
+        // An exported CA key is a credential too.
+        if rest.ends_with("generate/exported") {
+            response.credential = true;
+        }
     }
     if let Err(e) = audit.log_response(auth.as_ref(), &audited, &response).await {
         // A credential must not leave unaudited: take it back.

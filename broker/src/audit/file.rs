@@ -111,6 +111,25 @@ fn head_of(path: &Path) -> ChainHead {
         .unwrap_or_default()
 }
 
+/// Whether a regular file's last byte is not a newline.
+fn ends_mid_line(path: &Path) -> bool {
+    let Ok(mut file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return false;
+    };
+    let len = file
+        .metadata()
+        .map_or(0, |m| if m.is_file() { m.len() } else { 0 });
+    let mut last = [0u8; 1];
+    len > 0
+        && file.seek(SeekFrom::Start(len - 1)).is_ok()
+        && file.read_exact(&mut last).is_ok()
+        && last[0] != b'\n'
+}
+
 impl FileDevice {
     /// Opens (creating) the target; an existing file's chain continues.
     pub fn open(target: Target) -> std::io::Result<Self> {
@@ -118,7 +137,13 @@ impl FileDevice {
             Target::Stdout => (Output::Stdout, ChainHead::default()),
             Target::File(path) => {
                 let head = head_of(path);
-                (Output::File(open_file(path)?), head)
+                let mut file = open_file(path)?;
+                // A crash mid-line leaves no newline: start on a fresh line,
+                // so the next entry stays whole (verify reports the torn one).
+                if ends_mid_line(path) {
+                    file.write_all(b"\n")?;
+                }
+                (Output::File(file), head)
             }
         };
         Ok(Self {

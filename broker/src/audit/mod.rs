@@ -192,6 +192,8 @@ pub struct AuditResponse {
     pub lease_duration: i64,
     /// The error message of a failed request.
     pub error: Option<String>,
+    /// The response hands out a credential or a key (durable before it leaves).
+    pub credential: bool,
 }
 
 impl std::fmt::Debug for AuditResponse {
@@ -329,6 +331,17 @@ impl Auditor {
     pub async fn enable(&self, path: &str, config: DeviceConfig) -> Result<(), AuditError> {
         let path = normalize(path)?;
         self.check_path(&config.options.file_path)?;
+        // Over the API, only a regular file (or stdout): opening a FIFO or a
+        // device could block or write somewhere unexpected.
+        if config.options.file_path != "stdout"
+            && std::fs::symlink_metadata(&config.options.file_path)
+                .is_ok_and(|m| !m.file_type().is_file())
+        {
+            return Err(AuditError::Invalid(format!(
+                "file_path {:?} exists and is not a regular file",
+                config.options.file_path
+            )));
+        }
         let mut devices = self.devices.write().await;
         if devices.contains_key(&path) {
             return Err(AuditError::Invalid(format!(
@@ -443,7 +456,8 @@ impl Auditor {
         request: &AuditRequest,
         response: &AuditResponse,
     ) -> Result<(), AuditError> {
-        self.write(response.lease_id.is_some(), |raw, hmac_accessor| {
+        let durable = response.lease_id.is_some() || response.credential;
+        self.write(durable, |raw, hmac_accessor| {
             self.entry(
                 "response",
                 auth,

@@ -54,13 +54,21 @@ pub struct PkiEngine {
     catalog: Arc<Catalog>,
 }
 
-/// A certificate made for a request.
-#[derive(Debug)]
+/// A certificate made for a request. `Debug` shows no data: it holds the
+/// private key.
 pub struct Issued {
     /// The lease, when the role asks for one.
     pub lease: Option<LeaseRow>,
     /// What the client receives.
     pub data: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("lease", &self.lease.as_ref().map(|l| &l.id))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Needed by the SDK's issue flow; a certificate without a lease has
@@ -476,7 +484,7 @@ impl PkiEngine {
                 .map_or(ttls.default, Duration::from_secs)
                 .min(max),
         };
-        let expires_at = crate::pki::now() + ttl.as_secs();
+        let expires_at = crate::pki::now().saturating_add(ttl.as_secs());
         if expires_at > ca.not_after() {
             return Err(EngineError::BadRequest(format!(
                 "the certificate would outlive its CA (which expires at {}); ask for a shorter ttl",

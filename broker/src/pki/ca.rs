@@ -56,6 +56,21 @@ fn pem_to_der(pem_text: &str, what: &str) -> Result<Vec<u8>, PkiError> {
         .map_err(|_| PkiError::Invalid(format!("{what} is not PEM")))
 }
 
+/// The signature AlgorithmIdentifier OID a CA key of `key_type` signs with
+/// (as rcgen writes it).
+fn signature_oid(key_type: KeyType) -> &'static str {
+    match key_type {
+        KeyType::EcP256 => "1.2.840.10045.4.3.2",
+        KeyType::EcP384 => "1.2.840.10045.4.3.3",
+        KeyType::Ed25519 => "1.3.101.112",
+        KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => "1.2.840.113549.1.1.11",
+    }
+}
+
+fn parse_serial_bytes(text: &str) -> Vec<u8> {
+    super::parse_serial(text).unwrap_or_default()
+}
+
 /// A certificate's DER as PEM.
 pub fn certificate_pem(der: &[u8]) -> String {
     ::pem::encode_config(
@@ -176,21 +191,73 @@ impl Ca {
         if !rest.is_empty() {
             return refuse("trailing bytes after the TBSCertificate");
         }
+        if parsed.version() != X509Version::V3 {
+            return refuse("only X.509 v3 certificates are signed");
+        }
         if name_attributes(parsed.issuer()) != self.subject {
             return refuse("the issuer name is not this CA's");
         }
-        if let Ok(Some(bc)) = parsed.basic_constraints()
-            && bc.value.ca
-        {
-            return refuse("it is a CA certificate");
+        if parsed.signature.algorithm.to_id_string() != signature_oid(self.key_type) {
+            return refuse("the signature algorithm is not this CA's");
         }
-        if let Ok(Some(ku)) = parsed.key_usage()
-            && (ku.value.key_cert_sign() || ku.value.crl_sign())
-        {
-            return refuse("it asks for certificate or CRL signing");
+        if parsed.raw_serial() == parse_serial_bytes(&self.serial).as_slice() {
+            return refuse("the serial is the CA's own");
         }
-        let not_after = u64::try_from(parsed.validity().not_after.timestamp()).unwrap_or(u64::MAX);
-        if not_after > self.not_after {
+        // An allowlist: every extension must be one a leaf needs, must
+        // parse, and must appear once. Anything else is refused, so a
+        // malformed or unknown extension cannot smuggle in a CA.
+        let mut seen = std::collections::HashSet::new();
+        let mut basic_constraints = false;
+        for ext in parsed.extensions() {
+            if !seen.insert(ext.oid.to_id_string()) {
+                return refuse("an extension appears twice");
+            }
+            match ext.parsed_extension() {
+                ParsedExtension::BasicConstraints(bc) => {
+                    if bc.ca {
+                        return refuse("it is a CA certificate");
+                    }
+                    basic_constraints = true;
+                }
+                ParsedExtension::KeyUsage(ku) => {
+                    if ku.key_cert_sign() || ku.crl_sign() {
+                        return refuse("it asks for certificate or CRL signing");
+                    }
+                }
+                ParsedExtension::ExtendedKeyUsage(eku) => {
+                    if eku.any
+                        || eku.code_signing
+                        || eku.email_protection
+                        || eku.time_stamping
+                        || eku.ocsp_signing
+                        || !eku.other.is_empty()
+                    {
+                        return refuse(
+                            "only serverAuth and clientAuth extended key usages are signed",
+                        );
+                    }
+                }
+                ParsedExtension::SubjectAlternativeName(_)
+                | ParsedExtension::SubjectKeyIdentifier(_)
+                | ParsedExtension::AuthorityKeyIdentifier(_) => {}
+                _ => {
+                    return refuse(&format!(
+                        "extension {} is not one this CA signs, or does not parse",
+                        ext.oid.to_id_string()
+                    ));
+                }
+            }
+        }
+        if !basic_constraints {
+            return refuse("a leaf must say basicConstraints cA=FALSE");
+        }
+        let validity = parsed.validity();
+        let not_before = validity.not_before.timestamp();
+        let not_after = validity.not_after.timestamp();
+        if not_before > not_after {
+            return refuse("its validity ends before it starts");
+        }
+        if u64::try_from(not_after).unwrap_or(u64::MAX) > self.not_after {
             return refuse("it would outlive the CA");
         }
         use rcgen::SigningKey;
@@ -207,7 +274,7 @@ impl Ca {
     ) -> Result<(String, String), PkiError> {
         let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| PkiError::Invalid(format!("the CSR was refused: {e}")))?;
-        let not_after = now() + ttl_secs;
+        let not_after = now().saturating_add(ttl_secs);
         if not_after > self.not_after {
             return Err(PkiError::Invalid(
                 "ttl: the intermediate would outlive this CA".into(),
@@ -236,6 +303,11 @@ impl Ca {
 
 /// A new self-signed root CA.
 pub fn generate_root(common_name: &str, ttl_secs: u64, key_type: KeyType) -> Result<Ca, PkiError> {
+    if now().saturating_add(ttl_secs) > super::MAX_NOT_AFTER {
+        return Err(PkiError::Invalid(
+            "ttl: a certificate cannot end after the year 9999".into(),
+        ));
+    }
     let key = keys::generate(key_type)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
@@ -249,7 +321,7 @@ pub fn generate_root(common_name: &str, ttl_secs: u64, key_type: KeyType) -> Res
         KeyUsagePurpose::DigitalSignature,
     ];
     params.not_before = datetime(now().saturating_sub(30));
-    params.not_after = datetime(now() + ttl_secs);
+    params.not_after = datetime(now().saturating_add(ttl_secs));
     params.serial_number = Some(random_serial()?.into());
     let cert = params.self_signed(&key)?;
     Ca::load(CaBundle {
@@ -284,18 +356,29 @@ pub fn split_bundle(text: &str) -> Result<(Vec<String>, Option<Zeroizing<String>
         let Some((label, _)) = block.split_once("-----") else {
             continue;
         };
+        // A label is short uppercase text; anything else may be key
+        // material and must not be quoted back.
+        let shown = if label.len() <= 40
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b == b' ' || b.is_ascii_digit())
+        {
+            label
+        } else {
+            "(malformed)"
+        };
         let Some(end) = block.find(&format!("-----END {label}-----")) else {
             return Err(PkiError::Invalid(format!(
-                "unterminated PEM block {label:?}"
+                "unterminated PEM block {shown:?}"
             )));
         };
         let pem = format!("-----BEGIN {}-----END {label}-----\n", &block[..end]);
         match label {
             "CERTIFICATE" => certs.push(pem),
             l if l.ends_with("PRIVATE KEY") => key = Some(Zeroizing::new(pem)),
-            other => {
+            _ => {
                 return Err(PkiError::Invalid(format!(
-                    "unexpected PEM block {other:?} in the bundle"
+                    "unexpected PEM block {shown:?} in the bundle"
                 )));
             }
         }
@@ -368,6 +451,7 @@ mod tests {
         let mut leaf = CertificateParams::new(vec!["a.example.com".into()]).unwrap();
         leaf.not_before = datetime(now());
         leaf.not_after = datetime(now() + 3600);
+        leaf.is_ca = IsCa::ExplicitNoCa;
         edit(&mut leaf);
         leaf.signed_by(&leaf_key, &issuer).unwrap();
         issuer.key().tbs.borrow().clone()
@@ -402,5 +486,38 @@ mod tests {
             "outlive",
         );
         refuses(b"not der".to_vec(), "TBSCertificate");
+        refuses(
+            tbs(&ca, "Root", |p| p.is_ca = IsCa::NoCa),
+            "basicConstraints",
+        );
+        refuses(
+            tbs(&ca, "Root", |p| {
+                p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+            }),
+            "extended key usages",
+        );
+        refuses(
+            tbs(&ca, "Root", |p| {
+                p.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 4, 1, 99999, 1],
+                    vec![0x05, 0x00],
+                )];
+            }),
+            "not one this CA signs",
+        );
+        // basicConstraints cA=TRUE with a pathLen x509-parser cannot hold
+        // (2^32), next to the cA=FALSE one: refused, never skipped.
+        refuses(
+            tbs(&ca, "Root", |p| {
+                p.is_ca = IsCa::NoCa;
+                p.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+                    &[2, 5, 29, 19],
+                    vec![
+                        0x30, 0x0a, 0x01, 0x01, 0xff, 0x02, 0x05, 0x01, 0x00, 0x00, 0x00, 0x00,
+                    ],
+                )];
+            }),
+            "the CA refuses to sign",
+        );
     }
 }

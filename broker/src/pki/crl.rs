@@ -22,6 +22,9 @@ pub struct Revoked {
 struct CrlState {
     number: u64,
     der: Vec<u8>,
+    /// When it was signed (0 for CRLs stored before this was kept).
+    #[serde(default)]
+    built_at: u64,
 }
 
 fn revoked_key(mount: &str, serial: &[u8]) -> String {
@@ -124,16 +127,20 @@ pub async fn rebuild(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<
             &CrlState {
                 number,
                 der: der.clone(),
+                built_at: now,
             },
         )
         .await?;
     Ok(der)
 }
 
-/// The current CRL, DER (built on first use).
+/// The current CRL, DER: rebuilt on first use, and once half its lifetime
+/// has passed, so clients never fetch one past its nextUpdate.
 pub async fn current(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<u8>, PkiError> {
     match store.get::<CrlState>(&crl_key(mount)).await? {
-        Some(state) => Ok(state.der),
-        None => rebuild(store, mount, ca).await,
+        Some(state) if now() < state.built_at.saturating_add(CRL_LIFETIME_SECS / 2) => {
+            Ok(state.der)
+        }
+        _ => rebuild(store, mount, ca).await,
     }
 }

@@ -19,27 +19,37 @@ pub fn algorithm(key_type: KeyType) -> &'static SignatureAlgorithm {
 
 /// The key type of an algorithm rcgen reports (for imported keys and CSRs).
 pub fn key_type_of(alg: &SignatureAlgorithm, public_key_raw: &[u8]) -> Result<KeyType, PkiError> {
-    Ok(if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
-        KeyType::EcP256
-    } else if alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
-        KeyType::EcP384
-    } else if alg == &rcgen::PKCS_ED25519 {
-        KeyType::Ed25519
-    } else if alg == &rcgen::PKCS_RSA_SHA256
-        || alg == &rcgen::PKCS_RSA_SHA384
-        || alg == &rcgen::PKCS_RSA_SHA512
-    {
-        // PKCS#1 RSAPublicKey: the modulus length gives the size.
-        match public_key_raw.len() {
-            0..=300 => KeyType::Rsa2048,
-            301..=430 => KeyType::Rsa3072,
-            _ => KeyType::Rsa4096,
-        }
-    } else {
-        return Err(PkiError::Invalid(
-            "unsupported key algorithm: use EC P-256/P-384, Ed25519 or RSA".into(),
-        ));
-    })
+    Ok(
+        if alg == &rcgen::PKCS_ECDSA_P256_SHA256 || alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
+            // The curve is the key's, not the signature's hash: the
+            // uncompressed point's length tells it.
+            match public_key_raw.len() {
+                65 => KeyType::EcP256,
+                97 => KeyType::EcP384,
+                _ => {
+                    return Err(PkiError::Invalid(
+                        "unsupported EC key: use P-256 or P-384".into(),
+                    ));
+                }
+            }
+        } else if alg == &rcgen::PKCS_ED25519 {
+            KeyType::Ed25519
+        } else if alg == &rcgen::PKCS_RSA_SHA256
+            || alg == &rcgen::PKCS_RSA_SHA384
+            || alg == &rcgen::PKCS_RSA_SHA512
+        {
+            // PKCS#1 RSAPublicKey: the modulus length gives the size.
+            match public_key_raw.len() {
+                0..=300 => KeyType::Rsa2048,
+                301..=430 => KeyType::Rsa3072,
+                _ => KeyType::Rsa4096,
+            }
+        } else {
+            return Err(PkiError::Invalid(
+                "unsupported key algorithm: use EC P-256/P-384, Ed25519 or RSA".into(),
+            ));
+        },
+    )
 }
 
 /// The key type named by Vault's `key_type` and `key_bits`.

@@ -41,6 +41,9 @@ impl From<rcgen::Error> for PkiError {
     }
 }
 
+/// 9999-12-31T23:59:59Z: X.509 time cannot go past it.
+pub const MAX_NOT_AFTER: u64 = 253_402_300_799;
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()

@@ -114,7 +114,18 @@ impl CaSigner for MountCa {
 
     async fn revoke(&self, serial: &str) -> Result<(), SignerError> {
         let serial = parse_serial(serial).map_err(refused)?;
-        crl::revoke(&self.store, &self.mount, &self.ca, &serial, None)
+        // The stored copy says when it expires, so tidy can drop the entry.
+        let stored: Option<serde_json::Value> = self
+            .store
+            .get(&format!(
+                "mounts/{}/certs/{}",
+                self.mount,
+                hex::encode(&serial)
+            ))
+            .await
+            .map_err(|e| SignerError::Denied(e.to_string()))?;
+        let not_after = stored.and_then(|c| c.get("not_after").and_then(serde_json::Value::as_u64));
+        crl::revoke(&self.store, &self.mount, &self.ca, &serial, not_after)
             .await
             .map(|_| ())
             .map_err(refused)

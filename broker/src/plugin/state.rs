@@ -80,6 +80,8 @@ pub(crate) struct CallState {
     pub(crate) recorded: Option<String>,
     /// The mount's CA, for the `signer` capability.
     pub(crate) signer: Option<Arc<dyn super::CaSigner>>,
+    /// Signatures made in this call: one certificate per call, at most.
+    pub(crate) signatures: u32,
     pub(crate) max_output_bytes: usize,
 }
 
@@ -117,6 +119,7 @@ impl CallState {
             recorder,
             recorded: None,
             signer,
+            signatures: 0,
             max_output_bytes: limits.max_output_bytes,
         }
     }

@@ -25,7 +25,10 @@ impl SqliteBackend {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Prefix listings use LIKE, which SQLite otherwise matches
+            // without case: mount `pki` would see mount `PKI`'s keys.
+            .pragma("case_sensitive_like", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)

@@ -94,9 +94,20 @@ impl wit::Host for CallState {
         &mut self,
         tbs: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, wit::SignerError>> {
-        Ok(self
+        // One certificate per call: a plugin cannot mint extra ones on the
+        // side (nor any during a revocation).
+        if self.signatures > 0 {
+            return Ok(Err(wit::SignerError::Denied(
+                "one certificate per call: the CA already signed in this call".into(),
+            )));
+        }
+        let signed = self
             .ca()
-            .and_then(|ca| ca.sign_tbs(&tbs).map_err(wit_error)))
+            .and_then(|ca| ca.sign_tbs(&tbs).map_err(wit_error));
+        if signed.is_ok() {
+            self.signatures += 1;
+        }
+        Ok(signed)
     }
 
     async fn parse_csr(
