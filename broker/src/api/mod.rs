@@ -279,7 +279,7 @@ async fn dispatch(
             .await
         }
     };
-    let response = match &result {
+    let mut response = match &result {
         Ok(reply) => reply.audit_response(),
         Err(e) => AuditResponse {
             status: e.status.as_u16(),
@@ -288,7 +288,6 @@ async fn dispatch(
         },
     };
     // An issuance: a credential in the data, from an issuing endpoint.
-    let mut response = response;
     if let (Some(mount), Some(_)) = (&mount_path, &response.data) {
         let rest = path.get(mount.len()..).unwrap_or_default();
         if matches!(rest.split('/').next(), Some("creds" | "issue" | "sign")) {
