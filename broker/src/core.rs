@@ -29,6 +29,12 @@ const CLUSTER_ID_KEY: &str = "core/cluster-id";
 /// Root tokens: `brk.` and 36 random hex digits, kept only as a hash.
 struct RootToken;
 
+/// A fresh root token (`brk.` and 36 random hex digits), as `operator init`
+/// makes them; dev mode uses it when no token is chosen.
+pub fn generate_root_token() -> Result<Zeroizing<String>, String> {
+    RootToken::generate()
+}
+
 impl RootToken {
     fn generate() -> Result<Zeroizing<String>, String> {
         let mut bytes = Zeroizing::new([0u8; 18]);

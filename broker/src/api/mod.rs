@@ -34,7 +34,7 @@ pub use envelope::ApiError;
 use envelope::{Reply, request_id};
 
 use crate::audit::{AuditAuth, AuditRequest, AuditResponse};
-use crate::core::Core;
+use crate::core::{Core, MountEntry};
 use crate::server::ServeOptions;
 
 /// The largest request body accepted (Vault's default is 32 MiB; ours is
@@ -67,6 +67,9 @@ pub(crate) struct Request {
     pub(crate) op: Operation,
     pub(crate) path: String,
     pub(crate) body: Map<String, Value>,
+    /// The mount serving `path` (looked up once, in [`dispatch`]): its
+    /// path, entry, and the rest of the request path.
+    pub(crate) mount: Option<(String, MountEntry, String)>,
 }
 
 impl std::fmt::Debug for Request {
@@ -235,21 +238,21 @@ async fn dispatch(
         }),
         _ => None,
     };
-    let mut public = false;
-    let mut mount_path = None;
     let started = Instant::now();
-    let (mount_type, mount_accessor) = if path.starts_with("sys/") {
-        (Some("system".to_owned()), None)
+    let mount = if path.starts_with("sys/") {
+        None
     } else {
-        match core.route(path).await {
-            Some((mount, entry, rest)) => {
-                public = op == Operation::Read && pki::is_public(&entry.kind, &rest);
-                mount_path = Some(mount);
-                (Some(entry.kind), Some(entry.accessor))
-            }
-            None => (None, None),
-        }
+        core.route(path).await
     };
+    let public = mount
+        .as_ref()
+        .is_some_and(|(_, entry, rest)| op == Operation::Read && pki::is_public(&entry.kind, rest));
+    let (mount_type, mount_accessor) = match &mount {
+        _ if path.starts_with("sys/") => (Some("system".to_owned()), None),
+        Some((_, entry, _)) => (Some(entry.kind.clone()), Some(entry.accessor.clone())),
+        None => (None, None),
+    };
+    let mount_path = mount.as_ref().map(|(m, _, _)| m.clone());
     let audited = AuditRequest {
         id: request_id.to_owned(),
         operation: op.as_str(),
@@ -274,6 +277,7 @@ async fn dispatch(
                     op,
                     path: path.to_owned(),
                     body,
+                    mount,
                 },
             )
             .await

@@ -7,8 +7,8 @@ use super::envelope::{ApiError, Reply, data, no_content, secret};
 use super::{Operation, Request};
 use crate::core::Core;
 
-pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError> {
-    let Some((mount, entry, rest)) = core.route(&req.path).await else {
+pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Reply, ApiError> {
+    let Some((mount, entry, rest)) = req.mount.take() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(

@@ -41,12 +41,6 @@ pub struct ServerArgs {
     dev_data_dir: Option<PathBuf>,
 }
 
-fn random_token() -> anyhow::Result<String> {
-    let mut b = [0u8; 18];
-    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(format!("brk.{}", hex::encode(b)))
-}
-
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     match &args.config {
         Some(path) if !args.dev => run_configured(path).await,
@@ -97,7 +91,9 @@ async fn run_dev(args: ServerArgs) -> anyhow::Result<()> {
     };
     let token = match args.dev_root_token_id {
         Some(t) => t,
-        None => random_token()?,
+        None => crate::core::generate_root_token()
+            .map_err(anyhow::Error::msg)?
+            .to_string(),
     };
     let core = crate::server::open_dev_core(&dir, &token, Duration::from_secs(60))
         .await

@@ -570,8 +570,5 @@ fn key_kind(key_type: crate::plugin::KeyType) -> &'static str {
 
 /// A CRL's DER as PEM.
 pub fn crl_pem(der: &[u8]) -> String {
-    ::pem::encode_config(
-        &::pem::Pem::new("X509 CRL", der.to_vec()),
-        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
-    )
+    crate::pki::pem_encode("X509 CRL", der)
 }

@@ -352,6 +352,13 @@ impl Leases {
         Ok(self.store.storage().list_leases(prefix, limit).await?)
     }
 
+    /// The plugin that made a lease's credential.
+    fn plugin(&self, data: &LeaseData) -> Result<&crate::plugin::Plugin, LeaseError> {
+        self.catalog
+            .get(&data.plugin)
+            .ok_or_else(|| LeaseError::UnknownPlugin(data.plugin.clone()))
+    }
+
     async fn resolve(&self, data: &LeaseData) -> ResolvedConnection {
         if let Some(resolver) = &self.resolver
             && let Some(current) = resolver.resolve(&data.mount, &data.config_name).await
@@ -401,10 +408,7 @@ impl Leases {
         }
         let data = self.open(&row)?;
         if let Some(revocation) = &data.revocation {
-            let plugin = self
-                .catalog
-                .get(&data.plugin)
-                .ok_or_else(|| LeaseError::UnknownPlugin(data.plugin.clone()))?;
+            let plugin = self.plugin(&data)?;
             let resolved = self.resolve(&data).await;
             plugin
                 .renew(
@@ -498,10 +502,7 @@ impl Leases {
         let Some(revocation) = &data.revocation else {
             return Ok(());
         };
-        let plugin = self
-            .catalog
-            .get(&data.plugin)
-            .ok_or_else(|| LeaseError::UnknownPlugin(data.plugin.clone()))?;
+        let plugin = self.plugin(&data)?;
         let resolved = self.resolve(&data).await;
         plugin
             .revoke(

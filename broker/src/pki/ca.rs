@@ -71,14 +71,6 @@ fn parse_serial_bytes(text: &str) -> Vec<u8> {
     super::parse_serial(text).unwrap_or_default()
 }
 
-/// A certificate's DER as PEM.
-pub fn certificate_pem(der: &[u8]) -> String {
-    ::pem::encode_config(
-        &::pem::Pem::new("CERTIFICATE", der.to_vec()),
-        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
-    )
-}
-
 fn name_attributes(name: &X509Name<'_>) -> Vec<(String, String)> {
     name.iter_attributes()
         .map(|a| {

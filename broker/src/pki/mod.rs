@@ -65,6 +65,14 @@ pub(crate) fn random_serial() -> Result<Vec<u8>, PkiError> {
     Ok(serial.to_vec())
 }
 
+/// DER as PEM with `tag` (`CERTIFICATE`, `X509 CRL`), LF line endings.
+pub fn pem_encode(tag: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
 /// Serials as Vault writes them: lowercase hex pairs joined by ':'.
 pub fn serial_text(bytes: &[u8]) -> String {
     bytes
