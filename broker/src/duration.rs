@@ -27,6 +27,20 @@ impl Ttl {
     pub fn secs(self) -> u64 {
         self.0.as_secs()
     }
+
+    /// The field `name` of a request body: `None` when absent or null, an
+    /// error naming the field when it is not a duration.
+    pub fn field(
+        body: &serde_json::Map<String, serde_json::Value>,
+        name: &str,
+    ) -> Result<Option<Self>, String> {
+        match body.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => Self::deserialize(v)
+                .map(Some)
+                .map_err(|e| format!("{name}: {e}")),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Ttl {

@@ -80,11 +80,9 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError>
         }
         (Operation::Write, r) if r == "renew" || r.starts_with("renew/") => {
             let id = lease_id(&req, r.trim_start_matches("renew"))?;
-            let increment = match req.body.get("increment") {
-                None | Some(Value::Null) => Ttl::default(),
-                Some(v) => serde_json::from_value::<Ttl>(v.clone())
-                    .map_err(|e| ApiError::bad_request(format!("increment: {e}")))?,
-            };
+            let increment = Ttl::field(&req.body, "increment")
+                .map_err(ApiError::bad_request)?
+                .unwrap_or_default();
             let row = leases.renew(&id, increment.0).await?;
             Ok(secret(
                 row.id.clone(),

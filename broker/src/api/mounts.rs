@@ -27,13 +27,15 @@ pub(crate) fn health(core: &Core) -> Reply {
 
 /// A TTL field, `None` when absent. Vault's `"system"` means the default.
 fn ttl_field(config: Option<&Value>, name: &str) -> Result<Option<u64>, ApiError> {
-    match config.and_then(|c| c.get(name)) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s == "system" => Ok(Some(0)),
-        Some(v) => serde_json::from_value::<Ttl>(v.clone())
-            .map(|t| Some(t.secs()))
-            .map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
+    let Some(Value::Object(config)) = config else {
+        return Ok(None);
+    };
+    if config.get(name).and_then(Value::as_str) == Some("system") {
+        return Ok(Some(0));
     }
+    Ttl::field(config, name)
+        .map(|t| t.map(Ttl::secs))
+        .map_err(ApiError::bad_request)
 }
 
 fn mount_of(tune_path: &str) -> &str {

@@ -232,9 +232,7 @@ impl DatabaseEngine {
     ) -> Result<(), EngineError> {
         valid_name(name)?;
         for ttl in ["default_ttl", "max_ttl"] {
-            if let Some(v) = body.remove(ttl) {
-                let parsed: Ttl = serde_json::from_value(v)
-                    .map_err(|e| EngineError::BadRequest(format!("{ttl}: {e}")))?;
+            if let Some(parsed) = Ttl::field(&body, ttl).map_err(EngineError::BadRequest)? {
                 body.insert(ttl.into(), json!(parsed.secs()));
             }
         }

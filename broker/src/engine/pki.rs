@@ -93,13 +93,12 @@ fn field_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a 
     }
 }
 
+/// A TTL field; zero counts as unset, as in Vault.
 fn field_ttl(body: &Map<String, Value>, name: &str) -> Result<Option<Duration>, EngineError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value::<Ttl>(v.clone())
-            .map(|t| (!t.0.is_zero()).then_some(t.0))
-            .map_err(|e| EngineError::BadRequest(format!("{name}: {e}"))),
-    }
+    Ok(Ttl::field(body, name)
+        .map_err(EngineError::BadRequest)?
+        .map(|t| t.0)
+        .filter(|d| !d.is_zero()))
 }
 
 fn key_type_field(body: &Map<String, Value>) -> Result<crate::plugin::KeyType, EngineError> {
@@ -355,14 +354,9 @@ impl PkiEngine {
     /// the CRL.
     pub async fn tidy(&self, body: &Map<String, Value>) -> Result<Value, EngineError> {
         // Zero is a real choice here ("everything expired"), not "unset".
-        let buffer = match body.get("safety_buffer") {
-            None | Some(Value::Null) => Duration::from_secs(72 * 3600),
-            Some(v) => {
-                serde_json::from_value::<Ttl>(v.clone())
-                    .map_err(|e| EngineError::BadRequest(format!("safety_buffer: {e}")))?
-                    .0
-            }
-        };
+        let buffer = Ttl::field(body, "safety_buffer")
+            .map_err(EngineError::BadRequest)?
+            .map_or(Duration::from_secs(72 * 3600), |t| t.0);
         let before = crate::pki::now().saturating_sub(buffer.as_secs());
         let mut certs = 0;
         if body.get("tidy_cert_store").and_then(Value::as_bool) != Some(false) {
