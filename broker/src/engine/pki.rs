@@ -191,17 +191,7 @@ impl PkiEngine {
         let key = key.ok_or_else(|| {
             EngineError::BadRequest("pem_bundle holds no private key for the CA".into())
         })?;
-        let Some((first, chain)) = certs.split_first() else {
-            return Err(EngineError::BadRequest(
-                "pem_bundle holds no certificate".into(),
-            ));
-        };
-        let ca = Ca::load(CaBundle {
-            certificate_pem: first.clone(),
-            key_pem: key,
-            chain_pem: chain.to_vec(),
-        })?;
-        self.install(&ca).await
+        self.install(&Ca::from_chain(&certs, key)?).await
     }
 
     /// `intermediate/generate/:type`: a key and a CSR; the key waits for
@@ -246,17 +236,7 @@ impl PkiEngine {
                     )
                 })?;
         let (certs, _) = ca::split_bundle(text)?;
-        let Some((first, chain)) = certs.split_first() else {
-            return Err(EngineError::BadRequest(
-                "certificate holds no PEM certificate".into(),
-            ));
-        };
-        let ca = Ca::load(CaBundle {
-            certificate_pem: first.clone(),
-            key_pem: key,
-            chain_pem: chain.to_vec(),
-        })?;
-        self.install(&ca).await?;
+        self.install(&Ca::from_chain(&certs, key)?).await?;
         self.store.delete(&self.key("pending-key")).await?;
         Ok(())
     }

@@ -122,6 +122,19 @@ impl Ca {
         })
     }
 
+    /// A CA from PEM certificates (its own first, then those above it) and
+    /// its key.
+    pub fn from_chain(certs: &[String], key_pem: Zeroizing<String>) -> Result<Self, PkiError> {
+        let Some((first, chain)) = certs.split_first() else {
+            return Err(PkiError::Invalid("no PEM certificate given".into()));
+        };
+        Self::load(CaBundle {
+            certificate_pem: first.clone(),
+            key_pem,
+            chain_pem: chain.to_vec(),
+        })
+    }
+
     /// The bundle to store.
     pub fn bundle(&self) -> &CaBundle {
         &self.bundle
@@ -278,19 +291,25 @@ impl Ca {
             params.distinguished_name = DistinguishedName::new();
             params.distinguished_name.push(DnType::CommonName, cn);
         }
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = datetime(now().saturating_sub(30));
-        params.not_after = datetime(not_after);
-        params.serial_number = Some(serial.clone().into());
+        make_ca(params, not_after, &serial);
         params.use_authority_key_identifier_extension = true;
         let cert = csr.signed_by(&self.issuer()?)?;
         Ok((cert.pem(), serial_text(&serial)))
     }
+}
+
+/// What every CA certificate this broker makes says: a CA, signing
+/// certificates and CRLs, from a little before now to `not_after`.
+fn make_ca(params: &mut CertificateParams, not_after: u64, serial: &[u8]) {
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = datetime(now().saturating_sub(30));
+    params.not_after = datetime(not_after);
+    params.serial_number = Some(serial.to_vec().into());
 }
 
 /// A new self-signed root CA.
@@ -306,15 +325,11 @@ pub fn generate_root(common_name: &str, ttl_secs: u64, key_type: KeyType) -> Res
     params
         .distinguished_name
         .push(DnType::CommonName, common_name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.not_before = datetime(now().saturating_sub(30));
-    params.not_after = datetime(now().saturating_add(ttl_secs));
-    params.serial_number = Some(random_serial()?.into());
+    make_ca(
+        &mut params,
+        now().saturating_add(ttl_secs),
+        &random_serial()?,
+    );
     let cert = params.self_signed(&key)?;
     Ca::load(CaBundle {
         certificate_pem: cert.pem(),
