@@ -95,6 +95,9 @@ pub(crate) enum Reply {
         lease_duration: i64,
         renewable: bool,
         data: Value,
+        /// `data` hands out a credential or a key: its audit entry must be
+        /// on disk before it leaves, and it counts as an issuance.
+        credential: bool,
     },
     /// A 200 with a body outside the envelope (`sys/health`, the OpenAPI document).
     Bare(Value),
@@ -126,12 +129,14 @@ impl Reply {
             lease_id,
             lease_duration,
             data,
+            credential,
             ..
         } = self
         {
             response.data = (!data.is_null()).then(|| data.clone());
             response.lease_id = (!lease_id.is_empty()).then(|| lease_id.clone());
             response.lease_duration = *lease_duration;
+            response.credential = *credential;
         }
         response
     }
@@ -150,6 +155,7 @@ impl Reply {
                 lease_duration,
                 renewable,
                 data,
+                ..
             } => Json(json!({
                 "request_id": request_id,
                 "lease_id": lease_id,
@@ -181,15 +187,34 @@ impl std::fmt::Debug for Reply {
 
 /// A 200 with `data` in Vault's envelope.
 pub(crate) fn data(data: Value) -> Reply {
-    secret(String::new(), 0, false, data)
+    Reply::Envelope {
+        lease_id: String::new(),
+        lease_duration: 0,
+        renewable: false,
+        data,
+        credential: false,
+    }
 }
 
-/// A 200 for a leased secret.
+/// A 200 handing out a credential or a key without a lease (a certificate
+/// of a role without `generate_lease`, an exported CA key).
+pub(crate) fn credential(data: Value) -> Reply {
+    Reply::Envelope {
+        lease_id: String::new(),
+        lease_duration: 0,
+        renewable: false,
+        data,
+        credential: true,
+    }
+}
+
+/// A 200 for a lease: a new credential when `data` holds one, or a renewal.
 pub(crate) fn secret(lease_id: String, lease_duration: i64, renewable: bool, data: Value) -> Reply {
     Reply::Envelope {
         lease_id,
         lease_duration,
         renewable,
+        credential: !data.is_null(),
         data,
     }
 }

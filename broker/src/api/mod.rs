@@ -283,7 +283,7 @@ async fn dispatch(
             .await
         }
     };
-    let mut response = match &result {
+    let response = match &result {
         Ok(reply) => reply.audit_response(),
         Err(e) => AuditResponse {
             status: e.status.as_u16(),
@@ -291,22 +291,15 @@ async fn dispatch(
             ..AuditResponse::default()
         },
     };
-    // An issuance: a credential in the data, from an issuing endpoint.
-    if let (Some(mount), Some(_)) = (&mount_path, &response.data) {
-        let rest = path.get(mount.len()..).unwrap_or_default();
-        if matches!(rest.split('/').next(), Some("creds" | "issue" | "sign")) {
-            response.credential = true;
-            crate::metrics::metrics()
-                .issued(mount.trim_end_matches('/'), started.elapsed().as_secs_f64());
-        }
-        // An exported CA key is a credential too.
-        if rest.ends_with("generate/exported") {
-            response.credential = true;
-        }
+    if response.credential
+        && let Some(mount) = &mount_path
+    {
+        crate::metrics::metrics()
+            .issued(mount.trim_end_matches('/'), started.elapsed().as_secs_f64());
     }
     if let Err(e) = audit.log_response(auth.as_ref(), &audited, &response).await {
         // A credential must not leave unaudited: take it back.
-        if response.data.is_some()
+        if response.credential
             && let Some(lease_id) = &response.lease_id
             && let Err(revoke) = core.leases().revoke(lease_id).await
         {

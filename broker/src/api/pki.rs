@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use super::envelope::{ApiError, Reply, data, no_content, secret};
+use super::envelope::{ApiError, Reply, credential, data, no_content, secret};
 use super::{Operation, Request};
 use crate::core::{Core, MountEntry};
 
@@ -28,9 +28,12 @@ pub(crate) async fn handle(
     let pki = core.pki(mount);
     let body = req.body;
     match (req.op, rest) {
-        (Operation::Write, "root/generate/internal" | "root/generate/exported") => Ok(data(
-            pki.generate_root(&body, rest.ends_with("exported")).await?,
-        )),
+        (Operation::Write, "root/generate/internal") => {
+            Ok(data(pki.generate_root(&body, false).await?))
+        }
+        (Operation::Write, "root/generate/exported") => {
+            Ok(credential(pki.generate_root(&body, true).await?))
+        }
         (Operation::Delete, "root") => {
             pki.delete_ca().await?;
             Ok(no_content())
@@ -42,11 +45,11 @@ pub(crate) async fn handle(
             pki.import(&body).await?;
             Ok(no_content())
         }
-        (Operation::Write, "intermediate/generate/internal" | "intermediate/generate/exported") => {
-            Ok(data(
-                pki.generate_intermediate(&body, rest.ends_with("exported"))
-                    .await?,
-            ))
+        (Operation::Write, "intermediate/generate/internal") => {
+            Ok(data(pki.generate_intermediate(&body, false).await?))
+        }
+        (Operation::Write, "intermediate/generate/exported") => {
+            Ok(credential(pki.generate_intermediate(&body, true).await?))
         }
         (Operation::Write, "intermediate/set-signed") => {
             pki.set_signed(&body).await?;
@@ -129,7 +132,7 @@ pub(crate) async fn handle(
                     false,
                     Value::Object(issued.data),
                 ),
-                None => data(Value::Object(issued.data)),
+                None => credential(Value::Object(issued.data)),
             })
         }
         (
