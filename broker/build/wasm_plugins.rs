@@ -12,6 +12,8 @@ pub fn build_wasm_plugins(workspace: &Path, packages: &[&str], out: &Path) {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
+    // The guest's link flags (its stack size) live there.
+    println!("cargo:rerun-if-changed={}", workspace.join(".cargo/config.toml").display());
 
     // The nested build needs its own target directory: the outer cargo holds
     // the lock on its own for as long as this script runs.

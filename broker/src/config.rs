@@ -194,6 +194,10 @@ pub struct PluginsConfig {
     /// Where compiled plugins are cached (default: `$BROKER_PLUGIN_CACHE_DIR`,
     /// else the user's cache directory).
     pub cache_dir: Option<PathBuf>,
+    /// A directory of third-party plugins: every `*.wasm` file in it is
+    /// loaded at start-up, beside the built-ins (Vault's `plugin_directory`).
+    /// A name that is already taken stops the start.
+    pub directory: Option<PathBuf>,
 }
 
 /// `[leases]`.

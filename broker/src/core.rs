@@ -289,6 +289,20 @@ impl Core {
             == 0
     }
 
+    /// Seals the broker (`sys/seal`): the keyring is dropped from memory and
+    /// zeroized, so nothing in storage opens and nothing new is sealed. The
+    /// API answers 503 and the expiration worker stops. Only a restart, which
+    /// unwraps the keyring through the KMS again, unseals.
+    pub fn seal(&self) {
+        self.store.barrier().seal_keys();
+        tracing::warn!("the broker is sealed; restart it to unseal");
+    }
+
+    /// Whether [`Self::seal`] has run.
+    pub fn is_sealed(&self) -> bool {
+        self.store.barrier().is_sealed()
+    }
+
     /// The mount table.
     pub async fn mounts(&self) -> MountTable {
         self.mounts.read().await.clone()

@@ -139,7 +139,12 @@ pub fn core_options(config: &Config) -> CoreOptions {
 pub async fn open(config: &Config) -> Result<Arc<Core>, StartError> {
     let storage = open_storage(&config.storage, false).await?;
     let kms = open_kms(&config.kms, false)?;
-    let catalog = Arc::new(Catalog::builtin(&runtime(config.plugins.cache_dir.as_deref())?).await?);
+    let runtime = runtime(config.plugins.cache_dir.as_deref())?;
+    let mut catalog = Catalog::builtin(&runtime).await?;
+    if let Some(dir) = &config.plugins.directory {
+        catalog.load_directory(&runtime, dir).await?;
+    }
+    let catalog = Arc::new(catalog);
     Ok(Core::open(storage, kms.as_ref(), catalog, core_options(config)).await?)
 }
 
@@ -262,10 +267,11 @@ async fn beside(
 ) -> std::io::Result<()> {
     let interval = options.worker_interval.unwrap_or(Duration::from_secs(1));
     let worker = core.leases().clone().spawn_worker(interval);
-    let reopen = tokio::spawn(reopen_audit_on_sighup(core));
+    let reopen = tokio::spawn(reopen_audit_on_sighup(core.clone()));
     let result = server.await;
     worker.abort();
     reopen.abort();
+    core.audit().save_heads().await;
     result
 }
 

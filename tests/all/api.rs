@@ -710,3 +710,82 @@ async fn sys_metrics_reports_requests_issuances_and_leases() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_sealed_broker_serves_nothing_until_a_restart_and_loses_no_lease() {
+    let mut b = Broker::start().await;
+    setup_postgres(&b, "*").await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/roles/brief",
+        Some(json!({ "db_name": "pg", "creation_statements": [PG_CREATE], "default_ttl": "2s" })),
+    )
+    .await;
+    let creds = b
+        .expect(StatusCode::OK, "GET", "database/creds/brief", None)
+        .await;
+    let (_, user, _) = creds_of(&creds);
+    let status = b
+        .http
+        .head(format!("{}/sys/health", b.base))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK, "HEAD sys/health");
+
+    // Only the root token seals.
+    let resp = b
+        .http
+        .put(format!("{}/sys/seal", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    b.expect(StatusCode::OK, "GET", "sys/mounts", None).await;
+    b.expect(StatusCode::NO_CONTENT, "PUT", "sys/seal", None)
+        .await;
+
+    let health = b
+        .expect(StatusCode::SERVICE_UNAVAILABLE, "GET", "sys/health", None)
+        .await;
+    assert_eq!(health["sealed"], true);
+    b.expect(StatusCode::OK, "GET", "sys/health?sealedcode=200", None)
+        .await;
+    let body = b
+        .expect(
+            StatusCode::BAD_REQUEST,
+            "GET",
+            "sys/health?sealedcode=sealed",
+            None,
+        )
+        .await;
+    assert!(first_error(&body).contains("sealedcode"), "{body}");
+    let status = b
+        .expect(StatusCode::OK, "GET", "sys/seal-status", None)
+        .await;
+    assert_eq!(status["sealed"], true);
+    for path in ["database/creds/brief", "sys/mounts", "sys/metrics"] {
+        let body = b
+            .expect(StatusCode::SERVICE_UNAVAILABLE, "GET", path, None)
+            .await;
+        assert!(first_error(&body).contains("sealed"), "{path}: {body}");
+    }
+
+    // The lease expires while sealed: the worker has no keys and must
+    // neither revoke it nor mark it failed. A restart unseals and revokes.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(pg_role_exists(&user).await, "revoked without keys?");
+    b.restart().await;
+    let health = b.expect(StatusCode::OK, "GET", "sys/health", None).await;
+    assert_eq!(health["sealed"], false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pg_role_exists(&user).await {
+        assert!(
+            Instant::now() < deadline,
+            "{user} outlived its lease after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -303,6 +303,31 @@ async fn the_chain_survives_restarts_and_rotation_and_verify_finds_tampering() {
 }
 
 #[tokio::test]
+async fn a_file_rotated_while_the_broker_is_stopped_continues_the_chain() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("audit.log");
+    let mut b = Broker::start_with(
+        None,
+        &audit_config(logs.path(), &[("file", log.to_str().unwrap())]),
+    )
+    .await;
+    for _ in 0..3 {
+        b.expect(StatusCode::OK, "GET", "sys/mounts", None).await;
+    }
+    b.stop().await;
+    // logrotate's `create` mode, run while the broker is down.
+    let rotated = logs.path().join("audit.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    b.start_again().await;
+    b.expect(StatusCode::OK, "GET", "sys/mounts", None).await;
+    let first = &entries(&log)[0];
+    assert_ne!(first["seq"], 1, "the chain restarted: {first}");
+    let (ok, out) = verify(&[&rotated, &log]);
+    assert!(ok, "{out}");
+    assert!(out.contains("8 lines"), "{out}");
+}
+
+#[tokio::test]
 async fn when_no_device_can_write_requests_fail_closed_and_nothing_is_issued() {
     let logs = tempfile::tempdir().unwrap();
     let good = logs.path().join("good.log");
@@ -493,8 +518,33 @@ async fn sys_audit_cannot_write_where_the_operator_did_not_allow() {
         devices["data"]["d/"]["options"]["file_path"],
         inside.to_str().unwrap()
     );
+    // The same file by another string is the same file.
+    let doubled = format!("{}//audit.log", allowed.path().display());
+    let (status, body) = enable("e", json!({ "file_path": doubled })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(first_error(&body).contains("already writes"), "{body}");
     b.expect(StatusCode::NO_CONTENT, "DELETE", "sys/audit/d", None)
         .await;
     let devices = b.expect(StatusCode::OK, "GET", "sys/audit", None).await;
     assert_eq!(devices["data"], json!({}));
+
+    // A directory swapped for a link after the check leads nowhere: the
+    // reopen on SIGHUP refuses to follow it.
+    let sub = allowed.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let (status, body) = enable("f", json!({ "file_path": sub.join("f.log") })).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    std::fs::rename(&sub, allowed.path().join("sub.old")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), &sub).unwrap();
+    b.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.call("GET", "sys/mounts", None).await;
+    assert!(
+        !elsewhere.path().join("f.log").exists(),
+        "the audit file was created through the link"
+    );
+    assert!(
+        b.log().contains("cannot reopen audit file"),
+        "the refused reopen is logged"
+    );
 }

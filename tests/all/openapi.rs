@@ -107,6 +107,12 @@ async fn the_openapi_document_matches_the_routes() {
             promised.push(verb);
         }
         for verb in ["GET", "LIST", "POST", "DELETE"] {
+            // Sealing would answer every later call with 503 (the api tests
+            // seal a broker of their own).
+            if path.as_str() == "/sys/seal" && verb == "POST" {
+                assert!(promised.contains(&verb), "sys/seal takes a write");
+                continue;
+            }
             let (status, body) = if verb == "LIST" {
                 b.call("GET", &format!("{concrete}?list=true"), None).await
             } else {

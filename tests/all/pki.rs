@@ -557,6 +557,35 @@ async fn tidy_drops_expired_certificates_and_their_crl_entries() {
         )
         .await;
     }
+    // A leased, unstored certificate reaches the CRL through its lease: the
+    // serial's record still tells tidy when it expires.
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "pki/roles/leased",
+        Some(
+            json!({ "allowed_domains": ["example.com"], "allow_subdomains": true,
+            "generate_lease": true, "no_store": true }),
+        ),
+    )
+    .await;
+    let leased = b
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "pki/issue/leased",
+            Some(json!({ "common_name": "leased.example.com", "ttl": "1s" })),
+        )
+        .await;
+    let lease_id = leased["lease_id"].as_str().unwrap();
+    assert!(!lease_id.is_empty(), "{leased}");
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/leases/revoke",
+        Some(json!({ "lease_id": lease_id })),
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let tidied = b
         .expect(
@@ -567,7 +596,7 @@ async fn tidy_drops_expired_certificates_and_their_crl_entries() {
         )
         .await;
     assert_eq!(tidied["data"]["certs_removed"], 1, "{tidied}");
-    assert_eq!(tidied["data"]["revoked_removed"], 1, "{tidied}");
+    assert_eq!(tidied["data"]["revoked_removed"], 2, "{tidied}");
     let (status, _) = b
         .call("GET", &format!("pki/cert/{brief_serial}"), None)
         .await;

@@ -174,6 +174,26 @@ impl Broker {
         }
     }
 
+    /// SIGTERM, as an operator stops it: the broker finishes and exits.
+    pub async fn stop(&mut self) {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("the broker runs");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker did not stop on SIGTERM:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts it again after [`Broker::stop`], over the same storage and key.
+    pub async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
     /// Starts the process again over the same storage and key.
     pub async fn restart(&mut self) {
         self.kill();

@@ -59,6 +59,13 @@ async fn entries(s: &dyn Backend) {
     assert!(s.delete("a/b").await.unwrap());
     assert!(!s.delete("a/b").await.unwrap());
     assert_eq!(s.list("a/").await.unwrap(), vec!["a/c"]);
+
+    assert!(s.put_new("n/1", b"first").await.unwrap());
+    assert!(
+        !s.put_new("n/1", b"second").await.unwrap(),
+        "an existing key is kept"
+    );
+    assert_eq!(s.get("n/1").await.unwrap().as_deref(), Some(&b"first"[..]));
 }
 
 async fn leases(s: &dyn Backend) {
@@ -123,8 +130,40 @@ async fn leases(s: &dyn Backend) {
     l.last_error = Some("database down".into());
     assert!(s.update_lease(&l).await.unwrap());
     assert_eq!(s.get_lease("db/creds/r/3").await.unwrap(), Some(l));
+    assert_eq!(
+        counts_by_state(s).await,
+        [
+            ("active", 1),
+            ("irrevocable", 1),
+            ("pending", 1),
+            ("revoking", 1)
+        ],
+        "the counts follow a state change, and claims do not move them"
+    );
     assert!(s.delete_lease("db/creds/r/3").await.unwrap());
     assert_eq!(s.get_lease("db/creds/r/3").await.unwrap(), None);
+
+    let batch = ["db/creds/r/1", "db/creds/r/2", "db/creds/r/missing"].map(String::from);
+    assert_eq!(s.delete_leases(&batch).await.unwrap(), 2);
+    assert_eq!(s.get_lease("db/creds/r/1").await.unwrap(), None);
+    assert_eq!(s.delete_leases(&[]).await.unwrap(), 0);
+    assert_eq!(
+        counts_by_state(s).await,
+        [("irrevocable", 1)],
+        "deleted leases leave the counts"
+    );
+}
+
+async fn counts_by_state(s: &dyn Backend) -> Vec<(&'static str, i64)> {
+    let mut counts: Vec<_> = s
+        .count_leases()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(state, n)| (state.as_str(), n))
+        .collect();
+    counts.sort();
+    counts
 }
 
 /// Two workers claiming at once never get the same lease.

@@ -98,3 +98,167 @@ impl Drop for InProcess {
         self.server.abort();
     }
 }
+
+/// What [`drive`] measured: operations per second and per-operation latency.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    /// Operations completed.
+    pub ops: usize,
+    /// Operations per second over the whole run.
+    pub rate: f64,
+    /// Latency percentiles, µs.
+    pub p50: f64,
+    /// 99th percentile, µs.
+    pub p99: f64,
+    /// 99.9th percentile, µs.
+    pub p999: f64,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0}/s, p50 {} p99 {} p99.9 {}",
+            self.rate,
+            micros(self.p50),
+            micros(self.p99),
+            micros(self.p999)
+        )
+    }
+}
+
+/// `µs` under 10 ms, else `ms`.
+pub fn micros(us: f64) -> String {
+    if us < 10_000.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{:.1} ms", us / 1000.0)
+    }
+}
+
+/// Runs `ops` operations from `clients` concurrent clients: client `c`
+/// runs `op(c, i)` for its share of `i`, one after another. Panics on the
+/// first failed operation: a benchmark that errors measures nothing.
+pub async fn drive<F, Fut>(clients: usize, ops: usize, op: F) -> Run
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let op = Arc::new(op);
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let op = op.clone();
+            let share = ops / clients + usize::from(c < ops % clients);
+            tokio::spawn(async move {
+                let mut times = Vec::with_capacity(share);
+                for i in 0..share {
+                    let t = std::time::Instant::now();
+                    op(c, i)
+                        .await
+                        .unwrap_or_else(|e| panic!("client {c}, op {i}: {e}"));
+                    times.push(t.elapsed());
+                }
+                times
+            })
+        })
+        .collect();
+    let mut times = Vec::with_capacity(ops);
+    for t in tasks {
+        times.extend(t.await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    let rate = ops as f64 / started.elapsed().as_secs_f64();
+    times.sort();
+    Run {
+        ops,
+        rate,
+        p50: percentile(&times, 0.5),
+        p99: percentile(&times, 0.99),
+        p999: percentile(&times, 0.999),
+    }
+}
+
+/// A port free on 127.0.0.1 a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A configuration file for a broker on `port` with `storage` (a
+/// `[storage]` body), a local KMS key and the test plugin cache in `dir`,
+/// and `extra` TOML appended.
+pub fn config_toml(dir: &std::path::Path, port: u16, storage: &str, extra: &str) -> String {
+    format!(
+        "[listener]\naddress = \"127.0.0.1:{port}\"\n\n[storage]\n{storage}\n\n\
+         [kms]\ntype = \"local\"\nkey_file = \"{}\"\n\n{extra}\n",
+        dir.join("kms.key").display(),
+    )
+}
+
+/// A broker server process (`broker server --config`), killed on drop.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT/v1`.
+    pub base: String,
+    /// How long from spawning it to its first `200` from `sys/health`.
+    pub startup: std::time::Duration,
+}
+
+impl BrokerProcess {
+    /// Starts `exe server --config config` (stderr to `log`) and waits until
+    /// `sys/health` on `port` answers 200.
+    pub async fn start(
+        exe: &std::path::Path,
+        config: &std::path::Path,
+        port: u16,
+        log: &std::path::Path,
+    ) -> Self {
+        let base = format!("http://127.0.0.1:{port}/v1");
+        let http = reqwest::Client::new();
+        let log = std::fs::File::create(log).unwrap_or_else(|e| panic!("{e}"));
+        let started = std::time::Instant::now();
+        let mut child = std::process::Command::new(exe)
+            .args(["server", "--config"])
+            .arg(config)
+            .env("BROKER_PLUGIN_CACHE_DIR", crate::plugin_cache_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
+        loop {
+            if let Ok(r) = http.get(format!("{base}/sys/health")).send().await
+                && r.status() == 200
+            {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the broker exited during start-up ({status})");
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "the broker did not serve within 2 minutes"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        Self {
+            startup: started.elapsed(),
+            child,
+            base,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

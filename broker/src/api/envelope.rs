@@ -99,8 +99,9 @@ pub(crate) enum Reply {
         /// on disk before it leaves, and it counts as an issuance.
         credential: bool,
     },
-    /// A 200 with a body outside the envelope (`sys/health`, the OpenAPI document).
-    Bare(Value),
+    /// A body outside the envelope (`sys/health`, the OpenAPI document),
+    /// with its status: `sys/health` answers its state in the status code.
+    Bare(StatusCode, Value),
     /// A 204, as Vault answers writes that return nothing.
     NoContent,
     /// A 200 with a body that is not JSON (a PEM or DER certificate or CRL).
@@ -144,6 +145,7 @@ impl Reply {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::NoContent => StatusCode::NO_CONTENT,
+            Self::Bare(status, _) => *status,
             _ => StatusCode::OK,
         }
     }
@@ -167,7 +169,7 @@ impl Reply {
                 "auth": null,
             }))
             .into_response(),
-            Self::Bare(body) => Json(body).into_response(),
+            Self::Bare(status, body) => (status, Json(body)).into_response(),
             Self::NoContent => StatusCode::NO_CONTENT.into_response(),
             Self::Raw { content_type, body } => {
                 ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()

@@ -15,6 +15,7 @@ mod leases;
 mod mounts;
 mod openapi;
 mod pki;
+mod seal;
 mod secrets;
 
 use std::net::SocketAddr;
@@ -137,9 +138,24 @@ async fn handle(
     let started = Instant::now();
     let request_id = request_id();
     let path = path.trim_matches('/').to_owned();
-    let op = operation(&method, query.get("list").is_some_and(|v| v == "true"));
+    let op = if method == Method::HEAD && path == "sys/health" {
+        // Load balancers check the status alone; the server drops the body.
+        Some(Operation::Read)
+    } else {
+        operation(&method, query.get("list").is_some_and(|v| v == "true"))
+    };
     let result = match op {
-        Some(op) => dispatch(&state, op, &path, &headers, body, &request_id, remote).await,
+        Some(op) => {
+            let call = Call {
+                op,
+                path: &path,
+                query: &query,
+                headers: &headers,
+                request_id: &request_id,
+                remote,
+            };
+            dispatch(&state, call, body).await
+        }
         None => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "unsupported operation",
@@ -171,15 +187,29 @@ async fn handle(
     }
 }
 
+/// What a request asks, before its body is read.
+struct Call<'a> {
+    op: Operation,
+    path: &'a str,
+    query: &'a std::collections::HashMap<String, String>,
+    headers: &'a HeaderMap,
+    request_id: &'a str,
+    remote: SocketAddr,
+}
+
 async fn dispatch(
     state: &ApiState,
-    op: Operation,
-    path: &str,
-    headers: &HeaderMap,
+    call: Call<'_>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-    request_id: &str,
-    remote: SocketAddr,
 ) -> Result<Reply, ApiError> {
+    let Call {
+        op,
+        path,
+        query,
+        headers,
+        request_id,
+        remote,
+    } = call;
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -194,15 +224,22 @@ async fn dispatch(
             )));
         }
     };
-    if path == "sys/health" {
-        // Unauthenticated, unaudited and never rate limited: load balancers poll it.
+    if path == "sys/health" || path == "sys/seal-status" {
+        // Unauthenticated, unaudited and never rate limited: load balancers poll them.
         return match op {
-            Operation::Read => Ok(mounts::health(&state.core)),
+            Operation::Read if path == "sys/health" => seal::health(&state.core, query),
+            Operation::Read => Ok(seal::seal_status(&state.core)),
             _ => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "unsupported operation on sys/health",
+                format!("unsupported operation on {path}"),
             )),
         };
+    }
+    if state.core.is_sealed() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the broker is sealed; restart it to unseal",
+        ));
     }
     if let Some(limiter) = &state.limiter
         && let Err(not_until) = limiter.check()
@@ -311,7 +348,15 @@ async fn dispatch(
 }
 
 async fn route(core: &Core, request: Request) -> Result<Reply, ApiError> {
-    if request.path.starts_with("sys/mounts") {
+    if request.path == "sys/seal" {
+        match request.op {
+            Operation::Write => Ok(seal::seal(core)),
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "unsupported operation on sys/seal",
+            )),
+        }
+    } else if request.path.starts_with("sys/mounts") {
         mounts::handle(core, request).await
     } else if request.path.starts_with("sys/leases") {
         leases::handle(core, request).await
@@ -337,7 +382,10 @@ async fn route(core: &Core, request: Request) -> Result<Reply, ApiError> {
         }
     } else if request.path == openapi::PATH {
         match request.op {
-            Operation::Read => Ok(Reply::Bare(openapi::document(&core.mounts().await))),
+            Operation::Read => Ok(Reply::Bare(
+                StatusCode::OK,
+                openapi::document(&core.mounts().await),
+            )),
             _ => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "unsupported operation on the OpenAPI document",

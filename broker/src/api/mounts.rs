@@ -1,4 +1,4 @@
-//! `sys/health` and `sys/mounts`.
+//! `sys/mounts`: enabling, disabling, listing and tuning secrets engines.
 
 use serde_json::{Value, json};
 
@@ -6,24 +6,6 @@ use super::envelope::{ApiError, Reply, data, no_content};
 use super::{Operation, Request};
 use crate::core::{Core, MountEntry};
 use crate::duration::Ttl;
-
-pub(crate) fn health(core: &Core) -> Reply {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Reply::Bare(json!({
-        "initialized": true,
-        "sealed": false,
-        "standby": false,
-        "performance_standby": false,
-        "replication_dr_mode": "disabled",
-        "replication_perf_mode": "disabled",
-        "cluster_name": "broker",
-        "cluster_id": core.cluster_id(),
-        "server_time_utc": now,
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
-}
 
 /// A TTL field, `None` when absent. Vault's `"system"` means the default.
 fn ttl_field(config: Option<&Value>, name: &str) -> Result<Option<u64>, ApiError> {

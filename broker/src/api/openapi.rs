@@ -31,8 +31,20 @@ const TTL: &str = "duration: seconds, or a string such as \"1h30m\"";
 const SYSTEM: &[Route] = &[
     Route {
         path: "sys/health",
-        summary: "Health of the broker (no token needed).",
+        summary: "Health of the broker (no token needed): 200 serving, 503 sealed; sealedcode, activecode, standbycode and standbyok change the codes.",
         ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "sys/seal-status",
+        summary: "Whether the broker is sealed (no token needed).",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "sys/seal",
+        summary: "Seal the broker: its keyring leaves memory and every request but health gets 503 until a restart.",
+        ops: &[Write],
         fields: &[],
     },
     Route {

@@ -3,7 +3,10 @@
 //!
 //! Opening never follows a symlink at the last component, creates files
 //! with mode 0600 and tightens an existing regular file to 0600. Where a
-//! device may write is checked by the caller ([`super::AuditPolicy`]).
+//! device may write is checked by the caller ([`super::AuditPolicy`]); a
+//! file it allowed is then opened beneath the allowed directory with no
+//! symlink anywhere on the way ([`Target::Beneath`]), now and on every
+//! reopen, so swapping a directory for a link after the check leads nowhere.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -20,8 +23,16 @@ use super::chain::{ChainHead, link};
 pub enum Target {
     /// The broker's standard output.
     Stdout,
-    /// A file.
+    /// A file the operator named (configuration file, dev mode).
     File(PathBuf),
+    /// A file `file` (relative, no `..`) beneath the directory `dir`, opened
+    /// with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`.
+    Beneath {
+        /// The allowed directory, canonical.
+        dir: PathBuf,
+        /// The file's path below it.
+        file: PathBuf,
+    },
 }
 
 impl Target {
@@ -31,6 +42,15 @@ impl Target {
             Self::Stdout
         } else {
             Self::File(PathBuf::from(file_path))
+        }
+    }
+
+    /// The file's path, for reading it back (`None` for stdout).
+    fn path(&self) -> Option<PathBuf> {
+        match self {
+            Self::Stdout => None,
+            Self::File(path) => Some(path.clone()),
+            Self::Beneath { dir, file } => Some(dir.join(file)),
         }
     }
 }
@@ -59,14 +79,36 @@ impl std::fmt::Debug for FileDevice {
     }
 }
 
-fn open_file(path: &Path) -> std::io::Result<File> {
-    // Write-only: a FIFO opened for reading too would be its own reader.
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
+fn open_file(target: &Target) -> std::io::Result<File> {
+    let file = match target {
+        Target::Stdout => return Err(std::io::Error::other("standard output is not a file")),
+        // Write-only: a FIFO opened for reading too would be its own reader.
+        Target::File(path) => OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)?,
+        Target::Beneath { dir, file } => {
+            use rustix::fs::{Mode, OFlags, ResolveFlags};
+            let dir = rustix::fs::open(
+                dir,
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            File::from(rustix::fs::openat2(
+                &dir,
+                file,
+                OFlags::WRONLY
+                    | OFlags::APPEND
+                    | OFlags::CREATE
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+            )?)
+        }
+    };
     let meta = file.metadata()?;
     if meta.is_file() && meta.permissions().mode() & 0o777 != 0o600 {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
@@ -132,15 +174,23 @@ fn ends_mid_line(path: &Path) -> bool {
 
 impl FileDevice {
     /// Opens (creating) the target; an existing file's chain continues.
-    pub fn open(target: Target) -> std::io::Result<Self> {
+    /// A new or empty file continues `resume`, the head the broker saved
+    /// when it last stopped: a file rotated away while the broker was down
+    /// then leaves no break between the old file and the new one.
+    pub fn open(target: Target, resume: Option<ChainHead>) -> std::io::Result<Self> {
         let (out, head) = match &target {
             Target::Stdout => (Output::Stdout, ChainHead::default()),
-            Target::File(path) => {
-                let head = head_of(path);
-                let mut file = open_file(path)?;
+            Target::File(_) | Target::Beneath { .. } => {
+                // Opened first: a path that escapes fails here, before any read.
+                let mut file = open_file(&target)?;
+                let path = target.path().unwrap_or_default();
+                let head = match head_of(&path) {
+                    head if head == ChainHead::default() => resume.unwrap_or_default(),
+                    head => head,
+                };
                 // A crash mid-line leaves no newline: start on a fresh line,
                 // so the next entry stays whole (verify reports the torn one).
-                if ends_mid_line(path) {
+                if ends_mid_line(&path) {
                     file.write_all(b"\n")?;
                 }
                 (Output::File(file), head)
@@ -192,11 +242,21 @@ impl FileDevice {
     /// Reopens the file (after log rotation moved it away); the chain
     /// continues from the last line written.
     pub fn reopen(&self) -> std::io::Result<()> {
-        if let Target::File(path) = &self.target {
-            let file = open_file(path)?;
+        if self.target != Target::Stdout {
+            let file = open_file(&self.target)?;
             self.lock().out = Output::File(file);
         }
         Ok(())
+    }
+
+    /// The device and inode of the open file: two devices naming one file
+    /// by different strings (`/d//a.log`, a link) have the same identity.
+    pub fn identity(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        match &self.lock().out {
+            Output::Stdout => None,
+            Output::File(file) => file.metadata().ok().map(|m| (m.dev(), m.ino())),
+        }
     }
 
     /// The last line's hash and seq.

@@ -29,8 +29,11 @@ pub use file::{FileDevice, Target};
 pub use salt::Salt;
 
 use crate::barrier::SealedStorage;
+use chain::ChainHead;
 
 const DEVICES_KEY: &str = "core/audit/devices";
+/// Each device's chain head when the broker last stopped or reopened it.
+const HEADS_KEY: &str = "core/audit/heads";
 
 /// Request and response keys whose values are logged as they are, because
 /// they name things rather than hold secrets and an operator needs them to
@@ -240,61 +243,17 @@ fn normalize(path: &str) -> Result<String, AuditError> {
     Ok(format!("{p}/"))
 }
 
-impl Auditor {
-    /// Opens the devices enabled before (from storage) and those the
-    /// configuration file declares. A device that will not open stops the
-    /// broker from starting: it must not serve unaudited.
-    pub async fn open(
-        store: SealedStorage,
-        policy: AuditPolicy,
-        declared: Vec<(String, DeviceConfig)>,
-    ) -> Result<Self, AuditError> {
-        let salt = Salt::load_or_create(&store).await?;
-        let stored: BTreeMap<String, DeviceConfig> =
-            store.get(DEVICES_KEY).await?.unwrap_or_default();
-        let mut devices = BTreeMap::new();
-        for (path, mut config) in declared {
-            config.from_config = true;
-            let path = normalize(&path)?;
-            devices.insert(path.clone(), Self::start(&path, config)?);
+impl AuditPolicy {
+    /// Where a device asked for over the API may write `file_path`: refused
+    /// unless it lies under one of `file_dirs` (links in the directory part
+    /// resolved now), then opened beneath that directory with no link
+    /// followed on the way, so the check cannot be raced.
+    fn target(&self, file_path: &str) -> Result<Target, AuditError> {
+        if file_path == "stdout" {
+            return Ok(Target::Stdout);
         }
-        for (path, config) in stored {
-            if !devices.contains_key(&path) {
-                devices.insert(path.clone(), Self::start(&path, config)?);
-            }
-        }
-        Ok(Self {
-            store,
-            salt,
-            policy,
-            devices: tokio::sync::RwLock::new(devices),
-        })
-    }
-
-    fn start(path: &str, config: DeviceConfig) -> Result<Device, AuditError> {
-        if config.kind != "file" {
-            return Err(AuditError::Invalid(format!(
-                "unknown audit device type {:?}; this broker offers: file",
-                config.kind
-            )));
-        }
-        let file =
-            FileDevice::open(Target::parse(&config.options.file_path)).map_err(|source| {
-                AuditError::Device {
-                    path: path.to_owned(),
-                    source,
-                }
-            })?;
-        Ok(Device {
-            config,
-            file: Arc::new(file),
-        })
-    }
-
-    /// Whether a device writes to `file_path` is allowed by the policy.
-    fn check_path(&self, file_path: &str) -> Result<(), AuditError> {
-        if file_path == "stdout" || self.policy.any_path {
-            return Ok(());
+        if self.any_path {
+            return Ok(Target::parse(file_path));
         }
         let path = Path::new(file_path);
         let refuse = |why: &str| {
@@ -308,29 +267,89 @@ impl Auditor {
         if !path.is_absolute() || name == ".." {
             return refuse("use an absolute path to a file");
         }
-        // Resolve links in the directory part; the file itself is opened
-        // without following a link.
         let Ok(parent) = parent.canonicalize() else {
             return refuse("its directory does not exist");
         };
-        let allowed = self
-            .policy
-            .file_dirs
-            .iter()
-            .any(|dir| dir.canonicalize().is_ok_and(|dir| parent.starts_with(&dir)));
-        if !allowed {
-            return refuse(
+        let beneath = self.file_dirs.iter().find_map(|dir| {
+            let dir = dir.canonicalize().ok()?;
+            let below = parent.strip_prefix(&dir).ok()?.join(name);
+            Some(Target::Beneath { dir, file: below })
+        });
+        match beneath {
+            Some(target) => Ok(target),
+            None => refuse(
                 "audit files must lie under a directory listed in the configuration's audit.file_dirs",
-            );
+            ),
         }
-        Ok(())
+    }
+}
+
+impl Auditor {
+    /// Opens the devices enabled before (from storage) and those the
+    /// configuration file declares. A device that will not open stops the
+    /// broker from starting: it must not serve unaudited.
+    pub async fn open(
+        store: SealedStorage,
+        policy: AuditPolicy,
+        declared: Vec<(String, DeviceConfig)>,
+    ) -> Result<Self, AuditError> {
+        let salt = Salt::load_or_create(&store).await?;
+        let stored: BTreeMap<String, DeviceConfig> =
+            store.get(DEVICES_KEY).await?.unwrap_or_default();
+        let mut heads: BTreeMap<String, ChainHead> =
+            store.get(HEADS_KEY).await?.unwrap_or_default();
+        let mut devices = BTreeMap::new();
+        for (path, mut config) in declared {
+            config.from_config = true;
+            let path = normalize(&path)?;
+            let resume = heads.remove(&path);
+            // The operator wrote this path in the configuration: taken as is.
+            let target = Target::parse(&config.options.file_path);
+            devices.insert(path.clone(), Self::start(&path, config, target, resume)?);
+        }
+        for (path, config) in stored {
+            if !devices.contains_key(&path) {
+                let resume = heads.remove(&path);
+                // Enabled over the API: still within what the policy allows now.
+                let target = policy.target(&config.options.file_path)?;
+                devices.insert(path.clone(), Self::start(&path, config, target, resume)?);
+            }
+        }
+        Ok(Self {
+            store,
+            salt,
+            policy,
+            devices: tokio::sync::RwLock::new(devices),
+        })
+    }
+
+    fn start(
+        path: &str,
+        config: DeviceConfig,
+        target: Target,
+        resume: Option<ChainHead>,
+    ) -> Result<Device, AuditError> {
+        if config.kind != "file" {
+            return Err(AuditError::Invalid(format!(
+                "unknown audit device type {:?}; this broker offers: file",
+                config.kind
+            )));
+        }
+        let file = FileDevice::open(target, resume).map_err(|source| AuditError::Device {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Device {
+            config,
+            file: Arc::new(file),
+        })
     }
 
     /// Enables a device at `path` (`sys/audit/:path`), writing a first entry
     /// to prove it works.
     pub async fn enable(&self, path: &str, config: DeviceConfig) -> Result<(), AuditError> {
         let path = normalize(path)?;
-        self.check_path(&config.options.file_path)?;
+        let target = self.policy.target(&config.options.file_path)?;
         // Over the API, only a regular file (or stdout): opening a FIFO or a
         // device could block or write somewhere unexpected.
         if config.options.file_path != "stdout"
@@ -348,16 +367,20 @@ impl Auditor {
                 "path already in use at {path}"
             )));
         }
-        if devices
-            .values()
-            .any(|d| d.config.options.file_path == config.options.file_path)
-        {
+        let file_path = config.options.file_path.clone();
+        // A new device starts a new chain, whatever an earlier one at this path left.
+        let device = Self::start(&path, config, target, None)?;
+        // Compared by what was opened, not by the string: `/d//a.log` and a
+        // link to `/d/a.log` are the same file.
+        let identity = device.file.identity();
+        if devices.values().any(|d| {
+            d.config.options.file_path == file_path
+                || (identity.is_some() && d.file.identity() == identity)
+        }) {
             return Err(AuditError::Invalid(format!(
-                "another audit device already writes to {}",
-                config.options.file_path
+                "another audit device already writes to {file_path}"
             )));
         }
-        let device = Self::start(&path, config)?;
         let entry = event_entry("audit-device-enabled", json!({ "path": path }));
         let file = device.file.clone();
         tokio::task::spawn_blocking(move || file.append(entry, true))
@@ -427,12 +450,31 @@ impl Auditor {
         })
     }
 
-    /// Reopens every file device (SIGHUP, after log rotation).
+    /// Reopens every file device (SIGHUP, after log rotation), and saves
+    /// the chain heads.
     pub async fn reopen(&self) {
         for (path, device) in self.devices.read().await.iter() {
             if let Err(e) = device.file.reopen() {
                 tracing::error!(device = %path, error = %e, "cannot reopen audit file");
             }
+        }
+        self.save_heads().await;
+    }
+
+    /// Saves each device's chain head in storage, so that a file rotated
+    /// away while the broker is stopped does not restart the chain at 1.
+    /// The server calls it when it stops; a failure is logged, not fatal.
+    pub async fn save_heads(&self) {
+        let heads: BTreeMap<String, ChainHead> = self
+            .devices
+            .read()
+            .await
+            .iter()
+            .filter(|(_, d)| *d.file.target() != Target::Stdout)
+            .map(|(path, d)| (path.clone(), d.file.head()))
+            .collect();
+        if let Err(e) = self.store.put(HEADS_KEY, &heads).await {
+            tracing::error!(error = %e, "cannot save the audit chain heads");
         }
     }
 

@@ -42,6 +42,10 @@ pub enum BarrierError {
     /// The system's randomness failed.
     #[error("no randomness for a nonce: {0}")]
     Random(String),
+    /// The keyring was dropped (`sys/seal`): nothing opens until a restart
+    /// unwraps it again.
+    #[error("the broker is sealed")]
+    Sealed,
 }
 
 /// Layout: key version (4 bytes, big-endian), nonce (12), ciphertext and tag.
@@ -50,21 +54,39 @@ const HEADER: usize = 4 + 12;
 /// Seals and opens values with the active keyring.
 #[derive(Debug)]
 pub struct Barrier {
-    keyring: RwLock<Keyring>,
+    /// `None` once sealed: the keys are zeroized and gone from memory.
+    keyring: RwLock<Option<Keyring>>,
 }
 
 impl Barrier {
     /// A barrier over `keyring`.
     pub fn new(keyring: Keyring) -> Self {
         Self {
-            keyring: RwLock::new(keyring),
+            keyring: RwLock::new(Some(keyring)),
         }
+    }
+
+    /// Drops the keyring (its keys are zeroized): from now on every seal and
+    /// open fails with [`BarrierError::Sealed`]. There is no way back short
+    /// of unwrapping the stored keyring again, which is what a start does.
+    pub fn seal_keys(&self) {
+        // A poisoned lock still holds the keys: take them all the same.
+        let mut keyring = self
+            .keyring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *keyring = None;
+    }
+
+    /// Whether [`Self::seal_keys`] has run.
+    pub fn is_sealed(&self) -> bool {
+        self.keyring.read().map_or(true, |k| k.is_none())
     }
 
     /// Seals `plaintext` for storage under `storage_key`.
     pub fn seal(&self, storage_key: &str, plaintext: &[u8]) -> Result<Vec<u8>, BarrierError> {
         let keyring = self.keyring.read().map_err(|_| BarrierError::Poisoned)?;
-        let (version, key) = keyring.active();
+        let (version, key) = keyring.as_ref().ok_or(BarrierError::Sealed)?.active();
         let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| BarrierError::Malformed)?;
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|e| BarrierError::Random(e.to_string()))?;
@@ -98,6 +120,8 @@ impl Barrier {
         let (nonce, ciphertext) = rest.split_at(12);
         let keyring = self.keyring.read().map_err(|_| BarrierError::Poisoned)?;
         let key = keyring
+            .as_ref()
+            .ok_or(BarrierError::Sealed)?
             .get(version)
             .ok_or(BarrierError::UnknownKey(version))?;
         let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| BarrierError::Malformed)?;
@@ -116,7 +140,11 @@ impl Barrier {
     /// Adds a new key version and makes it active; returns its number.
     pub fn rotate(&self) -> Result<u32, BarrierError> {
         let mut keyring = self.keyring.write().map_err(|_| BarrierError::Poisoned)?;
-        keyring.rotate().map_err(BarrierError::Random)
+        keyring
+            .as_mut()
+            .ok_or(BarrierError::Sealed)?
+            .rotate()
+            .map_err(BarrierError::Random)
     }
 
     /// The keyring, serialised for wrapping by the KMS.
@@ -125,6 +153,8 @@ impl Barrier {
             .keyring
             .read()
             .map_err(|_| BarrierError::Poisoned)?
+            .as_ref()
+            .ok_or(BarrierError::Sealed)?
             .to_bytes())
     }
 }
@@ -179,5 +209,18 @@ mod tests {
         assert_eq!(&*b.open("k", &new).unwrap(), b"v2");
         let restored = Barrier::new(Keyring::from_bytes(&b.export_keyring().unwrap()).unwrap());
         assert_eq!(&*restored.open("k", &old).unwrap(), b"v1");
+    }
+
+    #[test]
+    fn a_sealed_barrier_neither_opens_nor_seals() {
+        let b = barrier();
+        let sealed = b.seal("k", b"v").unwrap();
+        assert!(!b.is_sealed());
+        b.seal_keys();
+        assert!(b.is_sealed());
+        assert!(matches!(b.open("k", &sealed), Err(BarrierError::Sealed)));
+        assert!(matches!(b.seal("k", b"v"), Err(BarrierError::Sealed)));
+        assert!(matches!(b.rotate(), Err(BarrierError::Sealed)));
+        assert!(matches!(b.export_keyring(), Err(BarrierError::Sealed)));
     }
 }

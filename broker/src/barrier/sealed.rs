@@ -74,22 +74,32 @@ impl SealedStorage {
             })
     }
 
-    /// Seals and writes `value` at `key`.
-    pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), SealedError> {
+    fn seal<T: Serialize>(&self, key: &str, value: &T) -> Result<Vec<u8>, SealedError> {
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(value).map_err(|e| {
             SealedError::Decode {
                 key: key.to_owned(),
                 message: e.to_string(),
             }
         })?);
-        let sealed = self
-            .barrier
+        self.barrier
             .seal(key, &plain)
             .map_err(|source| SealedError::Barrier {
                 key: key.to_owned(),
                 source,
-            })?;
+            })
+    }
+
+    /// Seals and writes `value` at `key`.
+    pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), SealedError> {
+        let sealed = self.seal(key, value)?;
         Ok(self.storage.put(key, &sealed).await?)
+    }
+
+    /// Seals and writes `value` at `key` only if `key` is new, atomically;
+    /// whether it was written. For records that must never be overwritten.
+    pub async fn create<T: Serialize>(&self, key: &str, value: &T) -> Result<bool, SealedError> {
+        let sealed = self.seal(key, value)?;
+        Ok(self.storage.put_new(key, &sealed).await?)
     }
 
     /// Deletes `key`; whether it existed.

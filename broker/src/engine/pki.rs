@@ -353,6 +353,18 @@ impl PkiEngine {
         if body.get("tidy_revoked_certs").and_then(Value::as_bool) != Some(false) {
             revoked = crl::tidy(&self.store, &self.mount, before).await?;
         }
+        // Serial records outlive neither their certificate nor its CRL entry.
+        if body.get("tidy_cert_store").and_then(Value::as_bool) != Some(false)
+            && body.get("tidy_revoked_certs").and_then(Value::as_bool) != Some(false)
+        {
+            for key in self.store.list(&self.key("serials/")).await? {
+                if let Some(i) = self.store.get::<crate::pki::signer::Issued>(&key).await?
+                    && i.not_after < before
+                {
+                    self.store.delete(&key).await?;
+                }
+            }
+        }
         if let Ok(ca) = self.ca().await {
             crl::rebuild(&self.store, &self.mount, &ca).await?;
         }

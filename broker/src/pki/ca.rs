@@ -186,10 +186,22 @@ impl Ca {
         }
     }
 
-    /// Checks that `tbs` is a leaf this CA may sign (not a CA, this issuer's
-    /// name, this CA's signature algorithm, within this CA's lifetime), and
-    /// signs it.
+    /// Checks `tbs` as [`Self::check_tbs`] does, and signs it.
     pub fn sign_tbs(&self, tbs: &[u8]) -> Result<Vec<u8>, PkiError> {
+        self.check_tbs(tbs)?;
+        self.sign_checked(tbs)
+    }
+
+    /// Signs `tbs`, which [`Self::check_tbs`] accepted.
+    pub(crate) fn sign_checked(&self, tbs: &[u8]) -> Result<Vec<u8>, PkiError> {
+        use rcgen::SigningKey;
+        Ok(self.key.sign(tbs)?)
+    }
+
+    /// Checks that `tbs` is a leaf this CA may sign (not a CA, this issuer's
+    /// name, this CA's signature algorithm, within this CA's lifetime);
+    /// returns its serial and expiry.
+    pub fn check_tbs(&self, tbs: &[u8]) -> Result<TbsFacts, PkiError> {
         let refuse = |why: &str| Err(PkiError::Invalid(format!("the CA refuses to sign: {why}")));
         let (rest, parsed) = TbsCertificate::from_der(tbs)
             .map_err(|e| PkiError::Invalid(format!("not a TBSCertificate: {e}")))?;
@@ -265,8 +277,10 @@ impl Ca {
         if u64::try_from(not_after).unwrap_or(u64::MAX) > self.not_after {
             return refuse("it would outlive the CA");
         }
-        use rcgen::SigningKey;
-        Ok(self.key.sign(tbs)?)
+        Ok(TbsFacts {
+            serial: parsed.raw_serial().to_vec(),
+            not_after: u64::try_from(not_after).unwrap_or(0),
+        })
     }
 
     /// Signs an intermediate CA's CSR (`root/sign-intermediate`): the host
@@ -401,6 +415,15 @@ pub fn certificate_public_key(pem: &str) -> Result<Vec<u8>, PkiError> {
     Ok(cert.public_key().subject_public_key.data.to_vec())
 }
 
+/// What the host learns of a leaf it agreed to sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TbsFacts {
+    /// Its serial, as encoded.
+    pub serial: Vec<u8>,
+    /// When it expires, Unix seconds.
+    pub not_after: u64,
+}
+
 /// Serial (`aa:bb:…`) and expiry of a PEM certificate.
 pub fn certificate_facts(pem: &str) -> Result<(String, u64), PkiError> {
     let der = pem_to_der(pem, "the certificate")?;
@@ -413,7 +436,7 @@ pub fn certificate_facts(pem: &str) -> Result<(String, u64), PkiError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::cell::RefCell;
 
     use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
@@ -442,7 +465,12 @@ mod tests {
         }
     }
 
-    fn tbs(ca: &Ca, issuer_cn: &str, edit: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+    /// A leaf's TBSCertificate as a plugin would build it for `ca`.
+    pub(crate) fn tbs(
+        ca: &Ca,
+        issuer_cn: &str,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> Vec<u8> {
         let mut issuer_params = CertificateParams::default();
         issuer_params.distinguished_name = DistinguishedName::new();
         issuer_params

@@ -1,6 +1,9 @@
 //! Revocation: revoked serials kept per mount, and the signed CRL rebuilt
 //! on every revocation (and on `tidy`).
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
 use serde::{Deserialize, Serialize};
 
 use super::{Ca, PkiError, datetime, now, serial_text};
@@ -33,6 +36,20 @@ fn revoked_key(mount: &str, serial: &[u8]) -> String {
 
 fn crl_key(mount: &str) -> String {
     format!("mounts/{mount}/crl")
+}
+
+/// One lock per mount around CRL rebuilds. Without it two revocations can
+/// each list the revoked serials, then write their CRLs in the other order:
+/// the CRL that lands last may lack the other's serial until the next
+/// rebuild. (Nodes sharing PostgreSQL storage are not serialized by this;
+/// every rebuild lists all revoked serials, so the next one repairs it.)
+fn rebuild_lock(mount: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Default::default);
+    let mut locks = LOCKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    locks.entry(mount.to_owned()).or_default().clone()
 }
 
 /// Puts `serial` on the CRL (idempotent); returns when it was revoked.
@@ -91,6 +108,8 @@ pub async fn tidy(store: &SealedStorage, mount: &str, before: u64) -> Result<usi
 
 /// Signs a new CRL with every revoked serial and stores it.
 pub async fn rebuild(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<u8>, PkiError> {
+    let lock = rebuild_lock(mount);
+    let _serialized = lock.lock().await;
     let mut revoked = Vec::new();
     let prefix = format!("mounts/{mount}/revoked/");
     for key in store.list(&prefix).await? {

@@ -35,6 +35,18 @@ impl MountCa {
     }
 }
 
+/// The record of a serial this CA signed, kept until tidy drops it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Issued {
+    /// When the certificate expires, Unix seconds.
+    pub(crate) not_after: u64,
+}
+
+/// Where the record of `serial` on `mount` lives.
+pub(crate) fn issued_key(mount: &str, serial: &[u8]) -> String {
+    format!("mounts/{mount}/serials/{}", hex::encode(serial))
+}
+
 fn refused(e: PkiError) -> SignerError {
     match e {
         PkiError::Invalid(m) => SignerError::Invalid(m),
@@ -104,8 +116,27 @@ impl CaSigner for MountCa {
         Ok(self.ca.info())
     }
 
-    fn sign_tbs(&self, tbs: &[u8]) -> Result<Vec<u8>, SignerError> {
-        self.ca.sign_tbs(tbs).map_err(refused)
+    async fn sign_tbs(&self, tbs: &[u8]) -> Result<Vec<u8>, SignerError> {
+        let facts = self.ca.check_tbs(tbs).map_err(refused)?;
+        // Serials are unique per CA (RFC 5280 §4.1.2.2): a plugin that
+        // reused one would overwrite another certificate's stored copy and
+        // make revoking one revoke both. The record is made before the
+        // signature, atomically, and says when the certificate expires.
+        let record = Issued {
+            not_after: facts.not_after,
+        };
+        let fresh = self
+            .store
+            .create(&issued_key(&self.mount, &facts.serial), &record)
+            .await
+            .map_err(|e| SignerError::Denied(format!("cannot record the serial: {e}")))?;
+        if !fresh {
+            return Err(SignerError::Invalid(format!(
+                "serial {} was already issued by this CA",
+                super::serial_text(&facts.serial)
+            )));
+        }
+        self.ca.sign_checked(tbs).map_err(refused)
     }
 
     fn parse_csr(&self, pem: &str) -> Result<CsrInfo, SignerError> {
@@ -114,20 +145,91 @@ impl CaSigner for MountCa {
 
     async fn revoke(&self, serial: &str) -> Result<(), SignerError> {
         let serial = parse_serial(serial).map_err(refused)?;
-        // The stored copy says when it expires, so tidy can drop the entry.
-        let stored: Option<serde_json::Value> = self
+        // The serial's record says when it expires, so tidy can drop the
+        // entry; so does a stored copy made before serials were recorded.
+        let issued: Option<Issued> = self
             .store
-            .get(&format!(
-                "mounts/{}/certs/{}",
-                self.mount,
-                hex::encode(&serial)
-            ))
+            .get(&issued_key(&self.mount, &serial))
             .await
             .map_err(|e| SignerError::Denied(e.to_string()))?;
-        let not_after = stored.and_then(|c| c.get("not_after").and_then(serde_json::Value::as_u64));
+        let not_after = match issued {
+            Some(i) => Some(i.not_after),
+            None => {
+                let stored: Option<serde_json::Value> = self
+                    .store
+                    .get(&format!(
+                        "mounts/{}/certs/{}",
+                        self.mount,
+                        hex::encode(&serial)
+                    ))
+                    .await
+                    .map_err(|e| SignerError::Denied(e.to_string()))?;
+                stored.and_then(|c| c.get("not_after").and_then(serde_json::Value::as_u64))
+            }
+        };
         crl::revoke(&self.store, &self.mount, &self.ca, &serial, not_after)
             .await
             .map(|_| ())
             .map_err(refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::barrier::{Barrier, Keyring};
+    use crate::pki::ca::tests::tbs;
+
+    #[tokio::test]
+    async fn a_serial_is_signed_once_and_its_expiry_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: crate::storage::Storage = Arc::new(
+            crate::storage::SqliteBackend::open(&dir.path().join("db"))
+                .await
+                .unwrap(),
+        );
+        let store = SealedStorage::new(
+            storage,
+            Arc::new(Barrier::new(Keyring::generate().unwrap())),
+        );
+        let ca = Arc::new(crate::pki::ca::generate_root("Root", 86400, KeyType::EcP256).unwrap());
+        let signer = MountCa::new("pki", store.clone(), ca.clone());
+        let serial = vec![0x0a, 0x0b, 0x0c];
+        let same_serial = |p: &mut rcgen::CertificateParams| {
+            p.serial_number = Some(rcgen::SerialNumber::from(vec![0x0a, 0x0b, 0x0c]));
+        };
+        assert!(
+            signer
+                .sign_tbs(&tbs(&ca, "Root", same_serial))
+                .await
+                .is_ok()
+        );
+        let again = signer
+            .sign_tbs(&tbs(&ca, "Root", same_serial))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(again.contains("already issued"), "{again}");
+        let record: Issued = store
+            .get(&issued_key("pki", &serial))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(record.not_after > crate::pki::now(), "{record:?}");
+        // A CA refusal records nothing.
+        let other = |p: &mut rcgen::CertificateParams| {
+            p.serial_number = Some(rcgen::SerialNumber::from(vec![0x01]));
+            p.not_after = crate::pki::datetime(crate::pki::now() + 2 * 86400);
+        };
+        assert!(signer.sign_tbs(&tbs(&ca, "Root", other)).await.is_err());
+        assert!(
+            store
+                .get::<Issued>(&issued_key("pki", &[0x01]))
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -30,6 +30,36 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// Loads every `*.wasm` file in `dir` (sorted by name) into the
+    /// catalog. An unreadable file, a component that does not load or a
+    /// name already taken is an error naming the file.
+    pub async fn load_directory(
+        &mut self,
+        runtime: &PluginRuntime,
+        dir: &std::path::Path,
+    ) -> Result<(), PluginError> {
+        let unreadable =
+            |e: std::io::Error| PluginError::Load(format!("cannot read {}: {e}", dir.display()));
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+            let path = entry.map_err(unreadable)?.path();
+            if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        for path in files {
+            let failed = |e: &dyn std::fmt::Display| {
+                PluginError::Load(format!("plugin {}: {e}", path.display()))
+            };
+            let wasm = std::fs::read(&path).map_err(|e| failed(&e))?;
+            let plugin = runtime.load(&wasm).await.map_err(|e| failed(&e))?;
+            self.insert(plugin).map_err(|e| failed(&e))?;
+            tracing::info!(file = %path.display(), "plugin loaded");
+        }
+        Ok(())
+    }
+
     /// Adds a plugin; its name and aliases must be new.
     pub fn insert(&mut self, plugin: Plugin) -> Result<(), PluginError> {
         let info = plugin.info();

@@ -97,8 +97,8 @@ pub trait CaSigner: Send + Sync {
     /// The CA.
     fn issuer(&self) -> Result<IssuerInfo, SignerError>;
     /// Checks a TBSCertificate (not a CA, this issuer, within the CA's
-    /// lifetime) and signs it.
-    fn sign_tbs(&self, tbs: &[u8]) -> Result<Vec<u8>, SignerError>;
+    /// lifetime, a serial the CA never issued) and signs it.
+    async fn sign_tbs(&self, tbs: &[u8]) -> Result<Vec<u8>, SignerError>;
     /// Parses a PEM CSR, checking its signature.
     fn parse_csr(&self, pem: &str) -> Result<CsrInfo, SignerError>;
     /// Puts a serial (hex) on the CRL.

@@ -104,6 +104,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError>;
     /// Deletes the entry at `key`; whether it existed.
     async fn delete(&self, key: &str) -> Result<bool, StorageError>;
+    /// Writes `value` at `key` unless the key exists, in one atomic step;
+    /// whether it was written.
+    async fn put_new(&self, key: &str, value: &[u8]) -> Result<bool, StorageError>;
     /// Keys that start with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
 
@@ -115,9 +118,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn get_lease(&self, id: &str) -> Result<Option<LeaseRow>, StorageError>;
     /// Deletes a lease; whether it existed.
     async fn delete_lease(&self, id: &str) -> Result<bool, StorageError>;
+    /// Deletes the leases with these ids in one statement; returns how many
+    /// existed. The expiration worker ends a batch of revocations with it.
+    async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError>;
     /// Ids of leases that start with `prefix`, sorted, at most `limit`.
     async fn list_leases(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StorageError>;
-    /// Counts leases by state.
+    /// Counts leases by state, from counters the schema keeps (not a scan).
     async fn count_leases(&self) -> Result<Vec<(LeaseState, i64)>, StorageError>;
     /// Claims up to `limit` leases due at `now` (not irrevocable, with
     /// `next_attempt_at <= now`): each claimed lease's `next_attempt_at` is

@@ -61,6 +61,17 @@ impl Backend for PostgresBackend {
         Ok(())
     }
 
+    async fn put_new(&self, key: &str, value: &[u8]) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "INSERT INTO entries (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         let done = sqlx::query("DELETE FROM entries WHERE key = $1")
             .bind(key)
@@ -135,6 +146,17 @@ impl Backend for PostgresBackend {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query("DELETE FROM leases WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn list_leases(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StorageError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM leases WHERE id LIKE $1 ESCAPE '\\' ORDER BY id LIMIT $2",
@@ -146,10 +168,21 @@ impl Backend for PostgresBackend {
     }
 
     async fn count_leases(&self) -> Result<Vec<(LeaseState, i64)>, StorageError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM leases GROUP BY state")
-                .fetch_all(&self.pool)
-                .await?;
+        // Fold the deltas the triggers appended into one row per state, so
+        // the table stays a few rows long. Concurrent writers' new deltas
+        // are outside this statement's snapshot and wait for the next fold.
+        sqlx::query(
+            "WITH folded AS (DELETE FROM lease_count_deltas RETURNING state, delta) \
+             INSERT INTO lease_count_deltas (state, delta) \
+             SELECT state, SUM(delta) FROM folded GROUP BY state HAVING SUM(delta) <> 0",
+        )
+        .execute(&self.pool)
+        .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, SUM(delta)::BIGINT FROM lease_count_deltas GROUP BY state HAVING SUM(delta) <> 0",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
             .map(|(s, n)| Ok((LeaseState::parse(&s)?, n)))
             .collect()

@@ -75,6 +75,17 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
+    async fn put_new(&self, key: &str, value: &[u8]) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "INSERT INTO entries (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         let done = sqlx::query("DELETE FROM entries WHERE key = ?")
             .bind(key)
@@ -147,6 +158,19 @@ impl Backend for SqliteBackend {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // One JSON array parameter: no limit on bound variables to hit.
+        let ids = serde_json::to_string(ids).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let done = sqlx::query("DELETE FROM leases WHERE id IN (SELECT value FROM json_each(?))")
+            .bind(ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn list_leases(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StorageError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM leases WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?",
@@ -159,7 +183,7 @@ impl Backend for SqliteBackend {
 
     async fn count_leases(&self) -> Result<Vec<(LeaseState, i64)>, StorageError> {
         let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM leases GROUP BY state")
+            sqlx::query_as("SELECT state, n FROM lease_counts WHERE n <> 0")
                 .fetch_all(&self.pool)
                 .await?;
         rows.into_iter()

@@ -101,9 +101,10 @@ impl wit::Host for CallState {
                 "one certificate per call: the CA already signed in this call".into(),
             )));
         }
-        let signed = self
-            .ca()
-            .and_then(|ca| ca.sign_tbs(&tbs).map_err(wit_error));
+        let signed = match self.ca() {
+            Ok(ca) => ca.sign_tbs(&tbs).await.map_err(wit_error),
+            Err(e) => Err(e),
+        };
         if signed.is_ok() {
             self.signatures += 1;
         }

@@ -1,0 +1,107 @@
+//! The broker's state as load balancers and operators see it: `sys/health`,
+//! `sys/seal-status`, and `sys/seal`.
+//!
+//! Health and seal status answer without a token, without audit and past
+//! the rate limit, as Vault's do: a load balancer polls them. They must
+//! never say more than Vault says there (no mounts, no counts).
+
+use std::collections::HashMap;
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use super::envelope::{ApiError, Reply, no_content};
+use crate::core::Core;
+
+/// This broker runs alone: there are no standbys to report. The fields
+/// are kept so Vault's clients and load-balancer checks parse the answer.
+const STANDBY: bool = false;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A status code from a query parameter such as `sealedcode=200`.
+fn code(query: &HashMap<String, String>, name: &str, default: u16) -> Result<StatusCode, ApiError> {
+    let Some(value) = query.get(name) else {
+        return Ok(StatusCode::from_u16(default).unwrap_or(StatusCode::OK));
+    };
+    value
+        .parse::<u16>()
+        .ok()
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("{name}: {value:?} is not an HTTP status code"))
+        })
+}
+
+/// `GET sys/health`: 200 when serving, 503 when sealed (Vault's codes;
+/// `sealedcode`, `activecode`, `standbycode`, `uninitcode` and `standbyok`
+/// change them as they do in Vault).
+pub(crate) fn health(core: &Core, query: &HashMap<String, String>) -> Result<Reply, ApiError> {
+    let sealed = core.is_sealed();
+    let status = if sealed {
+        code(query, "sealedcode", 503)?
+    } else if STANDBY {
+        if query
+            .get("standbyok")
+            .is_some_and(|v| v.is_empty() || v == "true")
+        {
+            code(query, "activecode", 200)?
+        } else {
+            code(query, "standbycode", 429)?
+        }
+    } else {
+        code(query, "activecode", 200)?
+    };
+    // Checked for a clear 400 though an uninitialized broker does not serve.
+    code(query, "uninitcode", 501)?;
+    Ok(Reply::Bare(
+        status,
+        json!({
+            "initialized": true,
+            "sealed": sealed,
+            "standby": STANDBY,
+            "performance_standby": false,
+            "replication_dr_mode": "disabled",
+            "replication_perf_mode": "disabled",
+            "cluster_name": "broker",
+            "cluster_id": core.cluster_id(),
+            "server_time_utc": now(),
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    ))
+}
+
+/// `GET sys/seal-status`, in Vault's shape. The keyring is unwrapped by the
+/// KMS at start, so there are no key shares: `t` and `n` are 1 and
+/// `progress` 0, as Vault reports for an auto-unsealed server.
+pub(crate) fn seal_status(core: &Core) -> Reply {
+    Reply::Bare(
+        StatusCode::OK,
+        json!({
+            "type": "kms",
+            "initialized": true,
+            "sealed": core.is_sealed(),
+            "t": 1,
+            "n": 1,
+            "progress": 0,
+            "nonce": "",
+            "version": env!("CARGO_PKG_VERSION"),
+            "migration": false,
+            "cluster_name": "broker",
+            "cluster_id": core.cluster_id(),
+            "recovery_seal": true,
+            "storage_type": "broker",
+        }),
+    )
+}
+
+/// `PUT sys/seal` (root only): drops the keyring from memory. Every later
+/// request but health and seal status gets a 503 until a restart.
+pub(crate) fn seal(core: &Core) -> Reply {
+    core.seal();
+    no_content()
+}

@@ -1,0 +1,475 @@
+//! The load generator: a real broker process driven over HTTP by N
+//! concurrent clients, each scenario beside its raw baseline in the same
+//! run — the same SQL straight through the driver, the same key generation
+//! and signing straight through the crypto library — and their ratio.
+//!
+//! Scenarios: PostgreSQL credentials (issue + revoke), MariaDB/MySQL
+//! credentials (issue + revoke), certificate issuance (ECDSA P-256), and
+//! lease renewal.
+//!
+//! Run: `cargo bench -p broker-tests --bench load`. `BENCH_CLIENTS`
+//! (default 4), `BENCH_PAIRS` (database pairs, default 400), `BENCH_CERTS`
+//! (default 2000), `BENCH_RENEWALS` (default 2000) and `BENCH_SCENARIOS`
+//! (comma-separated: `postgres,mysql,pki,renew`) change it. The databases
+//! come from `BROKER_TEST_POSTGRES_URL` / `BROKER_TEST_MYSQL_URL` as in the
+//! tests.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use broker_tests::bench::{BrokerProcess, Run, config_toml, drive, env_or, free_port};
+use broker_tests::{mysql, pg_connect, postgres};
+use mysql_async::prelude::Queryable;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+const PG_CREATE: &str =
+    r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#;
+const MYSQL_CREATE: &str = "CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'; GRANT SELECT ON *.* TO '{{name}}'@'%';";
+
+/// The broker under load, and a client for it.
+struct Target {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Target {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, String> {
+        let r = self
+            .http
+            .request(method, format!("{}/{path}", self.base))
+            .header("X-Vault-Token", &self.token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status();
+        let text = r.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{path}: {status}: {text}"));
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn setup(&self, path: &str, body: Value) {
+        self.call(reqwest::Method::POST, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Issue then revoke one credential; the pair is the operation.
+    async fn issue_revoke(&self, role: &str) -> Result<(), String> {
+        let creds = self
+            .call(
+                reqwest::Method::GET,
+                &format!("database/creds/{role}"),
+                Value::Null,
+            )
+            .await?;
+        let lease_id = creds["lease_id"].as_str().ok_or("no lease_id")?.to_owned();
+        self.call(
+            reqwest::Method::PUT,
+            "sys/leases/revoke",
+            json!({ "lease_id": lease_id }),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// The plugin's statements for one PostgreSQL pair, sent directly: the
+/// name check, the creation in a transaction, and the default revocation.
+async fn pg_direct_pair(client: &tokio_postgres::Client, name: &str) -> Result<(), String> {
+    let e = |e: tokio_postgres::Error| e.to_string();
+    client
+        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
+        .await
+        .map_err(e)?;
+    client
+        .batch_execute(&format!(
+            "BEGIN; CREATE ROLE \"{name}\" WITH LOGIN PASSWORD 'Aa1bench0direct0password0' \
+             VALID UNTIL '2100-01-01 00:00:00+00'; COMMIT;"
+        ))
+        .await
+        .map_err(e)?;
+    client
+        .batch_execute(&format!("BEGIN; ALTER ROLE \"{name}\" NOLOGIN; COMMIT;"))
+        .await
+        .map_err(e)?;
+    client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .await
+        .map_err(e)?;
+    client
+        .batch_execute(&format!(
+            "BEGIN; REASSIGN OWNED BY \"{name}\" TO CURRENT_USER; DROP OWNED BY \"{name}\"; \
+             DROP ROLE IF EXISTS \"{name}\"; COMMIT;"
+        ))
+        .await
+        .map_err(e)
+}
+
+/// The MySQL plugin's statements for one pair, sent directly.
+async fn mysql_direct_pair(conn: &mut mysql_async::Conn, name: &str) -> Result<(), String> {
+    let e = |e: mysql_async::Error| e.to_string();
+    conn.exec_drop("SELECT 1 FROM mysql.user WHERE User = ?", (name,))
+        .await
+        .map_err(e)?;
+    conn.query_drop(format!(
+        "CREATE USER '{name}'@'%' IDENTIFIED BY 'Aa1bench0direct0password0'"
+    ))
+    .await
+    .map_err(e)?;
+    conn.query_drop(format!("GRANT SELECT ON *.* TO '{name}'@'%'"))
+        .await
+        .map_err(e)?;
+    let hosts: Vec<String> = conn
+        .exec("SELECT Host FROM mysql.user WHERE User = ?", (name,))
+        .await
+        .map_err(e)?;
+    for host in hosts {
+        conn.query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
+            .await
+            .map_err(e)?;
+    }
+    let _: Vec<u64> = conn
+        .exec(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()",
+            (name,),
+        )
+        .await
+        .map_err(e)?;
+    Ok(())
+}
+
+/// What one issuance does, without the broker: a P-256 key pair, a leaf
+/// certificate with two SANs, signed by a P-256 CA.
+fn raw_certificate(issuer: &Issuer<'_, KeyPair>) -> Result<(), String> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let params = CertificateParams::new(vec![
+        "bench.example.com".to_owned(),
+        "www.bench.example.com".to_owned(),
+    ])
+    .map_err(|e| e.to_string())?;
+    let cert = params.signed_by(&key, issuer).map_err(|e| e.to_string())?;
+    std::hint::black_box((cert.pem(), key.serialize_pem()));
+    Ok(())
+}
+
+struct Row {
+    scenario: &'static str,
+    broker: Run,
+    raw: Run,
+}
+
+fn pg_url() -> String {
+    let s = postgres();
+    format!(
+        "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/{}",
+        s.host, s.port, s.database
+    )
+}
+
+async fn postgres_pairs(t: &Arc<Target>, clients: usize, pairs: usize) -> Row {
+    let s = postgres();
+    t.setup(
+        "database/config/pg",
+        json!({ "plugin_name": "postgresql-database-plugin", "connection_url": pg_url(),
+            "username": s.user, "password": s.password, "allowed_roles": "*",
+            "max_open_connections": clients }),
+    )
+    .await;
+    t.setup(
+        "database/roles/pg",
+        json!({ "db_name": "pg", "default_ttl": "1h", "creation_statements": PG_CREATE }),
+    )
+    .await;
+    let target = t.clone();
+    let broker = drive(clients, pairs, move |_, _| {
+        let t = target.clone();
+        async move { t.issue_revoke("pg").await }
+    })
+    .await;
+
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(Arc::new(
+            pg_connect(s, &s.user, &s.password)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        ));
+    }
+    let conns = Arc::new(conns);
+    let pid = std::process::id();
+    let raw = drive(clients, pairs, move |c, i| {
+        let conns = conns.clone();
+        async move { pg_direct_pair(&conns[c], &format!("v-direct-{pid}-{c}-{i}")).await }
+    })
+    .await;
+    Row {
+        scenario: "PostgreSQL credential, issue + revoke",
+        broker,
+        raw,
+    }
+}
+
+async fn mysql_pairs(t: &Arc<Target>, clients: usize, pairs: usize) -> Row {
+    let s = mysql();
+    t.setup(
+        "database/config/my",
+        json!({ "plugin_name": "mysql-database-plugin",
+            "connection_url": format!("{{{{username}}}}:{{{{password}}}}@tcp({}:{})/", s.host, s.port),
+            "username": s.user, "password": s.password, "allowed_roles": "*",
+            "max_open_connections": clients }),
+    )
+    .await;
+    t.setup(
+        "database/roles/my",
+        json!({ "db_name": "my", "default_ttl": "1h", "creation_statements": MYSQL_CREATE }),
+    )
+    .await;
+    let target = t.clone();
+    let broker = drive(clients, pairs, move |_, _| {
+        let t = target.clone();
+        async move { t.issue_revoke("my").await }
+    })
+    .await;
+
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        let conn = mysql_async::Conn::new(s.mysql_opts(&s.user, &s.password))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        conns.push(Arc::new(Mutex::new(conn)));
+    }
+    let conns = Arc::new(conns);
+    let pid = std::process::id();
+    let raw = drive(clients, pairs, move |c, i| {
+        let conns = conns.clone();
+        async move {
+            let mut conn = conns[c].lock().await;
+            mysql_direct_pair(&mut conn, &format!("v-d-{pid}-{c}-{i}")).await
+        }
+    })
+    .await;
+    Row {
+        scenario: "MariaDB credential, issue + revoke",
+        broker,
+        raw,
+    }
+}
+
+async fn certificates(t: &Arc<Target>, clients: usize, certs: usize) -> Row {
+    t.setup("sys/mounts/pki", json!({ "type": "pki" })).await;
+    t.setup(
+        "pki/root/generate/internal",
+        json!({ "common_name": "Bench Root", "key_type": "ec" }),
+    )
+    .await;
+    t.setup(
+        "pki/roles/web",
+        json!({ "allowed_domains": "example.com", "allow_subdomains": true, "key_type": "ec" }),
+    )
+    .await;
+    let target = t.clone();
+    let broker = drive(clients, certs, move |_, _| {
+        let t = target.clone();
+        async move {
+            t.call(
+                reqwest::Method::POST,
+                "pki/issue/web",
+                json!({ "common_name": "bench.example.com",
+                    "alt_names": "www.bench.example.com", "ttl": "1h" }),
+            )
+            .await
+            .map(drop)
+        }
+    })
+    .await;
+
+    let ca_key =
+        KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap_or_else(|e| panic!("{e}"));
+    let mut ca_params =
+        CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let issuer = Arc::new(Issuer::new(ca_params, ca_key));
+    let raw = drive(clients, certs, move |_, _| {
+        let issuer = issuer.clone();
+        async move {
+            tokio::task::spawn_blocking(move || raw_certificate(&issuer))
+                .await
+                .map_err(|e| e.to_string())?
+        }
+    })
+    .await;
+    Row {
+        scenario: "certificate, ECDSA P-256, stored",
+        broker,
+        raw,
+    }
+}
+
+async fn renewals(t: &Arc<Target>, clients: usize, renewals: usize) -> Row {
+    let s = postgres();
+    t.setup(
+        "database/config/pgr",
+        json!({ "plugin_name": "postgresql-database-plugin", "connection_url": pg_url(),
+            "username": s.user, "password": s.password, "allowed_roles": "*",
+            "max_open_connections": clients }),
+    )
+    .await;
+    t.setup(
+        "database/roles/renew",
+        json!({ "db_name": "pgr", "default_ttl": "1h", "max_ttl": "720h",
+            "creation_statements": PG_CREATE }),
+    )
+    .await;
+    // One lease per client, renewed over and over.
+    let mut leases = Vec::new();
+    let mut users = Vec::new();
+    for _ in 0..clients {
+        let creds = t
+            .call(reqwest::Method::GET, "database/creds/renew", Value::Null)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        leases.push(creds["lease_id"].as_str().unwrap_or_default().to_owned());
+        users.push(
+            creds["data"]["username"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let leases = Arc::new(leases);
+    let target = t.clone();
+    let broker = drive(clients, renewals, move |c, _| {
+        let (t, leases) = (target.clone(), leases.clone());
+        async move {
+            t.call(
+                reqwest::Method::PUT,
+                "sys/leases/renew",
+                json!({ "lease_id": leases[c], "increment": "2h" }),
+            )
+            .await
+            .map(drop)
+        }
+    })
+    .await;
+
+    // The plugin's renewal statement, sent directly on the same users.
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(Arc::new(
+            pg_connect(s, &s.user, &s.password)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        ));
+    }
+    let (conns, users) = (Arc::new(conns), Arc::new(users));
+    let raw = drive(clients, renewals, move |c, _| {
+        let (conns, users) = (conns.clone(), users.clone());
+        async move {
+            conns[c]
+                .batch_execute(&format!(
+                    "BEGIN; ALTER ROLE \"{}\" VALID UNTIL '2100-01-01 00:00:00+00'; COMMIT;",
+                    users[c]
+                ))
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    t.call(
+        reqwest::Method::PUT,
+        "sys/leases/revoke-prefix/database/creds/renew",
+        Value::Null,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    Row {
+        scenario: "lease renewal (PostgreSQL credential)",
+        broker,
+        raw,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let clients = env_or("BENCH_CLIENTS", 4);
+    let pairs = env_or("BENCH_PAIRS", 400);
+    let certs = env_or("BENCH_CERTS", 2000);
+    let renew = env_or("BENCH_RENEWALS", 2000);
+    let scenarios =
+        std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "postgres,mysql,pki,renew".into());
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let config_path = dir.path().join("broker.toml");
+    let config_text = config_toml(
+        dir.path(),
+        port,
+        &format!(
+            "type = \"sqlite\"\npath = \"{}\"",
+            dir.path().join("broker.db").display()
+        ),
+        "",
+    );
+    std::fs::write(&config_path, &config_text).unwrap_or_else(|e| panic!("{e}"));
+    let config = broker::config::Config::parse(&config_text).unwrap_or_else(|e| panic!("{e}"));
+    let token = broker::server::initialize(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_string();
+    let broker = BrokerProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_broker-under-test")),
+        &config_path,
+        port,
+        &dir.path().join("broker.log"),
+    )
+    .await;
+    let t = Arc::new(Target {
+        http: reqwest::Client::new(),
+        base: broker.base.clone(),
+        token,
+    });
+    t.setup("sys/mounts/database", json!({ "type": "database" }))
+        .await;
+
+    let mut rows = Vec::new();
+    for scenario in scenarios.split(',') {
+        rows.push(match scenario.trim() {
+            "postgres" => postgres_pairs(&t, clients, pairs).await,
+            "mysql" => mysql_pairs(&t, clients, pairs).await,
+            "pki" => certificates(&t, clients, certs).await,
+            "renew" => renewals(&t, clients, renew).await,
+            other => panic!("BENCH_SCENARIOS: unknown scenario {other}"),
+        });
+    }
+
+    println!(
+        "{clients} concurrent clients over HTTP against one broker process (SQLite storage, no audit device)"
+    );
+    println!();
+    println!("| scenario | ops | through the broker | raw baseline | ratio |");
+    println!("| --- | --- | --- | --- | --- |");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | **{:.2}** |",
+            r.scenario,
+            r.broker.ops,
+            r.broker,
+            r.raw,
+            r.broker.rate / r.raw.rate
+        );
+    }
+}
