@@ -87,21 +87,25 @@ impl Store {
                         .await
                         .unwrap_or_else(|e| panic!("{e}"));
                 let mut tx = c.begin().await.unwrap_or_else(|e| panic!("{e}"));
-                for r in rows {
-                    sqlx::query(
+                // Many rows per statement: one trip through the driver each.
+                for chunk in rows.chunks(500) {
+                    let values = vec!["(?, ?, ?, ?, ?, ?, 0, ?)"; chunk.len()].join(", ");
+                    let sql = format!(
                         "INSERT INTO leases (id, state, issued_at, expires_at, max_expires_at, \
-                         next_attempt_at, attempts, sealed) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-                    )
-                    .bind(&r.id)
-                    .bind(state)
-                    .bind(now)
-                    .bind(r.expires_at)
-                    .bind(r.expires_at)
-                    .bind(r.expires_at)
-                    .bind(&r.sealed)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                         next_attempt_at, attempts, sealed) VALUES {values}"
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for r in chunk {
+                        q = q
+                            .bind(&r.id)
+                            .bind(state)
+                            .bind(now)
+                            .bind(r.expires_at)
+                            .bind(r.expires_at)
+                            .bind(r.expires_at)
+                            .bind(&r.sealed);
+                    }
+                    q.execute(&mut *tx).await.unwrap_or_else(|e| panic!("{e}"));
                 }
                 tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
             }

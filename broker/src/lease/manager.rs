@@ -161,6 +161,11 @@ fn backoff(attempts: i64) -> i64 {
 /// retryable ones (the database is down) are retried for as long as it takes.
 const MAX_PERMANENT_FAILURES: i64 = 10;
 
+/// Leases one worker pass claims. A pass costs two commits (the claim and
+/// the batch's delete) whatever its size, so bigger passes revoke faster;
+/// a pass is also what a crash may make the next start revoke again.
+const WORKER_BATCH: u32 = 1024;
+
 /// How often the worker refreshes the lease-count gauge.
 const COUNT_EVERY: Duration = Duration::from_secs(60);
 
@@ -656,9 +661,9 @@ impl Leases {
                     }
                 }
                 loop {
-                    match self.expire_due(now(), 256).await {
+                    match self.expire_due(now(), WORKER_BATCH).await {
                         // A full batch: more may be due right now.
-                        Ok(pass) if pass.revoked + pass.failed == 256 => continue,
+                        Ok(pass) if pass.revoked + pass.failed == WORKER_BATCH as usize => continue,
                         Ok(_) => break,
                         Err(e) => {
                             tracing::error!(error = %e, "expiration pass failed");
