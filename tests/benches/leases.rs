@@ -31,18 +31,20 @@ use broker_tests::bench::{BrokerProcess, config_toml, env_or, free_port, percent
 use serde_json::json;
 use sqlx::Connection;
 
-/// A deterministic, random-looking id stream (SplitMix64), so the primary
-/// key index sees the scattered inserts real lease ids cause.
+/// Lease ids: a rising counter, then a random-looking tail (SplitMix64).
+/// Rising ids append to the primary key's B-tree, which lets the bench
+/// write ten million rows in minutes; lookups still land anywhere in it.
+/// (Real ids are random, so a real store's pages are less full.)
 struct Ids(u64);
 
 impl Ids {
     fn next(&mut self) -> String {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+        self.0 = self.0.wrapping_add(1);
+        let mut z = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
-        format!("noop/creds/bench/{z:016x}{:08x}", self.0 as u32)
+        format!("noop/creds/bench/{:010x}{z:016x}", self.0)
     }
 }
 
@@ -230,20 +232,24 @@ async fn run(store: &Store, leases: usize, due: usize, lookups: usize) -> Figure
         revocation: Some(json!({ "ok": true })),
     };
     let now = now();
-    let mut ids = Ids(0x5eed);
+    let mut ids = Ids(0);
     let mut sample = Vec::with_capacity(lookups);
     let total = leases + due;
     let batch = 20_000;
-    let step = (leases / lookups.max(1)).max(1);
+    let step = (total / lookups.max(1)).max(1);
+    let spread = (total / due.max(1)).max(1);
     let mut written = 0;
     while written < total {
         let n = batch.min(total - written);
         let mut rows = Vec::with_capacity(n);
         for i in written..written + n {
             let id = ids.next();
-            // The first `due` leases expired a minute ago; the rest expire in 30 days.
-            let expires_at = if i < due { now - 60 } else { now + 30 * 86_400 };
-            if i >= due && (i - due).is_multiple_of(step) && sample.len() < lookups {
+            // Every `spread`-th lease expired a minute ago, so the expired
+            // ones lie scattered through the index as they would in a real
+            // store; the rest expire in 30 days.
+            let expired = i % spread == 0 && i / spread < due;
+            let expires_at = if expired { now - 60 } else { now + 30 * 86_400 };
+            if !expired && (i + 1).is_multiple_of(step) && sample.len() < lookups {
                 sample.push(id.clone());
             }
             let sealed = core

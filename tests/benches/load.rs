@@ -42,14 +42,14 @@ impl Target {
         path: &str,
         body: Value,
     ) -> Result<Value, String> {
-        let r = self
+        let mut request = self
             .http
             .request(method, format!("{}/{path}", self.base))
-            .header("X-Vault-Token", &self.token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+            .header("X-Vault-Token", &self.token);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let r = request.send().await.map_err(|e| e.to_string())?;
         let status = r.status();
         let text = r.text().await.map_err(|e| e.to_string())?;
         if !status.is_success() {
