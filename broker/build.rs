@@ -12,6 +12,11 @@ fn main() {
         .parent()
         .expect("broker/ lies in the workspace")
         .to_path_buf();
+    // `sqlx::migrate!` embeds the migrations: rebuild when they change.
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest.join("migrations").display()
+    );
     let out =
         PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("plugins");
     build_wasm_plugins(

@@ -3,6 +3,10 @@
 -- of updating one counter row: a counter row would be locked by every
 -- lease write until its commit, serialising all issuers and revokers on
 -- one row. Reading compacts the deltas (see `count_leases`).
+-- Nodes sharing the database may be writing leases: hold their writes
+-- until the triggers exist, so the first count misses none.
+LOCK TABLE leases IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE lease_count_deltas (
     state TEXT NOT NULL,
     delta BIGINT NOT NULL

@@ -96,17 +96,26 @@ fn open_file(target: &Target) -> std::io::Result<File> {
                 OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
                 Mode::empty(),
             )?;
-            File::from(rustix::fs::openat2(
+            // Non-blocking: a FIFO swapped in for the file must not hang
+            // the open (and, audit failing closed, every request).
+            let file = File::from(rustix::fs::openat2(
                 &dir,
                 file,
                 OFlags::WRONLY
                     | OFlags::APPEND
                     | OFlags::CREATE
                     | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
                     | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
                 ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-            )?)
+            )?);
+            if !file.metadata()?.is_file() {
+                return Err(std::io::Error::other(
+                    "the audit file is not a regular file",
+                ));
+            }
+            file
         }
     };
     let meta = file.metadata()?;

@@ -32,7 +32,7 @@ use crate::barrier::SealedStorage;
 use chain::ChainHead;
 
 const DEVICES_KEY: &str = "core/audit/devices";
-/// Each device's chain head when the broker last stopped or reopened it.
+/// Each device's chain head when the broker last stopped cleanly.
 const HEADS_KEY: &str = "core/audit/heads";
 
 /// Request and response keys whose values are logged as they are, because
@@ -296,8 +296,12 @@ impl Auditor {
         let salt = Salt::load_or_create(&store).await?;
         let stored: BTreeMap<String, DeviceConfig> =
             store.get(DEVICES_KEY).await?.unwrap_or_default();
+        // Heads saved at the last clean stop. Used once: after a crash no
+        // head is saved, and an older one would fork the chain rather than
+        // show the break.
         let mut heads: BTreeMap<String, ChainHead> =
             store.get(HEADS_KEY).await?.unwrap_or_default();
+        store.delete(HEADS_KEY).await?;
         let mut devices = BTreeMap::new();
         for (path, mut config) in declared {
             config.from_config = true;
@@ -450,20 +454,19 @@ impl Auditor {
         })
     }
 
-    /// Reopens every file device (SIGHUP, after log rotation), and saves
-    /// the chain heads.
+    /// Reopens every file device (SIGHUP, after log rotation).
     pub async fn reopen(&self) {
         for (path, device) in self.devices.read().await.iter() {
             if let Err(e) = device.file.reopen() {
                 tracing::error!(device = %path, error = %e, "cannot reopen audit file");
             }
         }
-        self.save_heads().await;
     }
 
     /// Saves each device's chain head in storage, so that a file rotated
     /// away while the broker is stopped does not restart the chain at 1.
-    /// The server calls it when it stops; a failure is logged, not fatal.
+    /// The server calls it when it stops cleanly, and nowhere else: a head
+    /// saved earlier would be stale after a crash. A failure is logged.
     pub async fn save_heads(&self) {
         let heads: BTreeMap<String, ChainHead> = self
             .devices

@@ -372,11 +372,22 @@ impl Leases {
     }
 
     async fn resolve(&self, data: &LeaseData) -> ResolvedConnection {
-        if let Some(resolver) = &self.resolver
-            && let Some(current) = resolver.resolve(&data.mount, &data.config_name).await
-        {
-            return current;
+        match self.current(data).await {
+            Some(current) => current,
+            None => Self::snapshot(data),
         }
+    }
+
+    /// The lease's connection config as its mount holds it now, if it does.
+    async fn current(&self, data: &LeaseData) -> Option<ResolvedConnection> {
+        match &self.resolver {
+            Some(resolver) => resolver.resolve(&data.mount, &data.config_name).await,
+            None => None,
+        }
+    }
+
+    /// The connection as the lease saw it when it was made.
+    fn snapshot(data: &LeaseData) -> ResolvedConnection {
         ResolvedConnection {
             connection: ConnectionView {
                 name: data.config_name.clone(),
@@ -575,7 +586,8 @@ impl Leases {
         // per pass rather than once per lease.
         let mut outcomes = Vec::with_capacity(due.len());
         let mut work = Vec::with_capacity(due.len());
-        let mut connections: HashMap<(String, String), Arc<ResolvedConnection>> = HashMap::new();
+        let mut connections: HashMap<(String, String), Option<Arc<ResolvedConnection>>> =
+            HashMap::new();
         for row in due {
             let data = match self.open(&row) {
                 Ok(data) => data,
@@ -585,14 +597,18 @@ impl Leases {
                 }
             };
             let key = (data.mount.clone(), data.config_name.clone());
-            let resolved = match connections.get(&key) {
-                Some(resolved) => resolved.clone(),
+            let current = match connections.get(&key) {
+                Some(current) => current.clone(),
                 None => {
-                    let resolved = Arc::new(self.resolve(&data).await);
-                    connections.insert(key, resolved.clone());
-                    resolved
+                    let current = self.current(&data).await.map(Arc::new);
+                    connections.insert(key, current.clone());
+                    current
                 }
             };
+            // Only the mount's current config is shared: without one, each
+            // lease uses its own snapshot (two leases of one config name may
+            // have been made against different databases).
+            let resolved = current.unwrap_or_else(|| Arc::new(Self::snapshot(&data)));
             work.push((row, data, resolved));
         }
         // Revoke several at once; then end the whole batch's leases in one
@@ -617,15 +633,20 @@ impl Leases {
         // Should this write fail, the claim's hold runs out and the leases
         // are revoked again: plugins' revocations are idempotent.
         self.store.storage().delete_leases(&revoked).await?;
-        let failed = failures.len();
-        for (row, e) in failures {
-            self.reschedule(row, &e).await?;
-        }
         for id in &revoked {
             tracing::info!(lease = %id, "lease revoked");
             crate::metrics::metrics().revoked();
             if let Some(events) = &self.events {
                 events.revoked(id).await;
+            }
+        }
+        // One failure to record a failure must not hide the others: each is
+        // logged, and an unrecorded one is simply claimed again later.
+        let failed = failures.len();
+        for (row, e) in failures {
+            let id = row.id.clone();
+            if let Err(record) = self.reschedule(row, &e).await {
+                tracing::error!(lease = %id, error = %record, "cannot record a failed revocation");
             }
         }
         Ok(WorkerPass {
@@ -647,10 +668,6 @@ impl Leases {
             let mut last_count = std::time::Instant::now();
             loop {
                 tick.tick().await;
-                if self.store.barrier().is_sealed() {
-                    tracing::info!("sealed: the expiration worker stops until the next start");
-                    return;
-                }
                 // Reading the counts also folds PostgreSQL's count deltas,
                 // which would otherwise grow between metrics scrapes.
                 if last_count.elapsed() >= COUNT_EVERY {
@@ -661,6 +678,11 @@ impl Leases {
                     }
                 }
                 loop {
+                    // Sealed mid-backlog: stop claiming what cannot be opened.
+                    if self.store.barrier().is_sealed() {
+                        tracing::info!("sealed: the expiration worker stops until the next start");
+                        return;
+                    }
                     match self.expire_due(now(), WORKER_BATCH).await {
                         // A full batch: more may be due right now.
                         Ok(pass) if pass.revoked + pass.failed == WORKER_BATCH as usize => continue,

@@ -122,14 +122,24 @@ impl CaSigner for MountCa {
         // reused one would overwrite another certificate's stored copy and
         // make revoking one revoke both. The record is made before the
         // signature, atomically, and says when the certificate expires.
+        // Certificates stored before serials were recorded count too.
+        let stored_copy = format!("mounts/{}/certs/{}", self.mount, hex::encode(&facts.serial));
+        let already_stored = self
+            .store
+            .storage()
+            .get(&stored_copy)
+            .await
+            .map_err(|e| SignerError::Denied(format!("cannot check the serial: {e}")))?
+            .is_some();
         let record = Issued {
             not_after: facts.not_after,
         };
-        let fresh = self
-            .store
-            .create(&issued_key(&self.mount, &facts.serial), &record)
-            .await
-            .map_err(|e| SignerError::Denied(format!("cannot record the serial: {e}")))?;
+        let fresh = !already_stored
+            && self
+                .store
+                .create(&issued_key(&self.mount, &facts.serial), &record)
+                .await
+                .map_err(|e| SignerError::Denied(format!("cannot record the serial: {e}")))?;
         if !fresh {
             return Err(SignerError::Invalid(format!(
                 "serial {} was already issued by this CA",
