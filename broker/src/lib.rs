@@ -21,6 +21,7 @@ pub mod api;
 pub mod audit;
 pub mod barrier;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod duration;

@@ -318,3 +318,69 @@ async fn revoke_prefix_revokes_a_whole_role() {
     assert!(role_exists(&username(&other_cred)).await);
     f.leases.revoke(&other.id).await.unwrap();
 }
+
+/// The worker's overlapped drain: more than two batches of due leases, a
+/// few holding real users; every one is revoked and nothing is left.
+#[tokio::test]
+async fn drain_revokes_every_batch() {
+    let f = fixture().await;
+    let now = broker::clock::unix_now_signed();
+    let mut users = Vec::new();
+    for i in 0..3 {
+        let (row, cred) = f
+            .leases
+            .issue(params(&format!("drain{i}"), 3600, 7200, pg_connection()))
+            .await
+            .unwrap();
+        let mut row = f.storage.get_lease(&row.id).await.unwrap().unwrap();
+        row.next_attempt_at = now - 10;
+        assert!(f.storage.update_lease(&row).await.unwrap());
+        users.push(username(&cred));
+    }
+    // Leases whose plugin never recorded anything: nothing to revoke, but
+    // they go through every step of the drain all the same.
+    let data = broker::lease::LeaseData {
+        mount: "database".into(),
+        config_name: "main".into(),
+        plugin: "postgresql-database-plugin".into(),
+        connection: json!({}),
+        target: None,
+        revocation: None,
+    };
+    let rows: Vec<_> = (0..2500)
+        .map(|i| {
+            let id = format!("database/creds/bulk/{i:05}");
+            broker::storage::LeaseRow {
+                sealed: f.leases.seal(&id, &data).unwrap(),
+                id,
+                state: LeaseState::Active,
+                issued_at: now - 100,
+                expires_at: now - 10,
+                max_expires_at: now - 10,
+                next_attempt_at: now - 10,
+                attempts: 0,
+                last_error: None,
+                token_accessor: None,
+            }
+        })
+        .collect();
+    // Written all at once: SQLite's writer commits them in groups.
+    futures_util::future::try_join_all(rows.iter().map(|r| f.storage.insert_lease(r)))
+        .await
+        .unwrap();
+    let total: i64 = f
+        .leases
+        .counts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(total, 2503);
+
+    assert!(!f.leases.drain().await, "the drain says it stopped sealed");
+    assert_eq!(f.leases.counts().await.unwrap(), vec![], "leases are left");
+    for user in &users {
+        assert!(!role_exists(user).await, "{user} outlived its lease");
+    }
+}

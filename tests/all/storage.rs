@@ -191,6 +191,59 @@ async fn concurrent_claims(s: Storage) {
     assert_eq!(all.len(), 200);
 }
 
+/// Many writers at once (which SQLite commits in groups): each gets its own
+/// outcome. A write that fails fails alone, and its neighbours land.
+async fn concurrent_writes(s: Storage) {
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let id = format!("w/creds/r/{i:02}");
+                s.insert_lease(&lease(&id, LeaseState::Pending, 500))
+                    .await
+                    .unwrap();
+                // Every eighth writer also inserts a lease that exists.
+                let duplicate = if i % 8 == 0 {
+                    Some(s.insert_lease(&lease(&id, LeaseState::Pending, 500)).await)
+                } else {
+                    None
+                };
+                let mut active = lease(&id, LeaseState::Active, 900);
+                active.attempts = i;
+                assert!(s.update_lease(&active).await.unwrap());
+                let won = s
+                    .put_new("w/once", format!("{i}").as_bytes())
+                    .await
+                    .unwrap();
+                (duplicate, won)
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    let mut refused = 0;
+    for task in tasks {
+        let (duplicate, won) = task.await.unwrap();
+        winners += usize::from(won);
+        if let Some(result) = duplicate {
+            assert!(result.is_err(), "a second insert of one lease id succeeded");
+            refused += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one put_new writes a new key");
+    assert_eq!(refused, 8);
+    for i in 0..64 {
+        let row = s
+            .get_lease(&format!("w/creds/r/{i:02}"))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("lease {i} is missing"));
+        assert_eq!((row.state, row.attempts), (LeaseState::Active, i));
+    }
+    let ids: Vec<String> = (0..64).map(|i| format!("w/creds/r/{i:02}")).collect();
+    assert_eq!(s.delete_leases(&ids).await.unwrap(), 64);
+    assert!(s.delete("w/once").await.unwrap());
+}
+
 async fn sealed(s: Storage) {
     let store = SealedStorage::new(
         s.clone(),
@@ -232,6 +285,7 @@ async fn sqlite_backend() {
     entries(s.as_ref()).await;
     leases(s.as_ref()).await;
     concurrent_claims(s.clone()).await;
+    concurrent_writes(s.clone()).await;
     sealed(s).await;
 }
 
@@ -241,5 +295,6 @@ async fn postgres_backend() {
     entries(s.as_ref()).await;
     leases(s.as_ref()).await;
     concurrent_claims(s.clone()).await;
+    concurrent_writes(s.clone()).await;
     sealed(s).await;
 }

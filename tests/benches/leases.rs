@@ -148,12 +148,6 @@ impl Store {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// `VmRSS` and `VmHWM` of `pid`, in MiB.
 fn memory(pid: u32) -> (f64, f64) {
     let status =
@@ -231,7 +225,7 @@ async fn run(store: &Store, leases: usize, due: usize, lookups: usize) -> Figure
         target: None,
         revocation: Some(json!({ "ok": true })),
     };
-    let now = now();
+    let now = broker::clock::unix_now_signed();
     let mut ids = Ids(0);
     let mut sample = Vec::with_capacity(lookups);
     let total = leases + due;

@@ -332,11 +332,9 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Seconds since the Unix epoch.
+/// Seconds since the Unix epoch, by the broker's own clock.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    broker::clock::unix_now()
 }
 
 /// A credential request for `role` expiring in an hour.

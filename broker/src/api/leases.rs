@@ -37,7 +37,7 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError>
         .unwrap_or_default()
         .to_owned();
     let leases = core.leases();
-    let now = crate::lease::now();
+    let now = crate::clock::unix_now_signed();
     match (req.op, rest.as_str()) {
         (Operation::List, r) if r.starts_with("lookup") => {
             // A listed path is a folder: `database/creds/app` lists `database/creds/app/`.

@@ -17,12 +17,6 @@ use crate::core::Core;
 /// are kept so Vault's clients and load-balancer checks parse the answer.
 const STANDBY: bool = false;
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A status code from a query parameter such as `sealedcode=200`.
 fn code(query: &HashMap<String, String>, name: &str, default: u16) -> Result<StatusCode, ApiError> {
     let Some(value) = query.get(name) else {
@@ -69,7 +63,7 @@ pub(crate) fn health(core: &Core, query: &HashMap<String, String>) -> Result<Rep
             "replication_perf_mode": "disabled",
             "cluster_name": "broker",
             "cluster_id": core.cluster_id(),
-            "server_time_utc": now(),
+            "server_time_utc": crate::clock::unix_now(),
             "version": env!("CARGO_PKG_VERSION"),
         }),
     ))

@@ -518,8 +518,17 @@ impl Auditor {
     /// Records something that happened without a request (a revocation by
     /// the expiration worker, a rotation).
     pub async fn log_event(&self, kind: &str, details: Value) -> Result<(), AuditError> {
-        let entry = event_entry(kind, details);
-        self.write(true, |_, _| entry.clone()).await
+        self.log_events(kind, vec![details]).await
+    }
+
+    /// Records several events of one kind in one write per device (and one
+    /// fsync), in order.
+    pub async fn log_events(&self, kind: &str, details: Vec<Value>) -> Result<(), AuditError> {
+        if details.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<_> = details.into_iter().map(|d| event_entry(kind, d)).collect();
+        self.write_all(true, |_, _| entries.clone()).await
     }
 
     /// Writes to every device; succeeds if at least one took the entry, or
@@ -529,6 +538,19 @@ impl Auditor {
         durable: bool,
         build: impl Fn(bool, bool) -> Map<String, Value>,
     ) -> Result<(), AuditError> {
+        self.write_all(durable, |raw, hmac_accessor| {
+            vec![build(raw, hmac_accessor)]
+        })
+        .await
+    }
+
+    /// Writes entries to every device, in one write each; succeeds if at
+    /// least one device took them, or if none is enabled.
+    async fn write_all(
+        &self,
+        durable: bool,
+        build: impl Fn(bool, bool) -> Vec<Map<String, Value>>,
+    ) -> Result<(), AuditError> {
         let devices = self.devices.read().await;
         if devices.is_empty() {
             return Ok(());
@@ -536,10 +558,10 @@ impl Auditor {
         let mut written = 0;
         for (path, device) in devices.iter() {
             let options = &device.config.options;
-            let entry = build(options.log_raw, options.hmac_accessor);
+            let entries = build(options.log_raw, options.hmac_accessor);
             let durable = durable && options.fsync;
             let file = device.file.clone();
-            match tokio::task::spawn_blocking(move || file.append(entry, durable)).await {
+            match tokio::task::spawn_blocking(move || file.append_all(entries, durable)).await {
                 Ok(Ok(())) => written += 1,
                 Ok(Err(e)) => {
                     crate::metrics::metrics().audit_failure(path);
@@ -668,6 +690,16 @@ fn event_entry(kind: &str, details: Value) -> Map<String, Value> {
 
 #[async_trait::async_trait]
 impl crate::lease::LeaseEvents for Auditor {
+    async fn revoked_all(&self, lease_ids: &[String]) {
+        let details = lease_ids
+            .iter()
+            .map(|id| json!({ "lease_id": id }))
+            .collect();
+        if let Err(e) = self.log_events("lease-revoked", details).await {
+            tracing::error!(leases = lease_ids.len(), error = %e, "revocations not audited");
+        }
+    }
+
     async fn revoked(&self, lease_id: &str) {
         if let Err(e) = self
             .log_event("lease-revoked", json!({ "lease_id": lease_id }))

@@ -337,7 +337,7 @@ impl PkiEngine {
         let buffer = Ttl::field(body, "safety_buffer")
             .map_err(EngineError::BadRequest)?
             .map_or(Duration::from_secs(72 * 3600), |t| t.0);
-        let before = crate::pki::now().saturating_sub(buffer.as_secs());
+        let before = crate::clock::unix_now().saturating_sub(buffer.as_secs());
         let mut certs = 0;
         if body.get("tidy_cert_store").and_then(Value::as_bool) != Some(false) {
             for key in self.store.list(&self.key("certs/")).await? {
@@ -470,7 +470,7 @@ impl PkiEngine {
                 .map_or(ttls.default, Duration::from_secs)
                 .min(max),
         };
-        let expires_at = crate::pki::now().saturating_add(ttl.as_secs());
+        let expires_at = crate::clock::unix_now().saturating_add(ttl.as_secs());
         if expires_at > ca.not_after() {
             return Err(EngineError::BadRequest(format!(
                 "the certificate would outlive its CA (which expires at {}); ask for a shorter ttl",

@@ -1,6 +1,7 @@
 //! Issuing, renewing and revoking leases, and the expiration worker.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use futures_util::StreamExt;
 
 use super::{LeaseData, LeaseId};
 use crate::barrier::{BarrierError, SealedStorage};
+use crate::clock;
 use crate::plugin::{
     CaSigner, CallContext, Catalog, ConnectionView, Credential, PluginError, RevocationRecorder,
 };
@@ -38,6 +40,9 @@ pub enum LeaseError {
     /// Sealed data did not parse.
     #[error("lease data does not parse: {0}")]
     Corrupt(String),
+    /// A revocation's task ended without an outcome.
+    #[error("revocation task failed: {0}")]
+    Task(String),
 }
 
 /// A connection config as the engine holds it now.
@@ -76,6 +81,13 @@ pub trait ConnectionResolver: Send + Sync {
 pub trait LeaseEvents: Send + Sync {
     /// A lease's credential was revoked and the lease removed.
     async fn revoked(&self, lease_id: &str);
+    /// The expiration worker revoked a batch: as [`LeaseEvents::revoked`]
+    /// for each, in one write where the sink can (one fsync, not one each).
+    async fn revoked_all(&self, lease_ids: &[String]) {
+        for id in lease_ids {
+            self.revoked(id).await;
+        }
+    }
     /// A revocation failed and was rescheduled (or given up: irrevocable).
     async fn revocation_failed(&self, lease_id: &str, attempts: i64, error: &str);
     /// A lease was removed without revoking its credential (revoke-force).
@@ -121,6 +133,17 @@ pub struct WorkerPass {
     pub failed: usize,
 }
 
+/// A lease's revocation outcome.
+type Outcome = (LeaseRow, Result<(), LeaseError>);
+
+/// Claimed leases: those ready to revoke (opened, their connection
+/// resolved), and those already settled (they would not open).
+struct Batch {
+    claimed: usize,
+    work: Vec<(LeaseRow, LeaseData, Arc<ResolvedConnection>)>,
+    outcomes: Vec<Outcome>,
+}
+
 /// Leases over sealed storage and the plugin catalog.
 pub struct Leases {
     store: SealedStorage,
@@ -139,13 +162,6 @@ impl std::fmt::Debug for Leases {
             .field("pending_hold", &self.pending_hold)
             .finish_non_exhaustive()
     }
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn secs(d: Duration) -> i64 {
@@ -177,10 +193,17 @@ fn pool_key(mount: &str, config: &str) -> String {
     format!("{}/config/{config}", mount.trim_end_matches('/'))
 }
 
+/// Where the plugin's revocation data goes during an issue. Its first
+/// record writes the pending lease; nothing is stored before that, because
+/// until then the plugin has made nothing that would need revoking (the SDK
+/// records before it creates). One commit fewer per issuance than writing a
+/// bare pending lease first and the data into it after.
 struct PendingRecorder {
     store: SealedStorage,
     row: Mutex<LeaseRow>,
     data: Mutex<LeaseData>,
+    /// Whether the pending lease is in storage yet.
+    stored: AtomicBool,
 }
 
 impl RevocationRecorder for PendingRecorder {
@@ -208,10 +231,21 @@ impl RevocationRecorder for PendingRecorder {
                     .map_err(|e| e.to_string())?;
                 row.clone()
             };
-            match self.store.storage().update_lease(&row).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err("the pending lease vanished".into()),
-                Err(e) => Err(e.to_string()),
+            // The guest makes one host call at a time: no record races this.
+            if self.stored.load(Ordering::Acquire) {
+                match self.store.storage().update_lease(&row).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err("the pending lease vanished".into()),
+                    Err(e) => Err(e.to_string()),
+                }
+            } else {
+                self.store
+                    .storage()
+                    .insert_lease(&row)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.stored.store(true, Ordering::Release);
+                Ok(())
             }
         })
     }
@@ -273,7 +307,7 @@ impl Leases {
             .ok_or_else(|| LeaseError::UnknownPlugin(p.plugin.clone()))?;
         let id =
             LeaseId::generate(&p.mount, p.endpoint, &p.role_name).map_err(LeaseError::Corrupt)?;
-        let now = now();
+        let now = clock::unix_now_signed();
         let max_expires_at = now.saturating_add(secs(p.max_ttl));
         let expires_at = now.saturating_add(secs(p.ttl)).min(max_expires_at);
         let data = LeaseData {
@@ -294,15 +328,14 @@ impl Leases {
             attempts: 0,
             last_error: None,
             token_accessor: p.token_accessor.clone(),
-            sealed: self.seal(id.as_str(), &data)?,
+            // Sealed when first written, with the revocation data in it.
+            sealed: Vec::new(),
         };
-        // Step 1: durable before the plugin runs.
-        self.store.storage().insert_lease(&row).await?;
-
         let recorder = Arc::new(PendingRecorder {
             store: self.store.clone(),
             row: Mutex::new(row.clone()),
             data: Mutex::new(data.clone()),
+            stored: AtomicBool::new(false),
         });
         let mut ctx = CallContext::new().with_recorder(recorder.clone());
         if let Some(target) = &p.connection.target {
@@ -318,8 +351,11 @@ impl Leases {
             expires_at: u64::try_from(expires_at).unwrap_or(0),
             parameters: p.parameters.clone(),
         };
-        // Step 2: the plugin records its revocation data, then creates.
-        match plugin.issue(&ctx, &p.connection.connection, &request).await {
+        // Steps 1 and 2: the plugin records its revocation data (which
+        // commits the pending lease), then creates.
+        let outcome = plugin.issue(&ctx, &p.connection.connection, &request).await;
+        let stored = recorder.stored.load(Ordering::Acquire);
+        match outcome {
             Ok(credential) => {
                 // Step 3: active, due at expiry.
                 let mut data = data;
@@ -327,20 +363,28 @@ impl Leases {
                 row.sealed = self.seal(id.as_str(), &data)?;
                 row.state = LeaseState::Active;
                 row.next_attempt_at = expires_at;
-                self.store.storage().update_lease(&row).await?;
+                if stored {
+                    self.store.storage().update_lease(&row).await?;
+                } else {
+                    // A plugin that never recorded (its credential lives
+                    // in the broker, like a certificate): one write.
+                    self.store.storage().insert_lease(&row).await?;
+                }
                 Ok((row, credential))
             }
             // A typed failure: the plugin ran to the end and undid its own
             // work (a transaction, or its rollback statements).
             Err(e @ PluginError::Failed { .. }) => {
-                self.store.storage().delete_lease(id.as_str()).await?;
+                if stored {
+                    self.store.storage().delete_lease(id.as_str()).await?;
+                }
                 Err(e.into())
             }
             // Stopped half-way (trap, deadline…): whatever was made is
             // revoked by the worker from the recorded data, right away.
             Err(e) => {
                 let pending = recorder.row.lock().ok().map(|r| r.clone());
-                if let Some(mut pending) = pending {
+                if let (true, Some(mut pending)) = (stored, pending) {
                     pending.next_attempt_at = now;
                     pending.last_error = Some(e.to_string());
                     self.store.storage().update_lease(&pending).await?;
@@ -419,7 +463,7 @@ impl Leases {
                 row.state.as_str()
             )));
         }
-        let now = now();
+        let now = clock::unix_now_signed();
         let increment = if increment.is_zero() {
             (row.expires_at - row.issued_at).max(1)
         } else {
@@ -556,7 +600,7 @@ impl Leases {
             || matches!(error, LeaseError::Storage(_));
         row.attempts += 1;
         row.last_error = Some(error.to_string());
-        row.next_attempt_at = now().saturating_add(backoff(row.attempts));
+        row.next_attempt_at = clock::unix_now_signed().saturating_add(backoff(row.attempts));
         row.state = if !retryable && row.attempts >= MAX_PERMANENT_FAILURES {
             LeaseState::Irrevocable
         } else {
@@ -575,24 +619,34 @@ impl Leases {
 
     /// One pass of the expiration worker at time `now`: claims up to
     /// `limit` due leases (expired, pending past their hold, or waiting for a
-    /// retry) and revokes them, several at once.
+    /// retry) and revokes them, several at once. The worker runs the same
+    /// three steps overlapped ([`Leases::drain`]).
     pub async fn expire_due(&self, now: i64, limit: u32) -> Result<WorkerPass, LeaseError> {
+        let batch = self.claim_batch(now, limit).await?;
+        let outcomes = self.revoke_batch(batch).await;
+        self.finish_batch(outcomes).await
+    }
+
+    /// Claims up to `limit` due leases and opens them, looking each
+    /// connection config up once per batch rather than once per lease.
+    async fn claim_batch(&self, now: i64, limit: u32) -> Result<Batch, LeaseError> {
         let due = self
             .store
             .storage()
             .claim_due_leases(now, secs(self.pending_hold), limit)
             .await?;
-        // Open every claimed lease, and look each connection config up once
-        // per pass rather than once per lease.
-        let mut outcomes = Vec::with_capacity(due.len());
-        let mut work = Vec::with_capacity(due.len());
+        let mut batch = Batch {
+            claimed: due.len(),
+            work: Vec::with_capacity(due.len()),
+            outcomes: Vec::new(),
+        };
         let mut connections: HashMap<(String, String), Option<Arc<ResolvedConnection>>> =
             HashMap::new();
         for row in due {
             let data = match self.open(&row) {
                 Ok(data) => data,
                 Err(e) => {
-                    outcomes.push((row, Err(e)));
+                    batch.outcomes.push((row, Err(e)));
                     continue;
                 }
             };
@@ -609,19 +663,59 @@ impl Leases {
             // lease uses its own snapshot (two leases of one config name may
             // have been made against different databases).
             let resolved = current.unwrap_or_else(|| Arc::new(Self::snapshot(&data)));
-            work.push((row, data, resolved));
+            batch.work.push((row, data, resolved));
         }
-        // Revoke several at once; then end the whole batch's leases in one
-        // storage write instead of one commit (and one fsync) per lease.
-        let revoked: Vec<(LeaseRow, Result<(), LeaseError>)> = futures_util::stream::iter(work)
-            .map(|(row, data, resolved)| async move {
-                let outcome = self.revoke_with(&data, &resolved).await;
+        Ok(batch)
+    }
+
+    /// Revokes a claimed batch, `concurrency` at a time. Each revocation is
+    /// a task of its own, so a batch's sandbox instances use every core.
+    async fn revoke_batch(&self, batch: Batch) -> Vec<Outcome> {
+        let Batch {
+            work, mut outcomes, ..
+        } = batch;
+        let mut calls = Vec::with_capacity(work.len());
+        for (row, data, resolved) in work {
+            // Never recorded: the plugin created nothing.
+            let Some(revocation) = data.revocation.clone() else {
+                outcomes.push((row, Ok(())));
+                continue;
+            };
+            let plugin = match self.plugin(&data) {
+                Ok(plugin) => plugin.clone(),
+                Err(e) => {
+                    outcomes.push((row, Err(e)));
+                    continue;
+                }
+            };
+            let ctx = Self::context(&data, &resolved);
+            let call = async move {
+                plugin
+                    .revoke(&ctx, &resolved.connection, &revocation)
+                    .await
+                    .map_err(LeaseError::from)
+            };
+            calls.push((row, call));
+        }
+        let revoked: Vec<Outcome> = futures_util::stream::iter(calls)
+            .map(|(row, call)| async move {
+                let outcome = match tokio::spawn(call).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => Err(LeaseError::Task(e.to_string())),
+                };
                 (row, outcome)
             })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
         outcomes.extend(revoked);
+        outcomes
+    }
+
+    /// Writes a revoked batch off: one storage write removes every revoked
+    /// lease (not one commit, and one fsync, per lease); each is audited;
+    /// the failures are rescheduled.
+    async fn finish_batch(&self, outcomes: Vec<Outcome>) -> Result<WorkerPass, LeaseError> {
         let mut revoked = Vec::with_capacity(outcomes.len());
         let mut failures = Vec::new();
         for (row, outcome) in outcomes {
@@ -636,9 +730,9 @@ impl Leases {
         for id in &revoked {
             tracing::info!(lease = %id, "lease revoked");
             crate::metrics::metrics().revoked();
-            if let Some(events) = &self.events {
-                events.revoked(id).await;
-            }
+        }
+        if let (Some(events), false) = (&self.events, revoked.is_empty()) {
+            events.revoked_all(&revoked).await;
         }
         // One failure to record a failure must not hide the others: each is
         // logged, and an unrecorded one is simply claimed again later.
@@ -653,6 +747,58 @@ impl Leases {
             revoked: revoked.len(),
             failed,
         })
+    }
+
+    /// Revokes everything due now, in batches whose steps overlap: the next
+    /// batch is claimed while this one is revoked, and the one before is
+    /// written off meanwhile, so the CPUs and storage do not wait on each
+    /// other. Returns whether it stopped because the broker is sealed.
+    pub async fn drain(&self) -> bool {
+        let (to_revoke, mut claimed) = tokio::sync::mpsc::channel::<Batch>(1);
+        let (to_finish, mut revoked) = tokio::sync::mpsc::channel::<Vec<Outcome>>(1);
+        let claimer = async move {
+            loop {
+                // Sealed mid-backlog: stop claiming what cannot be opened.
+                if self.store.barrier().is_sealed() {
+                    return true;
+                }
+                let batch = match self
+                    .claim_batch(clock::unix_now_signed(), WORKER_BATCH)
+                    .await
+                {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        tracing::error!(error = %e, "expiration pass failed");
+                        return false;
+                    }
+                };
+                // A full batch: more may be due right now.
+                let more = batch.claimed == WORKER_BATCH as usize;
+                if batch.claimed > 0 && to_revoke.send(batch).await.is_err() {
+                    return false;
+                }
+                if !more {
+                    return false;
+                }
+            }
+        };
+        let revoker = async move {
+            while let Some(batch) = claimed.recv().await {
+                let outcomes = self.revoke_batch(batch).await;
+                if to_finish.send(outcomes).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let finisher = async move {
+            while let Some(outcomes) = revoked.recv().await {
+                if let Err(e) = self.finish_batch(outcomes).await {
+                    tracing::error!(error = %e, "expiration pass failed");
+                }
+            }
+        };
+        let (sealed, (), ()) = tokio::join!(claimer, revoker, finisher);
+        sealed
     }
 
     /// How many leases are in each state (counters kept by storage, not a scan).
@@ -677,21 +823,9 @@ impl Leases {
                         Err(e) => tracing::warn!(error = %e, "cannot count leases"),
                     }
                 }
-                loop {
-                    // Sealed mid-backlog: stop claiming what cannot be opened.
-                    if self.store.barrier().is_sealed() {
-                        tracing::info!("sealed: the expiration worker stops until the next start");
-                        return;
-                    }
-                    match self.expire_due(now(), WORKER_BATCH).await {
-                        // A full batch: more may be due right now.
-                        Ok(pass) if pass.revoked + pass.failed == WORKER_BATCH as usize => continue,
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::error!(error = %e, "expiration pass failed");
-                            break;
-                        }
-                    }
+                if self.drain().await {
+                    tracing::info!("sealed: the expiration worker stops until the next start");
+                    return;
                 }
             }
         })

@@ -3,9 +3,10 @@
 //!
 //! Issuing runs in three steps (DESIGN §2, invariant 1):
 //!
-//! 1. a `pending` lease is committed to storage;
-//! 2. the plugin records its revocation data into that lease (sealed,
-//!    durable) through `lease.record-revocation`, then creates the credential;
+//! 1. the plugin prepares the credential without touching anything outside
+//!    the broker, and hands its revocation data to `lease.record-revocation`;
+//! 2. that call commits a `pending` lease holding the data (sealed), and
+//!    only then does the plugin create the credential;
 //! 3. the lease becomes `active`.
 //!
 //! A crash at any point leaves either nothing outside the broker, or a
@@ -23,7 +24,6 @@ mod manager;
 mod record;
 
 pub use id::LeaseId;
-pub(crate) use manager::now;
 pub use manager::{
     ConnectionResolver, IssueParams, LeaseError, LeaseEvents, Leases, ResolvedConnection,
     WorkerPass,

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use x509_parser::prelude::*;
 use zeroize::Zeroizing;
 
-use super::{PkiError, datetime, keys, now, random_serial, serial_text};
+use super::{PkiError, datetime, keys, random_serial, serial_text};
+use crate::clock::unix_now;
 use crate::plugin::{IssuerInfo, KeyType};
 
 /// What storage keeps of a CA (sealed).
@@ -293,7 +294,7 @@ impl Ca {
     ) -> Result<(String, String), PkiError> {
         let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| PkiError::Invalid(format!("the CSR was refused: {e}")))?;
-        let not_after = now().saturating_add(ttl_secs);
+        let not_after = unix_now().saturating_add(ttl_secs);
         if not_after > self.not_after {
             return Err(PkiError::Invalid(
                 "ttl: the intermediate would outlive this CA".into(),
@@ -321,14 +322,14 @@ fn make_ca(params: &mut CertificateParams, not_after: u64, serial: &[u8]) {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.not_before = datetime(now().saturating_sub(30));
+    params.not_before = datetime(unix_now().saturating_sub(30));
     params.not_after = datetime(not_after);
     params.serial_number = Some(serial.to_vec().into());
 }
 
 /// A new self-signed root CA.
 pub fn generate_root(common_name: &str, ttl_secs: u64, key_type: KeyType) -> Result<Ca, PkiError> {
-    if now().saturating_add(ttl_secs) > super::MAX_NOT_AFTER {
+    if unix_now().saturating_add(ttl_secs) > super::MAX_NOT_AFTER {
         return Err(PkiError::Invalid(
             "ttl: a certificate cannot end after the year 9999".into(),
         ));
@@ -341,7 +342,7 @@ pub fn generate_root(common_name: &str, ttl_secs: u64, key_type: KeyType) -> Res
         .push(DnType::CommonName, common_name);
     make_ca(
         &mut params,
-        now().saturating_add(ttl_secs),
+        unix_now().saturating_add(ttl_secs),
         &random_serial()?,
     );
     let cert = params.self_signed(&key)?;
@@ -484,8 +485,8 @@ pub(crate) mod tests {
         let issuer = Issuer::new(issuer_params, capture);
         let leaf_key = keys::generate(KeyType::EcP256).unwrap();
         let mut leaf = CertificateParams::new(vec!["a.example.com".into()]).unwrap();
-        leaf.not_before = datetime(now());
-        leaf.not_after = datetime(now() + 3600);
+        leaf.not_before = datetime(unix_now());
+        leaf.not_after = datetime(unix_now() + 3600);
         leaf.is_ca = IsCa::ExplicitNoCa;
         edit(&mut leaf);
         leaf.signed_by(&leaf_key, &issuer).unwrap();
@@ -516,7 +517,7 @@ pub(crate) mod tests {
         refuses(tbs(&ca, "Other Root", |_| {}), "issuer name");
         refuses(
             tbs(&ca, "Root", |p| {
-                p.not_after = datetime(now() + 2 * 86400);
+                p.not_after = datetime(unix_now() + 2 * 86400);
             }),
             "outlive",
         );

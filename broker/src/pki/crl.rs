@@ -6,8 +6,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Ca, PkiError, datetime, now, serial_text};
+use super::{Ca, PkiError, datetime, serial_text};
 use crate::barrier::SealedStorage;
+use crate::clock::unix_now;
 
 /// How long a CRL is valid: clients fetch a new one before then.
 pub const CRL_LIFETIME_SECS: u64 = 72 * 3600;
@@ -64,7 +65,7 @@ pub async fn revoke(
     if let Some(existing) = store.get::<Revoked>(&key).await? {
         return Ok(existing.revoked_at);
     }
-    let revoked_at = now();
+    let revoked_at = unix_now();
     store
         .put(
             &key,
@@ -130,7 +131,7 @@ pub async fn rebuild(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<
         .get::<CrlState>(&crl_key(mount))
         .await?
         .map_or(1, |s| s.number + 1);
-    let now = now();
+    let now = unix_now();
     let params = rcgen::CertificateRevocationListParams {
         this_update: datetime(now),
         next_update: datetime(now + CRL_LIFETIME_SECS),
@@ -157,7 +158,7 @@ pub async fn rebuild(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<
 /// has passed, so clients never fetch one past its nextUpdate.
 pub async fn current(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<u8>, PkiError> {
     match store.get::<CrlState>(&crl_key(mount)).await? {
-        Some(state) if now() < state.built_at.saturating_add(CRL_LIFETIME_SECS / 2) => {
+        Some(state) if unix_now() < state.built_at.saturating_add(CRL_LIFETIME_SECS / 2) => {
             Ok(state.der)
         }
         _ => rebuild(store, mount, ca).await,

@@ -44,13 +44,6 @@ impl From<rcgen::Error> for PkiError {
 /// 9999-12-31T23:59:59Z: X.509 time cannot go past it.
 pub const MAX_NOT_AFTER: u64 = 253_402_300_799;
 
-/// Seconds since the Unix epoch.
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 pub(crate) fn datetime(unix: u64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix).unwrap_or(i64::MAX))
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)

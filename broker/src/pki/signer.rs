@@ -227,11 +227,11 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(record.not_after > crate::pki::now(), "{record:?}");
+        assert!(record.not_after > crate::clock::unix_now(), "{record:?}");
         // A CA refusal records nothing.
         let other = |p: &mut rcgen::CertificateParams| {
             p.serial_number = Some(rcgen::SerialNumber::from(vec![0x01]));
-            p.not_after = crate::pki::datetime(crate::pki::now() + 2 * 86400);
+            p.not_after = crate::pki::datetime(crate::clock::unix_now() + 2 * 86400);
         };
         assert!(signer.sign_tbs(&tbs(&ca, "Root", other)).await.is_err());
         assert!(

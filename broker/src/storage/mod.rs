@@ -26,6 +26,10 @@ pub enum StorageError {
     /// A stored row does not parse.
     #[error("corrupt storage row: {0}")]
     Corrupt(String),
+    /// The task that commits SQLite writes has stopped (its runtime is
+    /// shutting down).
+    #[error("storage writer has stopped")]
+    WriterGone,
 }
 
 /// A lease's state (DESIGN §8).
@@ -126,9 +130,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Counts leases by state, from counters the schema keeps (not a scan).
     async fn count_leases(&self) -> Result<Vec<(LeaseState, i64)>, StorageError>;
     /// Claims up to `limit` leases due at `now` (not irrevocable, with
-    /// `next_attempt_at <= now`): each claimed lease's `next_attempt_at` is
-    /// moved to `now + hold` in the same transaction, so no other worker
-    /// (on this node or another) takes it meanwhile.
+    /// `next_attempt_at <= now`) until `now + hold`, or until the lease is
+    /// next written: no other claim takes it meanwhile. The returned rows
+    /// show the hold in `next_attempt_at`. PostgreSQL stores the hold in the
+    /// row, since other nodes claim from the same table; SQLite, owned by one
+    /// process, keeps it in memory.
     async fn claim_due_leases(
         &self,
         now: i64,

@@ -27,9 +27,7 @@ impl random::Host for CallState {
 
 impl clock::Host for CallState {
     fn now(&mut self) -> wasmtime::Result<u64> {
-        Ok(std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()))
+        Ok(crate::clock::unix_now())
     }
 }
 

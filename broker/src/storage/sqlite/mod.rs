@@ -1,5 +1,6 @@
 //! The SQLite backend: the embedded default. WAL journal, `synchronous =
-//! FULL`: a committed lease survives `kill -9` and power loss.
+//! FULL`: a committed lease survives `kill -9` and power loss. Reads go
+//! through a pool; writes through one task that commits them in groups.
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,20 +8,25 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqlitePool};
 
 use super::{Backend, LeaseRow, LeaseState, StorageError, like_prefix};
+use claims::Claims;
+use writer::{Done, Write, Writer};
+
+mod claims;
+mod writer;
 
 /// Storage in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
+    /// Readers: WAL lets them read while a commit is under way.
     pool: SqlitePool,
-    /// Writers take turns here rather than at SQLite's file lock. SQLite
-    /// lets one writer in at a time and makes the others wait in its busy
-    /// handler, which sleeps in steps of milliseconds: under concurrent
-    /// issuance most of a write's time went to those sleeps. Readers never
-    /// wait (WAL).
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Every write goes through the one writer task, which commits
+    /// whatever has queued up together (see [`writer`]).
+    writer: Writer,
+    /// The expiration worker's claims (see [`claims`]).
+    claims: std::sync::Arc<Claims>,
 }
 
 impl SqliteBackend {
@@ -37,14 +43,25 @@ impl SqliteBackend {
             .pragma("case_sensitive_like", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let writer = Writer::spawn(options.connect().await?);
         Ok(Self {
             pool,
-            writer: Default::default(),
+            writer,
+            claims: Default::default(),
         })
     }
+
+    async fn write(&self, write: Write) -> Result<Done, StorageError> {
+        self.writer.write(write).await
+    }
+}
+
+/// A write came back with the wrong kind of result: a bug in this module.
+fn mismatch(done: Done) -> StorageError {
+    StorageError::Corrupt(format!("storage writer answered {}", done.kind()))
 }
 
 const LEASE_COLUMNS: &str = "id, state, issued_at, expires_at, max_expires_at, next_attempt_at, attempts, last_error, token_accessor, sealed";
@@ -76,34 +93,37 @@ impl Backend for SqliteBackend {
     }
 
     async fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
-        let _turn = self.writer.lock().await;
-        sqlx::query("INSERT INTO entries (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let write = Write::Put {
+            key: key.to_owned(),
+            value: value.to_vec(),
+        };
+        match self.write(write).await? {
+            Done::Unit => Ok(()),
+            other => Err(mismatch(other)),
+        }
     }
 
     async fn put_new(&self, key: &str, value: &[u8]) -> Result<bool, StorageError> {
-        let _turn = self.writer.lock().await;
-        let done = sqlx::query(
-            "INSERT INTO entries (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let write = Write::PutNew {
+            key: key.to_owned(),
+            value: value.to_vec(),
+        };
+        match self.write(write).await? {
+            Done::Changed(written) => Ok(written),
+            other => Err(mismatch(other)),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
-        let _turn = self.writer.lock().await;
-        let done = sqlx::query("DELETE FROM entries WHERE key = ?")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        match self
+            .write(Write::Delete {
+                key: key.to_owned(),
+            })
+            .await?
+        {
+            Done::Changed(existed) => Ok(existed),
+            other => Err(mismatch(other)),
+        }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
@@ -116,44 +136,19 @@ impl Backend for SqliteBackend {
     }
 
     async fn insert_lease(&self, l: &LeaseRow) -> Result<(), StorageError> {
-        let _turn = self.writer.lock().await;
-        sqlx::query(&format!(
-            "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(&l.id)
-        .bind(l.state.as_str())
-        .bind(l.issued_at)
-        .bind(l.expires_at)
-        .bind(l.max_expires_at)
-        .bind(l.next_attempt_at)
-        .bind(l.attempts)
-        .bind(&l.last_error)
-        .bind(&l.token_accessor)
-        .bind(&l.sealed)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        match self.write(Write::InsertLease(Box::new(l.clone()))).await? {
+            Done::Unit => Ok(()),
+            other => Err(mismatch(other)),
+        }
     }
 
     async fn update_lease(&self, l: &LeaseRow) -> Result<bool, StorageError> {
-        let _turn = self.writer.lock().await;
-        let done = sqlx::query(
-            "UPDATE leases SET state = ?, issued_at = ?, expires_at = ?, max_expires_at = ?, next_attempt_at = ?, \
-             attempts = ?, last_error = ?, token_accessor = ?, sealed = ? WHERE id = ?",
-        )
-        .bind(l.state.as_str())
-        .bind(l.issued_at)
-        .bind(l.expires_at)
-        .bind(l.max_expires_at)
-        .bind(l.next_attempt_at)
-        .bind(l.attempts)
-        .bind(&l.last_error)
-        .bind(&l.token_accessor)
-        .bind(&l.sealed)
-        .bind(&l.id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let done = self.write(Write::UpdateLease(Box::new(l.clone()))).await?;
+        self.claims.release([l.id.as_str()]).await;
+        match done {
+            Done::Changed(existed) => Ok(existed),
+            other => Err(mismatch(other)),
+        }
     }
 
     async fn get_lease(&self, id: &str) -> Result<Option<LeaseRow>, StorageError> {
@@ -165,26 +160,26 @@ impl Backend for SqliteBackend {
     }
 
     async fn delete_lease(&self, id: &str) -> Result<bool, StorageError> {
-        let _turn = self.writer.lock().await;
-        let done = sqlx::query("DELETE FROM leases WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let done = self.write(Write::DeleteLease { id: id.to_owned() }).await?;
+        self.claims.release([id]).await;
+        match done {
+            Done::Changed(existed) => Ok(existed),
+            other => Err(mismatch(other)),
+        }
     }
 
     async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError> {
-        let _turn = self.writer.lock().await;
         if ids.is_empty() {
             return Ok(0);
         }
-        // One JSON array parameter: no limit on bound variables to hit.
-        let ids = serde_json::to_string(ids).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        let done = sqlx::query("DELETE FROM leases WHERE id IN (SELECT value FROM json_each(?))")
-            .bind(ids)
-            .execute(&self.pool)
+        let done = self
+            .write(Write::DeleteLeases { ids: ids.to_vec() })
             .await?;
-        Ok(done.rows_affected())
+        self.claims.release(ids.iter().map(String::as_str)).await;
+        match done {
+            Done::Count(n) => Ok(n),
+            other => Err(mismatch(other)),
+        }
     }
 
     async fn list_leases(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StorageError> {
@@ -213,18 +208,7 @@ impl Backend for SqliteBackend {
         hold: i64,
         limit: u32,
     ) -> Result<Vec<LeaseRow>, StorageError> {
-        let _turn = self.writer.lock().await;
-        // One statement: SQLite runs it atomically under its write lock.
-        let rows = sqlx::query(&format!(
-            "UPDATE leases SET next_attempt_at = ? WHERE id IN \
-             (SELECT id FROM leases WHERE state <> 'irrevocable' AND next_attempt_at <= ? \
-              ORDER BY next_attempt_at LIMIT ?) RETURNING {LEASE_COLUMNS}"
-        ))
-        .bind(now + hold)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(lease).collect()
+        // In memory: this process owns the file (see `claims`).
+        self.claims.claim(&self.pool, now, hold, limit).await
     }
 }

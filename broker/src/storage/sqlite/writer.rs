@@ -1,0 +1,216 @@
+//! Group commit: the one task that writes to the SQLite file.
+//!
+//! SQLite lets one writer in at a time, and with `synchronous = FULL` every
+//! commit waits for an fsync. Writers that each commit alone therefore queue
+//! behind one another's fsyncs, and the disk's fsync rate (about 900/s on
+//! the machine in BENCHMARKS.md) becomes the broker's ceiling for issuance,
+//! renewal and revocation alike. Here every write is sent to one task that
+//! takes whatever has queued up while the last commit was on disk, runs it
+//! in one transaction and commits once: many writes, one fsync.
+//!
+//! Nothing is acknowledged before its commit is durable. A write that fails
+//! must not fail its neighbours, so a group with any failure (a statement, or
+//! the commit itself) is rolled back whole and its writes are run again one
+//! transaction each, which gives every caller its own outcome.
+
+use sqlx::Connection;
+use sqlx::sqlite::SqliteConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::LEASE_COLUMNS;
+use crate::storage::{LeaseRow, StorageError};
+
+/// The most writes one commit takes. A bound keeps one commit's work (and
+/// the wait of the writes that queue behind it) short.
+const MAX_GROUP: usize = 256;
+
+/// One write, as the writer task runs it.
+pub(super) enum Write {
+    Put { key: String, value: Vec<u8> },
+    PutNew { key: String, value: Vec<u8> },
+    Delete { key: String },
+    InsertLease(Box<LeaseRow>),
+    UpdateLease(Box<LeaseRow>),
+    DeleteLease { id: String },
+    DeleteLeases { ids: Vec<String> },
+}
+
+/// What a write gave back.
+pub(super) enum Done {
+    Unit,
+    /// Whether a row was written or removed.
+    Changed(bool),
+    /// How many rows were removed.
+    Count(u64),
+}
+
+impl Done {
+    /// The kind of result, for the error that says a write got the wrong one.
+    pub(super) fn kind(&self) -> &'static str {
+        match self {
+            Self::Unit => "nothing",
+            Self::Changed(_) => "a flag",
+            Self::Count(_) => "a count",
+        }
+    }
+}
+
+struct Job {
+    write: Write,
+    reply: oneshot::Sender<Result<Done, StorageError>>,
+}
+
+/// The sending side: what [`SqliteBackend`](super::SqliteBackend) holds.
+#[derive(Debug, Clone)]
+pub(super) struct Writer {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer task on `conn`; it ends when every `Writer` is gone.
+    pub(super) fn spawn(conn: SqliteConnection) -> Self {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(conn, rx));
+        Self { jobs }
+    }
+
+    /// Runs `write` in the next group; returns once its commit is durable.
+    pub(super) async fn write(&self, write: Write) -> Result<Done, StorageError> {
+        let (reply, done) = oneshot::channel();
+        self.jobs
+            .send(Job { write, reply })
+            .map_err(|_| StorageError::WriterGone)?;
+        done.await.map_err(|_| StorageError::WriterGone)?
+    }
+}
+
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        match commit_group(&mut conn, &group).await {
+            Ok(results) => {
+                for (job, result) in group.drain(..).zip(results) {
+                    // The caller may have gone; its write stands regardless.
+                    let _ = job.reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                if group.len() > 1 {
+                    tracing::debug!(error = %e, writes = group.len(), "group commit failed; committing its writes one by one");
+                }
+                for job in group.drain(..) {
+                    let result = commit_one(&mut conn, &job.write).await;
+                    let _ = job.reply.send(result);
+                }
+            }
+        }
+    }
+    let _ = conn.close().await;
+}
+
+/// Runs every write of `group` in one transaction. Any failure rolls the
+/// whole group back.
+async fn commit_group(
+    conn: &mut SqliteConnection,
+    group: &[Job],
+) -> Result<Vec<Done>, StorageError> {
+    let mut tx = conn.begin().await?;
+    let mut results = Vec::with_capacity(group.len());
+    for job in group {
+        results.push(apply(&mut tx, &job.write).await?);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn commit_one(conn: &mut SqliteConnection, write: &Write) -> Result<Done, StorageError> {
+    let mut tx = conn.begin().await?;
+    let done = apply(&mut tx, write).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Done, StorageError> {
+    Ok(match write {
+        Write::Put { key, value } => {
+            sqlx::query("INSERT INTO entries (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(key)
+                .bind(value)
+                .execute(&mut *conn)
+                .await?;
+            Done::Unit
+        }
+        Write::PutNew { key, value } => {
+            let done = sqlx::query(
+                "INSERT INTO entries (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(&mut *conn)
+            .await?;
+            Done::Changed(done.rows_affected() == 1)
+        }
+        Write::Delete { key } => {
+            let done = sqlx::query("DELETE FROM entries WHERE key = ?")
+                .bind(key)
+                .execute(&mut *conn)
+                .await?;
+            Done::Changed(done.rows_affected() > 0)
+        }
+        Write::InsertLease(l) => {
+            sqlx::query(&format!(
+                "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .bind(&l.id)
+            .bind(l.state.as_str())
+            .bind(l.issued_at)
+            .bind(l.expires_at)
+            .bind(l.max_expires_at)
+            .bind(l.next_attempt_at)
+            .bind(l.attempts)
+            .bind(&l.last_error)
+            .bind(&l.token_accessor)
+            .bind(&l.sealed)
+            .execute(&mut *conn)
+            .await?;
+            Done::Unit
+        }
+        Write::UpdateLease(l) => {
+            let done = sqlx::query(
+                "UPDATE leases SET state = ?, issued_at = ?, expires_at = ?, max_expires_at = ?, next_attempt_at = ?, \
+                 attempts = ?, last_error = ?, token_accessor = ?, sealed = ? WHERE id = ?",
+            )
+            .bind(l.state.as_str())
+            .bind(l.issued_at)
+            .bind(l.expires_at)
+            .bind(l.max_expires_at)
+            .bind(l.next_attempt_at)
+            .bind(l.attempts)
+            .bind(&l.last_error)
+            .bind(&l.token_accessor)
+            .bind(&l.sealed)
+            .bind(&l.id)
+            .execute(&mut *conn)
+            .await?;
+            Done::Changed(done.rows_affected() > 0)
+        }
+        Write::DeleteLease { id } => {
+            let done = sqlx::query("DELETE FROM leases WHERE id = ?")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            Done::Changed(done.rows_affected() > 0)
+        }
+        Write::DeleteLeases { ids } => {
+            // One JSON array parameter: no limit on bound variables to hit.
+            let ids =
+                serde_json::to_string(ids).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            let done =
+                sqlx::query("DELETE FROM leases WHERE id IN (SELECT value FROM json_each(?))")
+                    .bind(ids)
+                    .execute(&mut *conn)
+                    .await?;
+            Done::Count(done.rows_affected())
+        }
+    })
+}
