@@ -1,15 +1,13 @@
 // Shared by the build scripts of `broker` (built-in plugins) and
-// `broker-tests` (test fixtures): builds workspace crates for a wasm target
-// with a nested cargo and returns where each `.wasm` file landed.
+// `broker-tests` (test fixtures): builds workspace crates as wasm32-wasip2
+// components with a nested cargo and copies the `.wasm` files to `out`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Builds `packages` (cdylib crates of this workspace) for `target`
-/// (`wasm32-wasip2`, whose linker makes components; or
-/// `wasm32-unknown-unknown`, which makes core modules) with the `plugin`
-/// profile, and returns the path of each `<crate_name>.wasm`, in order.
-pub fn build_wasm_plugins(workspace: &Path, packages: &[&str], target: &str) -> Vec<PathBuf> {
+/// Builds `packages` (cdylib crates of this workspace) for wasm32-wasip2 with
+/// the `plugin` profile and copies each `<crate_name>.wasm` into `out`.
+pub fn build_wasm_plugins(workspace: &Path, packages: &[&str], out: &Path) {
     for dir in ["wit", "sdk", "plugins", "tests/fixtures"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
@@ -27,7 +25,7 @@ pub fn build_wasm_plugins(workspace: &Path, packages: &[&str], target: &str) -> 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--profile", "plugin", "--target", target])
+        .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2"])
         .arg("--target-dir")
         .arg(&target_dir);
     for p in packages {
@@ -43,27 +41,15 @@ pub fn build_wasm_plugins(workspace: &Path, packages: &[&str], target: &str) -> 
     let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo for the wasm plugins: {e}"));
     if !status.success() {
         panic!(
-            "building the wasm plugins failed ({status}); is the {target} target installed? \
-             (`rustup target add {target}`; rust-toolchain.toml lists it)"
+            "building the wasm plugins failed ({status}); is the wasm32-wasip2 target installed? \
+             (`rustup target add wasm32-wasip2`; rust-toolchain.toml lists it)"
         );
     }
-    packages
-        .iter()
-        .map(|p| {
-            target_dir
-                .join(target)
-                .join("plugin")
-                .join(format!("{}.wasm", p.replace('-', "_")))
-        })
-        .collect()
-}
-
-/// Copies `built` files into `out`, keeping their names.
-pub fn copy_into(built: &[PathBuf], out: &Path) {
     std::fs::create_dir_all(out).unwrap_or_else(|e| panic!("cannot create {}: {e}", out.display()));
-    for file in built {
-        let name = file.file_name().unwrap_or_else(|| panic!("{} has no file name", file.display()));
-        std::fs::copy(file, out.join(name))
-            .unwrap_or_else(|e| panic!("cannot copy {}: {e}", file.display()));
+    for p in packages {
+        let file = format!("{}.wasm", p.replace('-', "_"));
+        let built = target_dir.join("wasm32-wasip2/plugin").join(&file);
+        std::fs::copy(&built, out.join(&file))
+            .unwrap_or_else(|e| panic!("cannot copy {}: {e}", built.display()));
     }
 }

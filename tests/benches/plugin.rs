@@ -8,7 +8,9 @@
 //!
 //! Run: `cargo bench -p broker-tests --bench plugin`. PostgreSQL comes from
 //! `BROKER_TEST_POSTGRES_URL` or a throwaway cluster, as in the tests.
-//! `BENCH_INSTANCES`, `BENCH_PAIRS` and `BENCH_CLIENTS` change the counts.
+//! `BENCH_INSTANCES`, `BENCH_PAIRS` and `BENCH_CLIENTS` change the counts;
+//! `BENCH_PLUGIN_FILE` (a component's `.wasm`) takes the fresh-instance
+//! figure on that plugin instead of the built-in PostgreSQL one.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,15 +69,23 @@ async fn main() {
     let clients = env_or("BENCH_CLIENTS", 4);
     let rt = runtime(Limits::default());
     let plugin = builtin(&rt, "postgres").await;
+    // Another component for the instance figure, e.g. a wasip2 build.
+    let instanced = match std::env::var_os("BENCH_PLUGIN_FILE") {
+        Some(path) => {
+            let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            rt.load(&wasm).await.unwrap_or_else(|e| panic!("{path:?}: {e}"))
+        }
+        None => plugin.clone(),
+    };
 
     // 1. Fresh instance + trivial call.
     for _ in 0..200 {
-        plugin.ping().await.unwrap_or_else(|e| panic!("{e}"));
+        instanced.ping().await.unwrap_or_else(|e| panic!("{e}"));
     }
     let mut times = Vec::with_capacity(instances);
     for _ in 0..instances {
         let start = Instant::now();
-        plugin.ping().await.unwrap_or_else(|e| panic!("{e}"));
+        instanced.ping().await.unwrap_or_else(|e| panic!("{e}"));
         times.push(start.elapsed());
     }
     times.sort();
