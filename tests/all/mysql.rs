@@ -224,3 +224,39 @@ async fn rotate_root_changes_the_admin_password() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// A returned connection waits in the pool for the next call, with its
+/// session reset, instead of being closed: each plugin call must not pay a
+/// new connection and its authentication.
+#[tokio::test]
+async fn pooled_connections_are_reused_and_reset() {
+    use broker::sql::{Pools, SqlValue};
+    let s = mysql();
+    let target = std::sync::Arc::new(
+        mysql_target(s, &s.user, &s.password)
+            .as_ref()
+            .clone()
+            .with_max_open_connections(1),
+    );
+    let pools = Pools::new();
+    let key = unique("pool");
+    let first = |rows: broker::sql::Rows| rows.rows[0][0].clone();
+
+    let mut c = pools.connect(&key, &target).await.unwrap();
+    let id = first(c.query("SELECT CONNECTION_ID()", &[]).await.unwrap());
+    c.execute("SET @left_behind = 'dirty'", &[]).await.unwrap();
+    drop(c);
+    // The pool takes a connection back in the background.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut c = pools.connect(&key, &target).await.unwrap();
+    assert_eq!(
+        first(c.query("SELECT CONNECTION_ID()", &[]).await.unwrap()),
+        id,
+        "the connection was closed instead of reused"
+    );
+    assert_eq!(
+        first(c.query("SELECT @left_behind", &[]).await.unwrap()),
+        SqlValue::Null,
+        "session state crossed calls"
+    );
+}

@@ -73,7 +73,9 @@ async fn main() {
     let instanced = match std::env::var_os("BENCH_PLUGIN_FILE") {
         Some(path) => {
             let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-            rt.load(&wasm).await.unwrap_or_else(|e| panic!("{path:?}: {e}"))
+            rt.load(&wasm)
+                .await
+                .unwrap_or_else(|e| panic!("{path:?}: {e}"))
         }
         None => plugin.clone(),
     };

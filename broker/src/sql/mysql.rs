@@ -107,6 +107,9 @@ fn parse_url(target: &SqlTarget) -> Result<Address, SqlError> {
     })
 }
 
+/// How long an idle pooled connection is kept.
+const IDLE_CONNECTION_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
     let template = target.url_template();
     let mut addr = if template.starts_with("mysql://") || template.starts_with("mariadb://") {
@@ -132,7 +135,15 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
         // a loopback TCP connection to the Unix socket, which matches a
         // different account (`user@localhost`).
         .prefer_socket(false)
-        .pool_opts(PoolOpts::default().with_constraints(constraints));
+        // Keep up to `max` idle connections (Vault's default for idle
+        // connections), closed after a minute unused. With mysql_async's
+        // default TTL of zero the pool keeps only `min` (zero) idle, so every
+        // plugin call would open, authenticate and close a connection.
+        .pool_opts(
+            PoolOpts::default()
+                .with_constraints(constraints)
+                .with_inactive_connection_ttl(IDLE_CONNECTION_TTL),
+        );
     Ok(Pool::new(Opts::from(opts)))
 }
 
