@@ -596,8 +596,10 @@ impl Leases {
         if matches!(error, LeaseError::Barrier(BarrierError::Sealed)) {
             return Ok(());
         }
+        // A revocation task that ended without an outcome was most likely
+        // cancelled by a shutdown: not the lease's fault either.
         let retryable = matches!(error, LeaseError::Plugin(e) if e.is_retryable())
-            || matches!(error, LeaseError::Storage(_));
+            || matches!(error, LeaseError::Storage(_) | LeaseError::Task(_));
         row.attempts += 1;
         row.last_error = Some(error.to_string());
         row.next_attempt_at = clock::unix_now_signed().saturating_add(backoff(row.attempts));
