@@ -384,3 +384,48 @@ async fn drain_revokes_every_batch() {
         assert!(!role_exists(user).await, "{user} outlived its lease");
     }
 }
+
+/// The pending lease is revoked (revoke-prefix) while the plugin is still
+/// creating its user: the issue fails, and the lease comes back so the
+/// worker drops the user that was made after all.
+#[tokio::test]
+async fn a_lease_revoked_mid_issue_comes_back_to_revoke_the_user() {
+    let f = Arc::new(fixture().await);
+    let role = unique("midissue");
+    let mut p = params(&role, 3600, 7200, pg_connection());
+    p.role = json!({
+        "creation_statements": format!("{CREATE} SELECT pg_sleep(1.5);"),
+        "username_template": "{{role_name}}",
+    });
+    let issuing = {
+        let f = f.clone();
+        tokio::spawn(async move { f.leases.issue(p).await })
+    };
+    // The plugin has recorded its lease and is inside its creation.
+    let prefix = format!("database/creds/{role}/");
+    let mut pending = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pending = f.leases.list(&prefix, 10).await.unwrap();
+        if !pending.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(pending.len(), 1, "the pending lease was never recorded");
+    assert_eq!(f.leases.revoke_prefix(&prefix).await.unwrap(), 1);
+
+    let err = issuing.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, broker::lease::LeaseError::RevokedDuringIssue(_)),
+        "{err}"
+    );
+    let back = f.storage.get_lease(&pending[0]).await.unwrap().unwrap();
+    assert_eq!(back.state, LeaseState::Pending);
+    let pass = f
+        .leases
+        .expire_due(broker::clock::unix_now_signed() + 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(pass.revoked, 1);
+    assert!(!role_exists(&role).await, "{role} outlived its lease");
+}

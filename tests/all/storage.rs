@@ -298,3 +298,52 @@ async fn postgres_backend() {
     concurrent_writes(s.clone()).await;
     sealed(s).await;
 }
+
+/// When SQLite rolls a transaction back on its own (as a failed COMMIT on
+/// a full disk does), later writes still commit for real: acknowledged
+/// means visible to another connection, not parked in a transaction that
+/// never ends.
+#[tokio::test]
+async fn sqlite_writes_commit_after_sqlite_rolls_back_on_its_own() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broker.db");
+    let s = SqliteBackend::open(&path).await.unwrap();
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER boom BEFORE INSERT ON entries WHEN NEW.key = 'boom' \
+         BEGIN SELECT RAISE(ROLLBACK, 'boom'); END",
+    )
+    .execute(&mut other)
+    .await
+    .unwrap();
+
+    assert!(s.put("boom", b"x").await.is_err(), "the trigger refuses it");
+    // Then a failure SQLite undoes only at statement level.
+    s.insert_lease(&lease("r/1", LeaseState::Active, 10))
+        .await
+        .unwrap();
+    assert!(
+        s.insert_lease(&lease("r/1", LeaseState::Active, 10))
+            .await
+            .is_err()
+    );
+    s.put("after", b"y").await.unwrap();
+
+    let seen: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM entries WHERE key = 'after'")
+        .fetch_optional(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.as_deref(),
+        Some(&b"y"[..]),
+        "an acknowledged write is not committed"
+    );
+    let lease_seen: Option<String> = sqlx::query_scalar("SELECT id FROM leases WHERE id = 'r/1'")
+        .fetch_optional(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(lease_seen.as_deref(), Some("r/1"));
+}

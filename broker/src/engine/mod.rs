@@ -52,6 +52,7 @@ impl From<crate::lease::LeaseError> for EngineError {
         match e {
             L::Plugin(p) => p.into(),
             L::NotFound(_) | L::NotRenewable(_) => Self::BadRequest(e.to_string()),
+            L::RevokedDuringIssue(_) => Self::Unavailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

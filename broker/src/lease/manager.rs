@@ -1,6 +1,6 @@
 //! Issuing, renewing and revoking leases, and the expiration worker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +43,11 @@ pub enum LeaseError {
     /// A revocation's task ended without an outcome.
     #[error("revocation task failed: {0}")]
     Task(String),
+    /// The pending lease was removed (revoke-prefix, or its hold ran out)
+    /// while the plugin was creating the credential; the lease is put back
+    /// so the worker revokes what was made.
+    #[error("lease {0} was revoked while its credential was being made; try again")]
+    RevokedDuringIssue(String),
 }
 
 /// A connection config as the engine holds it now.
@@ -142,6 +147,17 @@ struct Batch {
     claimed: usize,
     work: Vec<(LeaseRow, LeaseData, Arc<ResolvedConnection>)>,
     outcomes: Vec<Outcome>,
+}
+
+impl Batch {
+    /// Drops the leases already in `in_flight` and adds the rest; returns
+    /// how many are left.
+    fn keep_new(&mut self, in_flight: &Mutex<HashSet<String>>) -> usize {
+        let mut set = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        self.work.retain(|(row, ..)| set.insert(row.id.clone()));
+        self.outcomes.retain(|(row, _)| set.insert(row.id.clone()));
+        self.work.len() + self.outcomes.len()
+    }
 }
 
 /// Leases over sealed storage and the plugin catalog.
@@ -364,7 +380,11 @@ impl Leases {
                 row.state = LeaseState::Active;
                 row.next_attempt_at = expires_at;
                 if stored {
-                    self.store.storage().update_lease(&row).await?;
+                    if !self.store.storage().update_lease(&row).await? {
+                        self.requeue(row, "revoked while its credential was being made")
+                            .await?;
+                        return Err(LeaseError::RevokedDuringIssue(id.to_string()));
+                    }
                 } else {
                     // A plugin that never recorded (its credential lives
                     // in the broker, like a certificate): one write.
@@ -384,14 +404,26 @@ impl Leases {
             // revoked by the worker from the recorded data, right away.
             Err(e) => {
                 let pending = recorder.row.lock().ok().map(|r| r.clone());
-                if let (true, Some(mut pending)) = (stored, pending) {
-                    pending.next_attempt_at = now;
-                    pending.last_error = Some(e.to_string());
-                    self.store.storage().update_lease(&pending).await?;
+                if let (true, Some(pending)) = (stored, pending) {
+                    self.requeue(pending, &e.to_string()).await?;
                 }
                 Err(e.into())
             }
         }
+    }
+
+    /// Makes a pending lease (sealed with its revocation data) due now, so
+    /// the worker revokes whatever its plugin may have made. Should the
+    /// lease have been removed meanwhile, it is written again: without it,
+    /// what the plugin made would have no lease.
+    async fn requeue(&self, mut row: LeaseRow, error: &str) -> Result<(), LeaseError> {
+        row.state = LeaseState::Pending;
+        row.next_attempt_at = clock::unix_now_signed();
+        row.last_error = Some(error.to_owned());
+        if !self.store.storage().update_lease(&row).await? {
+            self.store.storage().insert_lease(&row).await?;
+        }
+        Ok(())
     }
 
     /// The lease with this id.
@@ -703,7 +735,10 @@ impl Leases {
             .map(|(row, call)| async move {
                 let outcome = match tokio::spawn(call).await {
                     Ok(outcome) => outcome,
-                    Err(e) => Err(LeaseError::Task(e.to_string())),
+                    // Not the JoinError's text: a panic's message may
+                    // hold values, and this one is stored and audited.
+                    Err(e) if e.is_panic() => Err(LeaseError::Task("it panicked".into())),
+                    Err(_) => Err(LeaseError::Task("it was cancelled".into())),
                 };
                 (row, outcome)
             })
@@ -758,13 +793,19 @@ impl Leases {
     pub async fn drain(&self) -> bool {
         let (to_revoke, mut claimed) = tokio::sync::mpsc::channel::<Batch>(1);
         let (to_finish, mut revoked) = tokio::sync::mpsc::channel::<Vec<Outcome>>(1);
+        // Leases in this drain's batches, not yet written off. A claim's
+        // hold can run out while its batch waits behind others (a slow
+        // database), and storage then hands the lease out again: it stays
+        // with the batch that has it, and is revoked once.
+        let in_flight = Mutex::new(HashSet::<String>::new());
+        let in_flight = &in_flight;
         let claimer = async move {
             loop {
                 // Sealed mid-backlog: stop claiming what cannot be opened.
                 if self.store.barrier().is_sealed() {
                     return true;
                 }
-                let batch = match self
+                let mut batch = match self
                     .claim_batch(clock::unix_now_signed(), WORKER_BATCH)
                     .await
                 {
@@ -774,18 +815,25 @@ impl Leases {
                         return false;
                     }
                 };
-                // A full batch: more may be due right now.
-                let more = batch.claimed == WORKER_BATCH as usize;
-                if batch.claimed > 0 && to_revoke.send(batch).await.is_err() {
+                let full = batch.claimed == WORKER_BATCH as usize;
+                let fresh = batch.keep_new(in_flight);
+                if fresh > 0 && to_revoke.send(batch).await.is_err() {
                     return false;
                 }
-                if !more {
+                // A full batch: more may be due right now, unless it held
+                // only leases already on their way.
+                if !full || fresh == 0 {
                     return false;
                 }
             }
         };
         let revoker = async move {
             while let Some(batch) = claimed.recv().await {
+                // Sealed: claimed leases wait for the next start (their
+                // claims run out); none is revoked with the broker sealed.
+                if self.store.barrier().is_sealed() {
+                    continue;
+                }
                 let outcomes = self.revoke_batch(batch).await;
                 if to_finish.send(outcomes).await.is_err() {
                     return;
@@ -794,8 +842,13 @@ impl Leases {
         };
         let finisher = async move {
             while let Some(outcomes) = revoked.recv().await {
+                let ids: Vec<String> = outcomes.iter().map(|(row, _)| row.id.clone()).collect();
                 if let Err(e) = self.finish_batch(outcomes).await {
                     tracing::error!(error = %e, "expiration pass failed");
+                }
+                let mut set = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                for id in &ids {
+                    set.remove(id);
                 }
             }
         };

@@ -125,7 +125,16 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
     }
     let constraints = PoolConstraints::new(0, target.max_open_connections())
         .ok_or_else(|| config_error("max_open_connections must be at least 1"))?;
+    // A reused connection's session is reset between plugin calls, but
+    // MySQL's reset keeps the default database: a `USE` in one role's
+    // statements would carry over. Setup commands run after every reset.
+    let setup: Vec<String> = addr
+        .db
+        .iter()
+        .map(|db| format!("USE `{}`", db.replace('`', "``")))
+        .collect();
     let opts = OptsBuilder::default()
+        .setup(setup)
         .ip_or_hostname(addr.host)
         .tcp_port(addr.port)
         .user(addr.user)

@@ -87,19 +87,26 @@ impl Writer {
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-        match commit_group(&mut conn, &group).await {
+        let writes: Vec<&Write> = group.iter().map(|job| &job.write).collect();
+        match commit(&mut conn, &writes).await {
             Ok(results) => {
                 for (job, result) in group.drain(..).zip(results) {
                     // The caller may have gone; its write stands regardless.
                     let _ = job.reply.send(Ok(result));
                 }
             }
-            Err(e) => {
-                if group.len() > 1 {
-                    tracing::debug!(error = %e, writes = group.len(), "group commit failed; committing its writes one by one");
+            // A write alone: its own error is the answer.
+            Err(e) if group.len() == 1 => {
+                if let Some(job) = group.pop() {
+                    let _ = job.reply.send(Err(e));
                 }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, writes = group.len(), "group commit failed; committing its writes one by one");
                 for job in group.drain(..) {
-                    let result = commit_one(&mut conn, &job.write).await;
+                    let result = commit(&mut conn, &[&job.write])
+                        .await
+                        .map(|mut done| done.remove(0));
                     let _ = job.reply.send(result);
                 }
             }
@@ -108,26 +115,47 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
     let _ = conn.close().await;
 }
 
-/// Runs every write of `group` in one transaction. Any failure rolls the
-/// whole group back.
-async fn commit_group(
-    conn: &mut SqliteConnection,
-    group: &[Job],
-) -> Result<Vec<Done>, StorageError> {
-    let mut tx = conn.begin().await?;
-    let mut results = Vec::with_capacity(group.len());
-    for job in group {
-        results.push(apply(&mut tx, &job.write).await?);
+/// Runs `writes` in one transaction and commits it; any failure rolls the
+/// whole transaction back.
+///
+/// The transaction is driven with plain `BEGIN`/`COMMIT`/`ROLLBACK`, not
+/// sqlx's `Transaction`: sqlx counts open transactions itself, and when
+/// SQLite ends one on its own (a failed COMMIT on a full disk rolls back
+/// everything) that count goes wrong, after which its "commit" is a
+/// savepoint release inside a transaction that never ends — writes
+/// acknowledged and never durable. Here every failure ends in a ROLLBACK
+/// (harmless when SQLite has already rolled back), and a BEGIN that finds a
+/// transaction still open fails the write instead of nesting it.
+async fn commit(conn: &mut SqliteConnection, writes: &[&Write]) -> Result<Vec<Done>, StorageError> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let mut results = Vec::with_capacity(writes.len());
+    let mut outcome = Ok(());
+    for write in writes {
+        match apply(conn, write).await {
+            Ok(done) => results.push(done),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
     }
-    tx.commit().await?;
-    Ok(results)
-}
-
-async fn commit_one(conn: &mut SqliteConnection, write: &Write) -> Result<Done, StorageError> {
-    let mut tx = conn.begin().await?;
-    let done = apply(&mut tx, write).await?;
-    tx.commit().await?;
-    Ok(done)
+    if outcome.is_ok() {
+        outcome = sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+            .map_err(StorageError::from);
+    }
+    match outcome {
+        Ok(()) => Ok(results),
+        Err(e) => {
+            if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                // "no transaction is active" once SQLite has rolled back.
+                tracing::debug!(error = %rollback, "rollback after a failed write");
+            }
+            Err(e)
+        }
+    }
 }
 
 async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Done, StorageError> {
