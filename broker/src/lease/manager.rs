@@ -144,19 +144,23 @@ type Outcome = (LeaseRow, Result<(), LeaseError>);
 /// Claimed leases: those ready to revoke (opened, their connection
 /// resolved), and those already settled (they would not open).
 struct Batch {
-    claimed: usize,
     work: Vec<(LeaseRow, LeaseData, Arc<ResolvedConnection>)>,
     outcomes: Vec<Outcome>,
 }
 
 impl Batch {
+    /// How many leases it holds.
+    fn len(&self) -> usize {
+        self.work.len() + self.outcomes.len()
+    }
+
     /// Drops the leases already in `in_flight` and adds the rest; returns
     /// how many are left.
     fn keep_new(&mut self, in_flight: &Mutex<HashSet<String>>) -> usize {
         let mut set = in_flight.lock().unwrap_or_else(|e| e.into_inner());
         self.work.retain(|(row, ..)| set.insert(row.id.clone()));
         self.outcomes.retain(|(row, _)| set.insert(row.id.clone()));
-        self.work.len() + self.outcomes.len()
+        self.len()
     }
 }
 
@@ -598,28 +602,35 @@ impl Leases {
     async fn try_revoke(&self, row: &LeaseRow) -> Result<(), LeaseError> {
         let data = self.open(row)?;
         let resolved = self.resolve(&data).await;
-        self.revoke_with(&data, &resolved).await
+        match self.revocation(&data, &resolved)? {
+            Some(call) => call.await,
+            None => Ok(()),
+        }
     }
 
-    /// Has the plugin revoke `data`'s credential through `resolved`.
-    async fn revoke_with(
+    /// The plugin call that revokes `data`'s credential through `resolved`,
+    /// owning all it needs (the worker runs each as a task of its own);
+    /// `None` when the plugin never recorded anything, so made nothing.
+    fn revocation(
         &self,
         data: &LeaseData,
         resolved: &ResolvedConnection,
-    ) -> Result<(), LeaseError> {
-        // Never recorded: the plugin created nothing.
-        let Some(revocation) = &data.revocation else {
-            return Ok(());
+    ) -> Result<
+        Option<impl std::future::Future<Output = Result<(), LeaseError>> + Send + use<>>,
+        LeaseError,
+    > {
+        let Some(revocation) = data.revocation.clone() else {
+            return Ok(None);
         };
-        let plugin = self.plugin(data)?;
-        plugin
-            .revoke(
-                &Self::context(data, resolved),
-                &resolved.connection,
-                revocation,
-            )
-            .await?;
-        Ok(())
+        let plugin = self.plugin(data)?.clone();
+        let ctx = Self::context(data, resolved);
+        let connection = resolved.connection.clone();
+        Ok(Some(async move {
+            plugin
+                .revoke(&ctx, &connection, &revocation)
+                .await
+                .map_err(LeaseError::from)
+        }))
     }
 
     async fn reschedule(&self, mut row: LeaseRow, error: &LeaseError) -> Result<(), LeaseError> {
@@ -670,7 +681,6 @@ impl Leases {
             .claim_due_leases(now, secs(self.pending_hold), limit)
             .await?;
         let mut batch = Batch {
-            claimed: due.len(),
             work: Vec::with_capacity(due.len()),
             outcomes: Vec::new(),
         };
@@ -710,26 +720,11 @@ impl Leases {
         } = batch;
         let mut calls = Vec::with_capacity(work.len());
         for (row, data, resolved) in work {
-            // Never recorded: the plugin created nothing.
-            let Some(revocation) = data.revocation.clone() else {
-                outcomes.push((row, Ok(())));
-                continue;
-            };
-            let plugin = match self.plugin(&data) {
-                Ok(plugin) => plugin.clone(),
-                Err(e) => {
-                    outcomes.push((row, Err(e)));
-                    continue;
-                }
-            };
-            let ctx = Self::context(&data, &resolved);
-            let call = async move {
-                plugin
-                    .revoke(&ctx, &resolved.connection, &revocation)
-                    .await
-                    .map_err(LeaseError::from)
-            };
-            calls.push((row, call));
+            match self.revocation(&data, &resolved) {
+                Ok(Some(call)) => calls.push((row, call)),
+                Ok(None) => outcomes.push((row, Ok(()))),
+                Err(e) => outcomes.push((row, Err(e))),
+            }
         }
         let revoked: Vec<Outcome> = futures_util::stream::iter(calls)
             .map(|(row, call)| async move {
@@ -815,7 +810,7 @@ impl Leases {
                         return false;
                     }
                 };
-                let full = batch.claimed == WORKER_BATCH as usize;
+                let full = batch.len() == WORKER_BATCH as usize;
                 let fresh = batch.keep_new(in_flight);
                 if fresh > 0 && to_revoke.send(batch).await.is_err() {
                     return false;
