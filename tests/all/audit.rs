@@ -548,3 +548,97 @@ async fn sys_audit_cannot_write_where_the_operator_did_not_allow() {
         "the refused reopen is logged"
     );
 }
+
+/// A write cut short (a full disk) leaves some of its lines in the file.
+/// The chain must go on from the file's last whole line: going on from the
+/// head before the failed write would repeat its seqs and fork the chain.
+///
+/// The disk fills for real: the test runs itself again in a child process
+/// whose file-size limit (`RLIMIT_FSIZE`) the write runs into, so no other
+/// test shares the limit.
+#[test]
+fn a_write_cut_short_does_not_fork_the_chain() {
+    const CHILD: &str = "BROKER_TEST_AUDIT_FSIZE_DIR";
+    if let Some(dir) = std::env::var_os(CHILD) {
+        write_past_a_size_limit(Path::new(&dir));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "audit::a_write_cut_short_does_not_fork_the_chain",
+            "--nocapture",
+        ])
+        .env(CHILD, dir.path())
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the child failed:\n{report}");
+    assert!(
+        report.contains("1 passed"),
+        "the child ran no test:\n{report}"
+    );
+
+    let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let mut head = None;
+    let mut torn = 0;
+    let mut whole = 0;
+    for line in text.lines() {
+        match broker::audit::chain::verify_line(line, &mut head) {
+            Ok(()) => whole += 1,
+            Err(broker::audit::chain::ChainBreak::Malformed(_)) => torn += 1,
+            Err(e) => panic!("the chain forked at {line:.80}: {e}"),
+        }
+    }
+    assert_eq!(torn, 1, "the cut-short write leaves one partial line");
+    // 3 before, 3 after, and the whole lines of the cut-short batch.
+    assert!(whole > 6, "{whole} whole lines");
+    assert_eq!(head.map(|h| h.seq), Some(whole));
+}
+
+/// The child's half: appends until the size limit cuts a batch short, then
+/// appends again with the limit lifted.
+#[allow(unsafe_code)] // std has no way to ignore SIGXFSZ or set a limit
+fn write_past_a_size_limit(dir: &Path) {
+    use broker::audit::{FileDevice, Target};
+    let entry = |i: usize| {
+        let Value::Object(map) = json!({ "type": "request", "n": i, "pad": "x".repeat(200) })
+        else {
+            unreachable!()
+        };
+        map
+    };
+    let path = dir.join("audit.log");
+    let device = FileDevice::open(Target::File(path.clone()), None).unwrap();
+    device
+        .append_all((0..3).map(entry).collect(), true)
+        .unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    let limit = |bytes: libc::rlim_t| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain system calls on a struct this function owns; the
+        // signal is ignored so that the write fails with EFBIG instead.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim), 0);
+            lim.rlim_cur = bytes;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
+        }
+    };
+    // Room for two and a half more lines.
+    limit(len + 700);
+    let cut = device.append_all((3..13).map(entry).collect(), true);
+    assert!(cut.is_err(), "the size limit did not cut the write short");
+    limit(libc::RLIM_INFINITY);
+    device
+        .append_all((13..16).map(entry).collect(), true)
+        .unwrap();
+}

@@ -63,6 +63,9 @@ enum Output {
 struct State {
     out: Output,
     head: ChainHead,
+    /// A failed write may have left a partial line: the next write starts
+    /// on a fresh line, so its first entry stays whole.
+    torn: bool,
 }
 
 /// An open file device.
@@ -207,7 +210,11 @@ impl FileDevice {
         };
         Ok(Self {
             target,
-            state: Mutex::new(State { out, head }),
+            state: Mutex::new(State {
+                out,
+                head,
+                torn: false,
+            }),
         })
     }
 
@@ -241,25 +248,50 @@ impl FileDevice {
         let mut state = self.lock();
         let mut head = state.head.clone();
         let mut lines = String::new();
+        if state.torn {
+            lines.push('\n');
+        }
         for entry in entries {
             lines.push_str(&link(entry, &mut head));
             lines.push('\n');
         }
-        match &mut state.out {
+        let written = match &mut state.out {
             Output::Stdout => {
                 let mut out = std::io::stdout().lock();
-                out.write_all(lines.as_bytes())?;
-                out.flush()?;
+                out.write_all(lines.as_bytes()).and_then(|()| out.flush())
             }
-            Output::File(file) => {
-                file.write_all(lines.as_bytes())?;
-                if durable {
-                    file.sync_data()?;
-                }
+            Output::File(file) => file
+                .write_all(lines.as_bytes())
+                .and_then(|()| if durable { file.sync_data() } else { Ok(()) }),
+        };
+        match written {
+            Ok(()) => {
+                state.head = head;
+                state.torn = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.resync(&mut state);
+                Err(e)
             }
         }
-        state.head = head;
-        Ok(())
+    }
+
+    /// After a failed write: some of its lines may be in the file (a write
+    /// cut short by a full disk, or whole but not synced). The chain must go
+    /// on from the file's last line, not from the head before the write, or
+    /// the next line would repeat a `seq` the file already holds and fork
+    /// the chain.
+    fn resync(&self, state: &mut State) {
+        state.torn = true;
+        if let Some(path) = self.target.path() {
+            let found = head_of(&path);
+            // A file rotated away leaves an empty one: keep the head.
+            if found != ChainHead::default() {
+                state.head = found;
+            }
+            state.torn = ends_mid_line(&path);
+        }
     }
 
     /// Reopens the file (after log rotation moved it away); the chain
