@@ -8,7 +8,7 @@ use std::time::Duration;
 use broker::barrier::{Barrier, Keyring, SealedStorage};
 use broker::lease::{IssueParams, Leases, ResolvedConnection};
 use broker::plugin::{Catalog, ConnectionView, Limits};
-use broker::storage::{LeaseState, SqliteBackend, Storage};
+use broker::storage::{Durability, LeaseState, SqliteBackend, Storage};
 use broker_tests::{pg_admin, pg_connect, pg_target, postgres, runtime, unique};
 use serde_json::json;
 
@@ -200,7 +200,10 @@ async fn pending_leases_left_by_a_crash_are_revoked() {
     let mut pending = f.storage.get_lease(&row.id).await.unwrap().unwrap();
     pending.state = LeaseState::Pending;
     pending.next_attempt_at = pending.issued_at + 60;
-    f.storage.update_lease(&pending).await.unwrap();
+    f.storage
+        .update_lease(&pending, Durability::Durable)
+        .await
+        .unwrap();
 
     let early = f
         .leases
@@ -334,7 +337,12 @@ async fn drain_revokes_every_batch() {
             .unwrap();
         let mut row = f.storage.get_lease(&row.id).await.unwrap().unwrap();
         row.next_attempt_at = now - 10;
-        assert!(f.storage.update_lease(&row).await.unwrap());
+        assert!(
+            f.storage
+                .update_lease(&row, Durability::Durable)
+                .await
+                .unwrap()
+        );
         users.push(username(&cred));
     }
     // Leases whose plugin never recorded anything: nothing to revoke, but

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use broker::barrier::{Barrier, Keyring, SealedStorage};
-use broker::storage::{Backend, LeaseRow, LeaseState, PostgresBackend, SqliteBackend, Storage};
+use broker::storage::{
+    Backend, Durability, LeaseRow, LeaseState, PostgresBackend, SqliteBackend, Storage,
+};
 use broker_tests::{pg_admin, postgres, unique};
 
 async fn sqlite() -> (Storage, tempfile::TempDir) {
@@ -128,7 +130,7 @@ async fn leases(s: &dyn Backend) {
     l.state = LeaseState::Revoking;
     l.attempts = 2;
     l.last_error = Some("database down".into());
-    assert!(s.update_lease(&l).await.unwrap());
+    assert!(s.update_lease(&l, Durability::Durable).await.unwrap());
     assert_eq!(s.get_lease("db/creds/r/3").await.unwrap(), Some(l));
     assert_eq!(
         counts_by_state(s).await,
@@ -140,13 +142,20 @@ async fn leases(s: &dyn Backend) {
         ],
         "the counts follow a state change, and claims do not move them"
     );
-    assert!(s.delete_lease("db/creds/r/3").await.unwrap());
+    assert!(
+        s.delete_lease("db/creds/r/3", Durability::Durable)
+            .await
+            .unwrap()
+    );
     assert_eq!(s.get_lease("db/creds/r/3").await.unwrap(), None);
 
     let batch = ["db/creds/r/1", "db/creds/r/2", "db/creds/r/missing"].map(String::from);
-    assert_eq!(s.delete_leases(&batch).await.unwrap(), 2);
+    assert_eq!(
+        s.delete_leases(&batch, Durability::Durable).await.unwrap(),
+        2
+    );
     assert_eq!(s.get_lease("db/creds/r/1").await.unwrap(), None);
-    assert_eq!(s.delete_leases(&[]).await.unwrap(), 0);
+    assert_eq!(s.delete_leases(&[], Durability::Durable).await.unwrap(), 0);
     assert_eq!(
         counts_by_state(s).await,
         [("irrevocable", 1)],
@@ -210,7 +219,7 @@ async fn concurrent_writes(s: Storage) {
                 };
                 let mut active = lease(&id, LeaseState::Active, 900);
                 active.attempts = i;
-                assert!(s.update_lease(&active).await.unwrap());
+                assert!(s.update_lease(&active, Durability::Durable).await.unwrap());
                 let won = s
                     .put_new("w/once", format!("{i}").as_bytes())
                     .await
@@ -240,8 +249,71 @@ async fn concurrent_writes(s: Storage) {
         assert_eq!((row.state, row.attempts), (LeaseState::Active, i));
     }
     let ids: Vec<String> = (0..64).map(|i| format!("w/creds/r/{i:02}")).collect();
-    assert_eq!(s.delete_leases(&ids).await.unwrap(), 64);
+    assert_eq!(
+        s.delete_leases(&ids, Durability::Durable).await.unwrap(),
+        64
+    );
     assert!(s.delete("w/once").await.unwrap());
+}
+
+/// Deferred writes, alone and mixed into groups with durable ones, are
+/// visible to the next read as soon as they are acknowledged: a client that
+/// was just handed a credential can renew it at once.
+async fn deferred_writes(s: Storage) {
+    let tasks: Vec<_> = (0..48)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let id = format!("d/creds/r/{i:02}");
+                s.insert_lease(&lease(&id, LeaseState::Pending, 500))
+                    .await
+                    .unwrap();
+                let mut active = lease(&id, LeaseState::Active, 900);
+                active.attempts = i;
+                // Odd writers defer, even ones wait for the disk: groups mix.
+                let durability = if i % 2 == 1 {
+                    Durability::Deferred
+                } else {
+                    Durability::Durable
+                };
+                assert!(s.update_lease(&active, durability).await.unwrap());
+                let row = s.get_lease(&id).await.unwrap().unwrap();
+                assert_eq!(
+                    (row.state, row.attempts),
+                    (LeaseState::Active, i),
+                    "a {durability:?} update is not read back"
+                );
+                assert!(s.delete_lease(&id, durability).await.unwrap());
+                assert_eq!(
+                    s.get_lease(&id).await.unwrap(),
+                    None,
+                    "a {durability:?} delete is not read back"
+                );
+                assert!(
+                    !s.delete_lease(&id, durability).await.unwrap(),
+                    "a second delete finds nothing"
+                );
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let ids: Vec<String> = (0..4).map(|i| format!("d/creds/q/{i}")).collect();
+    for id in &ids {
+        s.insert_lease(&lease(id, LeaseState::Active, 10))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        s.delete_leases(&ids, Durability::Deferred).await.unwrap(),
+        4
+    );
+    assert!(s.list_leases("d/", 10).await.unwrap().is_empty());
+    // A durable write after deferred ones: the writer is back to waiting.
+    s.put("d/after", b"z").await.unwrap();
+    assert_eq!(s.get("d/after").await.unwrap().as_deref(), Some(&b"z"[..]));
+    assert!(s.delete("d/after").await.unwrap());
 }
 
 async fn sealed(s: Storage) {
@@ -286,6 +358,7 @@ async fn sqlite_backend() {
     leases(s.as_ref()).await;
     concurrent_claims(s.clone()).await;
     concurrent_writes(s.clone()).await;
+    deferred_writes(s.clone()).await;
     sealed(s).await;
 }
 
@@ -296,6 +369,7 @@ async fn postgres_backend() {
     leases(s.as_ref()).await;
     concurrent_claims(s.clone()).await;
     concurrent_writes(s.clone()).await;
+    deferred_writes(s.clone()).await;
     sealed(s).await;
 }
 

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use broker::config::Config;
 use broker::lease::LeaseData;
 use broker_tests::HOSTILE_WASM;
-use broker_tests::bench::{BrokerProcess, config_toml, env_or, free_port, percentile};
+use broker_tests::bench::{
+    BrokerProcess, ScratchDatabase, config_toml, env_or, free_port, percentile,
+};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -57,25 +59,21 @@ struct Row {
 
 enum Store {
     Sqlite(std::path::PathBuf),
-    Postgres {
-        admin: String,
-        url: String,
-        db: String,
-    },
+    Postgres(ScratchDatabase),
 }
 
 impl Store {
     fn name(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",
-            Store::Postgres { .. } => "postgres",
+            Store::Postgres(_) => "postgres",
         }
     }
 
     fn toml(&self) -> String {
         match self {
             Store::Sqlite(path) => format!("type = \"sqlite\"\npath = \"{}\"", path.display()),
-            Store::Postgres { url, .. } => format!("type = \"postgres\"\nurl = \"{url}\""),
+            Store::Postgres(db) => format!("type = \"postgres\"\nurl = \"{}\"", db.url),
         }
     }
 
@@ -111,8 +109,8 @@ impl Store {
                 }
                 tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
             }
-            Store::Postgres { url, .. } => {
-                let mut c = sqlx::PgConnection::connect(url)
+            Store::Postgres(db) => {
+                let mut c = sqlx::PgConnection::connect(&db.url)
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
                 let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
@@ -136,14 +134,8 @@ impl Store {
     }
 
     async fn drop_database(&self) {
-        if let Store::Postgres { admin, db, .. } = self {
-            let mut c = sqlx::PgConnection::connect(admin)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+        if let Store::Postgres(db) = self {
+            db.drop_database().await;
         }
     }
 }
@@ -343,8 +335,6 @@ async fn main() {
     let due = env_or("BENCH_DUE", 100_000);
     let lookups = env_or("BENCH_LOOKUPS", 5000);
     let storages = std::env::var("BENCH_STORAGE").unwrap_or_else(|_| "sqlite,postgres".into());
-    let admin = std::env::var("BENCH_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
 
     println!(
         "| storage | active leases | fill (s) | start-up to serving | revocations/s ({due} due, no-op plugin) | RSS after | peak RSS | lookup p50 / p99 / p99.9 |"
@@ -355,28 +345,10 @@ async fn main() {
             let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
             let store = match storage.trim() {
                 "sqlite" => Store::Sqlite(scratch.path().join("broker.db")),
-                "postgres" => {
-                    let db = format!("broker_lease_bench_{}", std::process::id());
-                    let mut c = sqlx::PgConnection::connect(&admin)
-                        .await
-                        .unwrap_or_else(|e| panic!("{admin}: {e}"));
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                        .execute(&mut c)
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    sqlx::query(&format!("CREATE DATABASE {db}"))
-                        .execute(&mut c)
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    let mut url = url::Url::parse(&admin)
-                        .unwrap_or_else(|e| panic!("BENCH_POSTGRES_URL: {e}"));
-                    url.set_path(&db);
-                    Store::Postgres {
-                        admin: admin.clone(),
-                        url: url.to_string(),
-                        db,
-                    }
-                }
+                "postgres" => Store::Postgres(
+                    ScratchDatabase::create(&format!("broker_lease_bench_{}", std::process::id()))
+                        .await,
+                ),
                 other => panic!("BENCH_STORAGE: unknown storage {other}"),
             };
             let f = run(&store, leases, due, lookups).await;

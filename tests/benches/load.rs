@@ -12,12 +12,16 @@
 //! (default 2000), `BENCH_RENEWALS` (default 2000) and `BENCH_SCENARIOS`
 //! (comma-separated: `postgres,mysql,pki,renew`) change it. The databases
 //! come from `BROKER_TEST_POSTGRES_URL` / `BROKER_TEST_MYSQL_URL` as in the
-//! tests.
+//! tests. The broker stores its leases in SQLite unless `BENCH_STORAGE` is
+//! `postgres`: then in a scratch database on `BENCH_POSTGRES_URL` (an admin
+//! URL, default the local server as user `postgres`).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use broker_tests::bench::{BrokerProcess, Run, config_toml, drive, env_or, free_port};
+use broker_tests::bench::{
+    BrokerProcess, Run, ScratchDatabase, config_toml, drive, env_or, free_port,
+};
 use broker_tests::{mysql, pg_connect, postgres};
 use mysql_async::prelude::Queryable;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
@@ -415,15 +419,22 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let port = free_port();
     let config_path = dir.path().join("broker.toml");
-    let config_text = config_toml(
-        dir.path(),
-        port,
-        &format!(
+    let storage_name = std::env::var("BENCH_STORAGE").unwrap_or_else(|_| "sqlite".into());
+    let scratch = match storage_name.as_str() {
+        "sqlite" => None,
+        "postgres" => Some(
+            ScratchDatabase::create(&format!("broker_load_bench_{}", std::process::id())).await,
+        ),
+        other => panic!("BENCH_STORAGE: unknown storage {other} (sqlite or postgres)"),
+    };
+    let storage = match &scratch {
+        None => format!(
             "type = \"sqlite\"\npath = \"{}\"",
             dir.path().join("broker.db").display()
         ),
-        "",
-    );
+        Some(db) => format!("type = \"postgres\"\nurl = \"{}\"", db.url),
+    };
+    let config_text = config_toml(dir.path(), port, &storage, "");
     std::fs::write(&config_path, &config_text).unwrap_or_else(|e| panic!("{e}"));
     let config = broker::config::Config::parse(&config_text).unwrap_or_else(|e| panic!("{e}"));
     let token = broker::server::initialize(&config)
@@ -456,8 +467,12 @@ async fn main() {
         });
     }
 
+    drop(broker);
+    if let Some(db) = scratch {
+        db.drop_database().await;
+    }
     println!(
-        "{clients} concurrent clients over HTTP against one broker process (SQLite storage, no audit device)"
+        "{clients} concurrent clients over HTTP against one broker process ({storage_name} storage, no audit device)"
     );
     println!();
     println!("| scenario | ops | through the broker | raw baseline | ratio |");

@@ -262,3 +262,65 @@ impl Drop for BrokerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A database made for one bench run on a PostgreSQL server the bench was
+/// pointed at (`BENCH_POSTGRES_URL`, an admin URL; default the local server
+/// as user `postgres`), dropped by [`ScratchDatabase::drop_database`].
+pub struct ScratchDatabase {
+    admin: String,
+    name: String,
+    /// The URL of the new database, as `admin` with its path replaced.
+    pub url: String,
+}
+
+impl std::fmt::Debug for ScratchDatabase {
+    // The URLs may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScratchDatabase")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScratchDatabase {
+    /// Creates the database `name` (dropping any left by a killed run).
+    pub async fn create(name: &str) -> Self {
+        use sqlx::Connection;
+        let admin = std::env::var("BENCH_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut c = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("{admin}: {e}"));
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::query(&sql)
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let mut url = url::Url::parse(&admin).unwrap_or_else(|e| panic!("BENCH_POSTGRES_URL: {e}"));
+        url.set_path(name);
+        Self {
+            admin,
+            name: name.to_owned(),
+            url: url.to_string(),
+        }
+    }
+
+    /// Drops it.
+    pub async fn drop_database(&self) {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&self.admin)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}

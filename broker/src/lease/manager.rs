@@ -14,7 +14,7 @@ use crate::plugin::{
     CaSigner, CallContext, Catalog, ConnectionView, Credential, PluginError, RevocationRecorder,
 };
 use crate::sql::{SqlTarget, SqlTargetSpec};
-use crate::storage::{LeaseRow, LeaseState, StorageError};
+use crate::storage::{Durability, LeaseRow, LeaseState, StorageError};
 
 /// Why a lease operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -253,7 +253,12 @@ impl RevocationRecorder for PendingRecorder {
             };
             // The guest makes one host call at a time: no record races this.
             if self.stored.load(Ordering::Acquire) {
-                match self.store.storage().update_lease(&row).await {
+                match self
+                    .store
+                    .storage()
+                    .update_lease(&row, Durability::Durable)
+                    .await
+                {
                     Ok(true) => Ok(()),
                     Ok(false) => Err("the pending lease vanished".into()),
                     Err(e) => Err(e.to_string()),
@@ -383,8 +388,16 @@ impl Leases {
                 row.sealed = self.seal(id.as_str(), &data)?;
                 row.state = LeaseState::Active;
                 row.next_attempt_at = expires_at;
+                // Deferred: lost in a crash, the lease stays pending and is
+                // revoked when its hold runs out. Nothing is orphaned; only
+                // the recorded pending lease had to wait for the disk.
                 if stored {
-                    if !self.store.storage().update_lease(&row).await? {
+                    if !self
+                        .store
+                        .storage()
+                        .update_lease(&row, Durability::Deferred)
+                        .await?
+                    {
                         self.requeue(row, "revoked while its credential was being made")
                             .await?;
                         return Err(LeaseError::RevokedDuringIssue(id.to_string()));
@@ -399,8 +412,13 @@ impl Leases {
             // A typed failure: the plugin ran to the end and undid its own
             // work (a transaction, or its rollback statements).
             Err(e @ PluginError::Failed { .. }) => {
+                // Deferred: lost in a crash, the pending lease is revoked,
+                // which finds nothing left to undo.
                 if stored {
-                    self.store.storage().delete_lease(id.as_str()).await?;
+                    self.store
+                        .storage()
+                        .delete_lease(id.as_str(), Durability::Deferred)
+                        .await?;
                 }
                 Err(e.into())
             }
@@ -424,7 +442,12 @@ impl Leases {
         row.state = LeaseState::Pending;
         row.next_attempt_at = clock::unix_now_signed();
         row.last_error = Some(error.to_owned());
-        if !self.store.storage().update_lease(&row).await? {
+        if !self
+            .store
+            .storage()
+            .update_lease(&row, Durability::Durable)
+            .await?
+        {
             self.store.storage().insert_lease(&row).await?;
         }
         Ok(())
@@ -524,7 +547,10 @@ impl Leases {
         }
         row.expires_at = expires_at;
         row.next_attempt_at = expires_at;
-        self.store.storage().update_lease(&row).await?;
+        self.store
+            .storage()
+            .update_lease(&row, Durability::Durable)
+            .await?;
         Ok(row)
     }
 
@@ -568,7 +594,12 @@ impl Leases {
         loop {
             let ids = self.list(prefix, 500).await?;
             for id in &ids {
-                if self.store.storage().delete_lease(id).await? {
+                if self
+                    .store
+                    .storage()
+                    .delete_lease(id, Durability::Durable)
+                    .await?
+                {
                     n += 1;
                     if let Some(events) = &self.events {
                         events.forgotten(id).await;
@@ -584,7 +615,12 @@ impl Leases {
     async fn revoke_row(&self, row: LeaseRow) -> Result<(), LeaseError> {
         match self.try_revoke(&row).await {
             Ok(()) => {
-                self.store.storage().delete_lease(&row.id).await?;
+                // Deferred: lost in a crash, the lease is revoked again,
+                // and revocations are idempotent.
+                self.store
+                    .storage()
+                    .delete_lease(&row.id, Durability::Deferred)
+                    .await?;
                 tracing::info!(lease = %row.id, "lease revoked");
                 crate::metrics::metrics().revoked();
                 if let Some(events) = &self.events {
@@ -652,7 +688,10 @@ impl Leases {
             LeaseState::Revoking
         };
         tracing::warn!(lease = %row.id, attempts = row.attempts, error = %error, state = row.state.as_str(), "revocation failed");
-        self.store.storage().update_lease(&row).await?;
+        self.store
+            .storage()
+            .update_lease(&row, Durability::Durable)
+            .await?;
         crate::metrics::metrics().revocation_failed();
         if let Some(events) = &self.events {
             events
@@ -758,7 +797,11 @@ impl Leases {
         }
         // Should this write fail, the claim's hold runs out and the leases
         // are revoked again: plugins' revocations are idempotent.
-        self.store.storage().delete_leases(&revoked).await?;
+        // Deferred, like a single revocation's delete.
+        self.store
+            .storage()
+            .delete_leases(&revoked, Durability::Deferred)
+            .await?;
         for id in &revoked {
             tracing::info!(lease = %id, "lease revoked");
             crate::metrics::metrics().revoked();

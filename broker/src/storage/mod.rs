@@ -32,6 +32,27 @@ pub enum StorageError {
     WriterGone,
 }
 
+/// When a write is acknowledged: on disk, or committed and visible.
+///
+/// Most writes are [`Durable`](Self::Durable). A write may be
+/// [`Deferred`](Self::Deferred) only when losing it in a crash of the
+/// machine is safe: it is committed and every later read sees it, but its
+/// flush to disk rides on the next durable commit (or the database's own
+/// background flush) instead of waiting for one of its own. A crash loses
+/// only a tail of deferred writes, never a durable write that came after
+/// them: both backends write one log in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledged once the commit is on disk.
+    Durable,
+    /// Acknowledged once committed; may be lost if the machine crashes
+    /// before the next flush. For writes that a crash may undo without
+    /// harm: a lease's activation (lost, it stays pending and is revoked,
+    /// nothing is orphaned) and the removal of a revoked lease (lost, it
+    /// is revoked again; revocations are idempotent).
+    Deferred,
+}
+
 /// A lease's state (DESIGN §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseState {
@@ -117,14 +138,22 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Stores a new lease.
     async fn insert_lease(&self, lease: &LeaseRow) -> Result<(), StorageError>;
     /// Overwrites a lease; whether it existed.
-    async fn update_lease(&self, lease: &LeaseRow) -> Result<bool, StorageError>;
+    async fn update_lease(
+        &self,
+        lease: &LeaseRow,
+        durability: Durability,
+    ) -> Result<bool, StorageError>;
     /// The lease with this id.
     async fn get_lease(&self, id: &str) -> Result<Option<LeaseRow>, StorageError>;
     /// Deletes a lease; whether it existed.
-    async fn delete_lease(&self, id: &str) -> Result<bool, StorageError>;
+    async fn delete_lease(&self, id: &str, durability: Durability) -> Result<bool, StorageError>;
     /// Deletes the leases with these ids in one statement; returns how many
     /// existed. The expiration worker ends a batch of revocations with it.
-    async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError>;
+    async fn delete_leases(
+        &self,
+        ids: &[String],
+        durability: Durability,
+    ) -> Result<u64, StorageError>;
     /// Ids of leases that start with `prefix`, sorted, at most `limit`.
     async fn list_leases(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StorageError>;
     /// Counts leases by state, from counters the schema keeps (not a scan).

@@ -1,26 +1,47 @@
 //! The PostgreSQL backend: several broker nodes share one database; any node
 //! serves, and expiration work is claimed with `FOR UPDATE SKIP LOCKED`.
 
-use sqlx::postgres::{PgPoolOptions, PgRow};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
-use super::{Backend, LeaseRow, LeaseState, StorageError, like_prefix};
+use super::{Backend, Durability, LeaseRow, LeaseState, StorageError, like_prefix};
 
 /// Storage in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresBackend {
+    /// Reads and durable writes.
     pool: PgPool,
+    /// [`Durability::Deferred`] writes: its sessions run with
+    /// `synchronous_commit = off`, so a commit returns once it is in the
+    /// server's WAL buffers and visible, and the WAL writer flushes it
+    /// within moments (PostgreSQL's asynchronous commit: a server crash may
+    /// lose the last such commits, never a later synchronous one).
+    deferred: PgPool,
 }
 
 impl PostgresBackend {
     /// Connects to `url` and migrates the database.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .connect(url)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let deferred = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.options([("synchronous_commit", "off")]))
+            .await?;
+        Ok(Self { pool, deferred })
+    }
+
+    fn pool_for(&self, durability: Durability) -> &PgPool {
+        match durability {
+            Durability::Durable => &self.pool,
+            Durability::Deferred => &self.deferred,
+        }
     }
 }
 
@@ -110,7 +131,11 @@ impl Backend for PostgresBackend {
         Ok(())
     }
 
-    async fn update_lease(&self, l: &LeaseRow) -> Result<bool, StorageError> {
+    async fn update_lease(
+        &self,
+        l: &LeaseRow,
+        durability: Durability,
+    ) -> Result<bool, StorageError> {
         let done = sqlx::query(
             "UPDATE leases SET state = $1, issued_at = $2, expires_at = $3, max_expires_at = $4, next_attempt_at = $5, \
              attempts = $6, last_error = $7, token_accessor = $8, sealed = $9 WHERE id = $10",
@@ -125,7 +150,7 @@ impl Backend for PostgresBackend {
         .bind(&l.token_accessor)
         .bind(&l.sealed)
         .bind(&l.id)
-        .execute(&self.pool)
+        .execute(self.pool_for(durability))
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -138,21 +163,25 @@ impl Backend for PostgresBackend {
         row.as_ref().map(lease).transpose()
     }
 
-    async fn delete_lease(&self, id: &str) -> Result<bool, StorageError> {
+    async fn delete_lease(&self, id: &str, durability: Durability) -> Result<bool, StorageError> {
         let done = sqlx::query("DELETE FROM leases WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool_for(durability))
             .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError> {
+    async fn delete_leases(
+        &self,
+        ids: &[String],
+        durability: Durability,
+    ) -> Result<u64, StorageError> {
         if ids.is_empty() {
             return Ok(0);
         }
         let done = sqlx::query("DELETE FROM leases WHERE id = ANY($1)")
             .bind(ids)
-            .execute(&self.pool)
+            .execute(self.pool_for(durability))
             .await?;
         Ok(done.rows_affected())
     }

@@ -1,6 +1,8 @@
 //! The SQLite backend: the embedded default. WAL journal, `synchronous =
-//! FULL`: a committed lease survives `kill -9` and power loss. Reads go
-//! through a pool; writes through one task that commits them in groups.
+//! FULL`: a durable write survives `kill -9` and power loss (a deferred one
+//! survives `kill -9`, and power loss once the next durable write is
+//! committed). Reads go through a pool; writes through one task that
+//! commits them in groups.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Row, SqlitePool};
 
-use super::{Backend, LeaseRow, LeaseState, StorageError, like_prefix};
+use super::{Backend, Durability, LeaseRow, LeaseState, StorageError, like_prefix};
 use claims::Claims;
 use writer::{Done, Write, Writer};
 
@@ -55,7 +57,7 @@ impl SqliteBackend {
     }
 
     async fn write(&self, write: Write) -> Result<Done, StorageError> {
-        self.writer.write(write).await
+        self.writer.write(write, Durability::Durable).await
     }
 }
 
@@ -142,8 +144,15 @@ impl Backend for SqliteBackend {
         }
     }
 
-    async fn update_lease(&self, l: &LeaseRow) -> Result<bool, StorageError> {
-        let done = self.write(Write::UpdateLease(Box::new(l.clone()))).await?;
+    async fn update_lease(
+        &self,
+        l: &LeaseRow,
+        durability: Durability,
+    ) -> Result<bool, StorageError> {
+        let done = self
+            .writer
+            .write(Write::UpdateLease(Box::new(l.clone())), durability)
+            .await?;
         self.claims.release([l.id.as_str()]).await;
         match done {
             Done::Changed(existed) => Ok(existed),
@@ -159,8 +168,11 @@ impl Backend for SqliteBackend {
         row.as_ref().map(lease).transpose()
     }
 
-    async fn delete_lease(&self, id: &str) -> Result<bool, StorageError> {
-        let done = self.write(Write::DeleteLease { id: id.to_owned() }).await?;
+    async fn delete_lease(&self, id: &str, durability: Durability) -> Result<bool, StorageError> {
+        let done = self
+            .writer
+            .write(Write::DeleteLease { id: id.to_owned() }, durability)
+            .await?;
         self.claims.release([id]).await;
         match done {
             Done::Changed(existed) => Ok(existed),
@@ -168,12 +180,17 @@ impl Backend for SqliteBackend {
         }
     }
 
-    async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError> {
+    async fn delete_leases(
+        &self,
+        ids: &[String],
+        durability: Durability,
+    ) -> Result<u64, StorageError> {
         if ids.is_empty() {
             return Ok(0);
         }
         let done = self
-            .write(Write::DeleteLeases { ids: ids.to_vec() })
+            .writer
+            .write(Write::DeleteLeases { ids: ids.to_vec() }, durability)
             .await?;
         self.claims.release(ids.iter().map(String::as_str)).await;
         match done {

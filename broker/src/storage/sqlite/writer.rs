@@ -8,7 +8,14 @@
 //! takes whatever has queued up while the last commit was on disk, runs it
 //! in one transaction and commits once: many writes, one fsync.
 //!
-//! Nothing is acknowledged before its commit is durable. A write that fails
+//! Nothing is acknowledged before its commit is durable, unless the write
+//! says it may be [`Deferred`](Durability::Deferred): a group of deferred
+//! writes only is committed with `synchronous = NORMAL`, so its WAL frames
+//! reach the disk with the next group that does wait (an fsync of the WAL
+//! covers every frame before it) or at a checkpoint the writer runs once it
+//! has been idle for [`FLUSH_AFTER`]. Readers see a
+//! deferred write as soon as it is acknowledged, like any other. A write
+//! that fails
 //! must not fail its neighbours, so a group with any failure (a statement, or
 //! the commit itself) is rolled back whole and its writes are run again one
 //! transaction each, which gives every caller its own outcome.
@@ -18,11 +25,15 @@ use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::LEASE_COLUMNS;
-use crate::storage::{LeaseRow, StorageError};
+use crate::storage::{Durability, LeaseRow, StorageError};
 
 /// The most writes one commit takes. A bound keeps one commit's work (and
 /// the wait of the writes that queue behind it) short.
 const MAX_GROUP: usize = 256;
+
+/// How long deferred writes may wait for the disk when no durable write
+/// comes to carry them there.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One write, as the writer task runs it.
 pub(super) enum Write {
@@ -57,6 +68,7 @@ impl Done {
 
 struct Job {
     write: Write,
+    durability: Durability,
     reply: oneshot::Sender<Result<Done, StorageError>>,
 }
 
@@ -74,21 +86,51 @@ impl Writer {
         Self { jobs }
     }
 
-    /// Runs `write` in the next group; returns once its commit is durable.
-    pub(super) async fn write(&self, write: Write) -> Result<Done, StorageError> {
+    /// Runs `write` in the next group; returns once its commit is as
+    /// durable as `durability` asks.
+    pub(super) async fn write(
+        &self,
+        write: Write,
+        durability: Durability,
+    ) -> Result<Done, StorageError> {
         let (reply, done) = oneshot::channel();
         self.jobs
-            .send(Job { write, reply })
+            .send(Job {
+                write,
+                durability,
+                reply,
+            })
             .map_err(|_| StorageError::WriterGone)?;
         done.await.map_err(|_| StorageError::WriterGone)?
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut conn = WriterConn {
+        conn,
+        // What `open` set on every connection.
+        synchronous: Durability::Durable,
+        unflushed: false,
+    };
     let mut group = Vec::with_capacity(MAX_GROUP);
-    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+    loop {
+        let received = if conn.unflushed {
+            match tokio::time::timeout(FLUSH_AFTER, rx.recv_many(&mut group, MAX_GROUP)).await {
+                Ok(received) => received,
+                Err(_idle) => {
+                    conn.flush().await;
+                    continue;
+                }
+            }
+        } else {
+            rx.recv_many(&mut group, MAX_GROUP).await
+        };
+        if received == 0 {
+            break;
+        }
         let writes: Vec<&Write> = group.iter().map(|job| &job.write).collect();
-        match commit(&mut conn, &writes).await {
+        let durability = strictest(group.iter().map(|job| job.durability));
+        match conn.commit(&writes, durability).await {
             Ok(results) => {
                 for (job, result) in group.drain(..).zip(results) {
                     // The caller may have gone; its write stands regardless.
@@ -104,7 +146,8 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
             Err(e) => {
                 tracing::debug!(error = %e, writes = group.len(), "group commit failed; committing its writes one by one");
                 for job in group.drain(..) {
-                    let result = commit(&mut conn, &[&job.write])
+                    let result = conn
+                        .commit(&[&job.write], job.durability)
                         .await
                         .map(|mut done| done.remove(0));
                     let _ = job.reply.send(result);
@@ -112,7 +155,67 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
         }
     }
-    let _ = conn.close().await;
+    if conn.unflushed {
+        conn.flush().await;
+    }
+    let _ = conn.conn.close().await;
+}
+
+/// A group waits for the disk if any of its writes must.
+fn strictest(durabilities: impl IntoIterator<Item = Durability>) -> Durability {
+    if durabilities.into_iter().any(|d| d == Durability::Durable) {
+        Durability::Durable
+    } else {
+        Durability::Deferred
+    }
+}
+
+/// The writer's connection, the `synchronous` setting it has now, and
+/// whether deferred commits since the last fsync of the WAL await one.
+struct WriterConn {
+    conn: SqliteConnection,
+    synchronous: Durability,
+    unflushed: bool,
+}
+
+impl WriterConn {
+    /// Sets `synchronous` for the next commit: before its `BEGIN`, and only
+    /// when it changes (it costs a statement).
+    async fn set_synchronous(&mut self, durability: Durability) -> Result<(), StorageError> {
+        if self.synchronous != durability {
+            let pragma = match durability {
+                Durability::Durable => "PRAGMA synchronous = FULL",
+                Durability::Deferred => "PRAGMA synchronous = NORMAL",
+            };
+            sqlx::query(pragma).execute(&mut self.conn).await?;
+            self.synchronous = durability;
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &mut self,
+        writes: &[&Write],
+        durability: Durability,
+    ) -> Result<Vec<Done>, StorageError> {
+        self.set_synchronous(durability).await?;
+        let results = commit(&mut self.conn, writes).await?;
+        self.unflushed = durability == Durability::Deferred;
+        Ok(results)
+    }
+
+    /// Puts deferred commits on disk: a checkpoint fsyncs the WAL before it
+    /// copies pages into the database file. A failure is left for the next
+    /// durable commit, which fsyncs the WAL anyway.
+    async fn flush(&mut self) {
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut self.conn)
+            .await
+        {
+            Ok(_) => self.unflushed = false,
+            Err(e) => tracing::warn!(error = %e, "checkpoint after deferred writes failed"),
+        }
+    }
 }
 
 /// Runs `writes` in one transaction and commits it; any failure rolls the
