@@ -260,3 +260,37 @@ async fn pooled_connections_are_reused_and_reset() {
         "session state crossed calls"
     );
 }
+
+/// A username template that names an existing account is refused before
+/// anything is recorded or created, so no revocation can ever drop it. The
+/// name holds a quote: the check quotes it, as every statement does.
+#[tokio::test]
+async fn an_existing_account_is_never_taken_over() {
+    let (plugin, ctx) = setup().await;
+    let name = format!("{}'x", unique("taken"));
+    let mut admin = mysql_admin().await;
+    let quoted = name.replace('\'', "''");
+    admin
+        .query_drop(format!("CREATE USER '{quoted}'@'%'"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A template with no random part names the existing account.
+    let config = json!({ "username_template": name });
+    let role = json!({ "creation_statements": [CREATE] });
+    let err = plugin
+        .issue(&ctx, &connection(config), &request("r", role, "t"))
+        .await
+        .err();
+    assert!(
+        matches!(&err, Some(PluginError::Failed { kind: FailureKind::InvalidRequest, message }) if message.contains("already exists")),
+        "{err:?}"
+    );
+    assert!(
+        user_exists(&name).await,
+        "the existing account must be left alone"
+    );
+    admin
+        .query_drop(format!("DROP USER '{quoted}'@'%'"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}

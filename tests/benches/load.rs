@@ -125,6 +125,11 @@ async fn pg_direct_pair(client: &tokio_postgres::Client, name: &str) -> Result<(
 
 /// The MySQL plugin's statements for one pair, sent directly.
 async fn mysql_direct_pair(conn: &mut mysql_async::Conn, name: &str) -> Result<(), String> {
+    // The plugin's statements in the plugin's order. The three queries bind
+    // the name through prepared statements, which this connection keeps for
+    // the whole run: the fastest way the driver has to send them. (The
+    // plugin sends the name inline: the host resets its session between
+    // calls, which would drop a prepared statement after one use.)
     let e = |e: mysql_async::Error| e.to_string();
     conn.exec_drop("SELECT 1 FROM mysql.user WHERE User = ?", (name,))
         .await
@@ -141,11 +146,6 @@ async fn mysql_direct_pair(conn: &mut mysql_async::Conn, name: &str) -> Result<(
         .exec("SELECT Host FROM mysql.user WHERE User = ?", (name,))
         .await
         .map_err(e)?;
-    for host in hosts {
-        conn.query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
-            .await
-            .map_err(e)?;
-    }
     let _: Vec<u64> = conn
         .exec(
             "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()",
@@ -153,6 +153,11 @@ async fn mysql_direct_pair(conn: &mut mysql_async::Conn, name: &str) -> Result<(
         )
         .await
         .map_err(e)?;
+    for host in hosts {
+        conn.query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
+            .await
+            .map_err(e)?;
+    }
     Ok(())
 }
 
