@@ -109,7 +109,7 @@ async fn run(conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut conn = WriterConn {
         conn,
         // What `open` set on every connection.
-        synchronous: Durability::Durable,
+        synchronous: Some(Durability::Durable),
         unflushed: false,
     };
     let mut group = Vec::with_capacity(MAX_GROUP);
@@ -174,32 +174,31 @@ fn strictest(durabilities: impl IntoIterator<Item = Durability>) -> Durability {
 /// whether deferred commits since the last fsync of the WAL await one.
 struct WriterConn {
     conn: SqliteConnection,
-    synchronous: Durability,
+    /// `None` when a failed statement leaves it unknown.
+    synchronous: Option<Durability>,
     unflushed: bool,
 }
 
 impl WriterConn {
-    /// Sets `synchronous` for the next commit: before its `BEGIN`, and only
-    /// when it changes (it costs a statement).
-    async fn set_synchronous(&mut self, durability: Durability) -> Result<(), StorageError> {
-        if self.synchronous != durability {
-            let pragma = match durability {
-                Durability::Durable => "PRAGMA synchronous = FULL",
-                Durability::Deferred => "PRAGMA synchronous = NORMAL",
-            };
-            sqlx::query(pragma).execute(&mut self.conn).await?;
-            self.synchronous = durability;
-        }
-        Ok(())
-    }
-
     async fn commit(
         &mut self,
         writes: &[&Write],
         durability: Durability,
     ) -> Result<Vec<Done>, StorageError> {
-        self.set_synchronous(durability).await?;
-        let results = commit(&mut self.conn, writes).await?;
+        // `synchronous` is set before the `BEGIN`, in the same round trip to
+        // SQLite's thread, and only when it changes.
+        let begin = if self.synchronous == Some(durability) {
+            "BEGIN IMMEDIATE"
+        } else {
+            match durability {
+                Durability::Durable => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
+                Durability::Deferred => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
+            }
+        };
+        // After a failure the setting is unknown: the next commit sets it.
+        self.synchronous = None;
+        let results = commit(&mut self.conn, begin, writes).await?;
+        self.synchronous = Some(durability);
         self.unflushed = durability == Durability::Deferred;
         Ok(results)
     }
@@ -229,8 +228,12 @@ impl WriterConn {
 /// acknowledged and never durable. Here every failure ends in a ROLLBACK
 /// (harmless when SQLite has already rolled back), and a BEGIN that finds a
 /// transaction still open fails the write instead of nesting it.
-async fn commit(conn: &mut SqliteConnection, writes: &[&Write]) -> Result<Vec<Done>, StorageError> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+async fn commit(
+    conn: &mut SqliteConnection,
+    begin: &str,
+    writes: &[&Write],
+) -> Result<Vec<Done>, StorageError> {
+    sqlx::query(begin).execute(&mut *conn).await?;
     let mut results = Vec::with_capacity(writes.len());
     let mut outcome = Ok(());
     for write in writes {
