@@ -24,7 +24,6 @@ use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::LEASE_COLUMNS;
 use crate::storage::{Durability, LeaseRow, StorageError};
 
 /// The most writes one commit takes. A bound keeps one commit's work (and
@@ -188,11 +187,11 @@ impl WriterConn {
         // `synchronous` is set before the `BEGIN`, in the same round trip to
         // SQLite's thread, and only when it changes.
         let begin = if self.synchronous == Some(durability) {
-            "BEGIN IMMEDIATE"
+            "BEGIN IMMEDIATE; "
         } else {
             match durability {
-                Durability::Durable => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
-                Durability::Deferred => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
+                Durability::Durable => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE; ",
+                Durability::Deferred => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE; ",
             }
         };
         // After a failure the setting is unknown: the next commit sets it.
@@ -220,37 +219,41 @@ impl WriterConn {
 /// Runs `writes` in one transaction and commits it; any failure rolls the
 /// whole transaction back.
 ///
+/// sqlx runs each SQLite statement on the connection's own thread and
+/// answers through a channel: every statement is a hand-off there and back,
+/// which costs more CPU than SQLite's work on a lease row. So `begin` rides
+/// in the first write's round trip and `COMMIT` in the last one's (SQLite
+/// runs a string of statements in order, stopping at the first error, and
+/// sqlx binds the parameters across them in order): a group of one write is
+/// one hand-off, not three.
+///
 /// The transaction is driven with plain `BEGIN`/`COMMIT`/`ROLLBACK`, not
 /// sqlx's `Transaction`: sqlx counts open transactions itself, and when
 /// SQLite ends one on its own (a failed COMMIT on a full disk rolls back
 /// everything) that count goes wrong, after which its "commit" is a
 /// savepoint release inside a transaction that never ends — writes
 /// acknowledged and never durable. Here every failure ends in a ROLLBACK
-/// (harmless when SQLite has already rolled back), and a BEGIN that finds a
-/// transaction still open fails the write instead of nesting it.
+/// (harmless when SQLite has already rolled back, or never began), and a
+/// BEGIN that finds a transaction still open fails the write instead of
+/// nesting it.
 async fn commit(
     conn: &mut SqliteConnection,
     begin: &str,
     writes: &[&Write],
 ) -> Result<Vec<Done>, StorageError> {
-    sqlx::query(begin).execute(&mut *conn).await?;
     let mut results = Vec::with_capacity(writes.len());
     let mut outcome = Ok(());
-    for write in writes {
-        match apply(conn, write).await {
+    let last = writes.len().saturating_sub(1);
+    for (i, write) in writes.iter().enumerate() {
+        let before = if i == 0 { begin } else { "" };
+        let after = if i == last { "; COMMIT" } else { "" };
+        match apply(conn, write, before, after).await {
             Ok(done) => results.push(done),
             Err(e) => {
                 outcome = Err(e);
                 break;
             }
         }
-    }
-    if outcome.is_ok() {
-        outcome = sqlx::query("COMMIT")
-            .execute(&mut *conn)
-            .await
-            .map(drop)
-            .map_err(StorageError::from);
     }
     match outcome {
         Ok(()) => Ok(results),
@@ -264,87 +267,82 @@ async fn commit(
     }
 }
 
-async fn apply(conn: &mut SqliteConnection, write: &Write) -> Result<Done, StorageError> {
+/// A write's statement. Those whose caller needs to know what changed
+/// return a row per changed row: with statements strung together, SQLite's
+/// change count would be the last statement's, not this one's.
+fn statement(write: &Write) -> &'static str {
+    match write {
+        Write::Put { .. } => {
+            "INSERT INTO entries (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        }
+        Write::PutNew { .. } => {
+            "INSERT INTO entries (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING RETURNING 1"
+        }
+        Write::Delete { .. } => "DELETE FROM entries WHERE key = ? RETURNING 1",
+        // The columns of `LEASE_COLUMNS`, in its order.
+        Write::InsertLease(_) => {
+            "INSERT INTO leases (id, state, issued_at, expires_at, max_expires_at, next_attempt_at, \
+             attempts, last_error, token_accessor, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        }
+        Write::UpdateLease(_) => {
+            "UPDATE leases SET state = ?, issued_at = ?, expires_at = ?, max_expires_at = ?, \
+             next_attempt_at = ?, attempts = ?, last_error = ?, token_accessor = ?, sealed = ? \
+             WHERE id = ? RETURNING 1"
+        }
+        Write::DeleteLease { .. } => "DELETE FROM leases WHERE id = ? RETURNING 1",
+        // One JSON array parameter: no limit on bound variables to hit.
+        Write::DeleteLeases { .. } => {
+            "DELETE FROM leases WHERE id IN (SELECT value FROM json_each(?)) RETURNING 1"
+        }
+    }
+}
+
+/// Runs `write` with `before` and `after` around it, in one hand-off.
+async fn apply(
+    conn: &mut SqliteConnection,
+    write: &Write,
+    before: &str,
+    after: &str,
+) -> Result<Done, StorageError> {
+    let sql = format!("{before}{}{after}", statement(write));
+    let query = sqlx::query(&sql);
+    let query = match write {
+        Write::Put { key, value } | Write::PutNew { key, value } => query.bind(key).bind(value),
+        Write::Delete { key } => query.bind(key),
+        Write::InsertLease(l) => query
+            .bind(&l.id)
+            .bind(l.state.as_str())
+            .bind(l.issued_at)
+            .bind(l.expires_at)
+            .bind(l.max_expires_at)
+            .bind(l.next_attempt_at)
+            .bind(l.attempts)
+            .bind(&l.last_error)
+            .bind(&l.token_accessor)
+            .bind(&l.sealed),
+        Write::UpdateLease(l) => query
+            .bind(l.state.as_str())
+            .bind(l.issued_at)
+            .bind(l.expires_at)
+            .bind(l.max_expires_at)
+            .bind(l.next_attempt_at)
+            .bind(l.attempts)
+            .bind(&l.last_error)
+            .bind(&l.token_accessor)
+            .bind(&l.sealed)
+            .bind(&l.id),
+        Write::DeleteLease { id } => query.bind(id),
+        Write::DeleteLeases { ids } => query
+            .bind(serde_json::to_string(ids).map_err(|e| StorageError::Corrupt(e.to_string()))?),
+    };
+    let changed = query.fetch_all(&mut *conn).await?.len();
     Ok(match write {
-        Write::Put { key, value } => {
-            sqlx::query("INSERT INTO entries (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-                .bind(key)
-                .bind(value)
-                .execute(&mut *conn)
-                .await?;
-            Done::Unit
-        }
-        Write::PutNew { key, value } => {
-            let done = sqlx::query(
-                "INSERT INTO entries (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(key)
-            .bind(value)
-            .execute(&mut *conn)
-            .await?;
-            Done::Changed(done.rows_affected() == 1)
-        }
-        Write::Delete { key } => {
-            let done = sqlx::query("DELETE FROM entries WHERE key = ?")
-                .bind(key)
-                .execute(&mut *conn)
-                .await?;
-            Done::Changed(done.rows_affected() > 0)
-        }
-        Write::InsertLease(l) => {
-            sqlx::query(&format!(
-                "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            ))
-            .bind(&l.id)
-            .bind(l.state.as_str())
-            .bind(l.issued_at)
-            .bind(l.expires_at)
-            .bind(l.max_expires_at)
-            .bind(l.next_attempt_at)
-            .bind(l.attempts)
-            .bind(&l.last_error)
-            .bind(&l.token_accessor)
-            .bind(&l.sealed)
-            .execute(&mut *conn)
-            .await?;
-            Done::Unit
-        }
-        Write::UpdateLease(l) => {
-            let done = sqlx::query(
-                "UPDATE leases SET state = ?, issued_at = ?, expires_at = ?, max_expires_at = ?, next_attempt_at = ?, \
-                 attempts = ?, last_error = ?, token_accessor = ?, sealed = ? WHERE id = ?",
-            )
-            .bind(l.state.as_str())
-            .bind(l.issued_at)
-            .bind(l.expires_at)
-            .bind(l.max_expires_at)
-            .bind(l.next_attempt_at)
-            .bind(l.attempts)
-            .bind(&l.last_error)
-            .bind(&l.token_accessor)
-            .bind(&l.sealed)
-            .bind(&l.id)
-            .execute(&mut *conn)
-            .await?;
-            Done::Changed(done.rows_affected() > 0)
-        }
-        Write::DeleteLease { id } => {
-            let done = sqlx::query("DELETE FROM leases WHERE id = ?")
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-            Done::Changed(done.rows_affected() > 0)
-        }
-        Write::DeleteLeases { ids } => {
-            // One JSON array parameter: no limit on bound variables to hit.
-            let ids =
-                serde_json::to_string(ids).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            let done =
-                sqlx::query("DELETE FROM leases WHERE id IN (SELECT value FROM json_each(?))")
-                    .bind(ids)
-                    .execute(&mut *conn)
-                    .await?;
-            Done::Count(done.rows_affected())
-        }
+        Write::Put { .. } | Write::InsertLease(_) => Done::Unit,
+        Write::PutNew { .. }
+        | Write::Delete { .. }
+        | Write::UpdateLease(_)
+        | Write::DeleteLease { .. } => Done::Changed(changed > 0),
+        Write::DeleteLeases { .. } => Done::Count(changed as u64),
     })
 }
