@@ -421,3 +421,22 @@ async fn sqlite_writes_commit_after_sqlite_rolls_back_on_its_own() {
         .unwrap();
     assert_eq!(lease_seen.as_deref(), Some("r/1"));
 }
+
+/// One broker process per SQLite file: the claims and the read cache live
+/// in memory, so a second backend on the same file is refused, by name,
+/// until the first is gone.
+#[tokio::test]
+async fn a_second_broker_cannot_open_the_same_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broker.db");
+    let first = SqliteBackend::open(&path).await.unwrap();
+    first.put("k", b"v").await.unwrap();
+    let err = SqliteBackend::open(&path).await.unwrap_err();
+    assert!(
+        err.to_string().contains("in use by another broker process"),
+        "{err}"
+    );
+    drop(first);
+    let second = SqliteBackend::open(&path).await.unwrap();
+    assert_eq!(second.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+}

@@ -30,6 +30,9 @@ pub enum StorageError {
     /// shutting down).
     #[error("storage writer has stopped")]
     WriterGone,
+    /// The SQLite file is another process's, or its lock cannot be taken.
+    #[error("storage is locked: {0}")]
+    Locked(String),
 }
 
 /// When a write is acknowledged: on disk, or committed and visible.

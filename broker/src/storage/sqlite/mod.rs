@@ -2,7 +2,9 @@
 //! FULL`: a durable write survives `kill -9` and power loss (a deferred one
 //! survives `kill -9`, and power loss once the next durable write is
 //! committed). Reads go through a pool; writes through one task that
-//! commits them in groups.
+//! commits them in groups. One process owns the file ([`lock`]), which lets
+//! the expiration worker's claims ([`claims`]) and a read cache of sealed
+//! entries ([`cache`]) live in memory.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,10 +15,14 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Row, SqlitePool};
 
 use super::{Backend, Durability, LeaseRow, LeaseState, StorageError, like_prefix};
+use cache::EntryCache;
 use claims::Claims;
+use lock::FileLock;
 use writer::{Done, Write, Writer};
 
+mod cache;
 mod claims;
+mod lock;
 mod writer;
 
 /// Storage in one SQLite file.
@@ -29,11 +35,17 @@ pub struct SqliteBackend {
     writer: Writer,
     /// The expiration worker's claims (see [`claims`]).
     claims: std::sync::Arc<Claims>,
+    /// Sealed entries as last read or written (see [`cache`]).
+    cache: std::sync::Arc<EntryCache>,
+    /// Held while any clone of the backend lives.
+    _lock: std::sync::Arc<FileLock>,
 }
 
 impl SqliteBackend {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<Self, StorageError> {
+        // First: a second broker must not so much as migrate the file.
+        let lock = FileLock::acquire(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -53,11 +65,17 @@ impl SqliteBackend {
             pool,
             writer,
             claims: Default::default(),
+            cache: Default::default(),
+            _lock: std::sync::Arc::new(lock),
         })
     }
 
-    async fn write(&self, write: Write) -> Result<Done, StorageError> {
-        self.writer.write(write, Durability::Durable).await
+    /// Writes an entry, then drops `key` from the read cache whatever the
+    /// outcome (a failed write may still have committed).
+    async fn write_entry(&self, key: &str, write: Write) -> Result<Done, StorageError> {
+        let done = self.writer.write(write, Durability::Durable).await;
+        self.cache.invalidate(key);
+        done
     }
 }
 
@@ -86,12 +104,16 @@ fn lease(row: &SqliteRow) -> Result<LeaseRow, StorageError> {
 #[async_trait::async_trait]
 impl Backend for SqliteBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM entries WHERE key = ?")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        let ticket = match self.cache.get(key) {
+            Ok(cached) => return Ok(cached),
+            Err(ticket) => ticket,
+        };
+        let value: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM entries WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        self.cache.fill(key, value.clone(), ticket);
+        Ok(value)
     }
 
     async fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
@@ -99,7 +121,7 @@ impl Backend for SqliteBackend {
             key: key.to_owned(),
             value: value.to_vec(),
         };
-        match self.write(write).await? {
+        match self.write_entry(key, write).await? {
             Done::Unit => Ok(()),
             other => Err(mismatch(other)),
         }
@@ -110,7 +132,7 @@ impl Backend for SqliteBackend {
             key: key.to_owned(),
             value: value.to_vec(),
         };
-        match self.write(write).await? {
+        match self.write_entry(key, write).await? {
             Done::Changed(written) => Ok(written),
             other => Err(mismatch(other)),
         }
@@ -118,9 +140,12 @@ impl Backend for SqliteBackend {
 
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         match self
-            .write(Write::Delete {
-                key: key.to_owned(),
-            })
+            .write_entry(
+                key,
+                Write::Delete {
+                    key: key.to_owned(),
+                },
+            )
             .await?
         {
             Done::Changed(existed) => Ok(existed),
@@ -138,7 +163,11 @@ impl Backend for SqliteBackend {
     }
 
     async fn insert_lease(&self, l: &LeaseRow) -> Result<(), StorageError> {
-        match self.write(Write::InsertLease(Box::new(l.clone()))).await? {
+        match self
+            .writer
+            .write(Write::InsertLease(Box::new(l.clone())), Durability::Durable)
+            .await?
+        {
             Done::Unit => Ok(()),
             other => Err(mismatch(other)),
         }
