@@ -552,6 +552,8 @@ async fn sys_audit_cannot_write_where_the_operator_did_not_allow() {
 /// A write cut short (a full disk) leaves some of its lines in the file.
 /// The chain must go on from the file's last whole line: going on from the
 /// head before the failed write would repeat its seqs and fork the chain.
+/// The file has been renamed by log rotation (no SIGHUP yet), so its last
+/// line must be read through the open file, not through its old path.
 ///
 /// The disk fills for real: the test runs itself again in a child process
 /// whose file-size limit (`RLIMIT_FSIZE`) the write runs into, so no other
@@ -584,7 +586,7 @@ fn a_write_cut_short_does_not_fork_the_chain() {
         "the child ran no test:\n{report}"
     );
 
-    let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("audit.log.1")).unwrap();
     let mut head = None;
     let mut torn = 0;
     let mut whole = 0;
@@ -618,7 +620,10 @@ fn write_past_a_size_limit(dir: &Path) {
     device
         .append_all((0..3).map(entry).collect(), true)
         .unwrap();
-    let len = std::fs::metadata(&path).unwrap().len();
+    // Rotated away: the device still writes to it, under its new name.
+    let rotated = dir.join("audit.log.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    let len = std::fs::metadata(&rotated).unwrap().len();
     let limit = |bytes: libc::rlim_t| {
         let mut lim = libc::rlimit {
             rlim_cur: 0,

@@ -440,3 +440,37 @@ async fn a_second_broker_cannot_open_the_same_sqlite_file() {
     let second = SqliteBackend::open(&path).await.unwrap();
     assert_eq!(second.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+/// A write whose caller gave up waiting (a dropped request) still lands,
+/// and the read cache must not keep serving the value it replaced.
+#[tokio::test]
+async fn a_write_abandoned_by_its_caller_does_not_leave_a_stale_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteBackend::open(&dir.path().join("broker.db"))
+        .await
+        .unwrap();
+    s.put("database/roles/r", b"old").await.unwrap();
+    assert_eq!(
+        s.get("database/roles/r").await.unwrap().as_deref(),
+        Some(&b"old"[..])
+    );
+    // Polled once (the write is queued), then dropped.
+    use futures_util::FutureExt;
+    let abandoned = s.put("database/roles/r", b"new").now_or_never();
+    assert!(
+        abandoned.is_none(),
+        "the write finished before it was dropped"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let seen = s.get("database/roles/r").await.unwrap();
+        if seen.as_deref() == Some(&b"new"[..]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still reading {seen:?} after the abandoned write committed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -131,18 +131,23 @@ fn open_file(target: &Target) -> std::io::Result<File> {
 /// The chain head at the end of an existing regular file: its last
 /// complete line. Anything else (a pipe, a device) starts a new chain.
 fn head_of(path: &Path) -> ChainHead {
-    const TAIL: u64 = 256 * 1024;
     let is_file = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0);
     if !is_file {
         return ChainHead::default();
     }
-    let Ok(mut file) = OpenOptions::new()
+    match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-    else {
-        return ChainHead::default();
-    };
+    {
+        Ok(mut file) => head_in(&mut file),
+        Err(_) => ChainHead::default(),
+    }
+}
+
+/// The last complete line's head in `file`, read from its tail.
+fn head_in(file: &mut File) -> ChainHead {
+    const TAIL: u64 = 256 * 1024;
     let len = file.metadata().map_or(0, |m| m.len());
     let mut bytes = Vec::new();
     if file
@@ -167,13 +172,18 @@ fn head_of(path: &Path) -> ChainHead {
 
 /// Whether a regular file's last byte is not a newline.
 fn ends_mid_line(path: &Path) -> bool {
-    let Ok(mut file) = OpenOptions::new()
+    match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-    else {
-        return false;
-    };
+    {
+        Ok(mut file) => torn_in(&mut file),
+        Err(_) => false,
+    }
+}
+
+/// Whether `file` (a regular file) ends without a newline.
+fn torn_in(file: &mut File) -> bool {
     let len = file
         .metadata()
         .map_or(0, |m| if m.is_file() { m.len() } else { 0 });
@@ -271,7 +281,7 @@ impl FileDevice {
                 Ok(())
             }
             Err(e) => {
-                self.resync(&mut state);
+                Self::resync(&mut state);
                 Err(e)
             }
         }
@@ -281,17 +291,27 @@ impl FileDevice {
     /// cut short by a full disk, or whole but not synced). The chain must go
     /// on from the file's last line, not from the head before the write, or
     /// the next line would repeat a `seq` the file already holds and fork
-    /// the chain.
-    fn resync(&self, state: &mut State) {
+    /// the chain. The file is read through the device's own descriptor
+    /// (`/proc/self/fd`), not its path: log rotation may have renamed it,
+    /// and the path may already name a new, empty file.
+    fn resync(state: &mut State) {
         state.torn = true;
-        if let Some(path) = self.target.path() {
-            let found = head_of(&path);
-            // A file rotated away leaves an empty one: keep the head.
-            if found != ChainHead::default() {
-                state.head = found;
-            }
-            state.torn = ends_mid_line(&path);
+        let Output::File(file) = &state.out else {
+            return;
+        };
+        // Only a regular file: reading a pipe would take its reader's data.
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return;
         }
+        use std::os::fd::AsRawFd;
+        let Ok(mut own) = File::open(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
+            return;
+        };
+        let found = head_in(&mut own);
+        if found != ChainHead::default() {
+            state.head = found;
+        }
+        state.torn = torn_in(&mut own);
     }
 
     /// Reopens the file (after log rotation moved it away); the chain

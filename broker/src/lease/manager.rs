@@ -412,12 +412,10 @@ impl Leases {
             // A typed failure: the plugin ran to the end and undid its own
             // work (a transaction, or its rollback statements).
             Err(e @ PluginError::Failed { .. }) => {
-                // Deferred: lost in a crash, the pending lease is revoked,
-                // which finds nothing left to undo.
                 if stored {
                     self.store
                         .storage()
-                        .delete_lease(id.as_str(), Durability::Deferred)
+                        .delete_lease(id.as_str(), Durability::Durable)
                         .await?;
                 }
                 Err(e.into())
@@ -615,11 +613,13 @@ impl Leases {
     async fn revoke_row(&self, row: LeaseRow) -> Result<(), LeaseError> {
         match self.try_revoke(&row).await {
             Ok(()) => {
-                // Deferred: lost in a crash, the lease is revoked again,
-                // and revocations are idempotent.
+                // Durable: once revoke has answered, the lease must not
+                // come back after a crash (as active, for a credential that
+                // is gone), nor run operator-written revocation statements
+                // a second time.
                 self.store
                     .storage()
-                    .delete_lease(&row.id, Durability::Deferred)
+                    .delete_lease(&row.id, Durability::Durable)
                     .await?;
                 tracing::info!(lease = %row.id, "lease revoked");
                 crate::metrics::metrics().revoked();
@@ -797,10 +797,11 @@ impl Leases {
         }
         // Should this write fail, the claim's hold runs out and the leases
         // are revoked again: plugins' revocations are idempotent.
-        // Deferred, like a single revocation's delete.
+        // Durable, like a single revocation's delete: one commit for the
+        // whole batch.
         self.store
             .storage()
-            .delete_leases(&revoked, Durability::Deferred)
+            .delete_leases(&revoked, Durability::Durable)
             .await?;
         for id in &revoked {
             tracing::info!(lease = %id, "lease revoked");

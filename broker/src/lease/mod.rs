@@ -13,13 +13,12 @@
 //! pending lease with the data to revoke what was made; the expiration
 //! worker ([`Leases::expire_due`]) revokes pending and expired leases alike.
 //!
-//! Only step 2 must wait for the disk. The activation, and the removal of a
-//! lease once its credential is revoked, are
-//! [`Deferred`](crate::storage::Durability::Deferred) writes: visible at
-//! once, flushed with the next durable commit. A machine crash that loses
-//! one leaves a pending lease (revoked: the credential ends early, nothing
-//! is orphaned) or a revoked lease still stored (revoked again, which
-//! plugins must treat as success).
+//! Step 3 need not wait for the disk: the activation is a
+//! [`Deferred`](crate::storage::Durability::Deferred) write, visible at
+//! once and flushed with the next durable commit. A machine crash that
+//! loses it leaves the pending lease of step 2, which is revoked: the
+//! credential ends early, and nothing is orphaned. Every other lease write
+//! is durable; in particular a revoked lease never comes back.
 //! Leases live in storage, found through an index on their next due time:
 //! nothing here holds a list of leases in memory.
 //!

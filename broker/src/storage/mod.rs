@@ -50,9 +50,8 @@ pub enum Durability {
     Durable,
     /// Acknowledged once committed; may be lost if the machine crashes
     /// before the next flush. For writes that a crash may undo without
-    /// harm: a lease's activation (lost, it stays pending and is revoked,
-    /// nothing is orphaned) and the removal of a revoked lease (lost, it
-    /// is revoked again; revocations are idempotent).
+    /// harm, such as a lease's activation (lost, the lease stays pending
+    /// and is revoked: nothing is orphaned).
     Deferred,
 }
 

@@ -17,7 +17,12 @@ pub struct PostgresBackend {
     /// `synchronous_commit = off`, so a commit returns once it is in the
     /// server's WAL buffers and visible, and the WAL writer flushes it
     /// within moments (PostgreSQL's asynchronous commit: a server crash may
-    /// lose the last such commits, never a later synchronous one).
+    /// lose the last such commits, never a later synchronous one). The
+    /// setting is a startup parameter, not a `SET`: a pooler in transaction
+    /// mode (PgBouncer) would carry a `SET` over to other clients. PgBouncer
+    /// refuses a startup parameter it does not know, so the broker fails at
+    /// start, loudly; listed in its `ignore_startup_parameters`, the
+    /// parameter is dropped and these writes are simply synchronous.
     deferred: PgPool,
 }
 
@@ -30,8 +35,9 @@ impl PostgresBackend {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        // Only activations use it: a few connections, opened on demand.
         let deferred = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(4)
             .connect_with(options.options([("synchronous_commit", "off")]))
             .await?;
         Ok(Self { pool, deferred })

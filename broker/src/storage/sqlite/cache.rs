@@ -4,8 +4,10 @@
 //! connection threads that costs more than the row itself.
 //!
 //! One broker process owns an SQLite file (see [`super::lock`]), and every
-//! write to it passes through this backend, which drops the written key
-//! from the cache once the write has returned. The cache holds ciphertext
+//! write to it passes through the writer task, which drops the written key
+//! from the cache after each commit attempt, before it answers: a caller
+//! that gave up waiting (a dropped request) cannot leave the old value
+//! behind, since the writer task itself is never cancelled. The cache holds ciphertext
 //! only, exactly as stored; it never holds leases, and it is bounded: when
 //! it is full it is emptied, and fills again from what is read.
 //!

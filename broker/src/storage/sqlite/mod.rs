@@ -60,22 +60,21 @@ impl SqliteBackend {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let writer = Writer::spawn(options.connect().await?);
+        let cache = std::sync::Arc::new(EntryCache::default());
+        let writer = Writer::spawn(options.connect().await?, cache.clone());
         Ok(Self {
             pool,
             writer,
             claims: Default::default(),
-            cache: Default::default(),
+            cache,
             _lock: std::sync::Arc::new(lock),
         })
     }
 
-    /// Writes an entry, then drops `key` from the read cache whatever the
-    /// outcome (a failed write may still have committed).
-    async fn write_entry(&self, key: &str, write: Write) -> Result<Done, StorageError> {
-        let done = self.writer.write(write, Durability::Durable).await;
-        self.cache.invalidate(key);
-        done
+    /// Writes an entry. The writer task drops its key from the read cache
+    /// (see [`cache`]).
+    async fn write_entry(&self, write: Write) -> Result<Done, StorageError> {
+        self.writer.write(write, Durability::Durable).await
     }
 }
 
@@ -121,7 +120,7 @@ impl Backend for SqliteBackend {
             key: key.to_owned(),
             value: value.to_vec(),
         };
-        match self.write_entry(key, write).await? {
+        match self.write_entry(write).await? {
             Done::Unit => Ok(()),
             other => Err(mismatch(other)),
         }
@@ -132,7 +131,7 @@ impl Backend for SqliteBackend {
             key: key.to_owned(),
             value: value.to_vec(),
         };
-        match self.write_entry(key, write).await? {
+        match self.write_entry(write).await? {
             Done::Changed(written) => Ok(written),
             other => Err(mismatch(other)),
         }
@@ -140,12 +139,9 @@ impl Backend for SqliteBackend {
 
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         match self
-            .write_entry(
-                key,
-                Write::Delete {
-                    key: key.to_owned(),
-                },
-            )
+            .write_entry(Write::Delete {
+                key: key.to_owned(),
+            })
             .await?
         {
             Done::Changed(existed) => Ok(existed),

@@ -12,18 +12,21 @@
 //! says it may be [`Deferred`](Durability::Deferred): a group of deferred
 //! writes only is committed with `synchronous = NORMAL`, so its WAL frames
 //! reach the disk with the next group that does wait (an fsync of the WAL
-//! covers every frame before it) or at a checkpoint the writer runs once it
-//! has been idle for [`FLUSH_AFTER`]. Readers see a
+//! covers every frame before it) or at a checkpoint the writer runs at most
+//! [`FLUSH_AFTER`] after the first of them. Readers see a
 //! deferred write as soon as it is acknowledged, like any other. A write
 //! that fails
 //! must not fail its neighbours, so a group with any failure (a statement, or
 //! the commit itself) is rolled back whole and its writes are run again one
 //! transaction each, which gives every caller its own outcome.
 
+use std::sync::Arc;
+
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::cache::EntryCache;
 use crate::storage::{Durability, LeaseRow, StorageError};
 
 /// The most writes one commit takes. A bound keeps one commit's work (and
@@ -43,6 +46,17 @@ pub(super) enum Write {
     UpdateLease(Box<LeaseRow>),
     DeleteLease { id: String },
     DeleteLeases { ids: Vec<String> },
+}
+
+impl Write {
+    /// The entry a write changes, for the read cache; `None` for leases,
+    /// which are never cached.
+    fn entry_key(&self) -> Option<&str> {
+        match self {
+            Self::Put { key, .. } | Self::PutNew { key, .. } | Self::Delete { key } => Some(key),
+            _ => None,
+        }
+    }
 }
 
 /// What a write gave back.
@@ -79,9 +93,10 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Starts the writer task on `conn`; it ends when every `Writer` is gone.
-    pub(super) fn spawn(conn: SqliteConnection) -> Self {
+    /// It drops the keys it writes from `cache`.
+    pub(super) fn spawn(conn: SqliteConnection, cache: Arc<EntryCache>) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(conn, rx));
+        tokio::spawn(run(conn, cache, rx));
         Self { jobs }
     }
 
@@ -104,32 +119,49 @@ impl Writer {
     }
 }
 
-async fn run(conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(conn: SqliteConnection, cache: Arc<EntryCache>, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut conn = WriterConn {
         conn,
         // What `open` set on every connection.
         synchronous: Some(Durability::Durable),
-        unflushed: false,
+        flush_due: None,
     };
     let mut group = Vec::with_capacity(MAX_GROUP);
     loop {
-        let received = if conn.unflushed {
-            match tokio::time::timeout(FLUSH_AFTER, rx.recv_many(&mut group, MAX_GROUP)).await {
-                Ok(received) => received,
-                Err(_idle) => {
-                    conn.flush().await;
-                    continue;
+        // Due while writes kept coming: the wait below would never time out.
+        if conn
+            .flush_due
+            .is_some_and(|due| due <= tokio::time::Instant::now())
+        {
+            conn.flush().await;
+        }
+        let received = match conn.flush_due {
+            Some(due) => {
+                let wait = tokio::time::timeout_at(due, rx.recv_many(&mut group, MAX_GROUP));
+                match wait.await {
+                    Ok(received) => received,
+                    Err(_due) => {
+                        conn.flush().await;
+                        continue;
+                    }
                 }
             }
-        } else {
-            rx.recv_many(&mut group, MAX_GROUP).await
+            None => rx.recv_many(&mut group, MAX_GROUP).await,
         };
         if received == 0 {
             break;
         }
         let writes: Vec<&Write> = group.iter().map(|job| &job.write).collect();
         let durability = strictest(group.iter().map(|job| job.durability));
-        match conn.commit(&writes, durability).await {
+        let outcome = conn.commit(&writes, durability).await;
+        // Committed or not (a failed COMMIT may still have reached the
+        // file), the keys are dropped from the cache before anyone hears.
+        for job in &group {
+            if let Some(key) = job.write.entry_key() {
+                cache.invalidate(key);
+            }
+        }
+        match outcome {
             Ok(results) => {
                 for (job, result) in group.drain(..).zip(results) {
                     // The caller may have gone; its write stands regardless.
@@ -149,12 +181,15 @@ async fn run(conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
                         .commit(&[&job.write], job.durability)
                         .await
                         .map(|mut done| done.remove(0));
+                    if let Some(key) = job.write.entry_key() {
+                        cache.invalidate(key);
+                    }
                     let _ = job.reply.send(result);
                 }
             }
         }
     }
-    if conn.unflushed {
+    if conn.flush_due.is_some() {
         conn.flush().await;
     }
     let _ = conn.conn.close().await;
@@ -169,13 +204,15 @@ fn strictest(durabilities: impl IntoIterator<Item = Durability>) -> Durability {
     }
 }
 
-/// The writer's connection, the `synchronous` setting it has now, and
-/// whether deferred commits since the last fsync of the WAL await one.
+/// The writer's connection, the `synchronous` setting it has now, and when
+/// deferred commits not yet on disk must be flushed.
 struct WriterConn {
     conn: SqliteConnection,
     /// `None` when a failed statement leaves it unknown.
     synchronous: Option<Durability>,
-    unflushed: bool,
+    /// [`FLUSH_AFTER`] past the first deferred commit since the WAL was last
+    /// fsynced; `None` when nothing waits for the disk.
+    flush_due: Option<tokio::time::Instant>,
 }
 
 impl WriterConn {
@@ -198,20 +235,38 @@ impl WriterConn {
         self.synchronous = None;
         let results = commit(&mut self.conn, begin, writes).await?;
         self.synchronous = Some(durability);
-        self.unflushed = durability == Durability::Deferred;
+        match durability {
+            // The WAL's fsync covers every frame before this commit's.
+            Durability::Durable => self.flush_due = None,
+            Durability::Deferred => {
+                self.flush_due
+                    .get_or_insert_with(|| tokio::time::Instant::now() + FLUSH_AFTER);
+            }
+        }
         Ok(results)
     }
 
     /// Puts deferred commits on disk: a checkpoint fsyncs the WAL before it
-    /// copies pages into the database file. A failure is left for the next
-    /// durable commit, which fsyncs the WAL anyway.
+    /// copies frames into the database file, and is known to have done so
+    /// only when it copied every frame (a reader's snapshot can hold some
+    /// back). Otherwise, or on failure, it is tried again [`FLUSH_AFTER`]
+    /// later; the next durable commit, which fsyncs the WAL anyway, makes
+    /// it moot.
     async fn flush(&mut self) {
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut self.conn)
-            .await
-        {
-            Ok(_) => self.unflushed = false,
-            Err(e) => tracing::warn!(error = %e, "checkpoint after deferred writes failed"),
+        let checkpoint: Result<(i64, i64, i64), _> =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&mut self.conn)
+                .await;
+        match checkpoint {
+            // (busy, frames in the WAL, frames checkpointed)
+            Ok((0, log, done)) if done == log => self.flush_due = None,
+            Ok(_) => {
+                self.flush_due = Some(tokio::time::Instant::now() + FLUSH_AFTER);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint after deferred writes failed");
+                self.flush_due = Some(tokio::time::Instant::now() + FLUSH_AFTER);
+            }
         }
     }
 }
