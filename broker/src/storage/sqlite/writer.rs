@@ -13,12 +13,17 @@
 //! writes only is committed with `synchronous = NORMAL`, so its WAL frames
 //! reach the disk with the next group that does wait (an fsync of the WAL
 //! covers every frame before it) or at a checkpoint the writer runs at most
-//! [`FLUSH_AFTER`] after the first of them. Readers see a
-//! deferred write as soon as it is acknowledged, like any other. A write
-//! that fails
-//! must not fail its neighbours, so a group with any failure (a statement, or
-//! the commit itself) is rolled back whole and its writes are run again one
-//! transaction each, which gives every caller its own outcome.
+//! [`FLUSH_AFTER`] after the first of them. Readers see a deferred write as
+//! soon as it is acknowledged, like any other.
+//!
+//! A write that fails must not fail its neighbours, so a group with any
+//! failure (a statement, or the commit itself) is rolled back whole and its
+//! writes are run again one transaction each, which gives every caller its
+//! own outcome.
+//!
+//! Writes to entries drop their key from the read cache
+//! ([`super::cache`]) here, after the commit and before the answer, so a
+//! caller that stopped waiting cannot leave a stale value behind.
 
 use std::sync::Arc;
 
