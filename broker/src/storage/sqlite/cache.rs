@@ -7,9 +7,10 @@
 //! write to it passes through the writer task, which drops the written key
 //! from the cache after each commit attempt, before it answers: a caller
 //! that gave up waiting (a dropped request) cannot leave the old value
-//! behind, since the writer task itself is never cancelled. The cache holds ciphertext
-//! only, exactly as stored; it never holds leases, and it is bounded: when
-//! it is full it is emptied, and fills again from what is read.
+//! behind, since the writer task itself is never cancelled. The cache holds
+//! ciphertext only, exactly as stored; it never holds leases, and it is
+//! bounded in keys and in bytes: when full it is emptied, and fills again
+//! from what is read.
 //!
 //! A read that raced a write must not put the old value back: every write
 //! moves a generation counter on, and a read caches its value only if no
@@ -20,6 +21,9 @@ use std::sync::Mutex;
 
 /// The most keys kept; past that the cache starts over.
 const CAPACITY: usize = 4096;
+/// The most value bytes kept (a CRL or a stored certificate can be large);
+/// past that the cache starts over. A larger value is not cached at all.
+const CAPACITY_BYTES: usize = 16 << 20;
 
 /// Entries as read from storage: the value, or `None` for a missing key.
 #[derive(Debug, Default)]
@@ -30,6 +34,8 @@ pub(super) struct EntryCache {
 #[derive(Debug, Default)]
 struct Inner {
     values: HashMap<String, Option<Vec<u8>>>,
+    /// The values' bytes, summed.
+    bytes: usize,
     /// Moves on with every write.
     generation: u64,
 }
@@ -58,21 +64,28 @@ impl EntryCache {
 
     /// Caches what a read found, unless a write came in since its ticket.
     pub(super) fn fill(&self, key: &str, value: Option<Vec<u8>>, ticket: Ticket) {
+        let size = value.as_ref().map_or(0, Vec::len);
         let mut inner = self.lock();
-        if inner.generation != ticket.0 {
+        if inner.generation != ticket.0 || size > CAPACITY_BYTES {
             return;
         }
-        if inner.values.len() >= CAPACITY {
+        if inner.values.len() >= CAPACITY || inner.bytes + size > CAPACITY_BYTES {
             inner.values.clear();
+            inner.bytes = 0;
         }
-        inner.values.insert(key.to_owned(), value);
+        if let Some(Some(old)) = inner.values.insert(key.to_owned(), value) {
+            inner.bytes = inner.bytes.saturating_sub(old.len());
+        }
+        inner.bytes += size;
     }
 
     /// Forgets `key` after a write to it, whatever the write's outcome.
     pub(super) fn invalidate(&self, key: &str) {
         let mut inner = self.lock();
         inner.generation = inner.generation.wrapping_add(1);
-        inner.values.remove(key);
+        if let Some(Some(old)) = inner.values.remove(key) {
+            inner.bytes = inner.bytes.saturating_sub(old.len());
+        }
     }
 }
 
@@ -111,5 +124,26 @@ mod tests {
             cache.fill(&key, None, ticket);
         }
         assert!(cache.lock().values.len() <= CAPACITY);
+
+        let big = vec![0u8; CAPACITY_BYTES / 3];
+        for i in 0..10 {
+            let key = format!("big{i}");
+            let Err(ticket) = cache.get(&key) else {
+                panic!("{key} was cached before it was read")
+            };
+            cache.fill(&key, Some(big.clone()), ticket);
+            let inner = cache.lock();
+            let held: usize = inner.values.values().flatten().map(Vec::len).sum();
+            assert_eq!(held, inner.bytes);
+            assert!(inner.bytes <= CAPACITY_BYTES);
+        }
+        let Err(ticket) = cache.get("huge") else {
+            panic!("huge was cached before it was read")
+        };
+        cache.fill("huge", Some(vec![0u8; CAPACITY_BYTES + 1]), ticket);
+        assert!(
+            cache.get("huge").is_err(),
+            "a value past the bound was kept"
+        );
     }
 }
