@@ -1,7 +1,7 @@
 //! The SQLite backend: the embedded default. WAL journal, `synchronous =
 //! FULL`: a durable write survives `kill -9` and power loss (a deferred one
-//! survives `kill -9`, and power loss once the next durable write is
-//! committed). Reads go through a pool; writes through one task that
+//! survives `kill -9`, and power loss from the next durable commit, or the
+//! writer's flush at most a second after it). Reads go through a pool; writes through one task that
 //! commits them in groups. One process owns the file ([`lock`]), which lets
 //! the expiration worker's claims ([`claims`]) and a read cache of sealed
 //! entries ([`cache`]) live in memory.
