@@ -142,20 +142,13 @@ async fn leases(s: &dyn Backend) {
         ],
         "the counts follow a state change, and claims do not move them"
     );
-    assert!(
-        s.delete_lease("db/creds/r/3", Durability::Durable)
-            .await
-            .unwrap()
-    );
+    assert!(s.delete_lease("db/creds/r/3").await.unwrap());
     assert_eq!(s.get_lease("db/creds/r/3").await.unwrap(), None);
 
     let batch = ["db/creds/r/1", "db/creds/r/2", "db/creds/r/missing"].map(String::from);
-    assert_eq!(
-        s.delete_leases(&batch, Durability::Durable).await.unwrap(),
-        2
-    );
+    assert_eq!(s.delete_leases(&batch).await.unwrap(), 2);
     assert_eq!(s.get_lease("db/creds/r/1").await.unwrap(), None);
-    assert_eq!(s.delete_leases(&[], Durability::Durable).await.unwrap(), 0);
+    assert_eq!(s.delete_leases(&[]).await.unwrap(), 0);
     assert_eq!(
         counts_by_state(s).await,
         [("irrevocable", 1)],
@@ -249,10 +242,7 @@ async fn concurrent_writes(s: Storage) {
         assert_eq!((row.state, row.attempts), (LeaseState::Active, i));
     }
     let ids: Vec<String> = (0..64).map(|i| format!("w/creds/r/{i:02}")).collect();
-    assert_eq!(
-        s.delete_leases(&ids, Durability::Durable).await.unwrap(),
-        64
-    );
+    assert_eq!(s.delete_leases(&ids).await.unwrap(), 64);
     assert!(s.delete("w/once").await.unwrap());
 }
 
@@ -283,14 +273,14 @@ async fn deferred_writes(s: Storage) {
                     (LeaseState::Active, i),
                     "a {durability:?} update is not read back"
                 );
-                assert!(s.delete_lease(&id, durability).await.unwrap());
+                assert!(s.delete_lease(&id).await.unwrap());
                 assert_eq!(
                     s.get_lease(&id).await.unwrap(),
                     None,
-                    "a {durability:?} delete is not read back"
+                    "a delete after a {durability:?} update is not read back"
                 );
                 assert!(
-                    !s.delete_lease(&id, durability).await.unwrap(),
+                    !s.delete_lease(&id).await.unwrap(),
                     "a second delete finds nothing"
                 );
             })
@@ -305,10 +295,7 @@ async fn deferred_writes(s: Storage) {
             .await
             .unwrap();
     }
-    assert_eq!(
-        s.delete_leases(&ids, Durability::Deferred).await.unwrap(),
-        4
-    );
+    assert_eq!(s.delete_leases(&ids).await.unwrap(), 4);
     assert!(s.list_leases("d/", 10).await.unwrap().is_empty());
     // A durable write after deferred ones: the writer is back to waiting.
     s.put("d/after", b"z").await.unwrap();

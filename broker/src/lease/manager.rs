@@ -413,10 +413,7 @@ impl Leases {
             // work (a transaction, or its rollback statements).
             Err(e @ PluginError::Failed { .. }) => {
                 if stored {
-                    self.store
-                        .storage()
-                        .delete_lease(id.as_str(), Durability::Durable)
-                        .await?;
+                    self.store.storage().delete_lease(id.as_str()).await?;
                 }
                 Err(e.into())
             }
@@ -592,12 +589,7 @@ impl Leases {
         loop {
             let ids = self.list(prefix, 500).await?;
             for id in &ids {
-                if self
-                    .store
-                    .storage()
-                    .delete_lease(id, Durability::Durable)
-                    .await?
-                {
+                if self.store.storage().delete_lease(id).await? {
                     n += 1;
                     if let Some(events) = &self.events {
                         events.forgotten(id).await;
@@ -617,10 +609,7 @@ impl Leases {
                 // come back after a crash (as active, for a credential that
                 // is gone), nor run operator-written revocation statements
                 // a second time.
-                self.store
-                    .storage()
-                    .delete_lease(&row.id, Durability::Durable)
-                    .await?;
+                self.store.storage().delete_lease(&row.id).await?;
                 tracing::info!(lease = %row.id, "lease revoked");
                 crate::metrics::metrics().revoked();
                 if let Some(events) = &self.events {
@@ -799,10 +788,7 @@ impl Leases {
         // are revoked again: plugins' revocations are idempotent.
         // Durable, like a single revocation's delete: one commit for the
         // whole batch.
-        self.store
-            .storage()
-            .delete_leases(&revoked, Durability::Durable)
-            .await?;
+        self.store.storage().delete_leases(&revoked).await?;
         for id in &revoked {
             tracing::info!(lease = %id, "lease revoked");
             crate::metrics::metrics().revoked();

@@ -148,14 +148,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// The lease with this id.
     async fn get_lease(&self, id: &str) -> Result<Option<LeaseRow>, StorageError>;
     /// Deletes a lease; whether it existed.
-    async fn delete_lease(&self, id: &str, durability: Durability) -> Result<bool, StorageError>;
+    async fn delete_lease(&self, id: &str) -> Result<bool, StorageError>;
     /// Deletes the leases with these ids in one statement; returns how many
     /// existed. The expiration worker ends a batch of revocations with it.
-    async fn delete_leases(
-        &self,
-        ids: &[String],
-        durability: Durability,
-    ) -> Result<u64, StorageError>;
+    async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError>;
     /// Ids of leases that start with `prefix`, sorted, at most `limit`.
     async fn list_leases(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StorageError>;
     /// Counts leases by state, from counters the schema keeps (not a scan).

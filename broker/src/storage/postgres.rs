@@ -169,25 +169,21 @@ impl Backend for PostgresBackend {
         row.as_ref().map(lease).transpose()
     }
 
-    async fn delete_lease(&self, id: &str, durability: Durability) -> Result<bool, StorageError> {
+    async fn delete_lease(&self, id: &str) -> Result<bool, StorageError> {
         let done = sqlx::query("DELETE FROM leases WHERE id = $1")
             .bind(id)
-            .execute(self.pool_for(durability))
+            .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    async fn delete_leases(
-        &self,
-        ids: &[String],
-        durability: Durability,
-    ) -> Result<u64, StorageError> {
+    async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError> {
         if ids.is_empty() {
             return Ok(0);
         }
         let done = sqlx::query("DELETE FROM leases WHERE id = ANY($1)")
             .bind(ids)
-            .execute(self.pool_for(durability))
+            .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
     }

@@ -193,10 +193,13 @@ impl Backend for SqliteBackend {
         row.as_ref().map(lease).transpose()
     }
 
-    async fn delete_lease(&self, id: &str, durability: Durability) -> Result<bool, StorageError> {
+    async fn delete_lease(&self, id: &str) -> Result<bool, StorageError> {
         let done = self
             .writer
-            .write(Write::DeleteLease { id: id.to_owned() }, durability)
+            .write(
+                Write::DeleteLease { id: id.to_owned() },
+                Durability::Durable,
+            )
             .await?;
         self.claims.release([id]).await;
         match done {
@@ -205,17 +208,16 @@ impl Backend for SqliteBackend {
         }
     }
 
-    async fn delete_leases(
-        &self,
-        ids: &[String],
-        durability: Durability,
-    ) -> Result<u64, StorageError> {
+    async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError> {
         if ids.is_empty() {
             return Ok(0);
         }
         let done = self
             .writer
-            .write(Write::DeleteLeases { ids: ids.to_vec() }, durability)
+            .write(
+                Write::DeleteLeases { ids: ids.to_vec() },
+                Durability::Durable,
+            )
             .await?;
         self.claims.release(ids.iter().map(String::as_str)).await;
         match done {

@@ -25,12 +25,14 @@
 //! ([`super::cache`]) here, after the commit and before the answer, so a
 //! caller that stopped waiting cannot leave a stale value behind.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::LEASE_COLUMNS;
 use super::cache::EntryCache;
 use crate::storage::{Durability, LeaseRow, StorageError};
 
@@ -330,8 +332,8 @@ async fn commit(
 /// A write's statement. Those whose caller needs to know what changed
 /// return a row per changed row: with statements strung together, SQLite's
 /// change count would be the last statement's, not this one's.
-fn statement(write: &Write) -> &'static str {
-    match write {
+fn statement(write: &Write) -> Cow<'static, str> {
+    Cow::Borrowed(match write {
         Write::Put { .. } => {
             "INSERT INTO entries (key, value) VALUES (?, ?) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -340,10 +342,10 @@ fn statement(write: &Write) -> &'static str {
             "INSERT INTO entries (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING RETURNING 1"
         }
         Write::Delete { .. } => "DELETE FROM entries WHERE key = ? RETURNING 1",
-        // The columns of `LEASE_COLUMNS`, in its order.
         Write::InsertLease(_) => {
-            "INSERT INTO leases (id, state, issued_at, expires_at, max_expires_at, next_attempt_at, \
-             attempts, last_error, token_accessor, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            return Cow::Owned(format!(
+                "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ));
         }
         Write::UpdateLease(_) => {
             "UPDATE leases SET state = ?, issued_at = ?, expires_at = ?, max_expires_at = ?, \
@@ -355,7 +357,7 @@ fn statement(write: &Write) -> &'static str {
         Write::DeleteLeases { .. } => {
             "DELETE FROM leases WHERE id IN (SELECT value FROM json_each(?)) RETURNING 1"
         }
-    }
+    })
 }
 
 /// Runs `write` with `before` and `after` around it, in one hand-off.
