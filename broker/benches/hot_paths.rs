@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of the broker's hot paths: the barrier's seal
-//! and open, a fresh plugin instance plus a call, and one audit entry.
+//! and open, a fresh plugin instance plus a call, policy evaluation, and
+//! one audit entry.
 //!
 //! Run: `cargo bench -p broker --bench hot_paths` (figures in BENCHMARKS.md).
 
@@ -10,6 +11,7 @@ use broker::audit::{
 };
 use broker::barrier::{Barrier, Keyring, SealedStorage};
 use broker::plugin::{Catalog, PluginRuntime, RuntimeConfig};
+use broker::policy::{Acl, Capability, DEFAULT_POLICY, Policy};
 use broker::storage::{SqliteBackend, Storage};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
@@ -114,5 +116,85 @@ fn audit_append(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, barrier, plugin_instance, audit_append);
+/// An application's policy as operators write them: its database role, its
+/// certificates, its own KV tree, and a `+` rule across environments.
+const APP_POLICY: &str = r#"
+path "database/creds/app" { capabilities = ["read"] }
+path "pki/issue/app" { capabilities = ["update"] }
+path "secret/data/app/*" { capabilities = ["create", "read", "update", "delete"] }
+path "secret/metadata/app/*" { capabilities = ["list", "read"] }
+path "secret/data/+/shared/*" { capabilities = ["read"] }
+path "secret/data/app/admin/*" { capabilities = ["deny"] }
+path "sys/leases/renew" { capabilities = ["update"] }
+path "sys/leases/revoke" { capabilities = ["update"] }
+"#;
+
+fn parse(name: &str, text: &str) -> Policy {
+    Policy::parse(name, text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A policy set with `apps` applications' rules in it: an exact, a glob and
+/// a `+` rule each.
+fn many_apps(apps: usize) -> Policy {
+    let mut text = String::new();
+    for i in 0..apps {
+        text.push_str(&format!(
+            "path \"database/creds/app-{i}\" {{ capabilities = [\"read\"] }}\n\
+             path \"secret/data/app-{i}/*\" {{ capabilities = [\"read\"] }}\n\
+             path \"secret/metadata/+/app-{i}\" {{ capabilities = [\"list\"] }}\n"
+        ));
+    }
+    parse("many", &text)
+}
+
+fn policy_evaluation(c: &mut Criterion) {
+    let default = parse("default", DEFAULT_POLICY);
+    let app = parse("app", APP_POLICY);
+    let acl = Acl::new([&default, &app]);
+    let many = many_apps(1000);
+    let large = Acl::new([&default, &many]);
+    let mut group = c.benchmark_group("policy");
+    let cases = [
+        ("exact", "database/creds/app", Capability::Read),
+        ("glob", "secret/data/app/config/db", Capability::Read),
+        ("plus", "secret/data/web/shared/tls", Capability::Read),
+        ("denied", "secret/data/app/admin/root", Capability::Read),
+        ("no match", "database/creds/admin", Capability::Read),
+    ];
+    for (case, path, capability) in cases {
+        group.bench_function(format!("allows: {case} (2 policies, 15 rules)"), |b| {
+            b.iter(|| acl.allows(std::hint::black_box(path), capability))
+        });
+    }
+    let cases = [
+        ("exact", "database/creds/app-500", Capability::Read),
+        ("glob", "secret/data/app-500/config", Capability::Read),
+        ("plus", "secret/metadata/prod/app-500", Capability::List),
+        ("no match", "secret/metadata/prod/other", Capability::List),
+    ];
+    for (case, path, capability) in cases {
+        group.bench_function(format!("allows: {case} (3007 rules)"), |b| {
+            b.iter(|| large.allows(std::hint::black_box(path), capability))
+        });
+    }
+    group.bench_function("parse + build ACL (2 policies, 15 rules)", |b| {
+        b.iter(|| {
+            let default = parse("default", DEFAULT_POLICY);
+            let app = parse("app", std::hint::black_box(APP_POLICY));
+            Acl::new([&default, &app])
+        })
+    });
+    group.bench_function("build ACL (2 policies, 15 rules)", |b| {
+        b.iter(|| Acl::new([&default, &app]))
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    barrier,
+    plugin_instance,
+    policy_evaluation,
+    audit_append
+);
 criterion_main!(benches);

@@ -19,6 +19,7 @@ use crate::engine::pki::PkiEngine;
 use crate::kms::Kms;
 use crate::lease::{ConnectionResolver, Leases, ResolvedConnection};
 use crate::plugin::Catalog;
+use crate::policy::PolicyStore;
 use crate::storage::Storage;
 
 const KEYRING_KEY: &str = "core/keyring";
@@ -158,6 +159,7 @@ pub struct Core {
     root_token: tokio::sync::RwLock<[u8; 32]>,
     cluster_id: String,
     audit: Arc<Auditor>,
+    policies: PolicyStore,
 }
 
 /// How the core runs.
@@ -243,6 +245,7 @@ impl Core {
                 .with_events(audit.clone())
                 .with_pending_hold(options.pending_hold),
         );
+        let policies = PolicyStore::new(store.clone());
         Ok(Arc::new(Self {
             store,
             catalog,
@@ -251,6 +254,7 @@ impl Core {
             root_token: tokio::sync::RwLock::new(root_token),
             cluster_id,
             audit,
+            policies,
         }))
     }
 
@@ -296,6 +300,11 @@ impl Core {
     pub fn seal(&self) {
         self.store.barrier().seal_keys();
         tracing::warn!("the broker is sealed; restart it to unseal");
+    }
+
+    /// The ACL policies.
+    pub fn policies(&self) -> &PolicyStore {
+        &self.policies
     }
 
     /// Whether [`Self::seal`] has run.

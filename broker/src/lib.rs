@@ -8,6 +8,7 @@
 //! - [`storage`] keeps sealed entries and lease records (SQLite or PostgreSQL).
 //! - [`lease`] covers every credential with a durable lease and revokes it.
 //! - [`pki`] holds CA keys and signs what the `pki` plugin builds.
+//! - [`policy`] holds Vault-style path policies and the ACL they make.
 //! - [`audit`] records every request, response and revocation, fail closed.
 //! - [`barrier`] seals every stored value; [`kms`] wraps the barrier's keyring.
 //! - [`metrics`] counts what `sys/metrics` reports.
@@ -31,6 +32,7 @@ pub mod lease;
 pub mod metrics;
 pub mod pki;
 pub mod plugin;
+pub mod policy;
 pub mod server;
 pub mod sql;
 pub mod storage;

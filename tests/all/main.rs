@@ -14,6 +14,7 @@ mod mysql;
 mod openapi;
 mod outage;
 mod pki;
+mod policies;
 mod postgres;
 mod process;
 mod sandbox;

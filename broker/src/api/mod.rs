@@ -15,6 +15,7 @@ mod leases;
 mod mounts;
 mod openapi;
 mod pki;
+mod policies;
 mod seal;
 mod secrets;
 
@@ -358,6 +359,8 @@ async fn route(core: &Core, request: Request) -> Result<Reply, ApiError> {
         }
     } else if request.path.starts_with("sys/mounts") {
         mounts::handle(core, request).await
+    } else if policies::serves(&request.path) {
+        policies::handle(core, request).await
     } else if request.path.starts_with("sys/leases") {
         leases::handle(core, request).await
     } else if request.path == "sys/audit"

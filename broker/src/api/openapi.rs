@@ -129,6 +129,38 @@ const SYSTEM: &[Route] = &[
         fields: &[],
     },
     Route {
+        path: "sys/policies/acl",
+        summary: "The names of the ACL policies, root and default included.",
+        ops: &[List],
+        fields: &[],
+    },
+    Route {
+        path: "sys/policies/acl/{name}",
+        summary: "Read, write or delete an ACL policy: Vault's HCL (or JSON) path rules. A key this broker does not enforce (allowed_parameters, wrapping TTLs, ...) refuses the policy rather than being ignored. root cannot be changed; default cannot be deleted.",
+        ops: &[Read, Write, Delete],
+        fields: &[(
+            "policy",
+            "string",
+            "the policy document: path \"secret/data/*\" { capabilities = [\"read\"] } ...",
+        )],
+    },
+    Route {
+        path: "sys/policy",
+        summary: "The names of the ACL policies (the older path: keys and policies).",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
+        path: "sys/policy/{name}",
+        summary: "The older path for an ACL policy: as sys/policies/acl/{name}, but read back as rules.",
+        ops: &[Read, Write, Delete],
+        fields: &[(
+            "policy",
+            "string",
+            "the policy document (rules is also taken)",
+        )],
+    },
+    Route {
         path: "sys/audit",
         summary: "The enabled audit devices.",
         ops: &[Read],

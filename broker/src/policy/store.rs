@@ -1,0 +1,122 @@
+//! Policies at rest: their text, sealed under `core/policies/acl/<name>`,
+//! parsed again on every read so that what is enforced is always what is
+//! stored (a second broker node sharing the storage sees a change at once).
+
+use std::sync::Arc;
+
+use super::{Acl, Policy, PolicyError, normalize_name};
+use crate::barrier::SealedStorage;
+
+const PREFIX: &str = "core/policies/acl/";
+
+/// The `default` policy until an operator rewrites it: what every token
+/// needs to look after itself and its own leases.
+pub const DEFAULT_POLICY: &str = r#"# Granted to every token unless it is created without it.
+# Rewrite it with `PUT sys/policies/acl/default`; it cannot be deleted.
+
+# A token may look itself up, renew itself and revoke itself.
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
+path "auth/token/revoke-self" {
+  capabilities = ["update"]
+}
+
+# It may ask what it may do.
+path "sys/capabilities-self" {
+  capabilities = ["update"]
+}
+
+# It may look up and renew the leases it holds (their ids are its secret).
+path "sys/leases/lookup" {
+  capabilities = ["update"]
+}
+path "sys/leases/renew" {
+  capabilities = ["update"]
+}
+"#;
+
+/// Reads and writes policies in sealed storage.
+#[derive(Debug, Clone)]
+pub struct PolicyStore {
+    store: SealedStorage,
+}
+
+impl PolicyStore {
+    /// Policies kept in `store`.
+    pub fn new(store: SealedStorage) -> Self {
+        Self { store }
+    }
+
+    /// The policy `name` (any case), built-ins included; `None` if there is
+    /// no such policy.
+    pub async fn get(&self, name: &str) -> Result<Option<Arc<Policy>>, PolicyError> {
+        let name = normalize_name(name)?;
+        if name == Policy::ROOT {
+            return Ok(Some(Arc::new(Policy::root())));
+        }
+        let text: Option<String> = self.store.get(&key(&name)).await?;
+        let text = match text {
+            Some(text) => text,
+            None if name == Policy::DEFAULT => DEFAULT_POLICY.to_owned(),
+            None => return Ok(None),
+        };
+        Policy::parse(&name, &text).map(|p| Some(Arc::new(p)))
+    }
+
+    /// Checks `text` and stores it as the policy `name`, replacing any
+    /// policy of that name. Returns the parsed policy.
+    pub async fn put(&self, name: &str, text: &str) -> Result<Policy, PolicyError> {
+        let policy = Policy::parse(name, text)?;
+        self.store.put(&key(policy.name()), &text).await?;
+        Ok(policy)
+    }
+
+    /// Deletes the policy `name`; deleting one that does not exist is not
+    /// an error (as in Vault). The built-ins cannot be deleted.
+    pub async fn delete(&self, name: &str) -> Result<(), PolicyError> {
+        let name = normalize_name(name)?;
+        match name.as_str() {
+            Policy::ROOT => Err(PolicyError::BuiltIn("cannot delete the root policy")),
+            Policy::DEFAULT => Err(PolicyError::BuiltIn("cannot delete the default policy")),
+            _ => {
+                self.store.delete(&key(&name)).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Every policy's name, sorted, built-ins included.
+    pub async fn list(&self) -> Result<Vec<String>, PolicyError> {
+        let mut names: Vec<String> = self
+            .store
+            .list(PREFIX)
+            .await?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(PREFIX).map(str::to_owned))
+            .chain([Policy::DEFAULT.to_owned(), Policy::ROOT.to_owned()])
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// The ACL that `names` make together. Names of policies that do not
+    /// exist grant nothing (a token may outlive a policy it was given).
+    pub async fn acl(&self, names: &[String]) -> Result<Acl, PolicyError> {
+        let mut policies = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(policy) = self.get(name).await? {
+                policies.push(policy);
+            }
+        }
+        Ok(Acl::new(policies.iter().map(|p| &**p)))
+    }
+}
+
+fn key(name: &str) -> String {
+    format!("{PREFIX}{name}")
+}
