@@ -121,6 +121,10 @@ async fn policies_are_written_read_listed_and_deleted() {
             r#"path "a/*/b" { capabilities = ["read"] }"#,
             "'*' may only end a path",
         ),
+        (
+            r#"{"path": {"x": {"capabilities": ["read"]}, "y": 1}}"#,
+            "a path rule is an object",
+        ),
     ] {
         let (status, body) = b
             .call(
@@ -230,6 +234,18 @@ async fn vaultrs_manages_policies_through_the_older_path() {
     assert_eq!(read.rules, APP);
     let list = vaultrs::sys::policy::list(&client).await.unwrap();
     assert_eq!(list.policies, ["ci", "default", "root"]);
+    // The older path also takes the text as `rules`.
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/policy/ci2",
+        Some(json!({ "policy": "", "rules": APP })),
+    )
+    .await;
+    let (status, body) = b
+        .call("PUT", "sys/policies/acl/ci2", Some(json!({ "rules": APP })))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // What one path writes, the other reads.
     let read = b
         .expect(StatusCode::OK, "GET", "sys/policies/acl/ci", None)

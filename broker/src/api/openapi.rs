@@ -157,7 +157,7 @@ const SYSTEM: &[Route] = &[
         fields: &[(
             "policy",
             "string",
-            "the policy document (rules is also taken)",
+            "the policy document (or, on this path, rules)",
         )],
     },
     Route {

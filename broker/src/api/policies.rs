@@ -1,7 +1,7 @@
 //! `sys/policies/acl` and the older `sys/policy` that some clients still
 //! use (vaultrs, for one): writing, reading, listing and deleting ACL
 //! policies. The two differ only in names: the older path lists with a
-//! plain GET and calls a policy's text `rules`.
+//! plain GET, and calls a policy's text `rules`.
 
 use axum::http::StatusCode;
 use base64::Engine;
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::envelope::{ApiError, Reply, data, no_content};
 use super::{Operation, Request};
 use crate::core::Core;
-use crate::policy::PolicyError;
+use crate::policy::{PolicyError, normalize_name};
 
 /// The paths this module serves, with and without a policy name after them.
 const PREFIXES: [(&str, Flavor); 2] = [
@@ -76,26 +76,38 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError>
             let names = policies.list().await?;
             Ok(data(json!({ "keys": names, "policies": names })))
         }
-        (Operation::Read, name, _) if !name.is_empty() => match policies.get(name).await? {
-            Some(policy) => Ok(data(json!({
-                "name": policy.name(),
-                flavor.text_field(): policy.text(),
-            }))),
-            None => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no policy named {:?}", name.to_lowercase()),
-            )),
-        },
+        (Operation::Read, name, _) if !name.is_empty() => {
+            let name = normalize_name(name)?;
+            match policies.text(&name).await? {
+                Some(text) => Ok(data(json!({
+                    "name": name,
+                    flavor.text_field(): text,
+                }))),
+                None => Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no policy named {name:?}"),
+                )),
+            }
+        }
         (Operation::Write, name, _) if !name.is_empty() => {
-            // Both paths take either name for the text, as Vault does.
-            let text = match req.body.get("policy").or_else(|| req.body.get("rules")) {
-                Some(Value::String(text)) if !text.trim().is_empty() => text,
-                Some(Value::String(_)) | None => {
+            let text = |field: &str| match req.body.get(field) {
+                Some(Value::String(text)) if !text.trim().is_empty() => Ok(Some(text)),
+                Some(Value::String(_) | Value::Null) | None => Ok(None),
+                Some(_) => Err(ApiError::bad_request(format!("{field} must be a string"))),
+            };
+            // The older path also takes the text as `rules`, as Vault does.
+            let text = match (text("policy")?, flavor) {
+                (Some(text), _) => text,
+                (None, Flavor::Legacy) => text("rules")?.ok_or_else(|| {
+                    ApiError::bad_request(
+                        "policy (or rules) is required: the policy's text, in HCL or JSON",
+                    )
+                })?,
+                (None, Flavor::Acl) => {
                     return Err(ApiError::bad_request(
                         "policy is required: the policy's text, in HCL or JSON",
                     ));
                 }
-                Some(_) => return Err(ApiError::bad_request("policy must be a string")),
             };
             // Vault takes the text base64-encoded too, to spare escaping. No
             // policy is valid base64 (it has spaces, quotes and braces).

@@ -97,8 +97,8 @@ impl Acl {
         acl
     }
 
-    /// What the policies grant at `path` (no leading `/`), as
-    /// `sys/capabilities` reports it.
+    /// What the policies grant at `path` (no leading `/`), before the
+    /// list rule of [`Self::allows`].
     pub fn capabilities(&self, path: &str) -> Capabilities {
         if self.root {
             return Capabilities::ROOT;
@@ -112,7 +112,9 @@ impl Acl {
     ///
     /// A list request's path ends in `/`; as in Vault, a rule written
     /// without that slash also grants it (`path "secret/metadata"` lets one
-    /// list `secret/metadata/`), with exact rules still first.
+    /// list `secret/metadata/`). Exact rules come first; then, as Vault
+    /// does, wildcards are matched against the path without its slash
+    /// before the path with it.
     pub fn allows(&self, path: &str, capability: Capability) -> bool {
         if self.root {
             return true;
@@ -123,8 +125,8 @@ impl Acl {
         };
         self.exact(path)
             .or_else(|| bare.and_then(|p| self.exact(p)))
-            .or_else(|| self.wildcard(path))
             .or_else(|| bare.and_then(|p| self.wildcard(p)))
+            .or_else(|| self.wildcard(path))
             .is_some_and(|granted| granted.allows(capability))
     }
 
@@ -141,6 +143,7 @@ impl Acl {
                 first_wildcard: len,
                 no_glob: false,
                 fewer_plus: Reverse(0),
+                // The pattern's length, `*` included, as for `+` rules.
                 len: len + 1,
             };
             Some((rank, *capabilities))
@@ -190,11 +193,7 @@ impl SegmentNode {
             };
         }
         match last {
-            // `…/+*` is one segment, anything in it, then anything after.
-            Some(last) => {
-                let prefix = if last == "+" { "" } else { last };
-                node.globs.push((prefix.into(), rule));
-            }
+            Some(last) => node.globs.push((last.into(), rule)),
             None => node.end = Some(rule),
         }
     }

@@ -109,8 +109,8 @@ impl Capabilities {
         Self(self.0 | other.0)
     }
 
-    /// The capabilities in effect, in Vault's order: `["deny"]` alone when
-    /// the set denies, as `sys/capabilities` reports it.
+    /// The capabilities in effect: `[deny]` alone when the set denies or
+    /// is empty.
     pub fn effective(self) -> Vec<Capability> {
         if self.contains(Capability::Deny) || self.0 == 0 {
             return vec![Capability::Deny];

@@ -157,12 +157,30 @@ impl RawRule {
                 "'*' may only end a path (a glob); use '+' to match one segment".into(),
             ));
         }
+        // Vault gives a `+` inside a segment, and `+*`, meanings of their
+        // own (or refuses them); rather than half-mirror those, only a
+        // whole-segment `+` is taken.
+        let body = path.strip_suffix('*').unwrap_or(&path);
+        if body
+            .split('/')
+            .any(|part| part != "+" && part.contains('+'))
+            || path.contains("+*")
+        {
+            return Err(at(
+                "'+' must be a whole path segment (as in secret/+/config), and cannot be followed by '*'".into(),
+            ));
+        }
+        if path.contains("{{") {
+            return Err(at(
+                "templated paths ({{identity...}}) are not supported: they would match literally and be shared by every token".into(),
+            ));
+        }
+        // A block without capabilities grants nothing, as in Vault.
         let mut capabilities = Capabilities::NONE;
-        let mut given = false;
         for (key, value) in &self.keys {
             match (key.as_str(), value) {
+                ("comment", _) => {}
                 ("capabilities", RawValue::List(names)) => {
-                    given = true;
                     for name in names {
                         let capability = Capability::parse(name).ok_or_else(|| {
                             at(format!(
@@ -174,7 +192,6 @@ impl RawRule {
                     }
                 }
                 ("policy", RawValue::Text(legacy)) => {
-                    given = true;
                     capabilities = capabilities.union(legacy_policy(legacy).ok_or_else(|| {
                         at(format!(
                             "unknown policy {legacy:?}; known: deny, read, write, sudo"
@@ -201,12 +218,6 @@ impl RawRule {
                     )));
                 }
             }
-        }
-        if !given {
-            return Err(at(
-                "no capabilities; write capabilities = [\"read\", …] (or [] to grant nothing)"
-                    .into(),
-            ));
         }
         Ok(PathRule { path, capabilities })
     }
@@ -296,45 +307,115 @@ fn from_hcl(text: &str) -> Result<Vec<RawRule>, PolicyError> {
         .collect()
 }
 
-fn from_json(text: &str) -> Result<Vec<RawRule>, PolicyError> {
-    use serde_json::Value;
+/// A JSON value read with its object members in order and repeats kept:
+/// `serde_json::Value` keeps only the last of a repeated key, and a
+/// repeated path must merge (so that a `deny` in either copy wins), as
+/// Vault's parser does.
+enum Json {
+    Text(String),
+    List(Vec<Json>),
+    Object(Vec<(String, Json)>),
+    /// Anything else, by the name of its kind, for the error.
+    Other(&'static str),
+}
 
-    let document: serde_json::Map<String, Value> =
-        serde_json::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+impl<'de> serde::Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::Text(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Json, E> {
+        Ok(Json::Text(v))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Json, E> {
+        Ok(Json::Other("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Json, E> {
+        Ok(Json::Other("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Json, E> {
+        Ok(Json::Other("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Json, E> {
+        Ok(Json::Other("a number"))
+    }
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Other("null"))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::List(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry()? {
+            members.push(member);
+        }
+        Ok(Json::Object(members))
+    }
+}
+
+impl Json {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Text(_) => "a string",
+            Self::List(_) => "a list",
+            Self::Object(_) => "an object",
+            Self::Other(kind) => kind,
+        }
+    }
+
+    fn into_raw(self) -> RawValue {
+        match self {
+            Self::Text(s) => RawValue::Text(s),
+            Self::List(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    Self::Text(s) => Some(s),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map_or(RawValue::Other("a list of non-strings"), RawValue::List),
+            other => RawValue::Other(other.kind()),
+        }
+    }
+}
+
+fn from_json(text: &str) -> Result<Vec<RawRule>, PolicyError> {
+    let Json::Object(document) =
+        serde_json::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?
+    else {
+        return Err(PolicyError::Invalid("a JSON policy is an object".into()));
+    };
     let mut rules = Vec::new();
     for (key, paths) in document {
         match (key.as_str(), paths) {
             ("name", _) => {}
-            ("path", Value::Object(paths)) => {
+            ("path", Json::Object(paths)) => {
                 for (path, block) in paths {
-                    let Value::Object(block) = block else {
+                    let Json::Object(block) = block else {
                         return Err(PolicyError::Invalid(format!(
                             "path {path:?}: a path rule is an object"
                         )));
                     };
                     let keys = block
                         .into_iter()
-                        .map(|(key, value)| {
-                            let value = match value {
-                                Value::String(s) => RawValue::Text(s),
-                                Value::Array(items) => items
-                                    .into_iter()
-                                    .map(|item| match item {
-                                        Value::String(s) => Some(s),
-                                        _ => None,
-                                    })
-                                    .collect::<Option<Vec<_>>>()
-                                    .map_or(
-                                        RawValue::Other("a list of non-strings"),
-                                        RawValue::List,
-                                    ),
-                                Value::Null => RawValue::Other("null"),
-                                Value::Bool(_) => RawValue::Other("a boolean"),
-                                Value::Number(_) => RawValue::Other("a number"),
-                                Value::Object(_) => RawValue::Other("an object"),
-                            };
-                            (key, value)
-                        })
+                        .map(|(key, value)| (key, value.into_raw()))
                         .collect();
                     rules.push(RawRule { path, keys });
                 }

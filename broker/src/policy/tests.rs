@@ -72,7 +72,12 @@ fn what_is_not_understood_is_refused() {
     assert!(
         refused(r#"path "a/*/b" { capabilities = ["read"] }"#).contains("'*' may only end a path")
     );
-    assert!(refused(r#"path "a" { }"#).contains("no capabilities"));
+    assert!(refused(r#"path "a+b/c" { capabilities = ["read"] }"#).contains("whole path segment"));
+    assert!(refused(r#"path "kv/+*" { capabilities = ["read"] }"#).contains("whole path segment"));
+    assert!(
+        refused(r#"path "kv/{{identity.entity.id}}/*" { capabilities = ["read"] }"#)
+            .contains("templated paths")
+    );
     assert!(refused(r#"path "a" { capabilities = "read" }"#).contains("not a string"));
     assert_eq!(
         refused(r#"path "a" { capabilities = ["read"] "#),
@@ -90,8 +95,16 @@ fn what_is_not_understood_is_refused() {
     assert!(
         refused(r#"{"path": {"a": {"capabilities": [1]}}}"#).contains("not a list of non-strings")
     );
-    // An empty list is a rule that grants nothing, which is allowed.
-    assert!(Policy::parse("x", r#"path "a" { capabilities = [] }"#).is_ok());
+    // An empty list, or none, is a rule that grants nothing, as in Vault;
+    // a comment is allowed.
+    for text in [
+        r#"path "a" { capabilities = [] }"#,
+        r#"path "a" {}"#,
+        "path \"a\" {\n  comment = \"why\"\n  capabilities = []\n}",
+    ] {
+        let policy = Policy::parse("x", text).unwrap();
+        assert_eq!(policy.rules()[0].capabilities, Capabilities::NONE, "{text}");
+    }
 }
 
 #[test]
@@ -156,10 +169,6 @@ fn a_plus_matches_exactly_one_segment() {
     assert_eq!(caps(&acl, "secret/foo/team-a"), ["update"]);
     assert_eq!(caps(&acl, "secret/foo/team-a/b/c"), ["update"]);
     assert_eq!(caps(&acl, "database/config"), ["list"]);
-    // A `+` inside a segment is an ordinary character.
-    let literal = self::acl(r#"path "a+b/c" { capabilities = ["read"] }"#);
-    assert_eq!(caps(&literal, "a+b/c"), ["read"]);
-    assert_eq!(caps(&literal, "x/c"), ["deny"]);
 }
 
 #[test]
@@ -243,19 +252,38 @@ fn a_list_request_matches_rules_written_without_its_slash() {
     assert!(acl.allows("kv/apps/", Capability::List));
     // Only for lists.
     assert!(!acl.allows("secret/metadata/", Capability::Read));
+    // Wildcards see the path without its slash first, as in Vault.
+    let globs = self::acl(
+        r#"
+        path "secret/foo*" { capabilities = ["deny"] }
+        path "secret/foo/*" { capabilities = ["list"] }
+        "#,
+    );
+    assert!(!globs.allows("secret/foo/", Capability::List));
+    assert!(globs.allows("secret/foo/x", Capability::List));
 }
 
 #[test]
-fn plus_then_glob_and_nested_plus_rules() {
+fn a_repeated_json_key_merges_rather_than_replaces() {
+    let policy = Policy::parse(
+        "x",
+        r#"{"path": {"secret/*": {"capabilities": ["deny"]},
+                     "secret/*": {"capabilities": ["read"]}},
+            "path": {"kv/*": {"capabilities": ["read"], "capabilities": ["list"]}}}"#,
+    )
+    .unwrap();
+    let acl = Acl::new([&policy]);
+    assert_eq!(caps(&acl, "secret/x"), ["deny"]);
+    assert_eq!(caps(&acl, "kv/x"), ["read", "list"]);
+}
+
+#[test]
+fn nested_plus_rules() {
     let acl = acl(r#"
-        path "kv/+*" { capabilities = ["read"] }
         path "+/+/b" { capabilities = ["list"] }
         path "a/+/b" { capabilities = ["update"] }
         "#);
-    assert_eq!(caps(&acl, "kv/x"), ["read"]);
-    assert_eq!(caps(&acl, "kv/x/y/z"), ["read"]);
-    assert_eq!(caps(&acl, "kv"), ["deny"]);
-    // Both `+` rules match `a/q/b`; the later first wildcard wins.
+    // Both match `a/q/b`; the later first wildcard wins.
     assert_eq!(caps(&acl, "a/q/b"), ["update"]);
     assert_eq!(caps(&acl, "z/q/b"), ["list"]);
     assert_eq!(caps(&acl, "z/q/b/c"), ["deny"]);
