@@ -287,3 +287,45 @@ async fn compiled_components_are_cached_on_disk() {
         "the artifact was rewritten"
     );
 }
+
+/// A `tracing` writer into a buffer the test reads.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_secret_a_plugin_logs_is_masked() {
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let _logging = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+        .finish()
+        .set_default();
+    let rt = runtime(limits());
+    let p = hostile(&rt).await;
+    let credential = behave(&p, "log-secret").await.0.unwrap();
+    let password = credential.data["password"].as_str().unwrap();
+    assert!(password.len() >= 20, "{credential:?}");
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains(r#"CREATE USER "v-hostile" PASSWORD '[redacted]'"#),
+        "the line is written, masked: {log}"
+    );
+    assert!(
+        !log.contains(password),
+        "the password reached the log: {log}"
+    );
+}

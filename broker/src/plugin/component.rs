@@ -198,6 +198,31 @@ fn api_version(shared: &Shared, component: &Component) -> Result<String, PluginE
     }
 }
 
+/// What a call returns, as far as its log cares: the JSON text whose
+/// strings are secrets to mask (see [`super::log`]).
+trait CallOutput {
+    fn secret_json(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl CallOutput for wit::PluginInfo {}
+
+impl CallOutput for Result<(), wit::PluginError> {}
+
+impl CallOutput for Result<wit::Credential, wit::PluginError> {
+    fn secret_json(&self) -> Option<&str> {
+        self.as_ref().ok().map(|c| c.data.as_str())
+    }
+}
+
+/// `rotate-root`'s config update and `rotate-static`'s credential.
+impl CallOutput for Result<String, wit::PluginError> {
+    fn secret_json(&self) -> Option<&str> {
+        self.as_ref().ok().map(String::as_str)
+    }
+}
+
 fn failure(e: wit::PluginError) -> PluginError {
     let (kind, message) = match e {
         wit::PluginError::InvalidConfig(m) => (FailureKind::InvalidConfig, m),
@@ -289,7 +314,7 @@ impl Plugin {
     }
 
     /// Runs one export in a fresh instance, within the sandbox's limits.
-    async fn call<R: Send>(
+    async fn call<R: CallOutput + Send>(
         &self,
         ctx: &CallContext,
         f: impl for<'a> FnOnce(&'a CredentialPlugin, &'a mut Store<CallState>) -> CallFuture<'a, R>
@@ -300,7 +325,7 @@ impl Plugin {
 
     /// [`Self::call`], also returning what the plugin recorded through
     /// `lease.record-revocation`.
-    async fn call_recording<R: Send>(
+    async fn call_recording<R: CallOutput + Send>(
         &self,
         ctx: &CallContext,
         f: impl for<'a> FnOnce(&'a CredentialPlugin, &'a mut Store<CallState>) -> CallFuture<'a, R>
@@ -320,7 +345,6 @@ impl Plugin {
             pools: shared.pools.clone(),
         });
         let state = CallState::new(
-            self.inner.name.clone(),
             self.inner.capabilities.clone(),
             sql,
             ctx.recorder.clone(),
@@ -328,6 +352,7 @@ impl Plugin {
             &limits,
             deadline,
         );
+        let log = state.log.clone();
         let mut store = Store::new(&shared.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
@@ -352,12 +377,17 @@ impl Plugin {
         };
         // The epoch stops a guest computing; this stops a guest stuck in a host call.
         let grace = EPOCH_TICK * 4;
-        let (result, store) = tokio::time::timeout(limits.deadline + grace, run)
-            .await
-            .map_err(|_| {
-                crate::metrics::metrics().deadline_hit(&self.inner.name);
-                PluginError::Deadline(limits.deadline)
-            })?;
+        let outcome = tokio::time::timeout(limits.deadline + grace, run).await;
+        // Only now are the call's secrets known, so only now are its lines written.
+        let output = match &outcome {
+            Ok((Ok(returned), _)) => returned.secret_json(),
+            _ => None,
+        };
+        log.flush(&self.inner.name, output);
+        let (result, store) = outcome.map_err(|_| {
+            crate::metrics::metrics().deadline_hit(&self.inner.name);
+            PluginError::Deadline(limits.deadline)
+        })?;
         let mut store = store;
         let recorded = store.data_mut().recorded.take();
         result.map(|r| (r, recorded)).map_err(|e| {

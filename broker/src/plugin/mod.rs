@@ -23,6 +23,7 @@ mod component;
 mod error;
 mod host;
 mod limits;
+mod log;
 mod runtime;
 mod signer;
 mod state;

@@ -9,6 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::v0_1_0::broker::plugin::types::Capability;
+use super::log::CallLog;
 use crate::sql::{Pools, SqlTarget};
 
 /// The database a call may reach: a pool key and its target.
@@ -72,9 +73,9 @@ pub(crate) struct CallState {
     pub(crate) deadline_hit: bool,
     pub(crate) sql: Option<SqlBinding>,
     pub(crate) capabilities: Arc<[Capability]>,
-    pub(crate) plugin_name: Arc<str>,
     pub(crate) sql_handles: usize,
-    pub(crate) log_lines: u32,
+    /// The call's log lines, held until it ends.
+    pub(crate) log: CallLog,
     pub(crate) recorder: Option<Arc<dyn RevocationRecorder>>,
     /// What the plugin recorded through `lease.record-revocation`, as JSON text.
     pub(crate) recorded: Option<String>,
@@ -87,7 +88,6 @@ pub(crate) struct CallState {
 
 impl CallState {
     pub(crate) fn new(
-        plugin_name: Arc<str>,
         capabilities: Arc<[Capability]>,
         sql: Option<SqlBinding>,
         recorder: Option<Arc<dyn RevocationRecorder>>,
@@ -113,9 +113,8 @@ impl CallState {
             deadline_hit: false,
             sql,
             capabilities,
-            plugin_name,
             sql_handles: 0,
-            log_lines: 0,
+            log: CallLog::default(),
             recorder,
             recorded: None,
             signer,

@@ -63,6 +63,7 @@ impl wit::Host for CallState {
         Ok(ca
             .generate_key(key_type(key))
             .await
+            .inspect(|k| self.log.secret(&k.private_key_pem))
             .map(|k| wit::KeyPair {
                 key_type: wit_key_type(k.key_type),
                 private_key_pem: k.private_key_pem.to_string(),
