@@ -165,6 +165,29 @@ async fn a_failed_creation_is_rolled_back() {
 }
 
 #[tokio::test]
+async fn a_syntax_error_is_reported_without_the_statement() {
+    let (plugin, ctx) = setup().await;
+    // A typo before the password: MySQL's error quotes the statement from
+    // there on. The host cuts the quote, so the operator still learns it is
+    // a syntax error (the SDK would otherwise withhold the whole message).
+    let role = json!({ "creation_statements": ["CREATE USER '{{name}}'@'%' IDENTIFED BY '{{password}}';"] });
+    let err = plugin
+        .issue(&ctx, &connection(json!({})), &request("r", role, "t"))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("SQL syntax") && err.contains("at line 1"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("IDENTIFED BY '"),
+        "the statement is echoed: {err}"
+    );
+}
+
+#[tokio::test]
 async fn legacy_variant_keeps_usernames_to_sixteen_characters() {
     let (plugin, ctx) = setup().await;
     let role = json!({ "creation_statements": CREATE });
