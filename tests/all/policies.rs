@@ -4,7 +4,6 @@
 use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
 use crate::process::{Broker, first_error};
 
@@ -220,14 +219,7 @@ async fn policies_are_written_read_listed_and_deleted() {
 #[tokio::test]
 async fn vaultrs_manages_policies_through_the_older_path() {
     let b = Broker::start().await;
-    let client = VaultClient::new(
-        VaultClientSettingsBuilder::default()
-            .address(b.base.trim_end_matches("/v1"))
-            .token(&b.token)
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let client = b.vaultrs();
     vaultrs::sys::policy::set(&client, "ci", APP).await.unwrap();
     let read = vaultrs::sys::policy::read(&client, "ci").await.unwrap();
     assert_eq!(read.name, "ci");

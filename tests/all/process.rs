@@ -200,6 +200,19 @@ impl Broker {
         self.spawn().await;
     }
 
+    /// A `vaultrs` client for this broker, with the root token: an
+    /// existing Vault client library, used unchanged.
+    pub fn vaultrs(&self) -> vaultrs::client::VaultClient {
+        vaultrs::client::VaultClient::new(
+            vaultrs::client::VaultClientSettingsBuilder::default()
+                .address(self.base.trim_end_matches("/v1"))
+                .token(&self.token)
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
     /// A request with the root token; the status and the JSON body (`Null`
     /// when empty, a string when not JSON).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {

@@ -7,7 +7,6 @@ use broker_tests::{pg_connect, postgres};
 use reqwest::StatusCode;
 use serde_json::json;
 use vaultrs::api::database::requests::{PostgreSQLConnectionRequest, SetRoleRequest};
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::{database, sys};
 
 use crate::api::{pg_role_exists, pg_url};
@@ -16,14 +15,7 @@ use crate::process::Broker;
 #[tokio::test]
 async fn vaultrs_drives_the_database_engine() {
     let b = Broker::start().await;
-    let client = VaultClient::new(
-        VaultClientSettingsBuilder::default()
-            .address(b.base.trim_end_matches("/v1"))
-            .token(&b.token)
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let client = b.vaultrs();
 
     let health = sys::health(&client).await.unwrap();
     assert!(health.initialized && !health.sealed);
