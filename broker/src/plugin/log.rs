@@ -13,8 +13,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-/// Log lines longer than this are cut.
+/// Log lines longer than this are cut, after masking.
 const MAX_LINE: usize = 2048;
+/// What is held of a line before masking: more than is written, so that a
+/// secret straddling the cut is still whole when it is looked for.
+const HELD_LINE: usize = 4 * MAX_LINE;
 /// Log lines past this many in one call are dropped.
 const MAX_LINES: usize = 64;
 /// Shorter strings are not masked: they would garble every line they
@@ -63,21 +66,15 @@ impl CallLog {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Holds a line from the guest: cut to size, with control characters
-    /// replaced so that it cannot forge lines of its own.
+    /// Holds a line from the guest: cut to [`HELD_LINE`], with control
+    /// characters replaced so that it cannot forge lines of its own.
     pub(crate) fn push(&self, level: tracing::Level, mut message: String) {
         let mut held = self.lines();
         if held.lines.len() >= MAX_LINES {
             held.dropped += 1;
             return;
         }
-        if message.len() > MAX_LINE {
-            let mut cut = MAX_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
+        truncate(&mut message, HELD_LINE);
         if message.chars().any(char::is_control) {
             message = message
                 .chars()
@@ -133,9 +130,23 @@ impl CallLog {
         }
         let lines = lines
             .into_iter()
-            .map(|(level, line)| (level, mask(line, &secrets)))
+            .map(|(level, line)| {
+                let mut line = mask(line, &secrets);
+                truncate(&mut line, MAX_LINE);
+                (level, line)
+            })
             .collect();
         (lines, dropped)
+    }
+}
+
+fn truncate(line: &mut String, max: usize) {
+    if line.len() > max {
+        let mut cut = max;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
     }
 }
 
@@ -218,10 +229,22 @@ mod tests {
         for _ in 0..MAX_LINES {
             log.push(tracing::Level::INFO, "more".into());
         }
-        let held = log.lines();
-        assert_eq!(held.lines[0].1, "one�INFO forged line�[2J");
-        assert!(held.lines[1].1.len() <= MAX_LINE);
-        assert_eq!(held.lines.len(), MAX_LINES);
-        assert_eq!(held.dropped, 2);
+        let (lines, dropped) = log.take_masked(None);
+        assert_eq!(lines[0].1, "one�INFO forged line�[2J");
+        assert!(lines[1].1.len() <= MAX_LINE);
+        assert_eq!(lines.len(), MAX_LINES);
+        assert_eq!(dropped, 2);
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_is_masked_before_the_cut() {
+        let log = CallLog::default();
+        let secret = "S3cret-across-the-cut";
+        let line = format!("{}{secret}", "x".repeat(MAX_LINE - 5));
+        log.push(tracing::Level::INFO, line);
+        let output = format!(r#"{{"password": "{secret}"}}"#);
+        let line = &flushed(&log, Some(&output))[0];
+        assert!(line.len() <= MAX_LINE);
+        assert!(line.ends_with("x[reda") && !line.contains("S3cret"), "{line}");
     }
 }
