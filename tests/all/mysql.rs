@@ -284,6 +284,39 @@ async fn pooled_connections_are_reused_and_reset() {
     );
 }
 
+/// A `USE` in one call's statements does not carry over to the next call
+/// on a pooled connection: MySQL's session reset keeps the default
+/// database, so the connection is closed instead of pooled.
+#[tokio::test]
+async fn a_database_chosen_with_use_does_not_outlive_the_call() {
+    use broker::sql::{Pools, SqlValue};
+    let s = mysql();
+    let target = std::sync::Arc::new(
+        mysql_target(s, &s.user, &s.password)
+            .as_ref()
+            .clone()
+            .with_max_open_connections(1),
+    );
+    let pools = Pools::new();
+    let key = unique("use");
+    let first = |rows: broker::sql::Rows| rows.rows[0][0].clone();
+
+    let mut c = pools.connect(&key, &target).await.unwrap();
+    assert_eq!(
+        first(c.query("SELECT DATABASE()", &[]).await.unwrap()),
+        SqlValue::Null
+    );
+    c.execute("USE mysql", &[]).await.unwrap();
+    drop(c);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut c = pools.connect(&key, &target).await.unwrap();
+    assert_eq!(
+        first(c.query("SELECT DATABASE()", &[]).await.unwrap()),
+        SqlValue::Null,
+        "the last call's USE carried over"
+    );
+}
+
 /// A username template that names an existing account is refused before
 /// anything is recorded or created, so no revocation can ever drop it. The
 /// name holds a quote: the check quotes it, as every statement does.

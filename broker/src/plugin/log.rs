@@ -245,6 +245,9 @@ mod tests {
         let output = format!(r#"{{"password": "{secret}"}}"#);
         let line = &flushed(&log, Some(&output))[0];
         assert!(line.len() <= MAX_LINE);
-        assert!(line.ends_with("x[reda") && !line.contains("S3cret"), "{line}");
+        assert!(
+            line.ends_with("x[reda") && !line.contains("S3cret"),
+            "{line}"
+        );
     }
 }

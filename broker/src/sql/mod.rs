@@ -196,7 +196,7 @@ pub enum SqlConn {
     /// A PostgreSQL connection.
     Postgres(Box<deadpool_postgres::Object>),
     /// A MySQL or MariaDB connection.
-    MySql(mysql_async::Conn),
+    MySql(mysql::PooledConn),
 }
 
 impl std::fmt::Debug for SqlConn {

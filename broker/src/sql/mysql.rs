@@ -125,16 +125,9 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
     }
     let constraints = PoolConstraints::new(0, target.max_open_connections())
         .ok_or_else(|| config_error("max_open_connections must be at least 1"))?;
-    // A reused connection's session is reset between plugin calls, but
-    // MySQL's reset keeps the default database: a `USE` in one role's
-    // statements would carry over. Setup commands run after every reset.
-    let setup: Vec<String> = addr
-        .db
-        .iter()
-        .map(|db| format!("USE `{}`", db.replace('`', "``")))
-        .collect();
+    // A `USE` outlives MySQL's session reset; `PooledConn` closes a
+    // connection that may have run one instead of pooling it again.
     let opts = OptsBuilder::default()
-        .setup(setup)
         .ip_or_hostname(addr.host)
         .tcp_port(addr.port)
         .user(addr.user)
@@ -156,9 +149,79 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
     Ok(Pool::new(Opts::from(opts)))
 }
 
-pub(super) async fn connect(pool: &Pool) -> Result<Conn, SqlError> {
+/// A pooled connection, held for one plugin call.
+///
+/// The pool resets a session before handing it out again, but MySQL's reset
+/// keeps the default database, so one role's `USE` would carry over to the
+/// next call, of any role, on that connection (statements naming tables
+/// without their database would then act on another one). A connection
+/// that may have run a `USE` is closed instead of returning to the pool.
+pub struct PooledConn {
+    /// `Some` until dropped.
+    conn: Option<Conn>,
+    switched_database: bool,
+}
+
+impl std::fmt::Debug for PooledConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConn")
+            .field("switched_database", &self.switched_database)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PooledConn {
+    fn conn(&mut self, statement: &str) -> Result<&mut Conn, SqlError> {
+        if may_switch_database(statement) {
+            self.switched_database = true;
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| SqlError::new(SqlErrorKind::Unavailable, "the connection was released"))
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        if self.switched_database
+            && let Some(conn) = self.conn.take()
+        {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        if let Err(e) = conn.disconnect().await {
+                            tracing::debug!(error = %e, "closing a MySQL connection after USE");
+                        }
+                    });
+                }
+                // Not reached: calls run on the runtime. Dropping returns it to the pool.
+                Err(_) => tracing::warn!("a MySQL connection that ran USE went back to its pool"),
+            }
+        }
+    }
+}
+
+/// Whether `statement` may hold a `USE` (the word, in any case, not part of
+/// a longer name). Errs towards yes: a false alarm costs one reconnection,
+/// a miss would leak a database choice into another call. MySQL takes
+/// `USE` only as a statement of its own, never in a prepared statement or
+/// a stored routine, so the statements a plugin sends are all there is.
+fn may_switch_database(statement: &str) -> bool {
+    let bytes = statement.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+    bytes.windows(3).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(b"use")
+            && (i == 0 || !word(bytes[i - 1]))
+            && bytes.get(i + 3).is_none_or(|b| !word(*b))
+    })
+}
+
+pub(super) async fn connect(pool: &Pool) -> Result<PooledConn, SqlError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn()).await {
-        Ok(Ok(conn)) => Ok(conn),
+        Ok(Ok(conn)) => Ok(PooledConn {
+            conn: Some(conn),
+            switched_database: false,
+        }),
         Ok(Err(e)) => Err(map_error(e)),
         Err(_) => Err(SqlError::new(
             SqlErrorKind::Unavailable,
@@ -247,10 +310,11 @@ fn from_value(v: Value) -> SqlValue {
 }
 
 pub(super) async fn execute(
-    c: &mut Conn,
+    c: &mut PooledConn,
     statement: &str,
     params: &[SqlValue],
 ) -> Result<u64, SqlError> {
+    let c = c.conn(statement)?;
     if params.is_empty() {
         c.query_drop(statement).await.map_err(map_error)?;
     } else {
@@ -261,10 +325,11 @@ pub(super) async fn execute(
 }
 
 pub(super) async fn query(
-    c: &mut Conn,
+    c: &mut PooledConn,
     statement: &str,
     params: &[SqlValue],
 ) -> Result<Rows, SqlError> {
+    let c = c.conn(statement)?;
     if params.is_empty() {
         collect(c.query_iter(statement).await.map_err(map_error)?).await
     } else {
@@ -310,9 +375,9 @@ async fn collect<P: mysql_async::prelude::Protocol>(
 /// ALTER USER) implicitly, and MariaDB loses an ALTER USER run inside an
 /// explicit transaction, so no transaction is opened: plugins undo a failed
 /// batch themselves (the MySQL plugin's rollback statements).
-pub(super) async fn batch(c: &mut Conn, statements: &[String]) -> Result<(), SqlError> {
+pub(super) async fn batch(c: &mut PooledConn, statements: &[String]) -> Result<(), SqlError> {
     for s in statements {
-        c.query_drop(s.as_str()).await.map_err(map_error)?;
+        c.conn(s)?.query_drop(s.as_str()).await.map_err(map_error)?;
     }
     Ok(())
 }
@@ -399,6 +464,28 @@ mod tests {
             !shown.contains("inline-secret") && !shown.contains("other-secret"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_use_is_noticed_wherever_it_may_be() {
+        for yes in [
+            "USE test",
+            "use`test`",
+            "SELECT 1; Use other",
+            "/* x */use\ttest",
+            "USE",
+        ] {
+            assert!(may_switch_database(yes), "{yes}");
+        }
+        for no in [
+            "CREATE USER 'v'@'%'",
+            "GRANT USAGE ON *.* TO 'v'@'%'",
+            "SELECT reuse FROM t",
+            "SELECT use_count FROM t",
+            "DROP USER IF EXISTS 'v'@'%'",
+        ] {
+            assert!(!may_switch_database(no), "{no}");
+        }
     }
 
     #[test]
