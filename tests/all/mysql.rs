@@ -315,6 +315,32 @@ async fn a_database_chosen_with_use_does_not_outlive_the_call() {
         SqlValue::Null,
         "the last call's USE carried over"
     );
+    drop(c);
+
+    // A URL that names a database keeps it on every connection handed out.
+    let named = std::sync::Arc::new(
+        broker::sql::SqlTarget::new(
+            broker::sql::Dialect::MySql,
+            &format!(
+                "{{{{username}}}}:{{{{password}}}}@tcp({}:{})/mysql",
+                s.host, s.port
+            ),
+            Some(&s.user),
+            Some(&s.password),
+        )
+        .with_max_open_connections(1),
+    );
+    let key = unique("use-named");
+    let mut c = pools.connect(&key, &named).await.unwrap();
+    c.execute("USE information_schema", &[]).await.unwrap();
+    drop(c);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut c = pools.connect(&key, &named).await.unwrap();
+    assert_eq!(
+        first(c.query("SELECT DATABASE()", &[]).await.unwrap()),
+        SqlValue::Text("mysql".into()),
+        "the configured database is not the one in use"
+    );
 }
 
 /// A username template that names an existing account is refused before

@@ -314,6 +314,9 @@ async fn a_secret_a_plugin_logs_is_masked() {
         .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
         .finish()
         .set_default();
+    // Callsite interest is cached process-wide: make this thread's
+    // subscriber count even if another test's logged first.
+    tracing::callsite::rebuild_interest_cache();
     let rt = runtime(limits());
     let p = hostile(&rt).await;
     let credential = behave(&p, "log-secret").await.0.unwrap();

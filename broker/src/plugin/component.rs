@@ -20,6 +20,7 @@ use wasmtime::{Store, UpdateDeadline};
 use super::bindings::v0_1_0::broker::plugin::types as wit;
 use super::bindings::v0_1_0::{CredentialPlugin, CredentialPluginPre};
 use super::error::bounded;
+use super::log::Outcome;
 use super::runtime::{EPOCH_TICK, Shared};
 use super::state::{CallState, RevocationRecorder, SqlBinding};
 use super::{FailureKind, PluginError};
@@ -198,28 +199,43 @@ fn api_version(shared: &Shared, component: &Component) -> Result<String, PluginE
     }
 }
 
-/// What a call returns, as far as its log cares: the JSON text whose
-/// strings are secrets to mask (see [`super::log`]).
+/// How a call's return reads to its log (see [`super::log`]): which JSON
+/// texts hold its secrets, or that it failed. Every return type decides.
 trait CallOutput {
-    fn secret_json(&self) -> Option<&str> {
-        None
+    fn log_outcome(&self) -> Outcome<'_>;
+}
+
+impl CallOutput for wit::PluginInfo {
+    fn log_outcome(&self) -> Outcome<'_> {
+        Outcome::Returned(Vec::new())
     }
 }
 
-impl CallOutput for wit::PluginInfo {}
-
-impl CallOutput for Result<(), wit::PluginError> {}
+impl CallOutput for Result<(), wit::PluginError> {
+    fn log_outcome(&self) -> Outcome<'_> {
+        match self {
+            Ok(()) => Outcome::Returned(Vec::new()),
+            Err(_) => Outcome::Failed,
+        }
+    }
+}
 
 impl CallOutput for Result<wit::Credential, wit::PluginError> {
-    fn secret_json(&self) -> Option<&str> {
-        self.as_ref().ok().map(|c| c.data.as_str())
+    fn log_outcome(&self) -> Outcome<'_> {
+        match self {
+            Ok(c) => Outcome::Returned(vec![&c.data, &c.revocation]),
+            Err(_) => Outcome::Failed,
+        }
     }
 }
 
 /// `rotate-root`'s config update and `rotate-static`'s credential.
 impl CallOutput for Result<String, wit::PluginError> {
-    fn secret_json(&self) -> Option<&str> {
-        self.as_ref().ok().map(String::as_str)
+    fn log_outcome(&self) -> Outcome<'_> {
+        match self {
+            Ok(json) => Outcome::Returned(vec![json]),
+            Err(_) => Outcome::Failed,
+        }
     }
 }
 
@@ -352,7 +368,8 @@ impl Plugin {
             &limits,
             deadline,
         );
-        let log = state.log.clone();
+        // Writes the call's lines even if this future is dropped mid-call.
+        let log = state.log.flush_on_drop(self.inner.name.clone());
         let mut store = Store::new(&shared.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
@@ -379,11 +396,10 @@ impl Plugin {
         let grace = EPOCH_TICK * 4;
         let outcome = tokio::time::timeout(limits.deadline + grace, run).await;
         // Only now are the call's secrets known, so only now are its lines written.
-        let output = match &outcome {
-            Ok((Ok(returned), _)) => returned.secret_json(),
-            _ => None,
-        };
-        log.flush(&self.inner.name, output);
+        log.flush(&match &outcome {
+            Ok((Ok(returned), _)) => returned.log_outcome(),
+            _ => Outcome::Failed,
+        });
         let (result, store) = outcome.map_err(|_| {
             crate::metrics::metrics().deadline_hit(&self.inner.name);
             PluginError::Deadline(limits.deadline)

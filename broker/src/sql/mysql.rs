@@ -171,7 +171,9 @@ impl std::fmt::Debug for PooledConn {
 }
 
 impl PooledConn {
-    fn conn(&mut self, statement: &str) -> Result<&mut Conn, SqlError> {
+    /// The connection, to run `statement` on; notes whether it may switch
+    /// the session's database.
+    fn conn_for(&mut self, statement: &str) -> Result<&mut Conn, SqlError> {
         if may_switch_database(statement) {
             self.switched_database = true;
         }
@@ -201,19 +203,26 @@ impl Drop for PooledConn {
     }
 }
 
-/// Whether `statement` may hold a `USE` (the word, in any case, not part of
-/// a longer name). Errs towards yes: a false alarm costs one reconnection,
-/// a miss would leak a database choice into another call. MySQL takes
-/// `USE` only as a statement of its own, never in a prepared statement or
-/// a stored routine, so the statements a plugin sends are all there is.
+/// Whether `statement` may change the session's default database: a `USE`
+/// (the word, in any case, not part of a longer name; a digit before it
+/// counts as a boundary, for `/*!50000USE db*/`), or a `DROP DATABASE` /
+/// `DROP SCHEMA`, which leaves the session on none. Errs towards yes: a
+/// false alarm costs one reconnection, a miss would leak a database choice
+/// into another call. MySQL takes `USE` only as a statement of its own,
+/// never in a prepared statement or a stored routine, and a plugin has no
+/// other way to send `COM_INIT_DB`, so the statements are all there is.
 fn may_switch_database(statement: &str) -> bool {
     let bytes = statement.as_bytes();
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
-    bytes.windows(3).enumerate().any(|(i, w)| {
-        w.eq_ignore_ascii_case(b"use")
-            && (i == 0 || !word(bytes[i - 1]))
-            && bytes.get(i + 3).is_none_or(|b| !word(*b))
-    })
+    let before = |b: u8| word(b) && !b.is_ascii_digit();
+    let has = |keyword: &[u8]| {
+        bytes.windows(keyword.len()).enumerate().any(|(i, w)| {
+            w.eq_ignore_ascii_case(keyword)
+                && (i == 0 || !before(bytes[i - 1]))
+                && bytes.get(i + keyword.len()).is_none_or(|b| !word(*b))
+        })
+    };
+    has(b"use") || (has(b"drop") && (has(b"database") || has(b"schema")))
 }
 
 pub(super) async fn connect(pool: &Pool) -> Result<PooledConn, SqlError> {
@@ -256,16 +265,18 @@ fn map_error(e: mysql_async::Error) -> SqlError {
 /// (`… near 'IDENTIFED BY 'Xk2…'' at line 1`), and what follows the error
 /// is often the password a plugin just generated. The SDK withholds a
 /// message that quotes a secret it knows, but then the operator learns
-/// nothing, and a plugin written without the SDK might not: the quote is
-/// cut here, before the message reaches any plugin, and the rest kept.
+/// nothing, and a plugin written without the SDK might not: everything
+/// from the first quote is cut here, before the message reaches any
+/// plugin (in any language the server speaks), and the line number kept
+/// where the message is in English.
 fn without_statement_text(code: u16, message: String) -> String {
     const PARSE_ERROR: u16 = 1064;
-    match message.find(" near '") {
-        Some(near) if code == PARSE_ERROR => {
+    match message.find('\'') {
+        Some(quote) if code == PARSE_ERROR => {
             let line = message.rfind(" at line ").map_or("", |at| &message[at..]);
             format!(
                 "{}{line} (the statement's text is left out: it may hold a password)",
-                &message[..near]
+                message[..quote].trim_end().trim_end_matches(" near")
             )
         }
         _ => message,
@@ -314,7 +325,7 @@ pub(super) async fn execute(
     statement: &str,
     params: &[SqlValue],
 ) -> Result<u64, SqlError> {
-    let c = c.conn(statement)?;
+    let c = c.conn_for(statement)?;
     if params.is_empty() {
         c.query_drop(statement).await.map_err(map_error)?;
     } else {
@@ -329,7 +340,7 @@ pub(super) async fn query(
     statement: &str,
     params: &[SqlValue],
 ) -> Result<Rows, SqlError> {
-    let c = c.conn(statement)?;
+    let c = c.conn_for(statement)?;
     if params.is_empty() {
         collect(c.query_iter(statement).await.map_err(map_error)?).await
     } else {
@@ -377,7 +388,10 @@ async fn collect<P: mysql_async::prelude::Protocol>(
 /// batch themselves (the MySQL plugin's rollback statements).
 pub(super) async fn batch(c: &mut PooledConn, statements: &[String]) -> Result<(), SqlError> {
     for s in statements {
-        c.conn(s)?.query_drop(s.as_str()).await.map_err(map_error)?;
+        c.conn_for(s)?
+            .query_drop(s.as_str())
+            .await
+            .map_err(map_error)?;
     }
     Ok(())
 }
@@ -474,6 +488,9 @@ mod tests {
             "SELECT 1; Use other",
             "/* x */use\ttest",
             "USE",
+            "/*!50000USE test*/",
+            "DROP DATABASE scratch",
+            "drop schema if exists scratch",
         ] {
             assert!(may_switch_database(yes), "{yes}");
         }
@@ -494,6 +511,11 @@ mod tests {
         let shown = without_statement_text(1064, server.to_owned());
         assert!(!shown.contains("Xk2-secret"), "{shown}");
         assert!(shown.contains("right syntax to use at line 1"), "{shown}");
+        // Another language: the quote goes all the same.
+        let german = "Fehler in der SQL-Syntax bei 'IDENTIFED BY 'Xk2-secret'' in Zeile 1";
+        let shown = without_statement_text(1064, german.to_owned());
+        assert!(!shown.contains("Xk2-secret"), "{shown}");
+        assert!(shown.starts_with("Fehler in der SQL-Syntax bei"), "{shown}");
         let other = "Operation CREATE USER failed for 'v-app'@'%'".to_owned();
         assert_eq!(without_statement_text(1396, other.clone()), other);
     }

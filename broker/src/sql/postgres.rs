@@ -74,6 +74,20 @@ pub(super) async fn connect(pool: &Pool) -> Result<Object, SqlError> {
     })
 }
 
+/// PostgreSQL's syntax errors name the token they stopped at (`syntax
+/// error at or near "UNTILL"`), which helps; but when that token is a
+/// string literal (`PASSWORD` left out before `'{{password}}'`) it is the
+/// password. A quoted literal is cut; a keyword stays.
+fn without_literal(message: &str) -> String {
+    match message.find(" at or near \"'") {
+        Some(at) => format!(
+            "{} (at a string literal, left out: it may hold a password)",
+            &message[..at]
+        ),
+        None => message.to_owned(),
+    }
+}
+
 /// A database's own refusal is the statement's fault; anything else (a
 /// refused or broken connection) means "try again later".
 fn map_error(e: tokio_postgres::Error) -> SqlError {
@@ -91,7 +105,7 @@ fn map_error(e: tokio_postgres::Error) -> SqlError {
             };
             SqlError {
                 kind,
-                message: db.message().to_owned(),
+                message: without_literal(db.message()),
                 code: Some(code),
             }
         }
@@ -258,4 +272,18 @@ pub(super) async fn batch(c: &mut Object, statements: &[String]) -> Result<(), S
         tx.batch_execute(s).await.map_err(map_error)?;
     }
     tx.commit().await.map_err(map_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_literal;
+
+    #[test]
+    fn a_syntax_error_at_a_literal_does_not_quote_it() {
+        let shown = without_literal("syntax error at or near \"'Xk2-secret'\"");
+        assert!(!shown.contains("Xk2-secret"), "{shown}");
+        assert!(shown.starts_with("syntax error"), "{shown}");
+        let keyword = "syntax error at or near \"UNTILL\"";
+        assert_eq!(without_literal(keyword), keyword);
+    }
 }
