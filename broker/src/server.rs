@@ -271,6 +271,9 @@ async fn beside(
     let result = server.await;
     worker.abort();
     reopen.abort();
+    // Wait for the worker to be gone (and its revocations stopped) before
+    // the audit heads are saved, so no entry lands after them.
+    let _ = worker.await;
     core.audit().save_heads().await;
     result
 }

@@ -437,3 +437,52 @@ async fn a_lease_revoked_mid_issue_comes_back_to_revoke_the_user() {
     assert_eq!(pass.revoked, 1);
     assert!(!role_exists(&role).await, "{role} outlived its lease");
 }
+
+/// Aborting the expiration worker (as the server does when it stops) also
+/// stops the revocations it has in flight: none goes on to drop a user,
+/// or to write to the audit log, after the worker is gone. The lease stays
+/// for the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_worker_leaves_no_revocation_running() {
+    let f = fixture().await;
+    let role = unique("abort");
+    let mut p = params(&role, 1, 10, pg_connection());
+    p.role = json!({
+        "creation_statements": CREATE,
+        "revocation_statements": ["SELECT pg_sleep(2)", "DROP ROLE IF EXISTS \"{{name}}\""],
+    });
+    let (row, cred) = f.leases.issue(p).await.unwrap();
+    let user = username(&cred);
+    assert!(role_exists(&user).await);
+    let leases = Arc::new(f.leases);
+    let worker = leases.clone().spawn_worker(Duration::from_millis(100));
+    // Due after a second; the revocation then sleeps two in the database.
+    let mut sleeping = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let admin = pg_admin().await;
+        let rows = admin
+            .query(
+                "SELECT 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(2)'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if !rows.is_empty() {
+            sleeping = true;
+            break;
+        }
+    }
+    assert!(sleeping, "the revocation never started");
+    worker.abort();
+    assert!(worker.await.unwrap_err().is_cancelled());
+    // Long enough for the sleep to end and a detached revocation to finish.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert!(
+        role_exists(&user).await,
+        "a revocation went on after its worker was aborted"
+    );
+    assert!(leases.lookup(&row.id).await.is_ok(), "the lease stays");
+    leases.revoke(&row.id).await.unwrap();
+    assert!(!role_exists(&user).await);
+}

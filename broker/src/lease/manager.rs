@@ -756,7 +756,7 @@ impl Leases {
         }
         let revoked: Vec<Outcome> = futures_util::stream::iter(calls)
             .map(|(row, call)| async move {
-                let outcome = match tokio::spawn(call).await {
+                let outcome = match AbortOnDrop(tokio::spawn(call)).await {
                     Ok(outcome) => outcome,
                     // Not the JoinError's text: a panic's message may
                     // hold values, and this one is stored and audited.
@@ -886,8 +886,9 @@ impl Leases {
         Ok(self.store.storage().count_leases().await?)
     }
 
-    /// Runs the expiration worker every `every` until the handle is dropped
-    /// or aborted.
+    /// Runs the expiration worker every `every` until the handle is
+    /// aborted (dropping a tokio handle leaves its task running). Aborting
+    /// it also stops the revocations it has in flight.
     pub fn spawn_worker(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -909,5 +910,29 @@ impl Leases {
                 }
             }
         })
+    }
+}
+
+/// A spawned revocation that stops with the worker that awaits it. A
+/// dropped `JoinHandle` leaves its task running, so a worker aborted at
+/// shutdown would leave revocations writing (and auditing) after the
+/// audit heads were saved. One stopped midway is claimed again later:
+/// revocations are idempotent.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll(cx)
     }
 }
