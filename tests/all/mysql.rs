@@ -248,6 +248,23 @@ async fn rotate_root_changes_the_admin_password() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// `target` allowed one connection, so that two calls in a row share it
+/// unless the first one's was closed.
+fn single_connection(target: broker::sql::SqlTarget) -> std::sync::Arc<broker::sql::SqlTarget> {
+    std::sync::Arc::new(target.with_max_open_connections(1))
+}
+
+/// The first column of the first row `sql` returns.
+async fn value(c: &mut broker::sql::SqlConn, sql: &str) -> broker::sql::SqlValue {
+    c.query(sql, &[]).await.unwrap().rows[0][0].clone()
+}
+
+/// Ends a call's hold on `c`; the pool takes it back in the background.
+async fn release(c: broker::sql::SqlConn) {
+    drop(c);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+}
+
 /// A returned connection waits in the pool for the next call, with its
 /// session reset, instead of being closed: each plugin call must not pay a
 /// new connection and its authentication.
@@ -255,30 +272,22 @@ async fn rotate_root_changes_the_admin_password() {
 async fn pooled_connections_are_reused_and_reset() {
     use broker::sql::{Pools, SqlValue};
     let s = mysql();
-    let target = std::sync::Arc::new(
-        mysql_target(s, &s.user, &s.password)
-            .as_ref()
-            .clone()
-            .with_max_open_connections(1),
-    );
+    let target = single_connection(mysql_target(s, &s.user, &s.password).as_ref().clone());
     let pools = Pools::new();
     let key = unique("pool");
-    let first = |rows: broker::sql::Rows| rows.rows[0][0].clone();
 
     let mut c = pools.connect(&key, &target).await.unwrap();
-    let id = first(c.query("SELECT CONNECTION_ID()", &[]).await.unwrap());
+    let id = value(&mut c, "SELECT CONNECTION_ID()").await;
     c.execute("SET @left_behind = 'dirty'", &[]).await.unwrap();
-    drop(c);
-    // The pool takes a connection back in the background.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    release(c).await;
     let mut c = pools.connect(&key, &target).await.unwrap();
     assert_eq!(
-        first(c.query("SELECT CONNECTION_ID()", &[]).await.unwrap()),
+        value(&mut c, "SELECT CONNECTION_ID()").await,
         id,
         "the connection was closed instead of reused"
     );
     assert_eq!(
-        first(c.query("SELECT @left_behind", &[]).await.unwrap()),
+        value(&mut c, "SELECT @left_behind").await,
         SqlValue::Null,
         "session state crossed calls"
     );
@@ -289,55 +298,41 @@ async fn pooled_connections_are_reused_and_reset() {
 /// database, so the connection is closed instead of pooled.
 #[tokio::test]
 async fn a_database_chosen_with_use_does_not_outlive_the_call() {
-    use broker::sql::{Pools, SqlValue};
+    use broker::sql::{Dialect, Pools, SqlTarget, SqlValue};
     let s = mysql();
-    let target = std::sync::Arc::new(
-        mysql_target(s, &s.user, &s.password)
-            .as_ref()
-            .clone()
-            .with_max_open_connections(1),
-    );
+    let target = single_connection(mysql_target(s, &s.user, &s.password).as_ref().clone());
     let pools = Pools::new();
     let key = unique("use");
-    let first = |rows: broker::sql::Rows| rows.rows[0][0].clone();
 
     let mut c = pools.connect(&key, &target).await.unwrap();
-    assert_eq!(
-        first(c.query("SELECT DATABASE()", &[]).await.unwrap()),
-        SqlValue::Null
-    );
+    assert_eq!(value(&mut c, "SELECT DATABASE()").await, SqlValue::Null);
     c.execute("USE mysql", &[]).await.unwrap();
-    drop(c);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    release(c).await;
     let mut c = pools.connect(&key, &target).await.unwrap();
     assert_eq!(
-        first(c.query("SELECT DATABASE()", &[]).await.unwrap()),
+        value(&mut c, "SELECT DATABASE()").await,
         SqlValue::Null,
         "the last call's USE carried over"
     );
-    drop(c);
+    release(c).await;
 
     // A URL that names a database keeps it on every connection handed out.
-    let named = std::sync::Arc::new(
-        broker::sql::SqlTarget::new(
-            broker::sql::Dialect::MySql,
-            &format!(
-                "{{{{username}}}}:{{{{password}}}}@tcp({}:{})/mysql",
-                s.host, s.port
-            ),
-            Some(&s.user),
-            Some(&s.password),
-        )
-        .with_max_open_connections(1),
-    );
+    let named = single_connection(SqlTarget::new(
+        Dialect::MySql,
+        &format!(
+            "{{{{username}}}}:{{{{password}}}}@tcp({}:{})/mysql",
+            s.host, s.port
+        ),
+        Some(&s.user),
+        Some(&s.password),
+    ));
     let key = unique("use-named");
     let mut c = pools.connect(&key, &named).await.unwrap();
     c.execute("USE information_schema", &[]).await.unwrap();
-    drop(c);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    release(c).await;
     let mut c = pools.connect(&key, &named).await.unwrap();
     assert_eq!(
-        first(c.query("SELECT DATABASE()", &[]).await.unwrap()),
+        value(&mut c, "SELECT DATABASE()").await,
         SqlValue::Text("mysql".into()),
         "the configured database is not the one in use"
     );

@@ -125,45 +125,59 @@ async fn policies_are_written_read_listed_and_deleted() {
             "a path rule is an object",
         ),
     ] {
-        let (status, body) = b
-            .call(
+        let body = b
+            .expect(
+                StatusCode::BAD_REQUEST,
                 "PUT",
                 "sys/policies/acl/app",
                 Some(json!({ "policy": text })),
             )
             .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}: {body}");
         assert!(first_error(&body).contains(reason), "{text}: {body}");
     }
-    let (status, body) = b.call("PUT", "sys/policies/acl/app", Some(json!({}))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(first_error(&body).contains("policy is required"), "{body}");
-    let (status, body) = b
-        .call(
+    let body = b
+        .expect(
+            StatusCode::BAD_REQUEST,
             "PUT",
-            "sys/policies/acl/a%2Fb",
-            Some(json!({ "policy": APP })),
+            "sys/policies/acl/app",
+            Some(json!({})),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(first_error(&body).contains("policy is required"), "{body}");
+    b.expect(
+        StatusCode::BAD_REQUEST,
+        "PUT",
+        "sys/policies/acl/a%2Fb",
+        Some(json!({ "policy": APP })),
+    )
+    .await;
     let read = b
         .expect(StatusCode::OK, "GET", "sys/policies/acl/app", None)
         .await;
     assert_eq!(read["data"]["policy"], APP);
 
     // The built-ins: root is fixed, default can be rewritten but not deleted.
-    let (status, body) = b.call("DELETE", "sys/policies/acl/root", None).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = b
-        .call(
-            "PUT",
-            "sys/policies/acl/root",
-            Some(json!({ "policy": APP })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = b.call("DELETE", "sys/policies/acl/default", None).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    b.expect(
+        StatusCode::BAD_REQUEST,
+        "DELETE",
+        "sys/policies/acl/root",
+        None,
+    )
+    .await;
+    b.expect(
+        StatusCode::BAD_REQUEST,
+        "PUT",
+        "sys/policies/acl/root",
+        Some(json!({ "policy": APP })),
+    )
+    .await;
+    b.expect(
+        StatusCode::BAD_REQUEST,
+        "DELETE",
+        "sys/policies/acl/default",
+        None,
+    )
+    .await;
     let default = b
         .expect(StatusCode::OK, "GET", "sys/policies/acl/default", None)
         .await;
@@ -200,8 +214,8 @@ async fn policies_are_written_read_listed_and_deleted() {
         None,
     )
     .await;
-    let (status, body) = b.call("GET", "sys/policies/acl/app", None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    b.expect(StatusCode::NOT_FOUND, "GET", "sys/policies/acl/app", None)
+        .await;
     // Deleting what is not there is not an error, as in Vault.
     b.expect(
         StatusCode::NO_CONTENT,
@@ -234,10 +248,13 @@ async fn vaultrs_manages_policies_through_the_older_path() {
         Some(json!({ "policy": "", "rules": APP })),
     )
     .await;
-    let (status, body) = b
-        .call("PUT", "sys/policies/acl/ci2", Some(json!({ "rules": APP })))
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    b.expect(
+        StatusCode::BAD_REQUEST,
+        "PUT",
+        "sys/policies/acl/ci2",
+        Some(json!({ "rules": APP })),
+    )
+    .await;
     // What one path writes, the other reads.
     let read = b
         .expect(StatusCode::OK, "GET", "sys/policies/acl/ci", None)

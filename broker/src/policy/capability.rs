@@ -110,8 +110,9 @@ impl Capabilities {
     }
 
     /// The capabilities in effect: `[deny]` alone when the set denies or
-    /// is empty.
-    pub fn effective(self) -> Vec<Capability> {
+    /// is empty. (For tests: what a request may do is [`Self::allows`].)
+    #[cfg(test)]
+    pub(crate) fn effective(self) -> Vec<Capability> {
         if self.contains(Capability::Deny) || self.0 == 0 {
             return vec![Capability::Deny];
         }

@@ -22,11 +22,11 @@ const UNSUPPORTED_KEYS: [&str; 8] = [
 /// The longest policy name accepted.
 const MAX_NAME_LEN: usize = 128;
 
-/// A named, parsed policy. Its text is kept as written, for reading back.
+/// A named, parsed policy. Its text stays in storage, where it is read
+/// back from ([`super::PolicyStore::text`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     name: String,
-    text: String,
     rules: Vec<PathRule>,
 }
 
@@ -64,11 +64,7 @@ impl Policy {
             .into_iter()
             .map(RawRule::check)
             .collect::<Result<_, _>>()?;
-        Ok(Self {
-            name,
-            text: text.to_owned(),
-            rules,
-        })
+        Ok(Self { name, rules })
     }
 
     /// The built-in `root` policy. It has no rules: an ACL that includes it
@@ -76,7 +72,6 @@ impl Policy {
     pub fn root() -> Self {
         Self {
             name: Self::ROOT.to_owned(),
-            text: String::new(),
             rules: Vec::new(),
         }
     }
@@ -84,11 +79,6 @@ impl Policy {
     /// Its name, lowercase.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// Its text, as written.
-    pub fn text(&self) -> &str {
-        &self.text
     }
 
     /// Its rules, in the order written.

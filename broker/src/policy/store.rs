@@ -58,7 +58,7 @@ impl PolicyStore {
         if name == Policy::ROOT {
             return Ok(Some(Arc::new(Policy::root())));
         }
-        match self.text(&name).await? {
+        match self.stored_text(&name).await? {
             Some(text) => Policy::parse(&name, &text).map(|p| Some(Arc::new(p))),
             None => Ok(None),
         }
@@ -72,16 +72,22 @@ impl PolicyStore {
         if name == Policy::ROOT {
             return Ok(Some(String::new()));
         }
-        let text: Option<String> = self.store.get(&key(&name)).await?;
+        self.stored_text(&name).await
+    }
+
+    /// The text stored for `name` (already normalized), or the built-in
+    /// `default` text until that is rewritten.
+    async fn stored_text(&self, name: &str) -> Result<Option<String>, PolicyError> {
+        let text: Option<String> = self.store.get(&key(name)).await?;
         Ok(text.or_else(|| (name == Policy::DEFAULT).then(|| DEFAULT_POLICY.to_owned())))
     }
 
     /// Checks `text` and stores it as the policy `name`, replacing any
-    /// policy of that name. Returns the parsed policy.
-    pub async fn put(&self, name: &str, text: &str) -> Result<Policy, PolicyError> {
+    /// policy of that name.
+    pub async fn put(&self, name: &str, text: &str) -> Result<(), PolicyError> {
         let policy = Policy::parse(name, text)?;
         self.store.put(&key(policy.name()), &text).await?;
-        Ok(policy)
+        Ok(())
     }
 
     /// Deletes the policy `name`; deleting one that does not exist is not
