@@ -18,14 +18,15 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::api::{Quota, RateLimits};
 use crate::duration::Ttl;
+use crate::listener::ListenerLimits;
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -71,9 +72,10 @@ pub struct Config {
     /// Lease expiration settings.
     #[serde(default)]
     pub leases: LeasesConfig,
-    /// Request rate limiting (answers 429 past the limit).
+    /// Request rate limiting (answers 429 past the limit). Absent, the
+    /// per-client defaults apply.
     #[serde(default)]
-    pub rate_limit: Option<RateLimitConfig>,
+    pub rate_limit: RateLimitConfig,
     /// Audit devices, and where `sys/audit` may create files.
     #[serde(default)]
     pub audit: AuditConfig,
@@ -137,9 +139,74 @@ pub struct ListenerConfig {
     /// explicitly here (behind a TLS-terminating proxy, say).
     #[serde(default)]
     pub tls_disable: bool,
+    /// How long a client has to send a request's headers (and a TLS
+    /// handshake); also how long an idle kept-alive HTTP/1.1 connection
+    /// stays open (hyper counts both from when it starts waiting for a
+    /// request). Default 30s; 1s to 1h.
+    #[serde(default)]
+    pub header_read_timeout: Option<Ttl>,
+    /// How long a connection may send and receive nothing while the broker
+    /// waits on it. Default 5m; 1s to 24h.
+    #[serde(default)]
+    pub idle_timeout: Option<Ttl>,
+    /// How long a client has to send a request's body. Default 30s; 1s to 1h.
+    #[serde(default)]
+    pub body_read_timeout: Option<Ttl>,
+    /// Connections open at once. Default 4096; 1 to 1,000,000.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client address (IPv6: one /64).
+    /// Default 512; 1 to `max_connections`.
+    #[serde(default)]
+    pub max_connections_per_client: Option<usize>,
 }
 
 impl ListenerConfig {
+    /// The connection bounds, defaults filled in.
+    pub fn limits(&self) -> ListenerLimits {
+        let d = ListenerLimits::default();
+        ListenerLimits {
+            header_read_timeout: self
+                .header_read_timeout
+                .map_or(d.header_read_timeout, |t| t.0),
+            idle_timeout: self.idle_timeout.map_or(d.idle_timeout, |t| t.0),
+            body_read_timeout: self.body_read_timeout.map_or(d.body_read_timeout, |t| t.0),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_client: self
+                .max_connections_per_client
+                .unwrap_or(d.max_connections_per_client)
+                .min(self.max_connections.unwrap_or(d.max_connections)),
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let limits = self.limits();
+        let secs = |name: &str, d: Duration, max: u64| {
+            if d < Duration::from_secs(1) || d > Duration::from_secs(max) {
+                Err(ConfigError::Invalid(format!(
+                    "listener.{name} must be between 1s and {}",
+                    humantime::format_duration(Duration::from_secs(max))
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        secs("header_read_timeout", limits.header_read_timeout, 3600)?;
+        secs("idle_timeout", limits.idle_timeout, 86_400)?;
+        secs("body_read_timeout", limits.body_read_timeout, 3600)?;
+        if !(1..=1_000_000).contains(&limits.max_connections) {
+            return Err(ConfigError::Invalid(
+                "listener.max_connections must be between 1 and 1000000".into(),
+            ));
+        }
+        if self.max_connections_per_client == Some(0) {
+            return Err(ConfigError::Invalid(
+                "listener.max_connections_per_client must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The certificate and key files, when the listener serves TLS.
     pub fn tls(&self) -> Option<(&Path, &Path)> {
         Some((
@@ -221,15 +288,87 @@ impl Default for LeasesConfig {
     }
 }
 
-/// `[rate_limit]`: one token bucket for the whole listener, as Vault's
-/// global rate-limit quota. `sys/health` is never limited.
-#[derive(Debug, Deserialize)]
+/// `[rate_limit]`: token buckets, answering 429 with `Retry-After` past
+/// them. `sys/health` and `sys/seal-status` are never limited.
+///
+/// - `rate`/`burst`: one bucket for the whole listener, as Vault's global
+///   rate-limit quota (none by default);
+/// - `per_client_rate`/`per_client_burst`: one bucket per client address
+///   (default 1000/s, bursts of 2000), spent by requests with a valid token
+///   and by public paths;
+/// - `unauthenticated_rate`/`unauthenticated_burst`: one bucket per client
+///   address for requests without a valid token (default 20/s, bursts of
+///   100). Each such refusal is audited; past this budget it is not, so a
+///   client without a token cannot fill the audit disk.
+///
+/// A rate of 0 turns that bucket off. Buckets apply after authentication:
+/// requests without a token never spend the others' budgets.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
-    /// Requests per second, sustained.
-    pub rate: NonZeroU32,
-    /// Requests allowed at once above the rate (default: `rate`).
-    pub burst: Option<NonZeroU32>,
+    /// Requests per second for the whole listener, sustained.
+    pub rate: Option<u32>,
+    /// Requests allowed at once above `rate` (default: `rate`).
+    pub burst: Option<u32>,
+    /// Requests per second per client address.
+    pub per_client_rate: Option<u32>,
+    /// Requests at once per client address (default: twice the rate).
+    pub per_client_burst: Option<u32>,
+    /// Refused unauthenticated requests per second per client address.
+    pub unauthenticated_rate: Option<u32>,
+    /// Refused unauthenticated requests at once per client address
+    /// (default: five times the rate).
+    pub unauthenticated_burst: Option<u32>,
+}
+
+impl RateLimitConfig {
+    /// The budgets, defaults filled in.
+    pub fn limits(&self) -> RateLimits {
+        let d = RateLimits::default();
+        let bucket =
+            |rate: Option<u32>, burst: Option<u32>, factor: u32, default: Option<Quota>| match rate
+            {
+                Some(rate) => Quota::new(rate, burst.unwrap_or(rate.saturating_mul(factor))),
+                None => match (default, burst) {
+                    (Some(q), Some(burst)) => Quota::new(q.rate.get(), burst),
+                    (default, _) => default,
+                },
+            };
+        RateLimits {
+            global: bucket(self.rate, self.burst, 1, d.global),
+            per_client: bucket(self.per_client_rate, self.per_client_burst, 2, d.per_client),
+            refusals_per_client: bucket(
+                self.unauthenticated_rate,
+                self.unauthenticated_burst,
+                5,
+                d.refusals_per_client,
+            ),
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        for (name, rate, burst) in [
+            ("", self.rate, self.burst),
+            ("per_client_", self.per_client_rate, self.per_client_burst),
+            (
+                "unauthenticated_",
+                self.unauthenticated_rate,
+                self.unauthenticated_burst,
+            ),
+        ] {
+            if rate.is_none_or(|r| r > 0) && burst == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "rate_limit.{name}burst must be at least 1 (a rate of 0 turns the limit off)"
+                )));
+            }
+            if rate.is_none() && burst.is_some() && name.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "rate_limit.burst needs rate_limit.rate".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -276,6 +415,8 @@ impl Config {
                  TLS-terminating proxy)"
             )));
         }
+        listener.check()?;
+        self.rate_limit.check()?;
         if self.leases.worker_interval.0.is_zero() {
             return Err(ConfigError::Invalid(
                 "leases.worker_interval must be more than zero".into(),
@@ -318,7 +459,8 @@ mod tests {
         let c = Config::parse(MINIMAL).unwrap();
         assert!(matches!(c.storage, StorageConfig::Sqlite { .. }));
         assert_eq!(c.leases.worker_interval.0, Duration::from_secs(1));
-        assert!(c.rate_limit.is_none());
+        assert_eq!(c.rate_limit.limits(), RateLimits::default());
+        assert_eq!(c.listener.limits(), ListenerLimits::default());
     }
 
     #[test]
@@ -357,11 +499,67 @@ mod tests {
             .collect();
         assert_eq!(blocks.len(), 2, "the deployment and audit examples");
         let c = Config::parse(blocks[0]).unwrap();
-        assert_eq!(c.rate_limit.unwrap().rate.get(), 500);
+        assert_eq!(c.rate_limit.limits().global, Quota::new(500, 1000));
         assert_eq!(c.leases.pending_hold.0, Duration::from_secs(60));
         let c = Config::parse(&format!("{}\n{}", blocks[0], blocks[1])).unwrap();
         assert_eq!(c.audit.devices.len(), 1);
         assert!(c.audit.devices[0].fsync);
+    }
+
+    #[test]
+    fn listener_bounds_are_checked_and_defaulted() {
+        let with = |extra: &str| {
+            Config::parse(&MINIMAL.replace(
+                "address = \"127.0.0.1:8200\"",
+                &format!("address = \"127.0.0.1:8200\"\n{extra}"),
+            ))
+        };
+        let c = with("header_read_timeout = \"5s\"\nmax_connections = 10").unwrap();
+        let limits = c.listener.limits();
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(limits.max_connections, 10);
+        // A client's share never exceeds the whole.
+        assert_eq!(limits.max_connections_per_client, 10);
+        for bad in [
+            "max_connections = 0",
+            "max_connections = 100000000000",
+            "max_connections_per_client = 0",
+            "idle_timeout = \"0s\"",
+            "body_read_timeout = \"2h\"",
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            let field = bad.split(' ').next().unwrap();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_default_per_client_and_zero_turns_one_off() {
+        let with = |section: &str| Config::parse(&format!("{MINIMAL}\n[rate_limit]\n{section}"));
+        let c = with("per_client_rate = 0\nunauthenticated_rate = 7").unwrap();
+        let limits = c.rate_limit.limits();
+        assert_eq!(limits.per_client, None);
+        assert_eq!(limits.refusals_per_client, Quota::new(7, 35));
+        assert_eq!(limits.global, None);
+        let c = with("rate = 50").unwrap();
+        assert_eq!(c.rate_limit.limits().global, Quota::new(50, 50));
+        assert_eq!(
+            c.rate_limit.limits().per_client,
+            RateLimits::default().per_client
+        );
+        assert!(
+            with("burst = 5")
+                .unwrap_err()
+                .to_string()
+                .contains("rate_limit.rate")
+        );
+        assert!(
+            with("rate = 5\nburst = 0")
+                .unwrap_err()
+                .to_string()
+                .contains("burst")
+        );
+        assert!(with("rate = -1").is_err());
     }
 
     #[test]

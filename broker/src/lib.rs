@@ -29,6 +29,7 @@ pub mod duration;
 pub mod engine;
 pub mod kms;
 pub mod lease;
+pub mod listener;
 pub mod metrics;
 pub mod pki;
 pub mod plugin;

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use crate::api::RateLimits;
 use crate::audit::{AuditPolicy, DeviceConfig, DeviceOptions};
-use crate::config::{Config, KmsConfig, RateLimitConfig, StorageConfig};
+use crate::config::{Config, KmsConfig, StorageConfig};
 use crate::core::{Core, CoreError, CoreOptions};
 use crate::kms::{Kms, KmsError, LocalKms};
+use crate::listener::ListenerLimits;
 use crate::plugin::{Catalog, PluginError, PluginRuntime, RuntimeConfig};
 use crate::storage::{PostgresBackend, SqliteBackend, Storage, StorageError};
 
@@ -44,13 +46,16 @@ impl From<KmsError> for StartError {
     }
 }
 
-/// How the server runs beside the core.
+/// How the server runs beside the core. The default is what a
+/// configuration file without `[rate_limit]` or listener bounds gets.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     /// How often the expiration worker runs (default 1 s).
     pub worker_interval: Option<Duration>,
-    /// A global request rate limit.
-    pub rate_limit: Option<(u32, u32)>,
+    /// Request budgets, per client and global.
+    pub rate_limits: RateLimits,
+    /// Connection bounds and timeouts.
+    pub listener: ListenerLimits,
 }
 
 impl ServeOptions {
@@ -58,10 +63,8 @@ impl ServeOptions {
     pub fn from_config(config: &Config) -> Self {
         Self {
             worker_interval: Some(config.leases.worker_interval.0),
-            rate_limit: config
-                .rate_limit
-                .as_ref()
-                .map(|RateLimitConfig { rate, burst }| (rate.get(), burst.unwrap_or(*rate).get())),
+            rate_limits: config.rate_limit.limits(),
+            listener: config.listener.limits(),
         }
     }
 }
@@ -219,43 +222,17 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Serves the API on `listener` (plain HTTP) until Ctrl-C or SIGTERM,
-/// finishing requests in flight; runs the expiration worker meanwhile.
+/// Serves the API on `listener` until Ctrl-C or SIGTERM, finishing
+/// requests in flight; runs the expiration worker meanwhile. With `tls`,
+/// over TLS.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     core: Arc<Core>,
     options: ServeOptions,
 ) -> std::io::Result<()> {
     let app = crate::api::router(core.clone(), &options);
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal());
-    beside(core, &options, server.into_future()).await
-}
-
-/// [`serve`] over TLS.
-pub async fn serve_tls(
-    listener: std::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    core: Arc<Core>,
-    options: ServeOptions,
-) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let app = crate::api::router(core.clone(), &options);
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        stopper.graceful_shutdown(Some(Duration::from_secs(30)));
-    });
-    let server = axum_server::from_tcp_rustls(
-        listener,
-        axum_server::tls_rustls::RustlsConfig::from_config(tls),
-    )
-    .handle(handle)
-    .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>());
+    let server = crate::listener::serve(listener, tls, app, options.listener, shutdown_signal());
     beside(core, &options, server).await
 }
 
@@ -306,5 +283,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = term => {}
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }

@@ -272,3 +272,50 @@ async fn the_listener_serves_tls_from_the_configured_files() {
     assert!(!ok);
     assert!(err.contains("TLS"), "{err}");
 }
+
+#[tokio::test]
+async fn storage_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    let db = dir.path().join("broker.db");
+    // An older broker left the file readable by everyone.
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(
+        &config,
+        config_text(dir.path(), free_port(), &sqlite_storage(dir.path()), ""),
+    )
+    .unwrap();
+    operator_init(&config).unwrap();
+    let mut child = Command::new(BROKER)
+        .args(["server", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The server has the WAL open once it answers.
+    let mut wal_seen = false;
+    for _ in 0..200 {
+        if std::fs::metadata(dir.path().join("broker.db-wal")).is_ok() {
+            wal_seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(wal_seen, "the server opens the database in WAL mode");
+    for name in [
+        "broker.db",
+        "broker.db-wal",
+        "broker.db-shm",
+        "broker.db.lock",
+    ] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} is {:o}", mode & 0o777);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -10,6 +10,7 @@ mod crash;
 mod deploy;
 mod injection;
 mod leases;
+mod listener;
 mod mysql;
 mod openapi;
 mod outage;

@@ -611,3 +611,117 @@ async fn tidy_drops_expired_certificates_and_their_crl_entries() {
         .await;
     assert!(kept["data"]["revocation_time"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test]
+async fn ca_names_and_key_sizes_are_bounded_when_written() {
+    let b = Broker::start().await;
+    mount_with_root(&b, "pki", "ec").await;
+    let huge_cn = "C".repeat(10_000);
+    // A root or an intermediate named past X.509's 64-character bound.
+    for path in ["root/generate/internal", "intermediate/generate/internal"] {
+        b.expect(
+            StatusCode::NO_CONTENT,
+            "POST",
+            "sys/mounts/pki_long",
+            Some(json!({ "type": "pki" })),
+        )
+        .await;
+        let body = b
+            .expect(
+                StatusCode::BAD_REQUEST,
+                "POST",
+                &format!("pki_long/{path}"),
+                Some(json!({ "common_name": huge_cn })),
+            )
+            .await;
+        assert!(first_error(&body).contains("64"), "{body}");
+        b.expect(
+            StatusCode::NO_CONTENT,
+            "DELETE",
+            "sys/mounts/pki_long",
+            None,
+        )
+        .await;
+    }
+    // sign-intermediate: neither a long common_name nor a CSR whose own
+    // subject is too long.
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/mounts/pki_int",
+        Some(json!({ "type": "pki" })),
+    )
+    .await;
+    let csr = b
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "pki_int/intermediate/generate/internal",
+            Some(json!({ "common_name": "Broker Test Intermediate" })),
+        )
+        .await;
+    let body = b
+        .expect(
+            StatusCode::BAD_REQUEST,
+            "POST",
+            "pki/root/sign-intermediate",
+            Some(json!({ "csr": csr["data"]["csr"], "common_name": huge_cn })),
+        )
+        .await;
+    assert!(first_error(&body).contains("64"), "{body}");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, huge_cn.as_str());
+    let key = rcgen::KeyPair::generate().unwrap();
+    let long_csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let body = b
+        .expect(
+            StatusCode::BAD_REQUEST,
+            "POST",
+            "pki/root/sign-intermediate",
+            Some(json!({ "csr": long_csr })),
+        )
+        .await;
+    assert!(first_error(&body).contains("64"), "{body}");
+    // The same CSR with a common name that replaces its subject is signed.
+    b.expect(
+        StatusCode::OK,
+        "POST",
+        "pki/root/sign-intermediate",
+        Some(json!({ "csr": long_csr, "common_name": "Short Intermediate" })),
+    )
+    .await;
+
+    // key_bits: a negative, fractional or nonsense size is refused at
+    // write time, naming the field; Vault's string form is taken.
+    for bad in [json!(-1), json!(2048.5), json!("lots"), json!(1_000_000)] {
+        let body = b
+            .expect(
+                StatusCode::BAD_REQUEST,
+                "POST",
+                "pki/roles/web",
+                Some(
+                    json!({ "allowed_domains": "example.com", "key_type": "rsa", "key_bits": bad }),
+                ),
+            )
+            .await;
+        assert!(first_error(&body).contains("key_bits"), "{bad}: {body}");
+    }
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "pki/roles/web",
+        Some(json!({ "allowed_domains": "example.com", "allow_subdomains": true, "key_type": "rsa", "key_bits": "2048" })),
+    )
+    .await;
+    let role = b.expect(StatusCode::OK, "GET", "pki/roles/web", None).await;
+    assert_eq!(role["data"]["key_bits"], 2048);
+    b.expect(
+        StatusCode::OK,
+        "POST",
+        "pki/issue/web",
+        Some(json!({ "common_name": "a.example.com" })),
+    )
+    .await;
+}

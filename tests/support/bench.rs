@@ -67,11 +67,12 @@ impl InProcess {
             "http://{}/v1",
             listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
         );
-        let server = tokio::spawn(broker::server::serve(
-            listener,
-            core,
-            broker::server::ServeOptions::default(),
-        ));
+        // Benchmarks measure the broker, not its rate limits.
+        let options = broker::server::ServeOptions {
+            rate_limits: broker::api::RateLimits::none(),
+            ..Default::default()
+        };
+        let server = tokio::spawn(broker::server::serve(listener, None, core, options));
         Self {
             base,
             token,

@@ -12,6 +12,7 @@
 mod audit;
 mod envelope;
 mod leases;
+mod limits;
 mod mounts;
 mod openapi;
 mod pki;
@@ -24,16 +25,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
-use governor::clock::Clock;
 use serde_json::{Map, Value};
 
 pub use envelope::ApiError;
 use envelope::{Reply, request_id};
+pub use limits::{Quota, RateLimits};
 
 use crate::audit::{AuditAuth, AuditRequest, AuditResponse};
 use crate::core::{Core, MountEntry};
@@ -83,27 +84,25 @@ impl std::fmt::Debug for Request {
     }
 }
 
-type Limiter = governor::DefaultDirectRateLimiter;
-
 #[derive(Clone)]
 struct ApiState {
     core: Arc<Core>,
-    limiter: Option<Arc<Limiter>>,
+    limiters: Arc<limits::Limiters>,
+    body_read_timeout: std::time::Duration,
 }
 
-/// The router for `/v1/…`. Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()`: request logs
-/// carry the client's address.
+/// The router for `/v1/…`. Each request needs a `ConnectInfo<SocketAddr>`
+/// extension ([`crate::listener::serve`] adds it; so does
+/// `into_make_service_with_connect_info::<SocketAddr>()`): rate limits and
+/// request logs go by the client's address.
 pub fn router(core: Arc<Core>, options: &ServeOptions) -> Router {
-    let limiter = options.rate_limit.and_then(|(rate, burst)| {
-        let quota = governor::Quota::per_second(std::num::NonZeroU32::new(rate)?)
-            .allow_burst(std::num::NonZeroU32::new(burst)?);
-        Some(Arc::new(Limiter::direct(quota)))
-    });
     Router::new()
         .route("/v1/{*path}", any(handle))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(ApiState { core, limiter })
+        .with_state(ApiState {
+            core,
+            limiters: Arc::new(limits::Limiters::new(&options.rate_limits)),
+            body_read_timeout: options.listener.body_read_timeout,
+        })
 }
 
 fn token(headers: &HeaderMap) -> Option<&str> {
@@ -134,7 +133,7 @@ async fn handle(
     Path(path): Path<String>,
     Query(query): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Response {
     let started = Instant::now();
     let request_id = request_id();
@@ -198,11 +197,31 @@ struct Call<'a> {
     remote: SocketAddr,
 }
 
-async fn dispatch(
-    state: &ApiState,
-    call: Call<'_>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Reply, ApiError> {
+/// Reads a request body, at most [`MAX_BODY_BYTES`] of it, within
+/// `timeout`: a client sending a byte a minute does not hold a task forever.
+async fn read_body(body: Body, timeout: std::time::Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            Err(if too_large {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"))
+            })
+        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {timeout:?}"),
+        )),
+    }
+}
+
+async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply, ApiError> {
     let Call {
         op,
         path,
@@ -211,20 +230,6 @@ async fn dispatch(
         request_id,
         remote,
     } = call;
-    let body = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            ));
-        }
-        Err(e) => {
-            return Err(ApiError::bad_request(format!(
-                "cannot read the request body: {e}"
-            )));
-        }
-    };
     if path == "sys/health" || path == "sys/seal-status" {
         // Unauthenticated, unaudited and never rate limited: load balancers poll them.
         return match op {
@@ -242,29 +247,6 @@ async fn dispatch(
             "the broker is sealed; restart it to unseal",
         ));
     }
-    if let Some(limiter) = &state.limiter
-        && let Err(not_until) = limiter.check()
-    {
-        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-        return Err(ApiError::too_many_requests(wait));
-    }
-    let body = if body.is_empty() {
-        Map::new()
-    } else {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => {
-                return Err(ApiError::bad_request(
-                    "the request body must be a JSON object",
-                ));
-            }
-            Err(e) => {
-                return Err(ApiError::bad_request(format!(
-                    "failed to parse JSON input: {e}"
-                )));
-            }
-        }
-    };
     let core = &state.core;
     let auth = match token(headers) {
         Some(t) if core.is_root_token(t).await => Some(AuditAuth {
@@ -285,6 +267,39 @@ async fn dispatch(
     let public = mount
         .as_ref()
         .is_some_and(|(_, entry, rest)| op == Operation::Read && pki::is_public(&entry.kind, rest));
+    // Budgets are spent after authentication: a request without a token
+    // spends only its address's refusal budget, and past it is turned away
+    // before the audit device writes a line for it.
+    if auth.is_some() || public {
+        state
+            .limiters
+            .admit(remote.ip())
+            .map_err(ApiError::too_many_requests)?;
+    } else {
+        state
+            .limiters
+            .admit_refusal(remote.ip())
+            .map_err(ApiError::too_many_requests)?;
+    }
+    // Read only now: a refused client's body is never waited for.
+    let body = read_body(body, state.body_read_timeout).await?;
+    let body = if body.is_empty() {
+        Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(ApiError::bad_request(
+                    "the request body must be a JSON object",
+                ));
+            }
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "failed to parse JSON input: {e}"
+                )));
+            }
+        }
+    };
     let (mount_type, mount_accessor) = match &mount {
         _ if path.starts_with("sys/") => (Some("system".to_owned()), None),
         Some((_, entry, _)) => (Some(entry.kind.clone()), Some(entry.accessor.clone())),
@@ -385,10 +400,17 @@ async fn route(core: &Core, request: Request) -> Result<Reply, ApiError> {
         }
     } else if request.path == openapi::PATH {
         match request.op {
-            Operation::Read => Ok(Reply::Bare(
-                StatusCode::OK,
-                openapi::document(&core.mounts().await),
-            )),
+            Operation::Read => Ok(Reply::Raw {
+                content_type: "application/json",
+                body: openapi::cached_document(&core.mounts().await)
+                    .map(|doc| doc.to_vec())
+                    .map_err(|e| {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("cannot write the document: {e}"),
+                        )
+                    })?,
+            }),
             _ => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "unsupported operation on the OpenAPI document",

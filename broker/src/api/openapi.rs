@@ -486,76 +486,182 @@ const PKI: &[Route] = &[
     },
 ];
 
-fn operation(route: &Route, op: Operation, tag: &str) -> (String, Value) {
-    let mut parameters: Vec<Value> = route
+/// The key of a route's request body in `components.requestBodies`:
+/// `database.config.name` for the database engine's `config/{name}`.
+fn body_key(engine: &str, route: &Route) -> String {
+    let mut key = String::with_capacity(engine.len() + route.path.len() + 1);
+    for c in engine
+        .chars()
+        .chain(std::iter::once('.'))
+        .chain(route.path.chars())
+    {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            key.push(c);
+        } else if !key.ends_with('.') {
+            key.push('.');
+        }
+    }
+    key.trim_end_matches('.').to_owned()
+}
+
+/// The path parameters of a route, shared by its operations.
+fn path_parameters(route: &Route) -> Vec<Value> {
+    route
         .path
         .split('/')
         .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
         .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
-        .collect();
+        .collect()
+}
+
+/// One operation. The summary and path parameters live on the path item,
+/// once for all its operations; bodies and responses are references.
+fn operation(op: Operation, tag: &str, body: Option<&str>) -> (String, Value) {
     let method = match op {
         Read | List => "get",
         Write => "post",
         Delete => "delete",
     };
     let mut operation = json!({
-        "summary": route.summary,
         "tags": [tag],
         "responses": match op {
-            Write | Delete => json!({ "204": { "description": "done" }, "200": { "description": "OK" } }),
-            Read | List => json!({ "200": { "description": "OK" } }),
+            Write | Delete => json!({
+                "204": { "$ref": "#/components/responses/done" },
+                "200": { "$ref": "#/components/responses/ok" },
+            }),
+            Read | List => json!({ "200": { "$ref": "#/components/responses/ok" } }),
         },
     });
     if op == List {
         // Vault's convention: a list is a GET with `list=true` (or the LIST verb).
-        parameters.push(json!({ "name": "list", "in": "query", "required": true, "schema": { "type": "string", "enum": ["true"] } }));
+        operation["parameters"] = json!([{ "name": "list", "in": "query", "required": true, "schema": { "type": "string", "enum": ["true"] } }]);
     }
-    if !parameters.is_empty() {
-        operation["parameters"] = Value::Array(parameters);
-    }
-    if op == Write && !route.fields.is_empty() {
-        let properties: Map<String, Value> = route
-            .fields
-            .iter()
-            .map(|(name, kind, description)| {
-                (
-                    (*name).to_owned(),
-                    json!({ "type": kind, "description": description }),
-                )
-            })
-            .collect();
-        operation["requestBody"] = json!({
-            "content": { "application/json": { "schema": { "type": "object", "properties": properties } } }
-        });
+    if op == Write
+        && let Some(key) = body
+    {
+        operation["requestBody"] = json!({ "$ref": format!("#/components/requestBodies/{key}") });
     }
     (method.to_owned(), operation)
 }
 
-fn add(paths: &mut Map<String, Value>, prefix: &str, routes: &[Route], tag: &str) {
-    for route in routes {
-        let mut item = Map::new();
-        for &op in route.ops {
-            let (method, operation) = operation(route, op, tag);
-            // A path both read and listed documents one GET; the list form
-            // is told by its query parameter.
-            item.entry(method).or_insert(operation);
+/// A route's request body schema, written once in `components`.
+fn request_body(route: &Route) -> Value {
+    let properties: Map<String, Value> = route
+        .fields
+        .iter()
+        .map(|(name, kind, description)| {
+            (
+                (*name).to_owned(),
+                json!({ "type": kind, "description": description }),
+            )
+        })
+        .collect();
+    json!({
+        "content": { "application/json": { "schema": { "type": "object", "properties": properties } } }
+    })
+}
+
+/// The document under construction: path items are written to the text as
+/// they are made, so at a thousand mounts the broker holds the text once
+/// and a single path item, never a tree of every value.
+struct Writer {
+    out: Vec<u8>,
+    paths: usize,
+}
+
+impl Writer {
+    fn add(
+        &mut self,
+        prefix: &str,
+        routes: &[Route],
+        engine: &str,
+        tag: &str,
+    ) -> Result<(), serde_json::Error> {
+        for route in routes {
+            let body = (!route.fields.is_empty()).then(|| body_key(engine, route));
+            let mut item = Map::new();
+            item.insert("summary".into(), json!(route.summary));
+            let parameters = path_parameters(route);
+            if !parameters.is_empty() {
+                item.insert("parameters".into(), Value::Array(parameters));
+            }
+            for &op in route.ops {
+                let (method, operation) = operation(op, tag, body.as_deref());
+                // A path both read and listed documents one GET; the list form
+                // is told by its query parameter.
+                item.entry(method).or_insert(operation);
+            }
+            if self.paths > 0 {
+                self.out.push(b',');
+            }
+            self.paths += 1;
+            serde_json::to_writer(&mut self.out, &format!("/{prefix}{}", route.path))?;
+            self.out.push(b':');
+            serde_json::to_writer(&mut self.out, &item)?;
         }
-        paths.insert(format!("/{prefix}{}", route.path), Value::Object(item));
+        Ok(())
     }
 }
 
-/// The document for the current mount table.
-pub(crate) fn document(mounts: &MountTable) -> Value {
-    let mut paths = Map::new();
-    add(&mut paths, "", SYSTEM, "system");
+/// The engines the document knows, by mount type: (type, routes).
+const ENGINES: &[(&str, &[Route])] = &[("database", DATABASE), ("pki", PKI)];
+
+/// What the document depends on: each mount's path and type.
+type Shape = Vec<(String, String)>;
+
+/// The last document served, with the mount table shape it was made for:
+/// clients fetch it often and mount tables change rarely.
+static LAST: std::sync::Mutex<Option<(Shape, std::sync::Arc<Vec<u8>>)>> =
+    std::sync::Mutex::new(None);
+
+/// The document for the current mount table, as JSON text, made again only
+/// when the mount table's shape has changed.
+pub(crate) fn cached_document(
+    mounts: &MountTable,
+) -> Result<std::sync::Arc<Vec<u8>>, serde_json::Error> {
+    let shape: Shape = mounts
+        .iter()
+        .map(|(path, entry)| (path.clone(), entry.kind.clone()))
+        .collect();
+    if let Ok(last) = LAST.lock()
+        && let Some((made_for, doc)) = &*last
+        && *made_for == shape
+    {
+        return Ok(doc.clone());
+    }
+    let doc = std::sync::Arc::new(document(mounts)?);
+    if let Ok(mut last) = LAST.lock() {
+        *last = Some((shape, doc.clone()));
+    }
+    Ok(doc)
+}
+
+/// The document for `mounts`, as JSON text.
+pub(crate) fn document(mounts: &MountTable) -> Result<Vec<u8>, serde_json::Error> {
+    let mut writer = Writer {
+        out: Vec::with_capacity(64 * 1024),
+        paths: 0,
+    };
+    writer.out.extend_from_slice(b"{\"paths\":{");
+    writer.add("", SYSTEM, "system", "system")?;
+    let mut request_bodies = Map::new();
+    for route in SYSTEM.iter().filter(|r| !r.fields.is_empty()) {
+        request_bodies.insert(body_key("system", route), request_body(route));
+    }
     for (mount, entry) in mounts {
-        match entry.kind.as_str() {
-            "database" => add(&mut paths, mount, DATABASE, "secrets"),
-            "pki" => add(&mut paths, mount, PKI, "secrets"),
-            _ => {}
+        let Some((engine, routes)) = ENGINES.iter().find(|(kind, _)| *kind == entry.kind) else {
+            continue;
+        };
+        writer.add(mount, routes, engine, "secrets")?;
+        for route in routes.iter().filter(|r| !r.fields.is_empty()) {
+            let key = body_key(engine, route);
+            if !request_bodies.contains_key(&key) {
+                request_bodies.insert(key, request_body(route));
+            }
         }
     }
-    json!({
+    writer.out.extend_from_slice(b"},");
+    let rest = json!({
         "openapi": "3.0.2",
         "info": {
             "title": "broker",
@@ -568,8 +674,57 @@ pub(crate) fn document(mounts: &MountTable) -> Value {
             "securitySchemes": {
                 "token": { "type": "apiKey", "in": "header", "name": "X-Vault-Token" },
             },
+            "responses": {
+                "ok": { "description": "OK" },
+                "done": { "description": "done" },
+            },
+            "requestBodies": request_bodies,
         },
         "security": [{ "token": [] }],
-        "paths": paths,
-    })
+    });
+    let rest = serde_json::to_vec(&rest)?;
+    // `rest` is an object: its members follow the paths' comma.
+    writer.out.extend_from_slice(rest.get(1..).unwrap_or(b"}"));
+    Ok(writer.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_keys_are_valid_component_names_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for (engine, routes) in [("system", SYSTEM)].iter().chain(ENGINES) {
+            for route in routes.iter() {
+                let key = body_key(engine, route);
+                assert!(
+                    key.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')),
+                    "{key}"
+                );
+                assert!(seen.insert(key.clone()), "two routes share {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_document_is_json_and_grows_little_per_mount() {
+        let entry = |kind: &str| -> crate::core::MountEntry {
+            serde_json::from_value(json!({ "type": kind, "accessor": "database_0" })).unwrap()
+        };
+        let mut one = MountTable::new();
+        one.insert("db0/".into(), entry("database"));
+        let mut many = MountTable::new();
+        for i in 0..100 {
+            many.insert(format!("db{i}/"), entry("database"));
+        }
+        let small = document(&one).unwrap();
+        let large = document(&many).unwrap();
+        let doc: Value = serde_json::from_slice(&large).unwrap();
+        assert!(doc["paths"]["/db99/creds/{role}"]["get"].is_object());
+        assert!(doc["components"]["requestBodies"]["database.config.name"].is_object());
+        let per_mount = (large.len() - small.len()) / 99;
+        assert!(per_mount < 4096, "{per_mount} bytes per database mount");
+    }
 }

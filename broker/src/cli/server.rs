@@ -55,23 +55,17 @@ async fn run_configured(path: &std::path::Path) -> anyhow::Result<()> {
         .context("cannot start the server")?;
     let address = config.listener.address;
     let options = ServeOptions::from_config(&config);
-    match config.listener.tls() {
-        Some((cert, key)) => {
-            let tls = crate::server::tls_config(cert, key)?;
-            let listener = std::net::TcpListener::bind(address)
-                .with_context(|| format!("cannot listen on {address}"))?;
-            tracing::info!(address = %listener.local_addr()?, tls = true, storage = ?config.storage, kms = ?config.kms, "broker started");
-            crate::server::serve_tls(listener, tls, core, options).await
-        }
-        None => {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen on {address}"))?;
-            tracing::info!(address = %listener.local_addr()?, tls = false, storage = ?config.storage, kms = ?config.kms, "broker started");
-            crate::server::serve(listener, core, options).await
-        }
-    }
-    .context("server failed")
+    let tls = match config.listener.tls() {
+        Some((cert, key)) => Some(crate::server::tls_config(cert, key)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), storage = ?config.storage, kms = ?config.kms, "broker started");
+    crate::server::serve(listener, tls, core, options)
+        .await
+        .context("server failed")
 }
 
 async fn run_dev(args: ServerArgs) -> anyhow::Result<()> {
@@ -113,7 +107,7 @@ async fn run_dev(args: ServerArgs) -> anyhow::Result<()> {
          The README's quickstart continues from here to a PostgreSQL login.\n",
         dir = dir.display()
     );
-    crate::server::serve(listener, core, ServeOptions::default())
+    crate::server::serve(listener, None, core, ServeOptions::default())
         .await
         .context("server failed")
 }

@@ -101,10 +101,38 @@ fn field_ttl(body: &Map<String, Value>, name: &str) -> Result<Option<Duration>, 
         .filter(|d| !d.is_zero()))
 }
 
+/// `key_bits`: absent or 0 for the key type's default, else a whole
+/// number (Vault also takes it as a string of digits).
+fn key_bits_field(body: &Map<String, Value>) -> Result<u64, EngineError> {
+    let refused = || {
+        EngineError::BadRequest(
+            "key_bits must be 0 (the key type's default), 256 or 384 (ec), or 2048, 3072 or 4096 (rsa)"
+                .into(),
+        )
+    };
+    match body.get("key_bits") {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(refused),
+        Some(Value::String(s)) => s.trim().parse().map_err(|_| refused()),
+        Some(_) => Err(refused()),
+    }
+}
+
 fn key_type_field(body: &Map<String, Value>) -> Result<crate::plugin::KeyType, EngineError> {
     let key_type = field_str(body, "key_type")?.unwrap_or("ec");
-    let bits = body.get("key_bits").and_then(Value::as_u64).unwrap_or(0);
-    Ok(keys::from_vault(key_type, bits)?)
+    Ok(keys::from_vault(key_type, key_bits_field(body)?)?)
+}
+
+/// A CA's `common_name`, required and within X.509's bound.
+fn common_name_field<'a>(
+    body: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, EngineError> {
+    let cn = field_str(body, name)?;
+    if let Some(cn) = cn {
+        ca::check_common_name(cn)?;
+    }
+    Ok(cn)
 }
 
 impl PkiEngine {
@@ -163,7 +191,7 @@ impl PkiEngine {
         exported: bool,
     ) -> Result<Value, EngineError> {
         self.refuse_if_ca().await?;
-        let cn = field_str(body, "common_name")?
+        let cn = common_name_field(body, "common_name")?
             .ok_or_else(|| EngineError::BadRequest("common_name is required".into()))?;
         let ttl = field_ttl(body, "ttl")?.unwrap_or(Duration::from_secs(10 * 365 * 86400));
         let key_type = key_type_field(body)?;
@@ -202,7 +230,7 @@ impl PkiEngine {
         exported: bool,
     ) -> Result<Value, EngineError> {
         self.refuse_if_ca().await?;
-        let cn = field_str(body, "common_name")?
+        let cn = common_name_field(body, "common_name")?
             .ok_or_else(|| EngineError::BadRequest("common_name is required".into()))?
             .to_owned();
         let key_type = key_type_field(body)?;
@@ -384,6 +412,11 @@ impl PkiEngine {
             }
         }
         key_type_field(&body)?;
+        // The plugin reads key_bits as a number.
+        let bits = key_bits_field(&body)?;
+        if body.contains_key("key_bits") {
+            body.insert("key_bits".into(), json!(bits));
+        }
         self.store
             .put(&self.key(&format!("role/{name}")), &body)
             .await?;

@@ -302,15 +302,62 @@ impl Ca {
         }
         let serial = random_serial()?;
         let params = &mut csr.params;
-        if let Some(cn) = common_name {
-            params.distinguished_name = DistinguishedName::new();
-            params.distinguished_name.push(DnType::CommonName, cn);
+        match common_name {
+            Some(cn) => {
+                check_common_name(cn)?;
+                params.distinguished_name = DistinguishedName::new();
+                params.distinguished_name.push(DnType::CommonName, cn);
+            }
+            None => check_subject(&params.distinguished_name)?,
         }
         make_ca(params, not_after, &serial);
         params.use_authority_key_identifier_extension = true;
         let cert = csr.signed_by(&self.issuer()?)?;
         Ok((cert.pem(), serial_text(&serial)))
     }
+}
+
+/// X.509's upper bound on a common name (RFC 5280, `ub-common-name`).
+pub const MAX_COMMON_NAME: usize = 64;
+
+/// A CA's common name: 1 to [`MAX_COMMON_NAME`] characters, no control
+/// characters. Clients and other CAs refuse longer ones, and a request must
+/// not size what the broker signs and stores.
+pub fn check_common_name(cn: &str) -> Result<(), PkiError> {
+    if cn.is_empty() || cn.chars().count() > MAX_COMMON_NAME {
+        return Err(PkiError::Invalid(format!(
+            "common_name must be 1 to {MAX_COMMON_NAME} characters (X.509's bound)"
+        )));
+    }
+    if cn.chars().any(char::is_control) {
+        return Err(PkiError::Invalid(
+            "common_name must not hold control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A CSR's subject, kept when no common name is given: each attribute
+/// within X.509's bound for a common name.
+fn check_subject(subject: &DistinguishedName) -> Result<(), PkiError> {
+    for (_, value) in subject.iter() {
+        let len = match value {
+            rcgen::DnValue::Utf8String(s) => s.chars().count(),
+            rcgen::DnValue::PrintableString(s) => s.as_str().len(),
+            rcgen::DnValue::Ia5String(s) => s.as_str().len(),
+            rcgen::DnValue::TeletexString(s) => s.as_str().len(),
+            rcgen::DnValue::BmpString(s) => s.as_bytes().len() / 2,
+            rcgen::DnValue::UniversalString(s) => s.as_bytes().len() / 4,
+            _ => 0,
+        };
+        if len > MAX_COMMON_NAME {
+            return Err(PkiError::Invalid(format!(
+                "the CSR's subject has an attribute longer than {MAX_COMMON_NAME} characters; \
+                 give common_name to replace it"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What every CA certificate this broker makes says: a CA, signing

@@ -33,6 +33,9 @@ pub enum StorageError {
     /// The SQLite file is another process's, or its lock cannot be taken.
     #[error("storage is locked: {0}")]
     Locked(String),
+    /// The SQLite file cannot be created or made private to its owner.
+    #[error("storage file: {0}")]
+    File(String),
 }
 
 /// When a write is acknowledged: on disk, or committed and visible.

@@ -41,11 +41,47 @@ pub struct SqliteBackend {
     _lock: std::sync::Arc<FileLock>,
 }
 
+/// Makes the database file (created empty if missing) readable by its
+/// owner only, and its WAL and shared-memory files if present: SQLite
+/// creates those with the database file's mode, so they follow. Sealed
+/// values are ciphertext, but lease ids, mount names and timing are not.
+fn private_files(path: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let refused = |file: &Path, e: std::io::Error| {
+        StorageError::File(format!(
+            "cannot make {} private (mode 0600): {e}",
+            file.display()
+        ))
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| refused(path, e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        match std::fs::symlink_metadata(file) {
+            Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| refused(file, e))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl SqliteBackend {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<Self, StorageError> {
         // First: a second broker must not so much as migrate the file.
         let lock = FileLock::acquire(path)?;
+        private_files(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
