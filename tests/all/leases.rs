@@ -486,3 +486,88 @@ async fn an_aborted_worker_leaves_no_revocation_running() {
     leases.revoke(&row.id).await.unwrap();
     assert!(!role_exists(&user).await);
 }
+
+/// A lease whose stored times are out of range (written when TTLs had no
+/// bound: an expiry 2.3e18 s away) is never due, so the worker would never
+/// revoke it. The sweep and a lookup both end it as expired, with the
+/// reason as its error; the worker then revokes it. Others are untouched.
+#[tokio::test]
+async fn leases_with_out_of_range_times_are_ended() {
+    let f = fixture().await;
+    let mut broken = Vec::new();
+    for _ in 0..2 {
+        let (row, cred) = f
+            .leases
+            .issue(params("far", 3600, 7200, pg_connection()))
+            .await
+            .unwrap();
+        let mut far = f.storage.get_lease(&row.id).await.unwrap().unwrap();
+        far.expires_at = i64::MAX / 4;
+        far.max_expires_at = i64::MAX / 4;
+        far.next_attempt_at = i64::MAX / 4;
+        assert!(
+            f.storage
+                .update_lease(&far, Durability::Durable)
+                .await
+                .unwrap()
+        );
+        broken.push((row.id, username(&cred)));
+    }
+    let (kept, kept_cred) = f
+        .leases
+        .issue(params("near", 3600, 7200, pg_connection()))
+        .await
+        .unwrap();
+
+    // A lookup ends the first.
+    let looked = f.leases.lookup(&broken[0].0).await.unwrap();
+    assert_eq!(looked.state, LeaseState::Revoking);
+    assert!(
+        looked
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("out of range"),
+        "{:?}",
+        looked.last_error
+    );
+    let now = broker::clock::unix_now_signed();
+    assert!(looked.expires_at <= now && looked.next_attempt_at <= now);
+    // The sweep finds the other; the one looked up is in range now.
+    assert_eq!(f.leases.sweep_unusable().await.unwrap(), 1);
+    assert_eq!(f.leases.sweep_unusable().await.unwrap(), 0);
+    let swept = f.storage.get_lease(&broken[1].0).await.unwrap().unwrap();
+    assert_eq!(swept.state, LeaseState::Revoking);
+    assert!(swept.next_attempt_at <= broker::clock::unix_now_signed());
+
+    let pass = f
+        .leases
+        .expire_due(broker::clock::unix_now_signed() + 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(pass.revoked, 2);
+    for (id, user) in &broken {
+        assert!(!role_exists(user).await, "{user} outlived its lease");
+        assert!(f.storage.get_lease(id).await.unwrap().is_none());
+    }
+    let still = f.leases.lookup(&kept.id).await.unwrap();
+    assert_eq!(still.state, LeaseState::Active);
+    assert!(role_exists(&username(&kept_cred)).await);
+    f.leases.revoke(&kept.id).await.unwrap();
+}
+
+/// Issuing with a TTL beyond the longest (a role stored before TTLs were
+/// bounded) caps the lease at the longest TTL instead of overflowing.
+#[tokio::test]
+async fn issue_caps_a_stored_ttl_beyond_the_bound() {
+    let f = fixture().await;
+    let (row, _) = f
+        .leases
+        .issue(params("huge", u64::MAX, u64::MAX, pg_connection()))
+        .await
+        .unwrap();
+    let max = broker::duration::MAX_TTL_SECS as i64;
+    assert_eq!(row.expires_at - row.issued_at, max);
+    assert_eq!(row.max_expires_at - row.issued_at, max);
+    f.leases.revoke(&row.id).await.unwrap();
+}
