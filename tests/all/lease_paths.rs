@@ -406,7 +406,7 @@ async fn ttl_fields_are_bounded_when_written() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "role {field}: {body}");
         assert!(first_error(&body).starts_with(&format!("{field}: ")), "{body}");
     }
-    b.expect(StatusCode::BAD_REQUEST, "GET", "database/roles/big", None)
+    b.expect(StatusCode::NOT_FOUND, "GET", "database/roles/big", None)
         .await;
 
     let (lease, user) = creds(&b, "database", "app").await;
