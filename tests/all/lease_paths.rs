@@ -44,7 +44,9 @@ async fn database_at(b: &Broker, mount: &str, roles: &[&str]) {
             StatusCode::NO_CONTENT,
             "POST",
             &format!("{mount}/roles/{role}"),
-            Some(json!({ "db_name": "pg", "creation_statements": [PG_CREATE], "default_ttl": "1h" })),
+            Some(
+                json!({ "db_name": "pg", "creation_statements": [PG_CREATE], "default_ttl": "1h" }),
+            ),
         )
         .await;
     }
@@ -53,7 +55,12 @@ async fn database_at(b: &Broker, mount: &str, roles: &[&str]) {
 /// A credential of `mount`'s `role`: its lease id and username.
 async fn creds(b: &Broker, mount: &str, role: &str) -> (String, String) {
     let body = b
-        .expect(StatusCode::OK, "GET", &format!("{mount}/creds/{role}"), None)
+        .expect(
+            StatusCode::OK,
+            "GET",
+            &format!("{mount}/creds/{role}"),
+            None,
+        )
         .await;
     (
         body["lease_id"].as_str().unwrap().to_owned(),
@@ -120,7 +127,11 @@ async fn revoke_prefix_takes_whole_role_segments() {
             None,
         )
         .await;
-    assert_eq!(listed["data"]["keys"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(
+        listed["data"]["keys"].as_array().unwrap().len(),
+        2,
+        "{listed}"
+    );
 
     b.expect(
         StatusCode::NO_CONTENT,
@@ -133,8 +144,14 @@ async fn revoke_prefix_takes_whole_role_segments() {
         assert!(!lease_exists(&b, lease).await);
         assert!(!pg_role_exists(user).await, "{user} outlived revoke-prefix");
     }
-    assert!(lease_exists(&b, &app2.0).await, "role app2's lease was revoked");
-    assert!(pg_role_exists(&app2.1).await, "role app2's user was dropped");
+    assert!(
+        lease_exists(&b, &app2.0).await,
+        "role app2's lease was revoked"
+    );
+    assert!(
+        pg_role_exists(&app2.1).await,
+        "role app2's user was dropped"
+    );
 
     // The trailing-slash form revokes the role's leases too.
     let again = creds(&b, "database", "app").await;
@@ -171,9 +188,7 @@ async fn revoke_prefix_takes_whole_role_segments() {
     assert!(pg_role_exists(&axp.1).await);
 
     // No prefix is not "every lease".
-    let (status, body) = b
-        .call("PUT", "sys/leases/revoke-prefix/", None)
-        .await;
+    let (status, body) = b.call("PUT", "sys/leases/revoke-prefix/", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(first_error(&body).contains("prefix is required"), "{body}");
     assert!(lease_exists(&b, &axp.0).await);
@@ -208,7 +223,10 @@ async fn prefixes_take_whole_mount_segments() {
         None,
     )
     .await;
-    assert!(!lease_exists(&b, &db.0).await, "mount db's lease is forgotten");
+    assert!(
+        !lease_exists(&b, &db.0).await,
+        "mount db's lease is forgotten"
+    );
     assert!(
         lease_exists(&b, &db2.0).await,
         "revoke-force/db forgot mount db2's lease"
@@ -249,7 +267,12 @@ async fn only_a_mounts_exact_path_disables_it() {
     database_at(&b, "db4b", &["app"]).await;
     let (lease, user) = creds(&b, "db4b", "app").await;
 
-    for inside in ["db4b/config", "db4b/config/pg", "db4b/creds/app", "db4b/roles"] {
+    for inside in [
+        "db4b/config",
+        "db4b/config/pg",
+        "db4b/creds/app",
+        "db4b/roles",
+    ] {
         let (status, body) = b
             .call("DELETE", &format!("sys/mounts/{inside}"), None)
             .await;
@@ -264,8 +287,13 @@ async fn only_a_mounts_exact_path_disables_it() {
         .await;
     b.expect(StatusCode::NOT_FOUND, "DELETE", "sys/mountsdb4b", None)
         .await;
-    b.expect(StatusCode::NOT_FOUND, "POST", "sys/mountsx", Some(json!({ "type": "database" })))
-        .await;
+    b.expect(
+        StatusCode::NOT_FOUND,
+        "POST",
+        "sys/mountsx",
+        Some(json!({ "type": "database" })),
+    )
+    .await;
     // Tuning inside a mount is refused too, and changes nothing.
     let (status, body) = b
         .call(
@@ -277,8 +305,10 @@ async fn only_a_mounts_exact_path_disables_it() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     // Everything is still there: the config, the role, the lease, the user.
-    b.expect(StatusCode::OK, "GET", "db4b/config/pg", None).await;
-    b.expect(StatusCode::OK, "GET", "db4b/roles/app", None).await;
+    b.expect(StatusCode::OK, "GET", "db4b/config/pg", None)
+        .await;
+    b.expect(StatusCode::OK, "GET", "db4b/roles/app", None)
+        .await;
     assert!(lease_exists(&b, &lease).await);
     assert!(pg_role_exists(&user).await);
     let tune = b
@@ -384,7 +414,10 @@ async fn ttl_fields_are_bounded_when_written() {
         .await;
 
     database_at(&b, "database", &["app"]).await;
-    for (field, value) in [("max_lease_ttl", huge.clone()), ("default_lease_ttl", json!("99999999999h"))] {
+    for (field, value) in [
+        ("max_lease_ttl", huge.clone()),
+        ("default_lease_ttl", json!("99999999999h")),
+    ] {
         let (status, body) = b
             .call(
                 "POST",
@@ -393,9 +426,15 @@ async fn ttl_fields_are_bounded_when_written() {
             )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "tune {field}: {body}");
-        assert!(first_error(&body).starts_with(&format!("{field}: ")), "{body}");
+        assert!(
+            first_error(&body).starts_with(&format!("{field}: ")),
+            "{body}"
+        );
     }
-    for (field, value) in [("default_ttl", json!("99999999999h")), ("max_ttl", huge.clone())] {
+    for (field, value) in [
+        ("default_ttl", json!("99999999999h")),
+        ("max_ttl", huge.clone()),
+    ] {
         let (status, body) = b
             .call(
                 "POST",
@@ -404,7 +443,10 @@ async fn ttl_fields_are_bounded_when_written() {
             )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "role {field}: {body}");
-        assert!(first_error(&body).starts_with(&format!("{field}: ")), "{body}");
+        assert!(
+            first_error(&body).starts_with(&format!("{field}: ")),
+            "{body}"
+        );
     }
     b.expect(StatusCode::NOT_FOUND, "GET", "database/roles/big", None)
         .await;
@@ -434,8 +476,13 @@ async fn the_longest_ttl_makes_a_user_valid_that_long() {
         Some(json!({ "type": "database", "config": { "max_lease_ttl": "876000h" } })),
     )
     .await;
-    b.expect(StatusCode::NO_CONTENT, "DELETE", "sys/mounts/database", None)
-        .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "DELETE",
+        "sys/mounts/database",
+        None,
+    )
+    .await;
     database_at(&b, "database", &[]).await;
     b.expect(
         StatusCode::NO_CONTENT,
@@ -475,9 +522,20 @@ async fn the_longest_ttl_makes_a_user_valid_that_long() {
     let lease = body["lease_id"].as_str().unwrap();
     let (status, looked) = lookup(&b, lease).await;
     assert_eq!(status, StatusCode::OK, "{looked}");
-    assert!(looked["data"]["expire_time"].as_str().unwrap().starts_with("21"), "{looked}");
-    b.expect(StatusCode::NO_CONTENT, "DELETE", "sys/mounts/database", None)
-        .await;
+    assert!(
+        looked["data"]["expire_time"]
+            .as_str()
+            .unwrap()
+            .starts_with("21"),
+        "{looked}"
+    );
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "DELETE",
+        "sys/mounts/database",
+        None,
+    )
+    .await;
     assert!(!pg_role_exists(user).await);
 }
 

@@ -132,9 +132,7 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError>
             Ok(no_content())
         }
         (Operation::Write, r) if is_segment(r, "revoke-prefix") => {
-            leases
-                .revoke_prefix(prefix_of(r, "revoke-prefix")?)
-                .await?;
+            leases.revoke_prefix(prefix_of(r, "revoke-prefix")?).await?;
             Ok(no_content())
         }
         (Operation::Write, r) if is_segment(r, "revoke-force") => {

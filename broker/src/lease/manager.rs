@@ -531,11 +531,7 @@ impl Leases {
         const PAGE: u32 = 256;
         let mut ended = 0;
         loop {
-            let rows = self
-                .store
-                .storage()
-                .leases_due_after(horizon, PAGE)
-                .await?;
+            let rows = self.store.storage().leases_due_after(horizon, PAGE).await?;
             let full = rows.len() == PAGE as usize;
             let mut skipped = false;
             for row in rows {
@@ -561,7 +557,11 @@ impl Leases {
     }
 
     /// Up to `limit` ids of leases under `prefix`'s folder.
-    async fn list_under(&self, prefix: &LeasePrefix, limit: u32) -> Result<Vec<String>, LeaseError> {
+    async fn list_under(
+        &self,
+        prefix: &LeasePrefix,
+        limit: u32,
+    ) -> Result<Vec<String>, LeaseError> {
         let mut ids = self.list(prefix.folder(), limit).await?;
         // Storage escapes LIKE's wildcards; this keeps a backend that
         // matched more than the folder from reaching a sibling's leases.
@@ -1030,8 +1030,13 @@ impl Leases {
                     last_sweep = Some(std::time::Instant::now());
                     match self.sweep_unusable().await {
                         Ok(0) => {}
-                        Ok(n) => tracing::warn!(leases = n, "leases with out-of-range times are revoked as expired"),
-                        Err(e) => tracing::warn!(error = %e, "cannot look for leases with out-of-range times"),
+                        Ok(n) => tracing::warn!(
+                            leases = n,
+                            "leases with out-of-range times are revoked as expired"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot look for leases with out-of-range times")
+                        }
                     }
                 }
                 // Reading the counts also folds PostgreSQL's count deltas,

@@ -64,7 +64,10 @@ mod tests {
         assert!(app.matches("database/creds/app/abc"));
         assert!(!app.matches("database/creds/app2/abc"));
         assert!(!app.matches("database/creds/ap"));
-        assert!(app.matches("database/creds/app"), "an exact id, as in Vault");
+        assert!(
+            app.matches("database/creds/app"),
+            "an exact id, as in Vault"
+        );
         let slash = LeasePrefix::new("database/creds/app/").unwrap();
         assert!(slash.matches("database/creds/app/abc"));
         assert!(!slash.matches("database/creds/app"));
