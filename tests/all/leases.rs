@@ -571,3 +571,72 @@ async fn issue_caps_a_stored_ttl_beyond_the_bound() {
     assert_eq!(row.max_expires_at - row.issued_at, max);
     f.leases.revoke(&row.id).await.unwrap();
 }
+
+/// Both backends find the leases due past a time (the sweep's query),
+/// latest first and without irrevocable ones, and list lease ids under a
+/// prefix with LIKE's wildcards taken as text.
+#[tokio::test]
+async fn both_backends_find_leases_due_past_a_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Storage = Arc::new(SqliteBackend::open(&dir.path().join("b.db")).await.unwrap());
+    let db = unique("duepast");
+    pg_admin()
+        .await
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let s = postgres();
+    let url = format!(
+        "postgres://{}:{}@{}:{}/{db}",
+        s.user, s.password, s.host, s.port
+    );
+    let pg: Storage = Arc::new(
+        broker::storage::PostgresBackend::connect(&url)
+            .await
+            .unwrap(),
+    );
+    let row = |id: &str, state: LeaseState, due: i64| broker::storage::LeaseRow {
+        id: id.into(),
+        state,
+        issued_at: 100,
+        expires_at: due,
+        max_expires_at: due,
+        next_attempt_at: due,
+        attempts: 0,
+        last_error: None,
+        token_accessor: None,
+        sealed: vec![1],
+    };
+    for storage in [sqlite, pg] {
+        for r in [
+            row("m/creds/a/1", LeaseState::Active, 10),
+            row("m/creds/a_b/2", LeaseState::Active, 1_000_000_000_000),
+            row("m/creds/axb/3", LeaseState::Pending, 2_000_000_000_000),
+            row("m/creds/q/4", LeaseState::Irrevocable, 3_000_000_000_000),
+        ] {
+            storage.insert_lease(&r).await.unwrap();
+        }
+        let ids = |rows: Vec<broker::storage::LeaseRow>| {
+            rows.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(storage.leases_due_after(1000, 10).await.unwrap()),
+            vec!["m/creds/axb/3", "m/creds/a_b/2"]
+        );
+        assert_eq!(
+            ids(storage.leases_due_after(1000, 1).await.unwrap()),
+            vec!["m/creds/axb/3"]
+        );
+        assert!(
+            storage
+                .leases_due_after(3_000_000_000_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            storage.list_leases("m/creds/a_b/", 10).await.unwrap(),
+            vec!["m/creds/a_b/2"]
+        );
+    }
+}
