@@ -451,6 +451,24 @@ async fn ttl_fields_are_bounded_when_written() {
     b.expect(StatusCode::NOT_FOUND, "GET", "database/roles/big", None)
         .await;
 
+    // PKI's TTL fields take the same parser, and the same bound.
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/mounts/pki",
+        Some(json!({ "type": "pki" })),
+    )
+    .await;
+    let (status, body) = b
+        .call(
+            "POST",
+            "pki/root/generate/internal",
+            Some(json!({ "common_name": "Root", "ttl": "99999999999h" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(first_error(&body).starts_with("ttl: "), "{body}");
+
     let (lease, user) = creds(&b, "database", "app").await;
     let (status, body) = b
         .call(
