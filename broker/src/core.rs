@@ -3,6 +3,12 @@
 //!
 //! Opening the core unwraps the keyring with the KMS (creating it on first
 //! start). The core must never expose the keyring or the root token.
+//!
+//! The mount table is matched on whole path segments: a path names a mount
+//! only when it is the mount's path exactly, and a new mount's path is
+//! checked ([`mount_path`]) so that it can be routed, listed and written in
+//! a lease id unambiguously. Disabling or tuning must never act on a path
+//! that is merely inside a mount.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -128,6 +134,62 @@ pub const SYSTEM_DEFAULT_TTL: Duration = Duration::from_secs(32 * 24 * 3600);
 
 /// Mounts by path, with a trailing slash (`database/`).
 pub type MountTable = BTreeMap<String, MountEntry>;
+
+/// The longest mount path, in bytes.
+pub const MAX_MOUNT_PATH: usize = 128;
+
+/// First segments Vault keeps for itself (in any case): a mount there would
+/// shadow, or be shadowed by, the system's own paths.
+pub const RESERVED_MOUNTS: &[&str] = &["sys", "auth", "cubbyhole", "identity", "audit"];
+
+/// Checks a path a new mount would take and returns it as the mount table
+/// keys it (`team/db/`). Segments are 1 or more letters, digits, `-`, `_`
+/// or `.`, never `.` or `..`; the path is at most [`MAX_MOUNT_PATH`] bytes
+/// and starts with no reserved name. Lease ids, storage keys and policies
+/// all embed the path, so anything else could make two paths alias.
+pub fn mount_path(path: &str) -> Result<String, EngineError> {
+    let trimmed = path.trim_matches('/');
+    let bad = |why: &str| {
+        Err(EngineError::BadRequest(format!(
+            "path: {why}; a mount path is 1-{MAX_MOUNT_PATH} characters of segments made of letters, digits, '-', '_' or '.', separated by '/'"
+        )))
+    };
+    if trimmed.is_empty() {
+        return bad("a mount path is required");
+    }
+    if trimmed.len() > MAX_MOUNT_PATH {
+        return bad(&format!("it is {} bytes long", trimmed.len()));
+    }
+    for segment in trimmed.split('/') {
+        if segment.is_empty() {
+            return bad("it has an empty segment ('//')");
+        }
+        if segment == "." || segment == ".." {
+            return bad("'.' and '..' are not allowed as segments");
+        }
+        if let Some(c) = segment
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return bad(&format!("character {c:?} is not allowed"));
+        }
+    }
+    let first = trimmed.split('/').next().unwrap_or_default();
+    if let Some(reserved) = RESERVED_MOUNTS
+        .iter()
+        .find(|r| r.eq_ignore_ascii_case(first))
+    {
+        return Err(EngineError::BadRequest(format!(
+            "path: {first:?} is reserved (like Vault, {reserved}/ belongs to the system, in any case)"
+        )));
+    }
+    // `sys/mounts/<path>/tune` tunes <path>: a mount ending in `tune`
+    // could never be disabled or tuned itself.
+    if trimmed == "tune" || trimmed.ends_with("/tune") {
+        return bad("a mount path cannot end with the segment 'tune'");
+    }
+    Ok(format!("{trimmed}/"))
+}
 
 /// Finds a lease's current connection config through its mount.
 struct MountResolver {
@@ -317,12 +379,9 @@ impl Core {
         self.mounts.read().await.clone()
     }
 
-    /// Enables an engine at `path`.
+    /// Enables an engine at `path` (see [`mount_path`] for what it may be).
     pub async fn mount(&self, path: &str, entry: MountEntry) -> Result<(), EngineError> {
-        let path = format!("{}/", path.trim_matches('/'));
-        if path == "/" || path.starts_with("sys/") || path.starts_with("auth/") {
-            return Err(EngineError::BadRequest(format!("cannot mount at {path:?}")));
-        }
+        let path = mount_path(path)?;
         if !ENGINE_TYPES.contains(&entry.kind.as_str()) {
             return Err(EngineError::BadRequest(format!(
                 "unknown engine type {:?}; this broker offers: {}",
@@ -344,9 +403,31 @@ impl Core {
         Ok(())
     }
 
-    /// Disables the engine at `path`, revoking its leases first.
-    pub async fn unmount(&self, path: &str) -> Result<(), EngineError> {
+    /// The mount whose path is exactly `path`: a path inside a mount is a
+    /// 400 naming that mount (acting on it would reach the mount's data),
+    /// one under no mount a 404.
+    async fn exact_mount(&self, path: &str) -> Result<String, EngineError> {
         let path = format!("{}/", path.trim_matches('/'));
+        let mounts = self.mounts.read().await;
+        if mounts.contains_key(&path) {
+            return Ok(path);
+        }
+        match mounts.keys().find(|m| path.starts_with(m.as_str())) {
+            Some(m) => Err(EngineError::BadRequest(format!(
+                "{path} is not a mount: it is a path inside mount {m}; name the mount itself ({})",
+                m.trim_end_matches('/')
+            ))),
+            None if path.len() <= MAX_MOUNT_PATH + 1 => {
+                Err(EngineError::NotFound(format!("no mount at {path}")))
+            }
+            None => Err(EngineError::NotFound("no mount at that path".into())),
+        }
+    }
+
+    /// Disables the engine at `path`, which must be a mount's path exactly,
+    /// revoking its leases first.
+    pub async fn unmount(&self, path: &str) -> Result<(), EngineError> {
+        let path = self.exact_mount(path).await?;
         self.leases.revoke_prefix(&path).await?;
         let mut mounts = self.mounts.write().await;
         mounts.remove(&path);
@@ -366,7 +447,11 @@ impl Core {
         default_lease_ttl: Option<u64>,
         max_lease_ttl: Option<u64>,
     ) -> Result<(), EngineError> {
-        let path = format!("{}/", path.trim_matches('/'));
+        let path = self.exact_mount(path).await.map_err(|e| match e {
+            // Vault answers 400 for tuning a path that is not mounted.
+            EngineError::NotFound(m) => EngineError::BadRequest(m),
+            e => e,
+        })?;
         let mut mounts = self.mounts.write().await;
         let mut entry = mounts
             .get(&path)
@@ -417,15 +502,16 @@ impl Core {
         PkiEngine::new(mount, self.store.clone(), self.catalog.clone())
     }
 
-    /// The TTLs that apply on a mount.
+    /// The TTLs that apply on a mount. Stored values beyond the longest
+    /// TTL (written before it was checked) are capped to it.
     pub fn ttls(entry: &MountEntry) -> MountTtls {
         let max = if entry.max_lease_ttl > 0 {
-            Duration::from_secs(entry.max_lease_ttl)
+            Duration::from_secs(entry.max_lease_ttl).min(crate::duration::MAX_TTL)
         } else {
             SYSTEM_DEFAULT_TTL
         };
         let default = if entry.default_lease_ttl > 0 {
-            Duration::from_secs(entry.default_lease_ttl)
+            Duration::from_secs(entry.default_lease_ttl).min(crate::duration::MAX_TTL)
         } else {
             max
         };

@@ -486,3 +486,157 @@ async fn an_aborted_worker_leaves_no_revocation_running() {
     leases.revoke(&row.id).await.unwrap();
     assert!(!role_exists(&user).await);
 }
+
+/// A lease whose stored times are out of range (written when TTLs had no
+/// bound: an expiry 2.3e18 s away) is never due, so the worker would never
+/// revoke it. The sweep and a lookup both end it as expired, with the
+/// reason as its error; the worker then revokes it. Others are untouched.
+#[tokio::test]
+async fn leases_with_out_of_range_times_are_ended() {
+    let f = fixture().await;
+    let mut broken = Vec::new();
+    for _ in 0..2 {
+        let (row, cred) = f
+            .leases
+            .issue(params("far", 3600, 7200, pg_connection()))
+            .await
+            .unwrap();
+        let mut far = f.storage.get_lease(&row.id).await.unwrap().unwrap();
+        far.expires_at = i64::MAX / 4;
+        far.max_expires_at = i64::MAX / 4;
+        far.next_attempt_at = i64::MAX / 4;
+        assert!(
+            f.storage
+                .update_lease(&far, Durability::Durable)
+                .await
+                .unwrap()
+        );
+        broken.push((row.id, username(&cred)));
+    }
+    let (kept, kept_cred) = f
+        .leases
+        .issue(params("near", 3600, 7200, pg_connection()))
+        .await
+        .unwrap();
+
+    // A lookup ends the first.
+    let looked = f.leases.lookup(&broken[0].0).await.unwrap();
+    assert_eq!(looked.state, LeaseState::Revoking);
+    assert!(
+        looked
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("out of range"),
+        "{:?}",
+        looked.last_error
+    );
+    let now = broker::clock::unix_now_signed();
+    assert!(looked.expires_at <= now && looked.next_attempt_at <= now);
+    // The sweep finds the other; the one looked up is in range now.
+    assert_eq!(f.leases.sweep_unusable().await.unwrap(), 1);
+    assert_eq!(f.leases.sweep_unusable().await.unwrap(), 0);
+    let swept = f.storage.get_lease(&broken[1].0).await.unwrap().unwrap();
+    assert_eq!(swept.state, LeaseState::Revoking);
+    assert!(swept.next_attempt_at <= broker::clock::unix_now_signed());
+
+    let pass = f
+        .leases
+        .expire_due(broker::clock::unix_now_signed() + 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(pass.revoked, 2);
+    for (id, user) in &broken {
+        assert!(!role_exists(user).await, "{user} outlived its lease");
+        assert!(f.storage.get_lease(id).await.unwrap().is_none());
+    }
+    let still = f.leases.lookup(&kept.id).await.unwrap();
+    assert_eq!(still.state, LeaseState::Active);
+    assert!(role_exists(&username(&kept_cred)).await);
+    f.leases.revoke(&kept.id).await.unwrap();
+}
+
+/// Issuing with a TTL beyond the longest (a role stored before TTLs were
+/// bounded) caps the lease at the longest TTL instead of overflowing.
+#[tokio::test]
+async fn issue_caps_a_stored_ttl_beyond_the_bound() {
+    let f = fixture().await;
+    let (row, _) = f
+        .leases
+        .issue(params("huge", u64::MAX, u64::MAX, pg_connection()))
+        .await
+        .unwrap();
+    let max = broker::duration::MAX_TTL_SECS as i64;
+    assert_eq!(row.expires_at - row.issued_at, max);
+    assert_eq!(row.max_expires_at - row.issued_at, max);
+    f.leases.revoke(&row.id).await.unwrap();
+}
+
+/// Both backends find the leases due past a time (the sweep's query),
+/// latest first and without irrevocable ones, and list lease ids under a
+/// prefix with LIKE's wildcards taken as text.
+#[tokio::test]
+async fn both_backends_find_leases_due_past_a_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Storage = Arc::new(SqliteBackend::open(&dir.path().join("b.db")).await.unwrap());
+    let db = unique("duepast");
+    pg_admin()
+        .await
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let s = postgres();
+    let url = format!(
+        "postgres://{}:{}@{}:{}/{db}",
+        s.user, s.password, s.host, s.port
+    );
+    let pg: Storage = Arc::new(
+        broker::storage::PostgresBackend::connect(&url)
+            .await
+            .unwrap(),
+    );
+    let row = |id: &str, state: LeaseState, due: i64| broker::storage::LeaseRow {
+        id: id.into(),
+        state,
+        issued_at: 100,
+        expires_at: due,
+        max_expires_at: due,
+        next_attempt_at: due,
+        attempts: 0,
+        last_error: None,
+        token_accessor: None,
+        sealed: vec![1],
+    };
+    for storage in [sqlite, pg] {
+        for r in [
+            row("m/creds/a/1", LeaseState::Active, 10),
+            row("m/creds/a_b/2", LeaseState::Active, 1_000_000_000_000),
+            row("m/creds/axb/3", LeaseState::Pending, 2_000_000_000_000),
+            row("m/creds/q/4", LeaseState::Irrevocable, 3_000_000_000_000),
+        ] {
+            storage.insert_lease(&r).await.unwrap();
+        }
+        let ids = |rows: Vec<broker::storage::LeaseRow>| {
+            rows.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(storage.leases_due_after(1000, 10).await.unwrap()),
+            vec!["m/creds/axb/3", "m/creds/a_b/2"]
+        );
+        assert_eq!(
+            ids(storage.leases_due_after(1000, 1).await.unwrap()),
+            vec!["m/creds/axb/3"]
+        );
+        assert!(
+            storage
+                .leases_due_after(3_000_000_000_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            storage.list_leases("m/creds/a_b/", 10).await.unwrap(),
+            vec!["m/creds/a_b/2"]
+        );
+    }
+}

@@ -9,6 +9,7 @@ mod audit;
 mod crash;
 mod deploy;
 mod injection;
+mod lease_paths;
 mod leases;
 mod listener;
 mod mysql;

@@ -1,4 +1,8 @@
 //! `sys/leases/…`: lookup, renew, revoke, revoke-prefix, revoke-force.
+//!
+//! Prefixes are whole path segments (`database/creds/app` never reaches
+//! role `app2`), and a stored time is shown only when it is a real date: a
+//! lookup must never fail on what storage holds.
 
 use serde_json::{Value, json};
 
@@ -7,11 +11,40 @@ use super::{Operation, Request};
 use crate::core::Core;
 use crate::duration::Ttl;
 
-fn rfc3339(unix: i64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64),
-    )
-    .to_string()
+/// `unix` as RFC 3339, or null when it is no date RFC 3339 can write
+/// (before 1970 or after 9999): formatting it would fail.
+fn rfc3339(unix: i64) -> Value {
+    const LATEST: u64 = 253_402_300_799;
+    match u64::try_from(unix) {
+        Ok(secs) if secs <= LATEST => std::time::UNIX_EPOCH
+            .checked_add(std::time::Duration::from_secs(secs))
+            .map_or(Value::Null, |t| {
+                Value::String(humantime::format_rfc3339_seconds(t).to_string())
+            }),
+        _ => Value::Null,
+    }
+}
+
+/// The prefix of a revoke-prefix or revoke-force path: required, since an
+/// empty one would name every lease.
+fn prefix_of<'a>(rest: &'a str, op: &str) -> Result<&'a str, ApiError> {
+    let prefix = rest
+        .strip_prefix(op)
+        .unwrap_or_default()
+        .trim_start_matches('/');
+    if prefix.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "prefix is required: sys/leases/{op}/<prefix>"
+        )));
+    }
+    Ok(prefix)
+}
+
+/// Whether `rest` is `word` or a path below it (`lookup`, `lookup/…`), not
+/// a longer word (`lookups`).
+fn is_segment(rest: &str, word: &str) -> bool {
+    rest.strip_prefix(word)
+        .is_some_and(|tail| tail.is_empty() || tail.starts_with('/'))
 }
 
 fn lease_id(req: &Request, suffix: &str) -> Result<String, ApiError> {
@@ -39,9 +72,13 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError>
     let leases = core.leases();
     let now = crate::clock::unix_now_signed();
     match (req.op, rest.as_str()) {
-        (Operation::List, r) if r.starts_with("lookup") => {
+        (Operation::List, r) if is_segment(r, "lookup") => {
             // A listed path is a folder: `database/creds/app` lists `database/creds/app/`.
-            let mut prefix = r.trim_start_matches("lookup").trim_matches('/').to_owned();
+            let mut prefix = r
+                .strip_prefix("lookup")
+                .unwrap_or_default()
+                .trim_matches('/')
+                .to_owned();
             if !prefix.is_empty() {
                 prefix.push('/');
             }
@@ -49,12 +86,10 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError>
             // Vault lists one level: the next path segment, with a trailing slash for folders.
             let mut keys: Vec<String> = ids
                 .iter()
-                .map(|id| {
-                    let tail = &id[prefix.len()..];
-                    match tail.split_once('/') {
-                        Some((head, _)) => format!("{head}/"),
-                        None => tail.to_owned(),
-                    }
+                .filter_map(|id| id.strip_prefix(prefix.as_str()))
+                .map(|tail| match tail.split_once('/') {
+                    Some((head, _)) => format!("{head}/"),
+                    None => tail.to_owned(),
                 })
                 .collect();
             keys.dedup();
@@ -72,40 +107,36 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError>
                 "expire_time": rfc3339(row.expires_at),
                 "last_renewal": null,
                 "renewable": row.state == crate::storage::LeaseState::Active && row.expires_at < row.max_expires_at,
-                "ttl": (row.expires_at - now).max(0),
+                "ttl": row.expires_at.saturating_sub(now).max(0),
                 "state": row.state.as_str(),
                 "revocation_attempts": row.attempts,
                 "last_revocation_error": row.last_error,
             })))
         }
         (Operation::Write, r) if r == "renew" || r.starts_with("renew/") => {
-            let id = lease_id(&req, r.trim_start_matches("renew"))?;
+            let id = lease_id(&req, r.strip_prefix("renew").unwrap_or_default())?;
             let increment = Ttl::field(&req.body, "increment")
                 .map_err(ApiError::bad_request)?
                 .unwrap_or_default();
             let row = leases.renew(&id, increment.0).await?;
             Ok(secret(
                 row.id.clone(),
-                (row.expires_at - now).max(0),
+                row.expires_at.saturating_sub(now).max(0),
                 row.expires_at < row.max_expires_at,
                 Value::Null,
             ))
         }
         (Operation::Write, r) if r == "revoke" || r.starts_with("revoke/") => {
-            let id = lease_id(&req, r.trim_start_matches("revoke"))?;
+            let id = lease_id(&req, r.strip_prefix("revoke").unwrap_or_default())?;
             leases.revoke(&id).await?;
             Ok(no_content())
         }
-        (Operation::Write, r) if r.starts_with("revoke-prefix/") => {
-            leases
-                .revoke_prefix(r.trim_start_matches("revoke-prefix/"))
-                .await?;
+        (Operation::Write, r) if is_segment(r, "revoke-prefix") => {
+            leases.revoke_prefix(prefix_of(r, "revoke-prefix")?).await?;
             Ok(no_content())
         }
-        (Operation::Write, r) if r.starts_with("revoke-force/") => {
-            leases
-                .revoke_force(r.trim_start_matches("revoke-force/"))
-                .await?;
+        (Operation::Write, r) if is_segment(r, "revoke-force") => {
+            leases.revoke_force(prefix_of(r, "revoke-force")?).await?;
             Ok(no_content())
         }
         _ => Err(ApiError::new(

@@ -1,4 +1,8 @@
 //! `sys/mounts`: enabling, disabling, listing and tuning secrets engines.
+//!
+//! A path here names a mount exactly: disabling or tuning a path inside a
+//! mount (`db/config`) is refused, never applied to the mount's data. TTL
+//! fields take the range [`crate::duration`] documents.
 
 use serde_json::{Value, json};
 
@@ -21,7 +25,10 @@ fn ttl_field(config: Option<&Value>, name: &str) -> Result<Option<u64>, ApiError
 }
 
 fn mount_of(tune_path: &str) -> &str {
-    tune_path.trim_end_matches("/tune").trim_matches('/')
+    tune_path
+        .strip_suffix("/tune")
+        .unwrap_or(tune_path)
+        .trim_matches('/')
 }
 
 fn describe(entry: &MountEntry) -> Value {
@@ -43,11 +50,16 @@ fn describe(entry: &MountEntry) -> Value {
 }
 
 pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError> {
-    let rest = req
-        .path
-        .strip_prefix("sys/mounts")
-        .unwrap_or_default()
-        .trim_start_matches('/');
+    // `sys/mountsX` is another path, not mount `X`.
+    let rest = match req.path.strip_prefix("sys/mounts") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest.trim_start_matches('/'),
+        _ => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "unsupported path under sys/",
+            ));
+        }
+    };
     match (req.op, rest) {
         (Operation::Read, "") => {
             let mounts: serde_json::Map<String, Value> = core

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::{LeaseData, LeaseId};
+use super::{LeaseData, LeaseId, LeasePrefix};
 use crate::barrier::{BarrierError, SealedStorage};
 use crate::clock;
 use crate::plugin::{
@@ -48,6 +48,9 @@ pub enum LeaseError {
     /// so the worker revokes what was made.
     #[error("lease {0} was revoked while its credential was being made; try again")]
     RevokedDuringIssue(String),
+    /// A prefix that names no lease: never read as "every lease".
+    #[error("a lease prefix is required")]
+    EmptyPrefix,
 }
 
 /// A connection config as the engine holds it now.
@@ -184,8 +187,30 @@ impl std::fmt::Debug for Leases {
     }
 }
 
+/// Whole seconds, capped at the longest TTL: requests cannot ask for more,
+/// and a stored role or mount from before that bound was checked must not
+/// make an expiry that overflows or that a database cannot hold.
 fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+    crate::duration::capped_secs(d)
+}
+
+/// The last second RFC 3339 and the databases' timestamps can write: the
+/// end of year 9999.
+const LATEST: i64 = 253_402_300_799;
+
+/// Whether a stored lease's times are ones this broker could have made:
+/// issued in range, expiring no later than the longest TTL after that.
+/// Others (written before TTLs were bounded) cannot be shown, renewed or
+/// reached by the worker, which finds leases by their due time.
+fn times_usable(row: &LeaseRow) -> bool {
+    let limit = row
+        .issued_at
+        .saturating_add(secs(crate::duration::MAX_TTL))
+        .min(LATEST);
+    (0..=LATEST).contains(&row.issued_at)
+        && row.expires_at <= limit
+        && row.max_expires_at <= limit
+        && row.next_attempt_at <= LATEST
 }
 
 /// Capped exponential backoff: 2, 4, 8 … seconds, at most an hour.
@@ -448,18 +473,109 @@ impl Leases {
         Ok(())
     }
 
-    /// The lease with this id.
+    /// The lease with this id. One whose stored times are out of range is
+    /// marked failed first (see [`Self::expire_unusable`]).
     pub async fn lookup(&self, id: &str) -> Result<LeaseRow, LeaseError> {
-        self.store
+        let row = self
+            .store
             .storage()
             .get_lease(id)
             .await?
-            .ok_or_else(|| LeaseError::NotFound(id.to_owned()))
+            .ok_or_else(|| LeaseError::NotFound(id.to_owned()))?;
+        if times_usable(&row) {
+            return Ok(row);
+        }
+        self.expire_unusable(row).await
     }
 
-    /// Lease ids under `prefix`.
+    /// A lease whose times are out of range (from before TTLs were bounded:
+    /// an expiry of 2.3e18 s) is ended as expired: its true end cannot be
+    /// known, it is past any TTL the broker allows, and without a usable due
+    /// time the worker would never revoke it. Its times are clamped to now
+    /// and the reason is kept as its error, so lookups show why it went.
+    async fn expire_unusable(&self, mut row: LeaseRow) -> Result<LeaseRow, LeaseError> {
+        let now = clock::unix_now_signed();
+        let error = format!(
+            "the lease's stored times are out of range (issued {}, expires {}); it is revoked as expired",
+            row.issued_at, row.expires_at
+        );
+        tracing::warn!(lease = %row.id, issued_at = row.issued_at, expires_at = row.expires_at, "lease times out of range; revoking it");
+        row.issued_at = row.issued_at.clamp(0, now);
+        row.expires_at = now;
+        row.max_expires_at = now;
+        row.next_attempt_at = now;
+        if row.state == LeaseState::Active {
+            row.state = LeaseState::Revoking;
+        }
+        row.last_error = Some(error.clone());
+        self.store
+            .storage()
+            .update_lease(&row, Durability::Durable)
+            .await?;
+        if let Some(events) = &self.events {
+            events
+                .revocation_failed(&row.id, row.attempts, &error)
+                .await;
+        }
+        Ok(row)
+    }
+
+    /// Ends (as [`Self::expire_unusable`] does) every lease due later than
+    /// any due time the broker could have set: the worker finds leases by
+    /// due time, so it would never reach them. Returns how many.
+    pub async fn sweep_unusable(&self) -> Result<usize, LeaseError> {
+        // A day of slack for clocks that differ between nodes or stepped back.
+        let horizon = clock::unix_now_signed()
+            .saturating_add(secs(crate::duration::MAX_TTL))
+            .saturating_add(86_400);
+        const PAGE: u32 = 256;
+        let mut ended = 0;
+        loop {
+            let rows = self.store.storage().leases_due_after(horizon, PAGE).await?;
+            let full = rows.len() == PAGE as usize;
+            let mut skipped = false;
+            for row in rows {
+                if times_usable(&row) {
+                    skipped = true;
+                    continue;
+                }
+                self.expire_unusable(row).await?;
+                ended += 1;
+            }
+            // Rows left as they were come back on the next page: stop.
+            if !full || skipped {
+                return Ok(ended);
+            }
+        }
+    }
+
+    /// Lease ids starting with `prefix`, as text: give a folder (ending
+    /// with `/`, or empty for all). Acting on a prefix goes through
+    /// [`LeasePrefix`] instead.
     pub async fn list(&self, prefix: &str, limit: u32) -> Result<Vec<String>, LeaseError> {
         Ok(self.store.storage().list_leases(prefix, limit).await?)
+    }
+
+    /// Up to `limit` ids of leases under `prefix`'s folder.
+    async fn list_under(
+        &self,
+        prefix: &LeasePrefix,
+        limit: u32,
+    ) -> Result<Vec<String>, LeaseError> {
+        let mut ids = self.list(prefix.folder(), limit).await?;
+        // Storage escapes LIKE's wildcards; this keeps a backend that
+        // matched more than the folder from reaching a sibling's leases.
+        ids.retain(|id| prefix.matches(id));
+        Ok(ids)
+    }
+
+    /// The lease `prefix` names exactly, if it does (as in Vault, a prefix
+    /// without a trailing slash that is a lease's id names that lease only).
+    async fn exact(&self, prefix: &LeasePrefix) -> Result<Option<LeaseRow>, LeaseError> {
+        match prefix.exact() {
+            Some(id) => Ok(self.store.storage().get_lease(id).await?),
+            None => Ok(None),
+        }
     }
 
     /// The plugin that made a lease's credential.
@@ -519,7 +635,7 @@ impl Leases {
         }
         let now = clock::unix_now_signed();
         let increment = if increment.is_zero() {
-            (row.expires_at - row.issued_at).max(1)
+            row.expires_at.saturating_sub(row.issued_at).max(1)
         } else {
             secs(increment)
         };
@@ -556,13 +672,19 @@ impl Leases {
         self.revoke_row(row).await
     }
 
-    /// Revokes every lease under `prefix` (a role, a mount); returns how
-    /// many. Failures stay scheduled for retry; the first is returned.
+    /// Revokes every lease under `prefix` (a role, a mount), matching
+    /// whole path segments; returns how many. Failures stay scheduled for
+    /// retry; the first is returned.
     pub async fn revoke_prefix(&self, prefix: &str) -> Result<usize, LeaseError> {
+        let prefix = LeasePrefix::new(prefix).ok_or(LeaseError::EmptyPrefix)?;
+        if let Some(row) = self.exact(&prefix).await? {
+            self.revoke(&row.id).await?;
+            return Ok(1);
+        }
         let mut revoked = 0;
         let mut first_error = None;
         loop {
-            let ids = self.list(prefix, 500).await?;
+            let ids = self.list_under(&prefix, 500).await?;
             let before = revoked;
             for id in &ids {
                 match self.revoke(id).await {
@@ -582,12 +704,18 @@ impl Leases {
         }
     }
 
-    /// Deletes every lease under `prefix` without revoking anything: for
-    /// credentials an operator has removed by hand. Returns how many.
+    /// Deletes every lease under `prefix` (whole path segments) without
+    /// revoking anything: for credentials an operator has removed by hand.
+    /// Returns how many.
     pub async fn revoke_force(&self, prefix: &str) -> Result<usize, LeaseError> {
+        let prefix = LeasePrefix::new(prefix).ok_or(LeaseError::EmptyPrefix)?;
+        let exact = self.exact(&prefix).await?.map(|row| row.id);
         let mut n = 0;
         loop {
-            let ids = self.list(prefix, 500).await?;
+            let ids = match &exact {
+                Some(id) => vec![id.clone()],
+                None => self.list_under(&prefix, 500).await?,
+            };
             for id in &ids {
                 if self.store.storage().delete_lease(id).await? {
                     n += 1;
@@ -893,8 +1021,24 @@ impl Leases {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             let mut last_count = std::time::Instant::now();
+            let mut last_sweep: Option<std::time::Instant> = None;
             loop {
                 tick.tick().await;
+                if last_sweep.is_none_or(|at| at.elapsed() >= COUNT_EVERY)
+                    && !self.store.barrier().is_sealed()
+                {
+                    last_sweep = Some(std::time::Instant::now());
+                    match self.sweep_unusable().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(
+                            leases = n,
+                            "leases with out-of-range times are revoked as expired"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot look for leases with out-of-range times")
+                        }
+                    }
+                }
                 // Reading the counts also folds PostgreSQL's count deltas,
                 // which would otherwise grow between metrics scrapes.
                 if last_count.elapsed() >= COUNT_EVERY {

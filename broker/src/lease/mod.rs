@@ -28,6 +28,7 @@
 
 mod id;
 mod manager;
+mod prefix;
 mod record;
 
 pub use id::LeaseId;
@@ -35,4 +36,5 @@ pub use manager::{
     ConnectionResolver, IssueParams, LeaseError, LeaseEvents, Leases, ResolvedConnection,
     WorkerPass,
 };
+pub use prefix::LeasePrefix;
 pub use record::LeaseData;

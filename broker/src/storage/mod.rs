@@ -157,6 +157,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError>;
     /// Ids of leases that start with `prefix`, sorted, at most `limit`.
     async fn list_leases(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StorageError>;
+    /// Up to `limit` leases (not irrevocable) due only after `after`,
+    /// latest first, through the due-time index: the worker looks for
+    /// leases whose due time is out of any range it could have set.
+    async fn leases_due_after(&self, after: i64, limit: u32)
+    -> Result<Vec<LeaseRow>, StorageError>;
     /// Counts leases by state, from counters the schema keeps (not a scan).
     async fn count_leases(&self) -> Result<Vec<(LeaseState, i64)>, StorageError>;
     /// Claims up to `limit` leases due at `now` (not irrevocable, with

@@ -198,6 +198,22 @@ impl Backend for PostgresBackend {
         .await?)
     }
 
+    async fn leases_due_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<LeaseRow>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {LEASE_COLUMNS} FROM leases WHERE state <> 'irrevocable' AND next_attempt_at > $1 \
+             ORDER BY next_attempt_at DESC LIMIT $2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(lease).collect()
+    }
+
     async fn count_leases(&self) -> Result<Vec<(LeaseState, i64)>, StorageError> {
         // Fold the deltas the triggers appended into one row per state, so
         // the table stays a few rows long. Concurrent writers' new deltas

@@ -272,6 +272,22 @@ impl Backend for SqliteBackend {
         .await?)
     }
 
+    async fn leases_due_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<LeaseRow>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {LEASE_COLUMNS} FROM leases WHERE state <> 'irrevocable' AND next_attempt_at > ? \
+             ORDER BY next_attempt_at DESC LIMIT ?"
+        ))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(lease).collect()
+    }
+
     async fn count_leases(&self) -> Result<Vec<(LeaseState, i64)>, StorageError> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT state, n FROM lease_counts WHERE n <> 0")
