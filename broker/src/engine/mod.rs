@@ -51,7 +51,7 @@ impl From<crate::lease::LeaseError> for EngineError {
         use crate::lease::LeaseError as L;
         match e {
             L::Plugin(p) => p.into(),
-            L::NotFound(_) | L::NotRenewable(_) => Self::BadRequest(e.to_string()),
+            L::NotFound(_) | L::NotRenewable(_) | L::EmptyPrefix => Self::BadRequest(e.to_string()),
             L::RevokedDuringIssue(_) => Self::Unavailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
