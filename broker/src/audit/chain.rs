@@ -579,7 +579,7 @@ mod tests {
         for (i, l) in lines.iter().enumerate() {
             v.line(l).map_err(|e| (i + 1, e))?;
         }
-        if v.uncovered() > 0 {
+        if v.uncovered() > 0 || v.head().is_none() {
             return Err((lines.len(), ChainBreak::Malformed("uncovered".into())));
         }
         Ok(())
@@ -637,7 +637,7 @@ mod tests {
         let other = {
             let mut head = ChainHead {
                 hash: "ab".repeat(32),
-                seq: 2,
+                seq: 3,
             };
             let Value::Object(m) = json!({ "type": "forged" }) else {
                 unreachable!()
