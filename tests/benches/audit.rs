@@ -21,12 +21,12 @@ use broker::audit::keys::ChainKeys;
 use broker::audit::{
     AuditAuth, AuditPolicy, AuditRequest, AuditResponse, Auditor, DeviceConfig, DeviceOptions,
 };
-use sha2::Digest;
 use broker::barrier::{Barrier, Keyring, SealedStorage};
 use broker::core::CoreOptions;
 use broker_tests::bench::{InProcess, env_or, percentile, sqlite};
 use broker_tests::postgres;
 use serde_json::json;
+use sha2::Digest;
 
 fn device(file: &std::path::Path, fsync: bool) -> (String, DeviceConfig) {
     (
@@ -258,7 +258,9 @@ async fn main() {
         after + signed / broker::audit::chain::CHECKPOINT_EVERY as f64 - before
     );
 
-    println!("audit entry on a file device (request + response of an issuance, HMAC'd, keyed chain):");
+    println!(
+        "audit entry on a file device (request + response of an issuance, HMAC'd, keyed chain):"
+    );
     let (mean, p50, p99) = per_entry(entries, false).await;
     println!(
         "  fsync off ({entries} entries): mean {mean:.1} µs   p50 {p50:.1} µs   p99 {p99:.1} µs"

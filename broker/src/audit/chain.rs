@@ -750,7 +750,11 @@ mod tests {
 
     fn tamper() -> impl Strategy<Value = Tamper> {
         prop_oneof![
-            (any::<usize>(), any::<usize>(), proptest::char::range('!', '~'))
+            (
+                any::<usize>(),
+                any::<usize>(),
+                proptest::char::range('!', '~')
+            )
                 .prop_map(|(l, p, c)| Tamper::Char(l, p, c)),
             (any::<usize>(), 1usize..6).prop_map(|(f, n)| Tamper::Drop(f, n)),
             (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Tamper::Swap(a, b)),
@@ -795,8 +799,7 @@ mod tests {
     fn is_prefix_at_checkpoint(original: &[String], file: &[String]) -> bool {
         !file.is_empty()
             && original.starts_with(file)
-            && parse(&file[file.len() - 1])
-                .is_ok_and(|l| l.checkpoint.is_some())
+            && parse(&file[file.len() - 1]).is_ok_and(|l| l.checkpoint.is_some())
     }
 
     proptest! {

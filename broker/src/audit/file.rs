@@ -28,8 +28,7 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::chain::{
-    Anchor, CHECKPOINT_AFTER, CHECKPOINT_EVERY, ChainHead, Reason, Verifier, checkpoint_entry,
-    link,
+    Anchor, CHECKPOINT_AFTER, CHECKPOINT_EVERY, ChainHead, Reason, Verifier, checkpoint_entry, link,
 };
 use super::keys::ChainKeys;
 
@@ -412,7 +411,11 @@ impl FileDevice {
             if opens {
                 opened_at = Some(head.seq + 1);
             }
-            lines.push_str(&link(checkpoint_entry(reason, opens, keys), &mut head, keys));
+            lines.push_str(&link(
+                checkpoint_entry(reason, opens, keys),
+                &mut head,
+                keys,
+            ));
             lines.push('\n');
             checkpoints.push((head.clone(), opens));
         }
@@ -428,7 +431,11 @@ impl FileDevice {
                 .then_some(Reason::Interval)
         });
         if let Some(reason) = closing {
-            lines.push_str(&link(checkpoint_entry(reason, false, keys), &mut head, keys));
+            lines.push_str(&link(
+                checkpoint_entry(reason, false, keys),
+                &mut head,
+                keys,
+            ));
             lines.push('\n');
             checkpoints.push((head.clone(), false));
         }

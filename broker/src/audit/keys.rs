@@ -76,8 +76,9 @@ impl ChainKeys {
 
     /// Keys from their secret bytes (32 each).
     pub fn from_secrets(chain: Zeroizing<Vec<u8>>, seed: &[u8]) -> Result<Self, AuditError> {
-        let signer = Ed25519KeyPair::from_seed_unchecked(seed)
-            .map_err(|e| AuditError::Invalid(format!("the audit checkpoint key is damaged: {e}")))?;
+        let signer = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|e| {
+            AuditError::Invalid(format!("the audit checkpoint key is damaged: {e}"))
+        })?;
         let public = PublicKey(signer.public_key().as_ref().to_vec());
         Ok(Self {
             chain,

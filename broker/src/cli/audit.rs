@@ -39,8 +39,8 @@ pub enum AuditCommand {
 }
 
 fn read_key(path: &Path) -> anyhow::Result<PublicKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     PublicKey::from_pem(&text).with_context(|| format!("{}", path.display()))
 }
 
@@ -95,7 +95,9 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
         if !open_end {
             anyhow::bail!(
                 "{}: {tail} (give --open-end for a file the broker is still writing)",
-                files.last().map_or_else(String::new, |p| p.display().to_string())
+                files
+                    .last()
+                    .map_or_else(String::new, |p| p.display().to_string())
             );
         }
         eprintln!("warning: {tail}");
