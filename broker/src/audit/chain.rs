@@ -104,20 +104,7 @@ impl Reason {
 /// Writes `value` in canonical form: sorted keys, no whitespace.
 pub fn canonical(value: &Value, out: &mut String) {
     match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                canonical(&map[k], out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => canonical_map(map, &[], out),
         Value::Array(items) => {
             out.push('[');
             for (i, v) in items.iter().enumerate() {
@@ -132,18 +119,29 @@ pub fn canonical(value: &Value, out: &mut String) {
     }
 }
 
+/// `map` in canonical form, leaving out the keys in `skip`.
+fn canonical_map(map: &Map<String, Value>, skip: &[&str], out: &mut String) {
+    let mut keys: Vec<&String> = map
+        .keys()
+        .filter(|k| !skip.contains(&k.as_str()))
+        .collect();
+    keys.sort();
+    out.push('{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(k.clone()).to_string());
+        out.push(':');
+        canonical(&map[k], out);
+    }
+    out.push('}');
+}
+
 /// A line's body: its canonical form without `hash`, `mac`, `signature`.
 fn body_of(entry: &Map<String, Value>) -> String {
-    let mut text = String::with_capacity(512);
-    if UNHASHED.iter().any(|k| entry.contains_key(*k)) {
-        let mut without = entry.clone();
-        for k in UNHASHED {
-            without.remove(k);
-        }
-        canonical(&Value::Object(without), &mut text);
-    } else {
-        canonical(&Value::Object(entry.clone()), &mut text);
-    }
+    let mut text = String::with_capacity(1024);
+    canonical_map(entry, &UNHASHED, &mut text);
     text
 }
 
@@ -181,6 +179,7 @@ pub fn link(mut entry: Map<String, Value>, head: &mut ChainHead, keys: &ChainKey
     let seq = head.seq + 1;
     entry.insert("seq".into(), Value::from(seq));
     entry.insert("prev_hash".into(), Value::String(head.hash.clone()));
+    // Whatever the caller put there would be outside the hash.
     for k in UNHASHED {
         entry.remove(k);
     }
