@@ -121,10 +121,7 @@ pub fn canonical(value: &Value, out: &mut String) {
 
 /// `map` in canonical form, leaving out the keys in `skip`.
 fn canonical_map(map: &Map<String, Value>, skip: &[&str], out: &mut String) {
-    let mut keys: Vec<&String> = map
-        .keys()
-        .filter(|k| !skip.contains(&k.as_str()))
-        .collect();
+    let mut keys: Vec<&String> = map.keys().filter(|k| !skip.contains(&k.as_str())).collect();
     keys.sort();
     out.push('{');
     for (i, k) in keys.into_iter().enumerate() {
@@ -260,6 +257,10 @@ struct Checkpoint {
     signature: String,
 }
 
+fn is_hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 fn parse(line: &str) -> Result<Line, ChainBreak> {
     let Value::Object(entry) =
         serde_json::from_str(line).map_err(|e| ChainBreak::Malformed(e.to_string()))?
@@ -286,6 +287,11 @@ fn parse(line: &str) -> Result<Line, ChainBreak> {
     if hash_of(&body, &mac) != hash {
         return Err(ChainBreak::Edited);
     }
+    // The broker writes lowercase hex only; another spelling of the same
+    // bytes would be an edit that decodes to the same value.
+    if !is_hex(&mac, 64) {
+        return Err(ChainBreak::Edited);
+    }
     let checkpoint = if entry.get("type").and_then(Value::as_str) == Some("checkpoint") {
         let info = entry.get("checkpoint");
         let field = |name: &str| info.and_then(|i| i.get(name));
@@ -299,7 +305,13 @@ fn parse(line: &str) -> Result<Line, ChainBreak> {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
-            signature: text("signature")?,
+            signature: text("signature").and_then(|sig| {
+                if is_hex(&sig, 128) {
+                    Ok(sig)
+                } else {
+                    Err(ChainBreak::Edited)
+                }
+            })?,
         })
     } else {
         None
@@ -323,7 +335,11 @@ fn link_to(line: &Line, head: Option<&ChainHead>) -> Result<(), ChainBreak> {
         }
         return Ok(());
     };
-    let expected = h.seq + 1;
+    // A hostile file may hold any seq: no arithmetic that can overflow.
+    let expected = h
+        .seq
+        .checked_add(1)
+        .ok_or_else(|| ChainBreak::Malformed("seq is out of range".into()))?;
     if line.seq > expected {
         return Err(ChainBreak::Missing {
             missing: line.seq - expected,
@@ -507,7 +523,7 @@ impl<'a> Verifier<'a> {
     /// Lines after the last checkpoint.
     pub fn uncovered(&self) -> u64 {
         match (&self.head, &self.covered) {
-            (Some(h), Some(c)) => h.seq - c.seq,
+            (Some(h), Some(c)) => h.seq.saturating_sub(c.seq),
             (Some(_), None) => self.lines,
             (None, _) => 0,
         }
@@ -842,6 +858,23 @@ mod tests {
         fn the_verifier_never_panics_on_arbitrary_lines(text in ".{0,200}") {
             let _ = Verifier::new(Some(keys().public())).line(&text);
             let _ = Verifier::for_broker(keys(), None).line(&text);
+        }
+
+        /// Lines that parse and hash correctly but carry any seq: the
+        /// linkage arithmetic must not overflow.
+        #[test]
+        fn hostile_seqs_are_refused_without_a_panic(
+            seqs in proptest::collection::vec(any::<u64>(), 1..5),
+        ) {
+            let mut v = Verifier::new(None);
+            for seq in seqs {
+                let mac = "0".repeat(64);
+                let Value::Object(mut e) = json!({ "type": "request", "seq": seq,
+                    "prev_hash": GENESIS, "mac": mac }) else { unreachable!() };
+                let hash = hash_of(&body_of(&e), &mac);
+                e.insert("hash".into(), Value::String(hash));
+                let _ = v.line(&Value::Object(e).to_string());
+            }
         }
     }
 }

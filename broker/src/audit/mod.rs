@@ -417,7 +417,13 @@ impl Auditor {
         let file_path = config.options.file_path.clone();
         // A new device starts a new chain in a new file, or goes on in a
         // file that holds only this broker's lines.
-        let device = Self::start(&path, config, target, &self.keys, None)?;
+        // Off the async threads: an existing file is read in full.
+        let device = {
+            let (path, keys) = (path.clone(), self.keys.clone());
+            tokio::task::spawn_blocking(move || Self::start(&path, config, target, &keys, None))
+                .await
+                .map_err(|e| AuditError::Invalid(format!("audit open task failed: {e}")))??
+        };
         if let Some(why) = device.file.refused() {
             return Err(AuditError::Invalid(format!(
                 "file_path {file_path:?} holds lines this broker cannot vouch for ({why}); choose another file or move it aside"
