@@ -82,7 +82,10 @@ fn edit_and_rehash(lines: &[String]) -> Vec<String> {
         .position(|l| l.contains("\"type\":\"request\"") && l.contains("\"path\":\"sys/mounts\""))
         .expect("a request for sys/mounts");
     let mut out = lines[..at].to_vec();
-    let mut prev: Value = serde_json::from_str(&lines[at - 1]).unwrap();
+    let mut prev = match at.checked_sub(1) {
+        Some(before) => serde_json::from_str(&lines[before]).unwrap(),
+        None => json!({ "hash": broker::audit::chain::GENESIS }),
+    };
     for (i, line) in lines[at..].iter().enumerate() {
         let Value::Object(mut e) = serde_json::from_str(line).unwrap() else {
             unreachable!()
