@@ -361,3 +361,45 @@ async fn values_logged_in_clear_are_bounded() {
     }
     assert_eq!(seen, 4, "request and response lines for both");
 }
+
+#[tokio::test]
+async fn a_device_is_not_enabled_over_a_file_the_broker_cannot_vouch_for() {
+    let logs = tempfile::tempdir().unwrap();
+    let b = Broker::start_with(
+        None,
+        &format!("[audit]\nfile_dirs = [\"{}\"]\n", logs.path().display()),
+    )
+    .await;
+    let foreign = logs.path().join("foreign.log");
+    std::fs::write(&foreign, "{\"type\":\"request\"}\n").unwrap();
+    let (status, body) = b
+        .call(
+            "PUT",
+            "sys/audit/f",
+            Some(json!({ "type": "file", "options": { "file_path": foreign } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(first_error(&body).contains("file_path"), "{body}");
+    assert!(first_error(&body).contains("cannot vouch for"), "{body}");
+    assert_eq!(
+        std::fs::read_to_string(&foreign).unwrap(),
+        "{\"type\":\"request\"}\n",
+        "nothing was appended"
+    );
+    // A new file is fine, and so is enabling it again over its own lines.
+    let own = logs.path().join("own.log");
+    let enable = json!({ "type": "file", "options": { "file_path": own } });
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/audit/g",
+        Some(enable.clone()),
+    )
+    .await;
+    b.expect(StatusCode::NO_CONTENT, "DELETE", "sys/audit/g", None)
+        .await;
+    b.expect(StatusCode::NO_CONTENT, "PUT", "sys/audit/g", Some(enable))
+        .await;
+    b.expect(StatusCode::OK, "GET", "sys/mounts", None).await;
+}
