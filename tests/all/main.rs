@@ -6,6 +6,7 @@
 
 mod api;
 mod audit;
+mod audit_chain;
 mod crash;
 mod deploy;
 mod injection;

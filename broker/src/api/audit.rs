@@ -1,4 +1,5 @@
-//! `sys/audit` (enable, disable, list devices) and `sys/audit-hash`.
+//! `sys/audit` (enable, disable, list devices), `sys/audit-hash`, and
+//! `sys/audit-public-key` (the key that checks the log's signed checkpoints).
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
@@ -108,6 +109,20 @@ fn device_config(body: &Map<String, Value>) -> Result<DeviceConfig, ApiError> {
 
 pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError> {
     let audit = core.audit();
+    if req.path == "sys/audit-public-key" {
+        if req.op != Operation::Read {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "unsupported operation on sys/audit-public-key",
+            ));
+        }
+        let (public_key, key_id) = audit.public_key();
+        return Ok(data(json!({
+            "public_key": public_key,
+            "key_id": key_id,
+            "algorithm": "ed25519",
+        })));
+    }
     if let Some(device) = req.path.strip_prefix("sys/audit-hash/") {
         if req.op != Operation::Write {
             return Err(ApiError::new(

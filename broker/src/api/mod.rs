@@ -381,6 +381,7 @@ async fn route(core: &Core, request: Request) -> Result<Reply, ApiError> {
     } else if request.path == "sys/audit"
         || request.path.starts_with("sys/audit/")
         || request.path.starts_with("sys/audit-hash/")
+        || request.path == "sys/audit-public-key"
     {
         audit::handle(core, request).await
     } else if request.path == "sys/metrics" {

@@ -187,6 +187,12 @@ const SYSTEM: &[Route] = &[
         fields: &[("input", "string", "the value to hash")],
     },
     Route {
+        path: "sys/audit-public-key",
+        summary: "The public key (PEM) that checks the audit log's signed checkpoints: `broker audit verify --public-key FILE`.",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
         path: "sys/metrics",
         summary: "Metrics in Prometheus' text format: requests, issuance latency per mount, leases by state, revocation failures, plugin deadline hits, audit failures.",
         ops: &[Read],

@@ -3,18 +3,27 @@
 //!
 //! Devices are Vault's `file` type (a path, or `stdout`), enabled through
 //! `sys/audit` or declared in the configuration file. Each line is a JSON
-//! entry in Vault's shape, linked to the previous one by a hash chain
-//! ([`chain`]) that `broker audit verify` checks. String values in request
-//! and response data, tokens and accessors are HMAC-SHA256'd with a salt
-//! made per broker and sealed in storage, so the log holds no secret yet an
-//! operator can still find a value (`sys/audit-hash`).
+//! entry in Vault's shape, in a keyed hash chain with signed checkpoints
+//! ([`chain`], keys in [`keys`]) that `broker audit verify` checks with the
+//! public key (`sys/audit-public-key`). String values in request and
+//! response data, tokens and accessors are HMAC-SHA256'd with a salt made
+//! per broker and sealed in storage, so the log holds no secret yet an
+//! operator can still find a value (`sys/audit-hash`); what is logged in
+//! clear is bounded in size ([`bound`]).
+//!
+//! Each device's file is anchored: its first line and last checkpoint are
+//! recorded in sealed storage at every checkpoint, and a file that no longer
+//! matches at start (rewritten, cut, or another file put in its place) is
+//! reported and not written to until an operator moves it aside.
 //!
 //! This module must never write a secret in clear (only `log_raw`, a
 //! debugging option, does), and must never report success for an entry no
 //! device took: the caller then fails the request (fail closed).
 
+pub mod bound;
 pub mod chain;
 mod file;
+pub mod keys;
 mod salt;
 
 use std::collections::BTreeMap;
@@ -29,11 +38,14 @@ pub use file::{FileDevice, Target};
 pub use salt::Salt;
 
 use crate::barrier::SealedStorage;
-use chain::ChainHead;
+use chain::{Anchor, Reason};
+use keys::ChainKeys;
 
 const DEVICES_KEY: &str = "core/audit/devices";
-/// Each device's chain head when the broker last stopped cleanly.
-const HEADS_KEY: &str = "core/audit/heads";
+/// Each device's [`Anchor`]: its file's first line and last checkpoint.
+const ANCHORS_KEY: &str = "core/audit/anchors";
+/// Where earlier versions kept unkeyed chain heads; dropped at start.
+const LEGACY_HEADS_KEY: &str = "core/audit/heads";
 
 /// Request and response keys whose values are logged as they are, because
 /// they name things rather than hold secrets and an operator needs them to
@@ -213,8 +225,11 @@ impl std::fmt::Debug for AuditResponse {
 pub struct Auditor {
     store: SealedStorage,
     salt: Salt,
+    keys: Arc<ChainKeys>,
     policy: AuditPolicy,
     devices: tokio::sync::RwLock<BTreeMap<String, Device>>,
+    /// Serializes saving the anchors, so an older set never lands last.
+    anchors: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -294,44 +309,70 @@ impl Auditor {
         declared: Vec<(String, DeviceConfig)>,
     ) -> Result<Self, AuditError> {
         let salt = Salt::load_or_create(&store).await?;
+        let keys = Arc::new(ChainKeys::load_or_create(&store).await?);
         let stored: BTreeMap<String, DeviceConfig> =
             store.get(DEVICES_KEY).await?.unwrap_or_default();
-        // Heads saved at the last clean stop. Used once: after a crash no
-        // head is saved, and an older one would fork the chain rather than
-        // show the break.
-        let mut heads: BTreeMap<String, ChainHead> =
-            store.get(HEADS_KEY).await?.unwrap_or_default();
-        store.delete(HEADS_KEY).await?;
+        let mut anchors: BTreeMap<String, Anchor> =
+            store.get(ANCHORS_KEY).await?.unwrap_or_default();
+        store.delete(LEGACY_HEADS_KEY).await?;
         let mut devices = BTreeMap::new();
         for (path, mut config) in declared {
             config.from_config = true;
             let path = normalize(&path)?;
-            let resume = heads.remove(&path);
+            let anchor = anchors.remove(&path);
             // The operator wrote this path in the configuration: taken as is.
             let target = Target::parse(&config.options.file_path);
-            devices.insert(path.clone(), Self::start(&path, config, target, resume)?);
+            devices.insert(
+                path.clone(),
+                Self::start(&path, config, target, &keys, anchor)?,
+            );
         }
         for (path, config) in stored {
             if !devices.contains_key(&path) {
-                let resume = heads.remove(&path);
+                let anchor = anchors.remove(&path);
                 // Enabled over the API: still within what the policy allows now.
                 let target = policy.target(&config.options.file_path)?;
-                devices.insert(path.clone(), Self::start(&path, config, target, resume)?);
+                devices.insert(
+                    path.clone(),
+                    Self::start(&path, config, target, &keys, anchor)?,
+                );
             }
         }
-        Ok(Self {
+        for (path, device) in &devices {
+            match device.file.refused() {
+                Some(why) => tracing::error!(
+                    device = %path,
+                    file = %device.config.options.file_path,
+                    reason = %why,
+                    "the audit file does not match the chain this broker recorded; the device refuses to write until the file is moved aside and the broker reopens it (SIGHUP or restart)"
+                ),
+                // The checkpoint that marks this start (and anchors a new file).
+                None => {
+                    if let Err(e) = device.file.start() {
+                        crate::metrics::metrics().audit_failure(path);
+                        tracing::error!(device = %path, error = %e, "audit device failed");
+                    }
+                }
+            }
+        }
+        let auditor = Self {
             store,
             salt,
+            keys,
             policy,
             devices: tokio::sync::RwLock::new(devices),
-        })
+            anchors: tokio::sync::Mutex::new(()),
+        };
+        auditor.save_anchors(&*auditor.devices.read().await).await;
+        Ok(auditor)
     }
 
     fn start(
         path: &str,
         config: DeviceConfig,
         target: Target,
-        resume: Option<ChainHead>,
+        keys: &Arc<ChainKeys>,
+        anchor: Option<Anchor>,
     ) -> Result<Device, AuditError> {
         if config.kind != "file" {
             return Err(AuditError::Invalid(format!(
@@ -339,9 +380,11 @@ impl Auditor {
                 config.kind
             )));
         }
-        let file = FileDevice::open(target, resume).map_err(|source| AuditError::Device {
-            path: path.to_owned(),
-            source,
+        let file = FileDevice::open(target, keys.clone(), anchor).map_err(|source| {
+            AuditError::Device {
+                path: path.to_owned(),
+                source,
+            }
         })?;
         Ok(Device {
             config,
@@ -372,8 +415,20 @@ impl Auditor {
             )));
         }
         let file_path = config.options.file_path.clone();
-        // A new device starts a new chain, whatever an earlier one at this path left.
-        let device = Self::start(&path, config, target, None)?;
+        // A new device starts a new chain in a new file, or goes on in a
+        // file that holds only this broker's lines.
+        // Off the async threads: an existing file is read in full.
+        let device = {
+            let (path, keys) = (path.clone(), self.keys.clone());
+            tokio::task::spawn_blocking(move || Self::start(&path, config, target, &keys, None))
+                .await
+                .map_err(|e| AuditError::Invalid(format!("audit open task failed: {e}")))??
+        };
+        if let Some(why) = device.file.refused() {
+            return Err(AuditError::Invalid(format!(
+                "file_path {file_path:?} holds lines this broker cannot vouch for ({why}); choose another file or move it aside"
+            )));
+        }
         // Compared by what was opened, not by the string: `/d//a.log` and a
         // link to `/d/a.log` are the same file.
         let identity = device.file.identity();
@@ -395,7 +450,9 @@ impl Auditor {
                 source,
             })?;
         devices.insert(path, device);
-        self.persist(&devices).await
+        self.persist(&devices).await?;
+        self.save_anchors(&devices).await;
+        Ok(())
     }
 
     /// Disables the device at `path`.
@@ -412,7 +469,9 @@ impl Auditor {
             Some(_) => {}
         }
         devices.remove(&path);
-        self.persist(&devices).await
+        self.persist(&devices).await?;
+        self.save_anchors(&devices).await;
+        Ok(())
     }
 
     async fn persist(&self, devices: &BTreeMap<String, Device>) -> Result<(), AuditError> {
@@ -454,31 +513,77 @@ impl Auditor {
         })
     }
 
-    /// Reopens every file device (SIGHUP, after log rotation).
+    /// Reopens every file device (SIGHUP, after log rotation): the old
+    /// file ends with a checkpoint, a new one begins with one. A device that
+    /// refused its file checks the file afresh: once the operator has moved
+    /// it aside, the device starts a new file continuing the recorded chain.
     pub async fn reopen(&self) {
-        for (path, device) in self.devices.read().await.iter() {
-            if let Err(e) = device.file.reopen() {
-                tracing::error!(device = %path, error = %e, "cannot reopen audit file");
+        let devices = self.devices.read().await;
+        for (path, device) in devices.iter() {
+            let was_refused = device.file.refused().is_some();
+            let file = device.file.clone();
+            match tokio::task::spawn_blocking(move || file.reopen()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(device = %path, error = %e, "cannot reopen audit file")
+                }
+                Err(e) => tracing::error!(device = %path, error = %e, "audit reopen task failed"),
             }
+            match device.file.refused() {
+                Some(why) => tracing::error!(
+                    device = %path,
+                    reason = %why,
+                    "the audit file does not match the chain this broker recorded; the device still refuses to write"
+                ),
+                None if was_refused => tracing::warn!(
+                    device = %path,
+                    "the audit device writes again: a new file continues the recorded chain"
+                ),
+                None => {}
+            }
+        }
+        self.save_anchors(&devices).await;
+    }
+
+    /// At a clean stop: a closing checkpoint in every file, and the anchors
+    /// saved, so the files end where an auditor and the next start expect.
+    /// (The name is kept from when this saved bare chain heads.)
+    pub async fn save_heads(&self) {
+        let devices = self.devices.read().await;
+        for (path, device) in devices.iter() {
+            if device.file.refused().is_some() {
+                continue;
+            }
+            let file = device.file.clone();
+            match tokio::task::spawn_blocking(move || file.checkpoint(Reason::Shutdown)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(device = %path, error = %e, "no closing checkpoint"),
+                Err(e) => tracing::error!(device = %path, error = %e, "no closing checkpoint"),
+            }
+        }
+        self.save_anchors(&devices).await;
+    }
+
+    /// Records every device's anchor in sealed storage. A device that
+    /// refused its file keeps the anchor it was checked against.
+    async fn save_anchors(&self, devices: &BTreeMap<String, Device>) {
+        let _one_at_a_time = self.anchors.lock().await;
+        let anchors: BTreeMap<&String, Anchor> = devices
+            .iter()
+            .filter_map(|(path, d)| {
+                d.file.take_moved();
+                d.file.anchor().map(|a| (path, a))
+            })
+            .collect();
+        if let Err(e) = self.store.put(ANCHORS_KEY, &anchors).await {
+            tracing::error!(error = %e, "cannot record the audit chain anchors");
         }
     }
 
-    /// Saves each device's chain head in storage, so that a file rotated
-    /// away while the broker is stopped does not restart the chain at 1.
-    /// The server calls it when it stops cleanly, and nowhere else: a head
-    /// saved earlier would be stale after a crash. A failure is logged.
-    pub async fn save_heads(&self) {
-        let heads: BTreeMap<String, ChainHead> = self
-            .devices
-            .read()
-            .await
-            .iter()
-            .filter(|(_, d)| *d.file.target() != Target::Stdout)
-            .map(|(path, d)| (path.clone(), d.file.head()))
-            .collect();
-        if let Err(e) = self.store.put(HEADS_KEY, &heads).await {
-            tracing::error!(error = %e, "cannot save the audit chain heads");
-        }
+    /// The checkpoint key's public half, in PEM, and its key id.
+    pub fn public_key(&self) -> (String, String) {
+        let public = self.keys.public();
+        (public.to_pem(), public.key_id())
     }
 
     /// Records a request before it is served.
@@ -556,13 +661,17 @@ impl Auditor {
             return Ok(());
         }
         let mut written = 0;
+        let mut moved = false;
         for (path, device) in devices.iter() {
             let options = &device.config.options;
             let entries = build(options.log_raw, options.hmac_accessor);
             let durable = durable && options.fsync;
             let file = device.file.clone();
             match tokio::task::spawn_blocking(move || file.append_all(entries, durable)).await {
-                Ok(Ok(())) => written += 1,
+                Ok(Ok(())) => {
+                    written += 1;
+                    moved |= device.file.moved();
+                }
                 Ok(Err(e)) => {
                     crate::metrics::metrics().audit_failure(path);
                     tracing::error!(device = %path, error = %e, "audit device failed")
@@ -572,6 +681,9 @@ impl Auditor {
                     tracing::error!(device = %path, error = %e, "audit write task failed")
                 }
             }
+        }
+        if moved {
+            self.save_anchors(&devices).await;
         }
         if written == 0 {
             return Err(AuditError::Unavailable);
@@ -618,14 +730,15 @@ impl Auditor {
         let data = if request.data.is_empty() {
             Value::Null
         } else {
-            self.redact(&Value::Object(request.data.clone()), raw)
+            let original = Value::Object(request.data.clone());
+            bound::data(&original, self.redact(&original, raw), &self.salt)
         };
         entry.insert(
             "request".into(),
             json!({
                 "id": request.id,
                 "operation": request.operation,
-                "path": request.path,
+                "path": bound::clear_str(&request.path, &self.salt),
                 "mount_type": request.mount_type,
                 "mount_accessor": request.mount_accessor,
                 "client_token": auth.map(|a| secret(&a.client_token)),
@@ -639,7 +752,7 @@ impl Auditor {
             let mut body = json!({
                 "status": r.status,
                 "mount_type": request.mount_type,
-                "data": r.data.as_ref().map(|d| self.redact(d, raw)),
+                "data": r.data.as_ref().map(|d| bound::data(d, self.redact(d, raw), &self.salt)),
             });
             if let Some(lease_id) = &r.lease_id {
                 body["secret"] =
@@ -647,13 +760,15 @@ impl Auditor {
             }
             entry.insert("response".into(), body);
             if let Some(e) = &r.error {
-                entry.insert("error".into(), json!(e));
+                // An error may quote the request (an unknown type, a bad name).
+                entry.insert("error".into(), json!(bound::clear_str(e, &self.salt)));
             }
         }
         entry
     }
 
-    /// Every string HMAC'd, except under the keys in [`NON_HMAC_KEYS`].
+    /// Every string HMAC'd, except under the keys in [`NON_HMAC_KEYS`],
+    /// which are logged in clear but bounded, as keys are.
     fn redact(&self, value: &Value, raw: bool) -> Value {
         if raw {
             return value.clone();
@@ -667,11 +782,11 @@ impl Auditor {
                 map.iter()
                     .map(|(k, v)| {
                         let v = if NON_HMAC_KEYS.contains(&k.as_str()) {
-                            v.clone()
+                            bound::clear_value(v, &self.salt)
                         } else {
                             self.redact(v, raw)
                         };
-                        (k.clone(), v)
+                        (bound::clear_str(k, &self.salt), v)
                     })
                     .collect(),
             ),

@@ -40,6 +40,14 @@ impl Salt {
         Ok(Self { key })
     }
 
+    /// A salt from its key, for tests.
+    #[cfg(test)]
+    pub(crate) fn from_key(key: Vec<u8>) -> Self {
+        Self {
+            key: Zeroizing::new(key),
+        }
+    }
+
     /// `hmac-sha256:<hex>`, as Vault writes it.
     pub fn hmac(&self, value: &str) -> String {
         // HMAC takes keys of any length; this cannot fail.

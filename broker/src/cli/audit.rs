@@ -1,49 +1,125 @@
-//! `broker audit verify`: checks the hash chain of audit files.
+//! `broker audit verify`: checks audit files the way an auditor can, with
+//! no secret of the broker's: the hash chain, the file boundaries and, with
+//! the checkpoint public key, the signed checkpoints that vouch for it.
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::audit::chain::{ChainHead, verify_line};
+use crate::audit::chain::Verifier;
+use crate::audit::keys::PublicKey;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check that audit files are intact: no line edited, missing,
-    /// inserted or reordered.
+    /// inserted or reordered, none dropped at a file's start or end.
     ///
     /// Give a device's files oldest first (rotated files, then the
-    /// current one): the chain is followed across them. Exits non-zero at
-    /// the first broken line, naming the file and line.
+    /// current one): the chain is followed across them. Every file must
+    /// begin with the checkpoint the broker opens it with, and the last
+    /// must end with a checkpoint (the broker writes one at a clean stop
+    /// and on rotation). With --public-key, every checkpoint's signature is
+    /// checked, which is what finds an edit whose hashes were recomputed.
+    /// Exits non-zero at the first broken line, naming the file and line.
     Verify {
+        /// The checkpoint public key (PEM), as `GET sys/audit-public-key`
+        /// gives it. Without it, signatures are not checked.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+        /// Accept lines after the last checkpoint (a file the broker is
+        /// still writing): they are counted and reported, not vouched for.
+        #[arg(long)]
+        open_end: bool,
         /// Audit files, oldest first.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
 }
 
+fn read_key(path: &Path) -> anyhow::Result<PublicKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    PublicKey::from_pem(&text).with_context(|| format!("{}", path.display()))
+}
+
 pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
-    let AuditCommand::Verify { files } = cmd;
-    let mut head: Option<ChainHead> = None;
-    let mut lines = 0u64;
+    let AuditCommand::Verify {
+        public_key,
+        open_end,
+        files,
+    } = cmd;
+    let public = public_key.as_deref().map(read_key).transpose()?;
+    let mut verifier = Verifier::new(public.as_ref());
     for path in &files {
+        verifier.next_file();
         let file =
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-            verify_line(&line, &mut head)
-                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))?;
-            lines += 1;
+        let mut reader = std::io::BufReader::new(file);
+        let mut buf = Vec::new();
+        let mut n = 0u64;
+        loop {
+            buf.clear();
+            let read = reader
+                .read_until(b'\n', &mut buf)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if read == 0 {
+                break;
+            }
+            n += 1;
+            let text = String::from_utf8_lossy(&buf);
+            let text = text.trim_end_matches('\n');
+            if text.is_empty() {
+                continue;
+            }
+            verifier
+                .line(text)
+                .map_err(|e| anyhow::anyhow!("{}:{n}: {e}", path.display()))?;
+        }
+        // The broker begins every file with a checkpoint: an empty one has
+        // lost everything.
+        if verifier.file_first().is_none() {
+            anyhow::bail!("{}: the file holds no audit entry", path.display());
         }
     }
-    match head {
-        Some(h) => println!(
-            "ok: {lines} lines in {} file(s), chain intact through seq {}",
-            files.len(),
-            h.seq
-        ),
-        None => println!("ok: no lines"),
+    let Some(head) = verifier.head() else {
+        anyhow::bail!("no audit entry");
+    };
+    let uncovered = verifier.uncovered();
+    if uncovered > 0 {
+        let tail = format!(
+            "the last {uncovered} line(s) (through seq {}) are not covered by a checkpoint: the file may have been cut short there, or those lines forged",
+            head.seq
+        );
+        if !open_end {
+            anyhow::bail!(
+                "{}: {tail} (give --open-end for a file the broker is still writing)",
+                files
+                    .last()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            );
+        }
+        eprintln!("warning: {tail}");
     }
+    let signed = match (&public, verifier.covered()) {
+        (None, _) => {
+            eprintln!(
+                "warning: no --public-key: checkpoint signatures were not checked, so an edit whose hashes were recomputed would not be found"
+            );
+            "checkpoints not checked (no --public-key)".to_owned()
+        }
+        (Some(_), Some(c)) => format!(
+            "signed checkpoints verified through seq {} (the last written at: {})",
+            c.seq, c.reason
+        ),
+        (Some(_), None) => "no checkpoint".to_owned(),
+    };
+    println!(
+        "ok: {} lines in {} file(s), chain intact through seq {}; {signed}",
+        verifier.lines(),
+        files.len(),
+        head.seq
+    );
     Ok(())
 }
