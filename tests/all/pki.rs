@@ -196,26 +196,31 @@ async fn issued_chains_verify_with_openssl_and_say_what_the_role_allows() {
     }
 }
 
+/// Mounts a PKI engine at `mount` and has it make an intermediate's key;
+/// the `intermediate/generate/internal` response (its CSR in `data.csr`).
+async fn intermediate_csr(b: &Broker, mount: &str) -> Value {
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        &format!("sys/mounts/{mount}"),
+        Some(json!({ "type": "pki" })),
+    )
+    .await;
+    b.expect(
+        StatusCode::OK,
+        "POST",
+        &format!("{mount}/intermediate/generate/internal"),
+        Some(json!({ "common_name": "Broker Test Intermediate" })),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn an_intermediate_chain_verifies_and_the_crl_lists_revoked_serials() {
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::start().await;
     let root_pem = mount_with_root(&b, "pki", "ec").await;
-    b.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "sys/mounts/pki_int",
-        Some(json!({ "type": "pki" })),
-    )
-    .await;
-    let csr = b
-        .expect(
-            StatusCode::OK,
-            "POST",
-            "pki_int/intermediate/generate/internal",
-            Some(json!({ "common_name": "Broker Test Intermediate" })),
-        )
-        .await;
+    let csr = intermediate_csr(&b, "pki_int").await;
     let signed = b
         .expect(
             StatusCode::OK,
@@ -645,21 +650,7 @@ async fn ca_names_and_key_sizes_are_bounded_when_written() {
     }
     // sign-intermediate: neither a long common_name nor a CSR whose own
     // subject is too long.
-    b.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "sys/mounts/pki_int",
-        Some(json!({ "type": "pki" })),
-    )
-    .await;
-    let csr = b
-        .expect(
-            StatusCode::OK,
-            "POST",
-            "pki_int/intermediate/generate/internal",
-            Some(json!({ "common_name": "Broker Test Intermediate" })),
-        )
-        .await;
+    let csr = intermediate_csr(&b, "pki_int").await;
     let body = b
         .expect(
             StatusCode::BAD_REQUEST,
