@@ -3,6 +3,18 @@
 //!
 //! Connection configs are sealed in storage; the admin password is never
 //! returned, and the plugin never sees it (the host opens connections).
+//! A config read never shows a password, wherever the URL carries one.
+//!
+//! Vault's numeric connection settings are checked when a config is
+//! written (a 400 naming the field), and again when a pool is built from a
+//! stored config ([`crate::sql`]), since configs written before the check
+//! may hold anything:
+//!
+//! | field | range | meaning |
+//! |---|---|---|
+//! | `max_open_connections` | 0 to 1000 | pool size; 0 or unset: 4 |
+//! | `max_idle_connections` | 0 to 1000 | accepted as Vault does; the pool keeps at most `max_open_connections` |
+//! | `max_connection_lifetime` | 0 to 30 days (seconds or `"5m"`) | pooled connections older than this are closed; 0: never |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +28,7 @@ use crate::barrier::SealedStorage;
 use crate::duration::Ttl;
 use crate::lease::{ConnectionResolver, IssueParams, Leases, ResolvedConnection};
 use crate::plugin::{Catalog, ConnectionView, HostCapability};
-use crate::sql::{Dialect, SqlTarget};
+use crate::sql::{Dialect, MAX_CONNECTION_LIFETIME, MAX_OPEN_CONNECTIONS, SqlTarget};
 use crate::storage::LeaseRow;
 
 /// A stored connection config (`config/:name`).
@@ -35,7 +47,7 @@ pub struct DbConfig {
     /// Roles allowed to use this config (`*` for all).
     #[serde(default)]
     pub allowed_roles: Vec<String>,
-    /// Pool size.
+    /// Pool size (range-checked when written, and again by the pool).
     #[serde(default)]
     pub max_open_connections: Option<usize>,
     /// Other fields, passed to the plugin (username_template, …).
@@ -165,6 +177,7 @@ impl DatabaseEngine {
         if let Some(roles) = body.get("allowed_roles").cloned() {
             body.insert("allowed_roles".into(), json!(string_list(Some(&roles))));
         }
+        check_numeric_fields(&mut body)?;
         let config: DbConfig = serde_json::from_value(Value::Object(body))
             .map_err(|e| EngineError::BadRequest(format!("invalid connection config: {e}")))?;
         let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
@@ -181,15 +194,42 @@ impl DatabaseEngine {
                 })?;
         }
         self.store.put(&self.key("config", name), &config).await?;
+        // A pool that failed for the old settings is no longer this config's.
+        self.forget_pool(name);
         Ok(())
+    }
+
+    fn pool_key(&self, name: &str) -> String {
+        format!("{}/config/{name}", self.mount)
+    }
+
+    fn forget_pool(&self, name: &str) {
+        let key = self.pool_key(name);
+        for pools in self.catalog.pools() {
+            pools.remove(&key);
+        }
     }
 
     /// A connection config, without its password.
     pub async fn read_config(&self, name: &str) -> Result<Value, EngineError> {
         let config = self.config(name).await?;
+        let mut details = Map::new();
+        details.insert(
+            "connection_url".into(),
+            json!(redact_url(&config.connection_url)),
+        );
+        details.insert("username".into(), json!(config.username));
+        if let Some(n) = config.max_open_connections {
+            details.insert("max_open_connections".into(), json!(n));
+        }
+        for field in ["max_idle_connections", "max_connection_lifetime"] {
+            if let Some(v) = config.extra.get(field) {
+                details.insert(field.into(), v.clone());
+            }
+        }
         Ok(json!({
             "plugin_name": config.plugin_name,
-            "connection_details": { "connection_url": redact_url(&config.connection_url), "username": config.username },
+            "connection_details": details,
             "allowed_roles": config.allowed_roles,
             "verify_connection": true,
         }))
@@ -205,6 +245,7 @@ impl DatabaseEngine {
     /// Deletes a connection config. Its leases keep what they need.
     pub async fn delete_config(&self, name: &str) -> Result<(), EngineError> {
         self.store.delete(&self.key("config", name)).await?;
+        self.forget_pool(name);
         Ok(())
     }
 
@@ -302,16 +343,29 @@ impl DatabaseEngine {
             HostCapability::SqlMysql => Some(Dialect::MySql),
             HostCapability::Signer => None,
         });
+        // Read leniently: a config stored before the write-time check may
+        // hold anything here. What is out of range reaches the pool, which
+        // refuses it for this config alone, naming the field.
+        let lifetime = match config.extra.get("max_connection_lifetime") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(Ttl::deserialize(v).map(|t| t.0).map_err(|_| {
+                EngineError::BadRequest(format!(
+                    "connection config {name:?} has an unusable max_connection_lifetime; write the config again"
+                ))
+            })?),
+        };
         let target = dialect.map(|d| {
             let t = SqlTarget::new(
                 d,
                 &config.connection_url,
                 config.username.as_deref(),
                 config.password.as_deref().map(String::as_str),
-            );
+            )
+            .with_max_connection_lifetime(lifetime);
             Arc::new(match config.max_open_connections {
-                Some(n) => t.with_max_open_connections(n),
-                None => t,
+                // Vault's meaning of 0: the default.
+                Some(n) if n > 0 => t.with_max_open_connections(n),
+                _ => t,
             })
         });
         // The plugin sees every field but the URL (which may hold a password) and the password.
@@ -411,27 +465,302 @@ fn context(mount: &str, name: &str, resolved: &ResolvedConnection) -> crate::plu
     }
 }
 
-/// A URL with any inline password replaced: `postgres://u:***@h/db`.
-fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host))
-                if userinfo.contains(':') && !userinfo.contains("{{password}}") =>
-            {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:*****@{host}")
+/// A whole number from a request body, as Vault takes one: a JSON number
+/// or its text (`"4"`). `None` for anything else.
+fn whole_number(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Checks Vault's numeric connection settings against their ranges (see
+/// the module docs) and stores each in one form: a number, or nothing for
+/// Vault's "unset" values. The error names the field, never the value.
+fn check_numeric_fields(body: &mut Map<String, Value>) -> Result<(), EngineError> {
+    let max = MAX_OPEN_CONNECTIONS as u64;
+    for (field, what) in [
+        (
+            "max_open_connections",
+            format!("must be a whole number from 0 to {max} (0 means the default, 4)"),
+        ),
+        (
+            "max_idle_connections",
+            format!("must be a whole number from 0 to {max}"),
+        ),
+    ] {
+        match body.get(field) {
+            None | Some(Value::Null) => {
+                body.remove(field);
             }
-            _ => url.to_owned(),
+            Some(v) => match whole_number(v) {
+                Some(0) if field == "max_open_connections" => {
+                    body.remove(field);
+                }
+                Some(n) if n <= max => {
+                    body.insert(field.into(), json!(n));
+                }
+                _ => return Err(EngineError::BadRequest(format!("{field}: {what}"))),
+            },
+        }
+    }
+    let field = "max_connection_lifetime";
+    let limit = MAX_CONNECTION_LIFETIME.as_secs();
+    let lifetime = Ttl::field(body, field)
+        .map_err(|_| {
+            EngineError::BadRequest(format!(
+                "{field}: must be a duration (seconds, or a form like \"5m\") of at most {limit} seconds"
+            ))
+        })?
+        .map(Ttl::secs);
+    match lifetime {
+        None | Some(0) => {
+            body.remove(field);
+        }
+        Some(secs) if secs <= limit => {
+            body.insert(field.into(), json!(secs));
+        }
+        Some(_) => {
+            return Err(EngineError::BadRequest(format!(
+                "{field}: must be at most {limit} seconds (30 days)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What a masked password shows.
+const MASK: &str = "*****";
+
+/// Whether a URL parameter or a key/value DSN keyword names a password.
+fn is_password_key(key: &str) -> bool {
+    let key = percent_encoding::percent_decode_str(key.trim()).decode_utf8_lossy();
+    ["password", "passwd", "pass", "pwd", "sslpassword"]
+        .iter()
+        .any(|k| key.eq_ignore_ascii_case(k))
+}
+
+/// A connection URL or DSN fit to show: every password it may carry is
+/// masked, in the userinfo (`postgres://u:*****@h/db`, `u:*****@tcp(h)/`),
+/// in query parameters (`?password=*****`) and in libpq's key/value form
+/// (`host=h password=*****`). The `{{password}}` placeholder is shown: it
+/// is not a secret. Errs towards masking.
+pub(crate) fn redact_url(url: &str) -> String {
+    let is_url = url.contains("://");
+    let shown = if !is_url && looks_key_value(url) {
+        redact_key_values(url)
+    } else {
+        redact_query(&redact_userinfo(url))
+    };
+    mask_assignments(&shown, is_url)
+}
+
+/// The last net: any `password=…` (or `pwd = …`, any case) left in the
+/// text is masked up to the next space (or `&`, in a URL's query).
+fn mask_assignments(text: &str, is_url: bool) -> String {
+    let lower = text.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let at_word_start = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        let keyword = ["sslpassword", "password", "passwd", "pass", "pwd"]
+            .into_iter()
+            .find(|k| at_word_start && bytes[i..].starts_with(k.as_bytes()));
+        let Some(keyword) = keyword else {
+            i += 1;
+            continue;
+        };
+        let mut j = i + keyword.len();
+        while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        if bytes.get(j) != Some(&b'=') {
+            i += keyword.len();
+            continue;
+        }
+        j += 1;
+        while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        let value = &text[j..];
+        if value.starts_with(MASK) || value.starts_with("{{password}}") {
+            i = j;
+            continue;
+        }
+        let end = if value.starts_with('\'') {
+            // To the closing quote; an escaped one does not close it.
+            let mut k = 1;
+            let v = value.as_bytes();
+            let close = loop {
+                match v.get(k) {
+                    None => break v.len(),
+                    Some(b'\\') => k += 2,
+                    Some(b'\'') => break k + 1,
+                    Some(_) => k += 1,
+                }
+            };
+            close.min(value.len())
+        } else {
+            value
+                .find(|c: char| c.is_whitespace() || (is_url && c == '&'))
+                .unwrap_or(value.len())
+        };
+        let end = j + end;
+        if !text.is_char_boundary(end) {
+            // An escape split a character: mask to the end.
+            out.push_str(&text[copied..j]);
+            out.push_str(MASK);
+            return out;
+        }
+        out.push_str(&text[copied..j]);
+        out.push_str(MASK);
+        copied = end;
+        i = end;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Whether `text` starts as libpq's key/value form does: a keyword (letters,
+/// digits, `_`), then `=`. A Go DSN's userinfo has a `:` first.
+fn looks_key_value(text: &str) -> bool {
+    let text = text.trim_start();
+    let key_end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    key_end > 0 && text[key_end..].trim_start().starts_with('=')
+}
+
+fn redact_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    // A key/value DSN may hold an `@` in a value; it has no userinfo.
+    if scheme.is_none() && userinfo.contains('=') {
+        return url.to_owned();
+    }
+    match userinfo.split_once(':') {
+        Some((user, password)) if password != "{{password}}" => match scheme {
+            Some(scheme) => format!("{scheme}://{user}:{MASK}@{host}"),
+            None => format!("{user}:{MASK}@{host}"),
         },
-        None => match url.rsplit_once('@') {
-            Some((userinfo, rest))
-                if userinfo.contains(':') && !userinfo.contains("{{password}}") =>
-            {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{user}:*****@{rest}")
+        _ => url.to_owned(),
+    }
+}
+
+/// Masks password parameters after the first `?` (separated by `&`).
+fn redact_query(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(base);
+    out.push('?');
+    let mut rest = query;
+    loop {
+        let end = rest.find('&').unwrap_or(rest.len());
+        let (param, tail) = rest.split_at(end);
+        match param.split_once('=') {
+            Some((key, value)) if is_password_key(key) && value != "{{password}}" => {
+                out.push_str(key);
+                out.push('=');
+                out.push_str(MASK);
             }
-            _ => url.to_owned(),
-        },
+            _ => out.push_str(param),
+        }
+        let mut chars = tail.chars();
+        match chars.next() {
+            Some(separator) => {
+                out.push(separator);
+                rest = chars.as_str();
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Masks the values of password keywords in libpq's `key=value` form,
+/// where a value is a bare word or single-quoted with `\'` and `\\`
+/// escapes, and spaces may surround the `=`. Text that does not parse as
+/// that form is masked from the first password keyword on.
+fn redact_key_values(dsn: &str) -> String {
+    let bytes = dsn.as_bytes();
+    let mut out = String::with_capacity(dsn.len());
+    let mut i = 0;
+    let skip_space = |mut i: usize| {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    while i < bytes.len() {
+        let start = i;
+        i = skip_space(i);
+        out.push_str(&dsn[start..i]);
+        if i >= bytes.len() {
+            break;
+        }
+        let key_start = i;
+        while i < bytes.len() && bytes[i] != b'=' && !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = &dsn[key_start..i];
+        let eq = skip_space(i);
+        if eq >= bytes.len() || bytes[eq] != b'=' {
+            // Not key/value text: mask from the first password keyword on.
+            return mask_from_password_keyword(dsn);
+        }
+        let value_start = skip_space(eq + 1);
+        let mut j = value_start;
+        if j < bytes.len() && bytes[j] == b'\'' {
+            j += 1;
+            loop {
+                match bytes.get(j) {
+                    None => return mask_from_password_keyword(dsn),
+                    Some(b'\\') => j += 2,
+                    Some(b'\'') => {
+                        j += 1;
+                        break;
+                    }
+                    Some(_) => j += 1,
+                }
+            }
+        } else {
+            while j < bytes.len() && !bytes[j].is_ascii_whitespace() {
+                j += if bytes[j] == b'\\' { 2 } else { 1 };
+            }
+        }
+        let j = j.min(bytes.len());
+        out.push_str(&dsn[key_start..value_start]);
+        if is_password_key(key) && !dsn.is_char_boundary(j) {
+            return mask_from_password_keyword(dsn);
+        }
+        if is_password_key(key) && &dsn[value_start..j] != "{{password}}" {
+            out.push_str(MASK);
+        } else if dsn.is_char_boundary(j) {
+            out.push_str(&dsn[value_start..j]);
+        } else {
+            return mask_from_password_keyword(dsn);
+        }
+        i = j;
+    }
+    out
+}
+
+/// Everything from the first word that names a password is masked.
+fn mask_from_password_keyword(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    match ["pass", "pwd"].iter().filter_map(|k| lower.find(k)).min() {
+        Some(at) => format!("{}{MASK}", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
@@ -443,5 +772,163 @@ impl ConnectionResolver for DatabaseEngine {
         }
         let config = self.config(config_name).await.ok()?;
         self.resolved(config_name, &config).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn checked(fields: Value) -> Result<Map<String, Value>, String> {
+        let Value::Object(mut body) = fields else {
+            unreachable!()
+        };
+        check_numeric_fields(&mut body).map_err(|e| e.to_string())?;
+        Ok(body)
+    }
+
+    #[test]
+    fn numeric_fields_out_of_range_are_refused_naming_the_field() {
+        for (field, value) in [
+            ("max_open_connections", json!(100_000_000_000u64)),
+            ("max_open_connections", json!(u64::MAX)),
+            ("max_open_connections", json!(1001)),
+            ("max_open_connections", json!(-1)),
+            ("max_open_connections", json!(2.5)),
+            ("max_open_connections", json!("many")),
+            ("max_open_connections", json!([4])),
+            ("max_idle_connections", json!(1001)),
+            ("max_idle_connections", json!(-3)),
+            ("max_connection_lifetime", json!("99999999999h")),
+            ("max_connection_lifetime", json!(2_592_001)),
+            ("max_connection_lifetime", json!("soon")),
+            ("max_connection_lifetime", json!(-1)),
+        ] {
+            let e = checked(json!({ field: value })).unwrap_err();
+            assert!(e.starts_with(field), "{field} = {value}: {e}");
+            // The value itself is not echoed: it may be 50 KB.
+            if let Value::String(text) = &value {
+                assert!(!e.contains(text.as_str()), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn numeric_fields_in_vaults_forms_are_stored_as_numbers() {
+        let body = checked(json!({
+            "max_open_connections": "7",
+            "max_idle_connections": 0,
+            "max_connection_lifetime": "5m",
+        }))
+        .unwrap();
+        assert_eq!(body["max_open_connections"], 7);
+        assert_eq!(body["max_idle_connections"], 0);
+        assert_eq!(body["max_connection_lifetime"], 300);
+        // Vault's "unset" values: the defaults.
+        let body = checked(json!({
+            "max_open_connections": 0,
+            "max_connection_lifetime": "0s",
+            "max_idle_connections": null,
+        }))
+        .unwrap();
+        assert!(body.is_empty(), "{body:?}");
+    }
+
+    #[test]
+    fn hostile_urls_read_back_without_their_passwords() {
+        let secret = "Zq9s3cr3t";
+        for url in [
+            format!("postgresql://admin:{secret}@db:5432/app"),
+            format!("postgres://admin:p@ss:{secret}@db/app"),
+            format!("postgresql://db/app?password={secret}"),
+            format!("postgresql://db/app?sslmode=disable&password={secret}&user=u"),
+            format!("postgresql://db/app?user=u;PASSWORD={secret}"),
+            format!("postgresql://db/app?pass%77ord={secret}"),
+            format!("postgresql://u@db/app?application_name=a@b&password={secret}"),
+            format!("admin:{secret}@tcp(db:3306)/app"),
+            format!("admin:{secret}@/app?password={secret}"),
+            format!("{{{{username}}}}:{{{{password}}}}@tcp(db:3306)/?pwd={secret}"),
+            format!("host=db user=admin password={secret} dbname=app"),
+            format!("host=db password = {secret}"),
+            format!("host=db password='{secret} with \\' quote' dbname=app"),
+            format!("host=db password={secret}\\ more dbname=app"),
+            format!("host=db password='{secret} unterminated"),
+            format!("host=db  sslpassword={secret}"),
+            format!("host=db password={secret}?x=1"),
+            format!("host=db password=a@{secret}"),
+        ] {
+            let shown = redact_url(&url);
+            assert!(!shown.contains(secret), "{url} -> {shown}");
+        }
+        // What is not a password stays readable.
+        assert_eq!(
+            redact_url("host=db user=admin password=x dbname=app"),
+            "host=db user=admin password=***** dbname=app"
+        );
+        assert_eq!(
+            redact_url("postgresql://{{username}}:{{password}}@db/app?sslmode=disable"),
+            "postgresql://{{username}}:{{password}}@db/app?sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("postgresql://db/app?sslmode=disable&password=x"),
+            "postgresql://db/app?sslmode=disable&password=*****"
+        );
+        assert_eq!(
+            redact_url("admin:x@tcp(db:3306)/app"),
+            "admin:*****@tcp(db:3306)/app"
+        );
+    }
+
+    /// A password: no whitespace (it ends a bare DSN value), none of the
+    /// separators a value of each form ends at, and a prefix seen nowhere
+    /// else in the URLs below.
+    fn secret() -> impl Strategy<Value = String> {
+        "Zq9[A-Za-z0-9!#$%()*+,./:<>\\[\\]^_`{|}~-]{4,24}"
+    }
+
+    fn word() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9.]{0,10}"
+    }
+
+    proptest! {
+        #[test]
+        fn no_form_of_url_shows_its_password(
+            secret in secret(),
+            host in word(),
+            user in word(),
+            db in word(),
+            other in word(),
+            form in 0..6usize,
+        ) {
+            let url = match form {
+                0 => format!("postgresql://{user}:{secret}@{host}:5432/{db}"),
+                1 => format!("postgresql://{user}@{host}/{db}?{other}=1&password={}", secret.replace(['&', ';'], "")),
+                2 => format!("{user}:{secret}@tcp({host}:3306)/{db}"),
+                3 => format!("host={host} user={user} password={secret} dbname={db}"),
+                4 => format!("host={host} password='{}' dbname={db}", secret.replace(['\'', '\\'], "")),
+                _ => format!("{other} = {host} PassWord = {secret}"),
+            };
+            let shown = redact_url(&url);
+            let secret_part = &secret[..secret.len().min(8)];
+            prop_assert!(!shown.contains(secret_part), "{} -> {}", url, shown);
+        }
+
+        #[test]
+        fn any_text_is_redacted_without_panicking(text in any::<String>()) {
+            let _ = redact_url(&text);
+        }
+
+        #[test]
+        fn passwords_after_any_prefix_are_masked(
+            prefix in "[ -~]{0,40}",
+            secret in secret(),
+        ) {
+            // However odd the text before it, a libpq password keyword's
+            // value is masked.
+            let url = format!("host=h{} password={secret}", prefix.replace(['\'', '\\', '='], ""));
+            let shown = redact_url(&url);
+            prop_assert!(!shown.contains(&secret[..8.min(secret.len())]), "{} -> {}", url, shown);
+        }
     }
 }

@@ -71,7 +71,9 @@ const CONNECTION_SCHEMA: &str = r#"{
     "password": {"type": "string", "writeOnly": true},
     "username_template": {"type": "string"},
     "root_rotation_statements": {"type": ["string", "array"], "items": {"type": "string"}},
-    "max_open_connections": {"type": "integer", "minimum": 1}
+    "max_open_connections": {"type": "integer", "minimum": 0, "maximum": 1000, "description": "pool size; 0: the default, 4"},
+    "max_idle_connections": {"type": "integer", "minimum": 0, "maximum": 1000},
+    "max_connection_lifetime": {"type": ["integer", "string"], "description": "seconds or a duration like \"5m\", at most 30 days; 0: no limit"}
   }
 }"#;
 
