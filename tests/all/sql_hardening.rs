@@ -401,6 +401,7 @@ async fn concurrent_requests_for_one_mysql_username_never_drop_each_others_accou
     let mut issued = Vec::new();
     for call in calls {
         let (status, body) = call.await.unwrap();
+        eprintln!("{status}: {body}");
         if status == StatusCode::OK {
             issued.push(body);
         } else {
@@ -437,7 +438,11 @@ async fn concurrent_requests_for_one_mysql_username_never_drop_each_others_accou
         let user = creds["data"]["username"].as_str().unwrap();
         let password = creds["data"]["password"].as_str().unwrap();
         assert_eq!(user, name);
-        assert!(mysql_user_exists(user).await, "{user} has a lease but no account");
+        assert!(
+            mysql_user_exists(user).await,
+            "{user} has a lease but no account:\n{}",
+            b.log()
+        );
         let mut conn = mysql_async::Conn::new(s.mysql_opts(user, password))
             .await
             .unwrap_or_else(|e| panic!("the leased password does not work: {e}"));
