@@ -161,7 +161,13 @@ async fn a_huge_pool_size_is_refused_and_a_stored_one_cannot_crash_the_broker() 
     let user = creds["data"]["username"].as_str().unwrap().to_owned();
     assert!(pg_role_exists(&user).await);
     b.stop().await;
-    plant(&b, "database", "max_open_connections", json!(100_000_000_000u64)).await;
+    plant(
+        &b,
+        "database",
+        "max_open_connections",
+        json!(100_000_000_000u64),
+    )
+    .await;
     b.start_again().await;
     // The worker tries to revoke through the unusable config, which fails
     // alone: the broker stays up, says it is degraded, and says why.
@@ -338,7 +344,10 @@ async fn mysql_user_exists(name: &str) -> bool {
 
 fn mysql_url() -> String {
     let s = mysql();
-    format!("{{{{username}}}}:{{{{password}}}}@tcp({}:{})/", s.host, s.port)
+    format!(
+        "{{{{username}}}}:{{{{password}}}}@tcp({}:{})/",
+        s.host, s.port
+    )
 }
 
 /// Finding 9. Sixteen requests at once for a role whose username template
@@ -427,12 +436,15 @@ async fn concurrent_requests_for_one_mysql_username_never_drop_each_others_accou
         )
         .await;
     let keys = listed["data"]["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), issued.len(), "exactly the successes have leases");
+    assert_eq!(
+        keys.len(),
+        issued.len(),
+        "exactly the successes have leases"
+    );
     for creds in &issued {
         let lease_id = creds["lease_id"].as_str().unwrap();
         assert!(
-            keys.iter()
-                .any(|k| lease_id.ends_with(k.as_str().unwrap())),
+            keys.iter().any(|k| lease_id.ends_with(k.as_str().unwrap())),
             "{lease_id} is not listed"
         );
         let user = creds["data"]["username"].as_str().unwrap();
@@ -672,8 +684,7 @@ async fn statements_end_at_the_deadline_or_when_their_call_is_dropped() {
     let tag = unique("droptag");
     let mut c = pools.connect(&key, &target).await.unwrap();
     let sleeping = format!("SELECT pg_sleep(25), '{tag}'");
-    let dropped =
-        tokio::time::timeout(Duration::from_millis(500), c.execute(&sleeping, &[])).await;
+    let dropped = tokio::time::timeout(Duration::from_millis(500), c.execute(&sleeping, &[])).await;
     assert!(dropped.is_err(), "the statement ended by itself");
     assert!(
         stops_within(Duration::from_secs(3), || pg_running(&tag)).await,
@@ -716,8 +727,7 @@ async fn mysql_statements_end_at_the_deadline_and_a_batch_stops_there() {
     let tag = unique("droptag");
     let mut c = pools.connect(&key, &target).await.unwrap();
     let sleeping = format!("SELECT SLEEP(25), '{tag}'");
-    let dropped =
-        tokio::time::timeout(Duration::from_millis(500), c.execute(&sleeping, &[])).await;
+    let dropped = tokio::time::timeout(Duration::from_millis(500), c.execute(&sleeping, &[])).await;
     assert!(dropped.is_err(), "the statement ended by itself");
     assert!(
         stops_within(Duration::from_secs(3), || mysql_running(&tag)).await,

@@ -565,7 +565,8 @@ fn mask_assignments(text: &str, is_url: bool) -> String {
     let mut copied = 0;
     let mut i = 0;
     while i < bytes.len() {
-        let at_word_start = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        let at_word_start =
+            i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
         let keyword = ["sslpassword", "password", "passwd", "pass", "pwd"]
             .into_iter()
             .find(|k| at_word_start && bytes[i..].starts_with(k.as_bytes()));

@@ -195,7 +195,7 @@ impl Pools {
     pub async fn connect(&self, key: &str, target: &SqlTarget) -> Result<SqlConn, SqlError> {
         let pool = self.pool(key, target)?;
         let conn = match &*pool {
-            Pool::Postgres(p) => Conn::Postgres(postgres::connect(p).await?),
+            Pool::Postgres(p) => Conn::Postgres(Box::new(postgres::connect(p).await?)),
             Pool::MySql(p) => Conn::MySql(mysql::connect(p).await?),
         };
         Ok(SqlConn {
@@ -285,7 +285,7 @@ fn build(target: &SqlTarget) -> Result<Pool, SqlError> {
 }
 
 enum Conn {
-    Postgres(postgres::PgConn),
+    Postgres(Box<postgres::PgConn>),
     MySql(mysql::PooledConn),
 }
 
@@ -336,7 +336,9 @@ impl Canceller {
         .await;
         match sent {
             Ok(Ok(())) => tracing::info!("a statement past its call's end was cancelled"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot cancel a statement past its call's end"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot cancel a statement past its call's end")
+            }
             Err(_) => tracing::warn!("timed out cancelling a statement past its call's end"),
         }
     }
@@ -517,7 +519,11 @@ mod tests {
         assert_eq!(failed, ["m/config/bad", "m/config/long"]);
         assert!(pools.any_failed());
         // Written again in range: built, and no longer reported.
-        assert!(pools.pool("m/config/bad", &target(Dialect::Postgres)).is_ok());
+        assert!(
+            pools
+                .pool("m/config/bad", &target(Dialect::Postgres))
+                .is_ok()
+        );
         pools.remove("m/config/long");
         assert!(!pools.any_failed(), "{:?}", pools.failures());
     }

@@ -248,7 +248,9 @@ impl Drop for PooledConn {
                     });
                 }
                 // Not reached: calls run on the runtime. Dropping returns it to the pool.
-                Err(_) => tracing::warn!("a MySQL connection not to be pooled went back to its pool"),
+                Err(_) => {
+                    tracing::warn!("a MySQL connection not to be pooled went back to its pool")
+                }
             }
         }
     }

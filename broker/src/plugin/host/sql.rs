@@ -144,16 +144,14 @@ impl wit::HostConnection for CallState {
         let params: Vec<SqlValue> = params.into_iter().map(from_wit).collect();
         let h = self.table.get_mut(&handle)?;
         let result = h.conn.query(&statement, &params).await;
-        Ok(result
-            .map_err(|e| self.failed(e))
-            .map(|rows| wit::Rows {
-                columns: rows.columns,
-                rows: rows
-                    .rows
-                    .into_iter()
-                    .map(|r| r.into_iter().map(to_wit).collect())
-                    .collect(),
-            }))
+        Ok(result.map_err(|e| self.failed(e)).map(|rows| wit::Rows {
+            columns: rows.columns,
+            rows: rows
+                .rows
+                .into_iter()
+                .map(|r| r.into_iter().map(to_wit).collect())
+                .collect(),
+        }))
     }
 
     async fn batch(
