@@ -398,9 +398,9 @@ impl Plugin {
             (result, store)
         };
         // The epoch stops a guest computing; this stops a guest stuck in a host call.
-        // A statement past the deadline is cancelled by the host call itself
-        // and waited for, so that the call's end means it no longer runs:
-        // that gets time of its own (one cancellation, then the statement's end).
+        // A statement past the deadline is cancelled by the host call itself,
+        // so that the call's end means it no longer runs: that gets time of
+        // its own (the cancellation, then on PostgreSQL the statement's end).
         let grace = if ctx.sql.is_some() {
             EPOCH_TICK * 4 + crate::sql::CANCEL_TIMEOUT * 2
         } else {

@@ -113,11 +113,14 @@ impl wit::Host for CallState {
                 Ok(Ok(self.table.push(SqlHandle { conn })?))
             }
             Ok(Err(e)) => Ok(Err(self.failed(e))),
-            Err(_) => Ok(Err(wit::SqlError {
-                kind: wit::SqlErrorKind::Unavailable,
-                message: "the call's deadline passed while waiting for a connection".into(),
-                code: None,
-            })),
+            Err(_) => {
+                self.deadline_hit = true;
+                Ok(Err(wit::SqlError {
+                    kind: wit::SqlErrorKind::Unavailable,
+                    message: "the call's deadline passed while waiting for a connection".into(),
+                    code: None,
+                }))
+            }
         }
     }
 }
