@@ -773,3 +773,81 @@ async fn a_named_lock_does_not_outlive_its_call_on_a_pooled_connection() {
         "the lock outlived the call that took it"
     );
 }
+
+/// The PostgreSQL plugin claims a new role's name the same way: sixteen
+/// requests at once for one fixed name make one role, and the refused
+/// ones (told why) record nothing that a revocation could drop it by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_for_one_postgresql_username_make_one_role() {
+    let b = Broker::start().await;
+    mount(&b, "database").await;
+    let name = prefix("pgrace");
+    let mut config = pg_config();
+    config["username_template"] = json!(name);
+    config["max_open_connections"] = json!(20);
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/config/pg",
+        Some(config),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/roles/app",
+        Some(json!({ "db_name": "pg", "creation_statements": [PG_CREATE], "default_ttl": "1h" })),
+    )
+    .await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let mut calls = Vec::new();
+    for _ in 0..16 {
+        let (http, base, token, barrier) = (
+            b.http.clone(),
+            b.base.clone(),
+            b.token.clone(),
+            barrier.clone(),
+        );
+        calls.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let r = http
+                .get(format!("{base}/database/creds/app"))
+                .header("X-Vault-Token", token)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }));
+    }
+    let mut issued = Vec::new();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        if status == StatusCode::OK {
+            issued.push(body);
+        } else {
+            assert!(first_error(&body).contains(&name), "{status}: {body}");
+        }
+    }
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    let listed = b
+        .expect(
+            StatusCode::OK,
+            "LIST",
+            "sys/leases/lookup/database/creds/app/",
+            None,
+        )
+        .await;
+    assert_eq!(listed["data"]["keys"].as_array().unwrap().len(), 1);
+    let password = issued[0]["data"]["password"].as_str().unwrap();
+    broker_tests::pg_connect(postgres(), &name, password)
+        .await
+        .unwrap_or_else(|e| panic!("the leased password does not work: {e}"));
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/leases/revoke-prefix/database/creds/app",
+        None,
+    )
+    .await;
+    assert!(!pg_role_exists(&name).await);
+}
