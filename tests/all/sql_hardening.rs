@@ -851,3 +851,126 @@ async fn concurrent_requests_for_one_postgresql_username_make_one_role() {
     .await;
     assert!(!pg_role_exists(&name).await);
 }
+
+/// The claim itself: while a name is claimed (here by the test, as another
+/// call would hold it), a request for it waits, then is refused with a
+/// clear 503 and no lease; once the claim ends, it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_name_is_neither_recorded_nor_created_by_another_call() {
+    let b = Broker::start().await;
+    mount(&b, "database").await;
+    let s = mysql();
+    let (my_name, pg_name) = (prefix("claimmy"), prefix("claimpg"));
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/config/maria",
+        Some(json!({
+            "plugin_name": "mysql-database-plugin",
+            "connection_url": mysql_url(),
+            "username": s.user,
+            "password": s.password,
+            "allowed_roles": "*",
+            "username_template": my_name,
+        })),
+    )
+    .await;
+    let mut config = pg_config();
+    config["username_template"] = json!(pg_name);
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/config/pg",
+        Some(config),
+    )
+    .await;
+    for (role, db, create) in [
+        (
+            "my",
+            "maria",
+            "CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}';",
+        ),
+        ("pg", "pg", PG_CREATE),
+    ] {
+        b.expect(
+            StatusCode::NO_CONTENT,
+            "POST",
+            &format!("database/roles/{role}"),
+            Some(json!({ "db_name": db, "creation_statements": [create] })),
+        )
+        .await;
+    }
+
+    let mut my_admin = mysql_admin().await;
+    let held: Option<i64> = my_admin
+        .exec_first(
+            "SELECT GET_LOCK(?, 0)",
+            (format!("broker-account:{my_name}"),),
+        )
+        .await
+        .unwrap();
+    assert_eq!(held, Some(1));
+    let pg = pg_admin().await;
+    pg.execute(
+        "SELECT pg_advisory_lock(1651665778, hashtext($1))",
+        &[&format!("broker-role:{pg_name}")],
+    )
+    .await
+    .unwrap();
+
+    for (role, name) in [("my", &my_name), ("pg", &pg_name)] {
+        let (status, body) = b.call("GET", &format!("database/creds/{role}"), None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let error = first_error(&body);
+        assert!(
+            error.contains(name.as_str()) && error.contains("another request"),
+            "{error}"
+        );
+        let (status, listed) = b
+            .call(
+                "LIST",
+                &format!("sys/leases/lookup/database/creds/{role}/"),
+                None,
+            )
+            .await;
+        assert!(
+            status == StatusCode::NOT_FOUND || listed["data"]["keys"] == json!([]),
+            "a refused call left a lease: {listed}"
+        );
+    }
+    assert!(!mysql_user_exists(&my_name).await);
+    assert!(!pg_role_exists(&pg_name).await);
+
+    // Claims end: both are served.
+    my_admin
+        .exec_drop(
+            "SELECT RELEASE_LOCK(?)",
+            (format!("broker-account:{my_name}"),),
+        )
+        .await
+        .unwrap();
+    pg.execute(
+        "SELECT pg_advisory_unlock(1651665778, hashtext($1))",
+        &[&format!("broker-role:{pg_name}")],
+    )
+    .await
+    .unwrap();
+    for role in ["my", "pg"] {
+        b.expect(
+            StatusCode::OK,
+            "GET",
+            &format!("database/creds/{role}"),
+            None,
+        )
+        .await;
+        b.expect(
+            StatusCode::NO_CONTENT,
+            "PUT",
+            &format!("sys/leases/revoke-prefix/database/creds/{role}"),
+            None,
+        )
+        .await;
+    }
+    assert!(!mysql_user_exists(&my_name).await);
+    assert!(!pg_role_exists(&pg_name).await);
+}
