@@ -328,6 +328,11 @@ impl Core {
         Ok(())
     }
 
+    /// The plugin catalog (and through it, the database pools).
+    pub(crate) fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
     /// This broker's id (shared by nodes on one storage), made at init.
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id

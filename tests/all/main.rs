@@ -21,5 +21,6 @@ mod policies;
 mod postgres;
 mod process;
 mod sandbox;
+mod sql_hardening;
 mod storage;
 mod vault_client;

@@ -3,7 +3,9 @@
 //!
 //! Health and seal status answer without a token, without audit and past
 //! the rate limit, as Vault's do: a load balancer polls them. They must
-//! never say more than Vault says there (no mounts, no counts).
+//! never say more than Vault says there (no mounts, no counts), but for
+//! one flag: `degraded`, true while some connection config's pool cannot be
+//! built (which one is in the log and in that config's own errors).
 
 use std::collections::HashMap;
 
@@ -33,7 +35,8 @@ fn code(query: &HashMap<String, String>, name: &str, default: u16) -> Result<Sta
 
 /// `GET sys/health`: 200 when serving, 503 when sealed (Vault's codes;
 /// `sealedcode`, `activecode`, `standbycode`, `uninitcode` and `standbyok`
-/// change them as they do in Vault).
+/// change them as they do in Vault). A degraded mount keeps the code (the
+/// other mounts serve) and sets `degraded` in the body.
 pub(crate) fn health(core: &Core, query: &HashMap<String, String>) -> Result<Reply, ApiError> {
     let sealed = core.is_sealed();
     let status = if sealed {
@@ -52,6 +55,11 @@ pub(crate) fn health(core: &Core, query: &HashMap<String, String>) -> Result<Rep
     };
     // Checked for a clear 400 though an uninitialized broker does not serve.
     code(query, "uninitcode", 501)?;
+    let degraded = core
+        .catalog()
+        .pools()
+        .iter()
+        .any(|pools| pools.any_failed());
     Ok(Reply::Bare(
         status,
         json!({
@@ -65,6 +73,7 @@ pub(crate) fn health(core: &Core, query: &HashMap<String, String>) -> Result<Rep
             "cluster_id": core.cluster_id(),
             "server_time_utc": crate::clock::unix_now(),
             "version": env!("CARGO_PKG_VERSION"),
+            "degraded": degraded,
         }),
     ))
 }

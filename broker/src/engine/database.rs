@@ -3,6 +3,18 @@
 //!
 //! Connection configs are sealed in storage; the admin password is never
 //! returned, and the plugin never sees it (the host opens connections).
+//! A config read never shows a password, wherever the URL carries one.
+//!
+//! Vault's numeric connection settings are checked when a config is
+//! written (a 400 naming the field), and again when a pool is built from a
+//! stored config ([`crate::sql`]), since configs written before the check
+//! may hold anything:
+//!
+//! | field | range | meaning |
+//! |---|---|---|
+//! | `max_open_connections` | 0 to 1000 | pool size; 0 or unset: 4 |
+//! | `max_idle_connections` | 0 to 1000 | accepted as Vault does; the pool keeps at most `max_open_connections` |
+//! | `max_connection_lifetime` | 0 to 30 days (seconds or `"5m"`) | pooled connections older than this are closed; 0: never |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +28,11 @@ use crate::barrier::SealedStorage;
 use crate::duration::Ttl;
 use crate::lease::{ConnectionResolver, IssueParams, Leases, ResolvedConnection};
 use crate::plugin::{Catalog, ConnectionView, HostCapability};
-use crate::sql::{Dialect, SqlTarget};
+use crate::sql::{Dialect, MAX_CONNECTION_LIFETIME, MAX_OPEN_CONNECTIONS, SqlTarget};
 use crate::storage::LeaseRow;
+
+mod redact;
+use redact::redact_url;
 
 /// A stored connection config (`config/:name`).
 #[derive(Clone, Serialize, Deserialize)]
@@ -35,7 +50,7 @@ pub struct DbConfig {
     /// Roles allowed to use this config (`*` for all).
     #[serde(default)]
     pub allowed_roles: Vec<String>,
-    /// Pool size.
+    /// Pool size (range-checked when written, and again by the pool).
     #[serde(default)]
     pub max_open_connections: Option<usize>,
     /// Other fields, passed to the plugin (username_template, …).
@@ -165,6 +180,7 @@ impl DatabaseEngine {
         if let Some(roles) = body.get("allowed_roles").cloned() {
             body.insert("allowed_roles".into(), json!(string_list(Some(&roles))));
         }
+        check_numeric_fields(&mut body)?;
         let config: DbConfig = serde_json::from_value(Value::Object(body))
             .map_err(|e| EngineError::BadRequest(format!("invalid connection config: {e}")))?;
         let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
@@ -181,15 +197,42 @@ impl DatabaseEngine {
                 })?;
         }
         self.store.put(&self.key("config", name), &config).await?;
+        // A pool that failed for the old settings is no longer this config's.
+        self.forget_pool(name);
         Ok(())
+    }
+
+    fn pool_key(&self, name: &str) -> String {
+        format!("{}/config/{name}", self.mount)
+    }
+
+    fn forget_pool(&self, name: &str) {
+        let key = self.pool_key(name);
+        for pools in self.catalog.pools() {
+            pools.remove(&key);
+        }
     }
 
     /// A connection config, without its password.
     pub async fn read_config(&self, name: &str) -> Result<Value, EngineError> {
         let config = self.config(name).await?;
+        let mut details = Map::new();
+        details.insert(
+            "connection_url".into(),
+            json!(redact_url(&config.connection_url)),
+        );
+        details.insert("username".into(), json!(config.username));
+        if let Some(n) = config.max_open_connections {
+            details.insert("max_open_connections".into(), json!(n));
+        }
+        for field in ["max_idle_connections", "max_connection_lifetime"] {
+            if let Some(v) = config.extra.get(field) {
+                details.insert(field.into(), v.clone());
+            }
+        }
         Ok(json!({
             "plugin_name": config.plugin_name,
-            "connection_details": { "connection_url": redact_url(&config.connection_url), "username": config.username },
+            "connection_details": details,
             "allowed_roles": config.allowed_roles,
             "verify_connection": true,
         }))
@@ -205,6 +248,7 @@ impl DatabaseEngine {
     /// Deletes a connection config. Its leases keep what they need.
     pub async fn delete_config(&self, name: &str) -> Result<(), EngineError> {
         self.store.delete(&self.key("config", name)).await?;
+        self.forget_pool(name);
         Ok(())
     }
 
@@ -302,16 +346,29 @@ impl DatabaseEngine {
             HostCapability::SqlMysql => Some(Dialect::MySql),
             HostCapability::Signer => None,
         });
+        // Read leniently: a config stored before the write-time check may
+        // hold anything here. What is out of range reaches the pool, which
+        // refuses it for this config alone, naming the field.
+        let lifetime = match config.extra.get("max_connection_lifetime") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(Ttl::deserialize(v).map(|t| t.0).map_err(|_| {
+                EngineError::BadRequest(format!(
+                    "connection config {name:?} has an unusable max_connection_lifetime; write the config again"
+                ))
+            })?),
+        };
         let target = dialect.map(|d| {
             let t = SqlTarget::new(
                 d,
                 &config.connection_url,
                 config.username.as_deref(),
                 config.password.as_deref().map(String::as_str),
-            );
+            )
+            .with_max_connection_lifetime(lifetime);
             Arc::new(match config.max_open_connections {
-                Some(n) => t.with_max_open_connections(n),
-                None => t,
+                // Vault's meaning of 0: the default.
+                Some(n) if n > 0 => t.with_max_open_connections(n),
+                _ => t,
             })
         });
         // The plugin sees every field but the URL (which may hold a password) and the password.
@@ -411,28 +468,69 @@ fn context(mount: &str, name: &str, resolved: &ResolvedConnection) -> crate::plu
     }
 }
 
-/// A URL with any inline password replaced: `postgres://u:***@h/db`.
-fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host))
-                if userinfo.contains(':') && !userinfo.contains("{{password}}") =>
-            {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:*****@{host}")
-            }
-            _ => url.to_owned(),
-        },
-        None => match url.rsplit_once('@') {
-            Some((userinfo, rest))
-                if userinfo.contains(':') && !userinfo.contains("{{password}}") =>
-            {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{user}:*****@{rest}")
-            }
-            _ => url.to_owned(),
-        },
+/// A whole number from a request body, as Vault takes one: a JSON number
+/// or its text (`"4"`). `None` for anything else.
+fn whole_number(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
+}
+
+/// Checks Vault's numeric connection settings against their ranges (see
+/// the module docs) and stores each in one form: a number, or nothing for
+/// Vault's "unset" values. The error names the field, never the value.
+fn check_numeric_fields(body: &mut Map<String, Value>) -> Result<(), EngineError> {
+    let max = MAX_OPEN_CONNECTIONS as u64;
+    for (field, what) in [
+        (
+            "max_open_connections",
+            format!("must be a whole number from 0 to {max} (0 means the default, 4)"),
+        ),
+        (
+            "max_idle_connections",
+            format!("must be a whole number from 0 to {max}"),
+        ),
+    ] {
+        match body.get(field) {
+            None | Some(Value::Null) => {
+                body.remove(field);
+            }
+            Some(v) => match whole_number(v) {
+                Some(0) if field == "max_open_connections" => {
+                    body.remove(field);
+                }
+                Some(n) if n <= max => {
+                    body.insert(field.into(), json!(n));
+                }
+                _ => return Err(EngineError::BadRequest(format!("{field}: {what}"))),
+            },
+        }
+    }
+    let field = "max_connection_lifetime";
+    let limit = MAX_CONNECTION_LIFETIME.as_secs();
+    let lifetime = Ttl::field(body, field)
+        .map_err(|_| {
+            EngineError::BadRequest(format!(
+                "{field}: must be a duration (seconds, or a form like \"5m\") of at most {limit} seconds"
+            ))
+        })?
+        .map(Ttl::secs);
+    match lifetime {
+        None | Some(0) => {
+            body.remove(field);
+        }
+        Some(secs) if secs <= limit => {
+            body.insert(field.into(), json!(secs));
+        }
+        Some(_) => {
+            return Err(EngineError::BadRequest(format!(
+                "{field}: must be at most {limit} seconds (30 days)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -443,5 +541,65 @@ impl ConnectionResolver for DatabaseEngine {
         }
         let config = self.config(config_name).await.ok()?;
         self.resolved(config_name, &config).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(fields: Value) -> Result<Map<String, Value>, String> {
+        let Value::Object(mut body) = fields else {
+            unreachable!()
+        };
+        check_numeric_fields(&mut body).map_err(|e| e.to_string())?;
+        Ok(body)
+    }
+
+    #[test]
+    fn numeric_fields_out_of_range_are_refused_naming_the_field() {
+        for (field, value) in [
+            ("max_open_connections", json!(100_000_000_000u64)),
+            ("max_open_connections", json!(u64::MAX)),
+            ("max_open_connections", json!(1001)),
+            ("max_open_connections", json!(-1)),
+            ("max_open_connections", json!(2.5)),
+            ("max_open_connections", json!("many")),
+            ("max_open_connections", json!([4])),
+            ("max_idle_connections", json!(1001)),
+            ("max_idle_connections", json!(-3)),
+            ("max_connection_lifetime", json!("99999999999h")),
+            ("max_connection_lifetime", json!(2_592_001)),
+            ("max_connection_lifetime", json!("soon")),
+            ("max_connection_lifetime", json!(-1)),
+        ] {
+            let e = checked(json!({ field: value })).unwrap_err();
+            assert!(e.starts_with(field), "{field} = {value}: {e}");
+            // The value itself is not echoed: it may be 50 KB.
+            if let Value::String(text) = &value {
+                assert!(!e.contains(text.as_str()), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn numeric_fields_in_vaults_forms_are_stored_as_numbers() {
+        let body = checked(json!({
+            "max_open_connections": "7",
+            "max_idle_connections": 0,
+            "max_connection_lifetime": "5m",
+        }))
+        .unwrap();
+        assert_eq!(body["max_open_connections"], 7);
+        assert_eq!(body["max_idle_connections"], 0);
+        assert_eq!(body["max_connection_lifetime"], 300);
+        // Vault's "unset" values: the defaults.
+        let body = checked(json!({
+            "max_open_connections": 0,
+            "max_connection_lifetime": "0s",
+            "max_idle_connections": null,
+        }))
+        .unwrap();
+        assert!(body.is_empty(), "{body:?}");
     }
 }

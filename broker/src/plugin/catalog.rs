@@ -88,4 +88,17 @@ impl Catalog {
     pub fn iter(&self) -> impl Iterator<Item = &Plugin> {
         self.plugins.values()
     }
+
+    /// The connection pools its plugins' calls draw from: one set per
+    /// runtime the plugins were loaded by (usually one).
+    pub fn pools(&self) -> Vec<std::sync::Arc<crate::sql::Pools>> {
+        let mut all: Vec<std::sync::Arc<crate::sql::Pools>> = Vec::new();
+        for plugin in self.plugins.values() {
+            let pools = plugin.pools();
+            if !all.iter().any(|p| std::sync::Arc::ptr_eq(p, pools)) {
+                all.push(pools.clone());
+            }
+        }
+        all
+    }
 }

@@ -329,6 +329,11 @@ impl Plugin {
         &self.inner.info
     }
 
+    /// The connection pools its calls draw from (its runtime's).
+    pub(crate) fn pools(&self) -> &Arc<crate::sql::Pools> {
+        &self.inner.shared.pools
+    }
+
     /// Runs one export in a fresh instance, within the sandbox's limits.
     async fn call<R: CallOutput + Send>(
         &self,
@@ -393,7 +398,14 @@ impl Plugin {
             (result, store)
         };
         // The epoch stops a guest computing; this stops a guest stuck in a host call.
-        let grace = EPOCH_TICK * 4;
+        // A statement past the deadline is cancelled by the host call itself,
+        // so that the call's end means it no longer runs: that gets time of
+        // its own (the cancellation, then on PostgreSQL the statement's end).
+        let grace = if ctx.sql.is_some() {
+            EPOCH_TICK * 4 + crate::sql::CANCEL_TIMEOUT * 2
+        } else {
+            EPOCH_TICK * 4
+        };
         let outcome = tokio::time::timeout(limits.deadline + grace, run).await;
         // Only now are the call's secrets known, so only now are its lines written.
         log.flush(&match &outcome {
@@ -405,6 +417,12 @@ impl Plugin {
             PluginError::Deadline(limits.deadline)
         })?;
         let mut store = store;
+        if store.data().deadline_hit {
+            // A host call was cut at the deadline: whatever the guest
+            // answered after that, its work may be half done.
+            crate::metrics::metrics().deadline_hit(&self.inner.name);
+            return Err(PluginError::Deadline(limits.deadline));
+        }
         let recorded = store.data_mut().recorded.take();
         result.map(|r| (r, recorded)).map_err(|e| {
             let state = store.data();

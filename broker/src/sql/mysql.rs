@@ -110,7 +110,14 @@ fn parse_url(target: &SqlTarget) -> Result<Address, SqlError> {
 /// How long an idle pooled connection is kept.
 const IDLE_CONNECTION_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
-pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
+/// A pool, and the options it connects with: cancelling a statement takes
+/// a connection of its own.
+pub(crate) struct MySqlPool {
+    pool: Pool,
+    opts: Opts,
+}
+
+pub(super) fn pool(target: &SqlTarget) -> Result<MySqlPool, SqlError> {
     let template = target.url_template();
     let mut addr = if template.starts_with("mysql://") || template.starts_with("mariadb://") {
         parse_url(target)?
@@ -125,6 +132,12 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
     }
     let constraints = PoolConstraints::new(0, target.max_open_connections())
         .ok_or_else(|| config_error("max_open_connections must be at least 1"))?;
+    let mut pool_opts = PoolOpts::default()
+        .with_constraints(constraints)
+        .with_inactive_connection_ttl(IDLE_CONNECTION_TTL);
+    if let Some(lifetime) = target.max_connection_lifetime() {
+        pool_opts = pool_opts.with_abs_conn_ttl(Some(lifetime));
+    }
     // A `USE` outlives MySQL's session reset; `PooledConn` closes a
     // connection that may have run one instead of pooling it again.
     let opts = OptsBuilder::default()
@@ -141,12 +154,33 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
         // connections), closed after a minute unused. With mysql_async's
         // default TTL of zero the pool keeps only `min` (zero) idle, so every
         // plugin call would open, authenticate and close a connection.
-        .pool_opts(
-            PoolOpts::default()
-                .with_constraints(constraints)
-                .with_inactive_connection_ttl(IDLE_CONNECTION_TTL),
-        );
-    Ok(Pool::new(Opts::from(opts)))
+        .pool_opts(pool_opts);
+    let opts = Opts::from(opts);
+    Ok(MySqlPool {
+        pool: Pool::new(opts.clone()),
+        opts,
+    })
+}
+
+/// Ends the statement running on one session, from a connection of its own.
+pub(crate) struct Killer {
+    id: u32,
+    opts: Opts,
+}
+
+impl Killer {
+    pub(super) async fn kill_query(self) -> Result<(), String> {
+        let mut conn = Conn::new(self.opts).await.map_err(|e| e.to_string())?;
+        // The admin may end its own sessions' statements without any privilege.
+        let killed = conn
+            .query_drop(format!("KILL QUERY {}", self.id))
+            .await
+            .map_err(|e| e.to_string());
+        if let Err(e) = conn.disconnect().await {
+            tracing::debug!(error = %e, "closing the connection that sent KILL QUERY");
+        }
+        killed
+    }
 }
 
 /// A pooled connection, held for one plugin call.
@@ -156,16 +190,22 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
 /// next call, of any role, on that connection (statements naming tables
 /// without their database would then act on another one). A connection
 /// that may have run a `USE` is closed instead of returning to the pool.
-pub struct PooledConn {
+///
+/// So is one that may still run a statement: its call was dropped or
+/// stopped while the statement ran.
+pub(crate) struct PooledConn {
     /// `Some` until dropped.
     conn: Option<Conn>,
     switched_database: bool,
+    pub(super) discard: bool,
+    opts: Opts,
 }
 
 impl std::fmt::Debug for PooledConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PooledConn")
             .field("switched_database", &self.switched_database)
+            .field("discard", &self.discard)
             .finish_non_exhaustive()
     }
 }
@@ -181,23 +221,36 @@ impl PooledConn {
             .as_mut()
             .ok_or_else(|| SqlError::new(SqlErrorKind::Unavailable, "the connection was released"))
     }
+
+    /// What ends this session's running statement.
+    pub(super) fn killer(&self) -> Result<Killer, SqlError> {
+        let conn = self.conn.as_ref().ok_or_else(|| {
+            SqlError::new(SqlErrorKind::Unavailable, "the connection was released")
+        })?;
+        Ok(Killer {
+            id: conn.id(),
+            opts: self.opts.clone(),
+        })
+    }
 }
 
 impl Drop for PooledConn {
     fn drop(&mut self) {
-        if self.switched_database
+        if (self.switched_database || self.discard)
             && let Some(conn) = self.conn.take()
         {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
                     runtime.spawn(async move {
                         if let Err(e) = conn.disconnect().await {
-                            tracing::debug!(error = %e, "closing a MySQL connection after USE");
+                            tracing::debug!(error = %e, "closing a MySQL connection that is not pooled again");
                         }
                     });
                 }
                 // Not reached: calls run on the runtime. Dropping returns it to the pool.
-                Err(_) => tracing::warn!("a MySQL connection that ran USE went back to its pool"),
+                Err(_) => {
+                    tracing::warn!("a MySQL connection not to be pooled went back to its pool")
+                }
             }
         }
     }
@@ -225,11 +278,13 @@ fn may_switch_database(statement: &str) -> bool {
     has(b"use") || (has(b"drop") && (has(b"database") || has(b"schema")))
 }
 
-pub(super) async fn connect(pool: &Pool) -> Result<PooledConn, SqlError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn()).await {
+pub(super) async fn connect(pool: &MySqlPool) -> Result<PooledConn, SqlError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, pool.pool.get_conn()).await {
         Ok(Ok(conn)) => Ok(PooledConn {
             conn: Some(conn),
             switched_database: false,
+            discard: false,
+            opts: pool.opts.clone(),
         }),
         Ok(Err(e)) => Err(map_error(e)),
         Err(_) => Err(SqlError::new(
@@ -314,7 +369,7 @@ fn from_value(v: Value) -> SqlValue {
             let sign = if neg { "-" } else { "" };
             SqlValue::Text(format!(
                 "{sign}{:02}:{mi:02}:{s:02}",
-                u32::from(h) + days * 24
+                days.saturating_mul(24).saturating_add(u32::from(h))
             ))
         }
     }

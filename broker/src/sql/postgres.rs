@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use futures_util::TryStreamExt;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
@@ -43,7 +45,20 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
             recycling_method: RecyclingMethod::Custom("DISCARD ALL".into()),
         },
     );
-    Pool::builder(manager)
+    let mut builder = Pool::builder(manager);
+    if let Some(lifetime) = target.max_connection_lifetime() {
+        // Checked before it is taken from the pool: an old connection is closed then.
+        builder = builder.pre_recycle(Hook::sync_fn(move |_, metrics| {
+            if metrics.age() > lifetime {
+                Err(HookError::message("past max_connection_lifetime"))
+            } else {
+                Ok(())
+            }
+        }));
+    }
+    // deadpool allocates room for `max_size` connections up front: the size
+    // is in range (`SqlTarget::check`) before it gets here.
+    builder
         .max_size(target.max_open_connections())
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(CONNECT_TIMEOUT * 2))
@@ -57,8 +72,41 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
         })
 }
 
-pub(super) async fn connect(pool: &Pool) -> Result<Object, SqlError> {
-    pool.get().await.map_err(|e| {
+/// A pooled connection, held for one plugin call. One that may still run
+/// a statement (its call was dropped or stopped mid-statement) is closed
+/// rather than returned to the pool.
+pub(crate) struct PgConn {
+    /// `Some` until dropped.
+    object: Option<Object>,
+    pub(super) discard: bool,
+}
+
+impl PgConn {
+    pub(super) fn object(&mut self) -> Result<&mut Object, SqlError> {
+        self.object
+            .as_mut()
+            .ok_or_else(|| SqlError::new(SqlErrorKind::Unavailable, "the connection was released"))
+    }
+
+    /// What cancels this session's running statement, over a connection of its own.
+    pub(super) fn cancel_token(&mut self) -> Result<tokio_postgres::CancelToken, SqlError> {
+        Ok(self.object()?.cancel_token())
+    }
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if self.discard
+            && let Some(object) = self.object.take()
+        {
+            // Taken out of the pool and dropped: the connection closes.
+            drop(Object::take(object));
+        }
+    }
+}
+
+pub(super) async fn connect(pool: &Pool) -> Result<PgConn, SqlError> {
+    let object = pool.get().await.map_err(|e| {
         use deadpool_postgres::PoolError;
         match e {
             PoolError::Backend(e) => map_error(e),
@@ -71,6 +119,10 @@ pub(super) async fn connect(pool: &Pool) -> Result<Object, SqlError> {
                 format!("cannot connect to PostgreSQL: {other}"),
             ),
         }
+    })?;
+    Ok(PgConn {
+        object: Some(object),
+        discard: false,
     })
 }
 

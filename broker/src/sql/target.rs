@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::{SqlError, SqlErrorKind};
+use super::{MAX_CONNECTION_LIFETIME, MAX_OPEN_CONNECTIONS, SqlError, SqlErrorKind};
 
 /// Which wire protocol a target speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -25,6 +25,7 @@ pub struct SqlTarget {
     username: Option<String>,
     password: Option<Zeroizing<String>>,
     max_open_connections: usize,
+    max_connection_lifetime: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for SqlTarget {
@@ -54,12 +55,24 @@ impl SqlTarget {
             username: username.map(str::to_owned),
             password: password.map(|p| Zeroizing::new(p.to_owned())),
             max_open_connections: 4,
+            max_connection_lifetime: None,
         }
     }
 
     /// Caps the pool's size (Vault's `max_open_connections`; default 4).
+    /// A size past [`MAX_OPEN_CONNECTIONS`] is kept as given and refused
+    /// when a pool is built (see [`SqlTarget::check`]): a stored config
+    /// written before the range was checked must fail clearly, not be
+    /// silently changed.
     pub fn with_max_open_connections(mut self, n: usize) -> Self {
         self.max_open_connections = n.max(1);
+        self
+    }
+
+    /// Closes pooled connections older than `lifetime` (Vault's
+    /// `max_connection_lifetime`; `None` keeps them).
+    pub fn with_max_connection_lifetime(mut self, lifetime: Option<std::time::Duration>) -> Self {
+        self.max_connection_lifetime = lifetime.filter(|l| !l.is_zero());
         self
     }
 
@@ -81,6 +94,38 @@ impl SqlTarget {
         self.max_open_connections
     }
 
+    pub(crate) fn max_connection_lifetime(&self) -> Option<std::time::Duration> {
+        self.max_connection_lifetime
+    }
+
+    /// Refuses settings no pool may be built with. Writes are checked
+    /// against the same ranges, so only a config stored before they were
+    /// checked fails here; it fails alone, with an error naming the field.
+    pub(crate) fn check(&self) -> Result<(), SqlError> {
+        if self.max_open_connections > MAX_OPEN_CONNECTIONS {
+            return Err(field_error(
+                "max_open_connections",
+                &format!(
+                    "is {}; it must be from 1 to {MAX_OPEN_CONNECTIONS}",
+                    self.max_open_connections
+                ),
+            ));
+        }
+        if let Some(lifetime) = self.max_connection_lifetime
+            && lifetime > MAX_CONNECTION_LIFETIME
+        {
+            return Err(field_error(
+                "max_connection_lifetime",
+                &format!(
+                    "is {}s; it must be at most {}s",
+                    lifetime.as_secs(),
+                    MAX_CONNECTION_LIFETIME.as_secs()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Tells two versions of a target apart (a rotated password makes a new pool).
     pub(crate) fn fingerprint(&self) -> [u8; 32] {
         let mut h = Sha256::new();
@@ -94,7 +139,12 @@ impl SqlTarget {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
-        h.update(self.max_open_connections.to_le_bytes());
+        h.update((self.max_open_connections as u64).to_le_bytes());
+        h.update(
+            self.max_connection_lifetime
+                .map_or(u64::MAX, |l| l.as_secs())
+                .to_le_bytes(),
+        );
         h.finalize().into()
     }
 
@@ -123,6 +173,16 @@ pub(crate) fn config_error(what: &str) -> SqlError {
     SqlError::new(
         SqlErrorKind::Denied,
         format!("connection_url is not usable: {what}"),
+    )
+}
+
+/// A stored setting no pool can be built with.
+fn field_error(field: &str, what: &str) -> SqlError {
+    SqlError::new(
+        SqlErrorKind::Denied,
+        format!(
+            "the connection config's {field} {what}: write the connection config again with a value in range"
+        ),
     )
 }
 

@@ -7,9 +7,17 @@
 //! the account's sessions and drops it at every host it exists for; it
 //! succeeds when the account is already gone.
 //!
+//! Two calls never make the same account: `prepare` claims the new name
+//! with a named lock (`GET_LOCK`) on the connection `create` then uses,
+//! and only the holder checks that no account has the name, records it for
+//! revocation and creates it. A call refused the name has recorded nothing
+//! and drops nothing, so its clean-up never touches another call's account.
+//!
 //! Vault's plugin names are accepted: `mysql-database-plugin`,
 //! `mysql-aurora-database-plugin`, `mysql-rds-database-plugin` (32-character
 //! usernames) and `mysql-legacy-database-plugin` (16, for MySQL before 5.7).
+
+use std::cell::RefCell;
 
 use broker_plugin_sdk::prelude::*;
 use broker_plugin_sdk::username::Limit;
@@ -89,7 +97,9 @@ const CONNECTION_SCHEMA: &str = r#"{
     "password": {"type": "string", "writeOnly": true},
     "username_template": {"type": "string"},
     "root_rotation_statements": {"type": ["string", "array"], "items": {"type": "string"}},
-    "max_open_connections": {"type": "integer", "minimum": 1}
+    "max_open_connections": {"type": "integer", "minimum": 0, "maximum": 1000, "description": "pool size; 0: the default, 4"},
+    "max_idle_connections": {"type": "integer", "minimum": 0, "maximum": 1000},
+    "max_connection_lifetime": {"type": ["integer", "string"], "description": "seconds or a duration like \"5m\", at most 30 days; 0: no limit"}
   }
 }"#;
 
@@ -126,6 +136,51 @@ const SESSIONS_QUERY: &str =
 
 fn account_query(template: &str, username: &str) -> Result<String> {
     Ok(Template::new(template).render(DIALECT, &Vars::new().literal("user", username))?)
+}
+
+/// How long a call waits for another one making an account of the same
+/// name, in seconds: well inside the call's deadline, so a refused call
+/// ends with a clear error, not by being stopped.
+const CLAIM_WAIT_SECS: u32 = 3;
+const RELEASE_QUERY: &str = "SELECT RELEASE_LOCK({{user}})";
+
+/// The named lock for `username`: a MySQL lock name is at most 64
+/// characters, and a username at most 32.
+fn lock_name(username: &str) -> String {
+    format!("broker-account:{username}")
+}
+
+thread_local! {
+    /// The connection holding this call's claim, from `prepare` to
+    /// `create` (each call runs in a fresh instance: nothing outlives it).
+    static CLAIMED: RefCell<Option<Database>> = const { RefCell::new(None) };
+}
+
+/// Takes the name for this call, waiting for a call that holds it.
+fn claim(db: &Database, username: &str) -> Result<()> {
+    let query = format!("SELECT GET_LOCK({{{{user}}}}, {CLAIM_WAIT_SECS})");
+    let got = db.query(&account_query(&query, &lock_name(username))?, &[])?;
+    let held = got.rows.first().and_then(|r| r.first()).and_then(text);
+    if held.as_deref() == Some("1") {
+        return Ok(());
+    }
+    Err(Error::unavailable(format!(
+        "another request has been making an account named {username:?} for {CLAIM_WAIT_SECS} s; \
+         try again, or give the username template a {{{{random N}}}} part"
+    )))
+}
+
+/// Gives the name up. The host resets or closes the connection after the
+/// call in any case, which ends the lock as well.
+fn release(db: &Database, username: &str) {
+    let released = account_query(RELEASE_QUERY, &lock_name(username))
+        .and_then(|q| db.query(&q, &[]).map(|_| ()));
+    if let Err(e) = released {
+        broker_plugin_sdk::host::log(
+            broker_plugin_sdk::host::Level::Warn,
+            &format!("cannot release the claim on a new account's name: {e}"),
+        );
+    }
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -176,6 +231,37 @@ impl MySql {
             let Ok(id) = id.parse::<u64>() else { continue };
             // The session may have ended by itself in the meantime.
             let _ = db.execute(&format!("KILL CONNECTION {id}"), &[]);
+        }
+        Ok(())
+    }
+
+    /// Runs the creation statements for a name this call holds the claim
+    /// on and found free: whatever account has the name after a failure is
+    /// this call's own, so undoing it touches nothing of anyone else's.
+    fn create_claimed(
+        db: &Database,
+        role: &Role,
+        username: &str,
+        password: &str,
+        statements: &[String],
+    ) -> Result<()> {
+        if let Err(e) = db.batch(statements) {
+            // DDL committed implicitly: undo whatever ran.
+            let undo = if role.rollback_statements.is_empty() {
+                Self::drop_user(db, username)
+            } else {
+                role.rollback_statements
+                    .render(DIALECT, &user_vars(username))
+                    .map_err(Error::from)
+                    .and_then(|s| db.batch(&s))
+            };
+            if let Err(undo) = undo {
+                broker_plugin_sdk::host::log(
+                    broker_plugin_sdk::host::Level::Error,
+                    &format!("rollback after a failed creation failed: {undo}"),
+                );
+            }
+            return Err(e.redact(password));
         }
         Ok(())
     }
@@ -231,13 +317,26 @@ impl Plugin for MySql {
         let password = password::generate(password::DEFAULT_LENGTH);
         // Render now, so a bad template fails before the lease is recorded.
         creation_statements(role, &username, &password, request.expires_at)?;
-        // Revocation will drop this name: it must not belong to someone else.
-        let taken = Database::open()?.query(&account_query(TAKEN_QUERY, &username)?, &[])?;
-        if !taken.rows.is_empty() {
-            return Err(Error::request(format!(
-                "a account named {username:?} already exists; give the username template a {{{{random N}}}} part"
-            )));
+        // Revocation will drop this name: it must not belong to someone
+        // else, now or by the time `create` runs. The claim makes this call
+        // the only one checking and creating it until it is done.
+        let db = Database::open()?;
+        claim(&db, &username)?;
+        let taken = db.query(&account_query(TAKEN_QUERY, &username)?, &[]);
+        match taken {
+            Ok(taken) if taken.rows.is_empty() => {}
+            Ok(_) => {
+                release(&db, &username);
+                return Err(Error::request(format!(
+                    "an account named {username:?} already exists; give the username template a {{{{random N}}}} part"
+                )));
+            }
+            Err(e) => {
+                release(&db, &username);
+                return Err(e);
+            }
         }
+        CLAIMED.with(|held| *held.borrow_mut() = Some(db));
         Prepared::new(
             serde_json::json!({ "username": username, "password": password }),
             Revocation {
@@ -256,26 +355,13 @@ impl Plugin for MySql {
         let username = &prepared.revocation.username;
         let password = prepared.field("password")?;
         let statements = creation_statements(role, username, password, request.expires_at)?;
-        let db = Database::open()?;
-        if let Err(e) = db.batch(&statements) {
-            // DDL committed implicitly: undo whatever ran.
-            let undo = if role.rollback_statements.is_empty() {
-                Self::drop_user(&db, username)
-            } else {
-                role.rollback_statements
-                    .render(DIALECT, &user_vars(username))
-                    .map_err(Error::from)
-                    .and_then(|s| db.batch(&s))
-            };
-            if let Err(undo) = undo {
-                broker_plugin_sdk::host::log(
-                    broker_plugin_sdk::host::Level::Error,
-                    &format!("rollback after a failed creation failed: {undo}"),
-                );
-            }
-            return Err(e.redact(password));
-        }
-        Ok(())
+        let db = match CLAIMED.with(|held| held.borrow_mut().take()) {
+            Some(db) => db,
+            None => Database::open()?,
+        };
+        let created = Self::create_claimed(&db, role, username, password, &statements);
+        release(&db, username);
+        created
     }
 
     fn revoke(_: &Connection<Config>, revocation: Revocation) -> Result<()> {

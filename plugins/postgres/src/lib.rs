@@ -7,6 +7,14 @@
 //! hands what it owns to the admin and drops it. Everything revocation needs
 //! travels in the lease's sealed revocation data, so deleting the role or
 //! the connection config never leaves a user behind.
+//!
+//! Two calls never make the same role: `prepare` claims the new name with
+//! an advisory lock on the connection `create` then uses, and only the
+//! holder checks that no role has the name, records it for revocation and
+//! creates it. A call refused the name has recorded nothing, so no
+//! revocation of it (after its deadline, say) can drop another call's role.
+
+use std::cell::RefCell;
 
 use broker_plugin_sdk::prelude::*;
 use broker_plugin_sdk::{password, username};
@@ -71,7 +79,9 @@ const CONNECTION_SCHEMA: &str = r#"{
     "password": {"type": "string", "writeOnly": true},
     "username_template": {"type": "string"},
     "root_rotation_statements": {"type": ["string", "array"], "items": {"type": "string"}},
-    "max_open_connections": {"type": "integer", "minimum": 1}
+    "max_open_connections": {"type": "integer", "minimum": 0, "maximum": 1000, "description": "pool size; 0: the default, 4"},
+    "max_idle_connections": {"type": "integer", "minimum": 0, "maximum": 1000},
+    "max_connection_lifetime": {"type": ["integer", "string"], "description": "seconds or a duration like \"5m\", at most 30 days; 0: no limit"}
   }
 }"#;
 
@@ -106,6 +116,62 @@ fn creation_statements(
         .literal("password", password)
         .literal("expiration", &DIALECT.timestamp(expires_at));
     Ok(role.creation_statements.render(DIALECT, &vars)?)
+}
+
+/// This plugin's advisory locks take the two-key form under this class,
+/// apart from the single-key locks other software takes.
+const LOCK_CLASS: i64 = 0x6272_6B72;
+/// How many times, 50 ms apart, a call tries to claim a name another call
+/// holds: well inside the call's deadline, so a refused call ends with a
+/// clear error, not by being stopped.
+const CLAIM_TRIES: u32 = 60;
+
+thread_local! {
+    /// The connection holding this call's claim, from `prepare` to
+    /// `create` (each call runs in a fresh instance: nothing outlives it).
+    static CLAIMED: RefCell<Option<Database>> = const { RefCell::new(None) };
+}
+
+fn lock_params(username: &str) -> [Value; 2] {
+    [
+        Value::Int(LOCK_CLASS),
+        Value::Text(format!("broker-role:{username}")),
+    ]
+}
+
+/// Takes the name for this call, waiting a while for a call that holds it.
+fn claim(db: &Database, username: &str) -> Result<()> {
+    for _ in 0..CLAIM_TRIES {
+        let got = db.query(
+            "SELECT pg_try_advisory_lock($1::int4, hashtext($2))",
+            &lock_params(username),
+        )?;
+        if matches!(
+            got.rows.first().and_then(|r| r.first()),
+            Some(Value::Boolean(true))
+        ) {
+            return Ok(());
+        }
+        db.query("SELECT pg_sleep(0.05)", &[])?;
+    }
+    Err(Error::unavailable(format!(
+        "another request has been making a role named {username:?} for 3 s; \
+         try again, or give the username template a {{{{random N}}}} part"
+    )))
+}
+
+/// Gives the name up. The host discards or closes the session after the
+/// call in any case (`DISCARD ALL` ends advisory locks), which ends it too.
+fn release(db: &Database, username: &str) {
+    if let Err(e) = db.query(
+        "SELECT pg_advisory_unlock($1::int4, hashtext($2))",
+        &lock_params(username),
+    ) {
+        broker_plugin_sdk::host::log(
+            broker_plugin_sdk::host::Level::Warn,
+            &format!("cannot release the claim on a new role's name: {e}"),
+        );
+    }
 }
 
 impl Postgres {
@@ -176,16 +242,29 @@ impl Plugin for Postgres {
         let password = password::generate(password::DEFAULT_LENGTH);
         // Render now, so a bad template fails before the lease is recorded.
         creation_statements(role, &username, &password, request.expires_at)?;
-        // Revocation will drop this name: it must not belong to someone else.
-        let taken = Database::open()?.query(
+        // Revocation will drop this name: it must not belong to someone
+        // else, now or by the time `create` runs. The claim makes this call
+        // the only one checking and creating it until it is done.
+        let db = Database::open()?;
+        claim(&db, &username)?;
+        let taken = db.query(
             "SELECT 1 FROM pg_roles WHERE rolname = $1",
             &[Value::Text(username.clone())],
-        )?;
-        if !taken.rows.is_empty() {
-            return Err(Error::request(format!(
-                "a role named {username:?} already exists; give the username template a {{{{random N}}}} part"
-            )));
+        );
+        match taken {
+            Ok(taken) if taken.rows.is_empty() => {}
+            Ok(_) => {
+                release(&db, &username);
+                return Err(Error::request(format!(
+                    "a role named {username:?} already exists; give the username template a {{{{random N}}}} part"
+                )));
+            }
+            Err(e) => {
+                release(&db, &username);
+                return Err(e);
+            }
         }
+        CLAIMED.with(|held| *held.borrow_mut() = Some(db));
         Prepared::new(
             serde_json::json!({ "username": username, "password": password }),
             Revocation {
@@ -208,10 +287,14 @@ impl Plugin for Postgres {
             password,
             request.expires_at,
         )?;
+        let db = match CLAIMED.with(|held| held.borrow_mut().take()) {
+            Some(db) => db,
+            None => Database::open()?,
+        };
         // One transaction: a failure leaves nothing behind.
-        Database::open()?
-            .batch(&statements)
-            .map_err(|e| e.redact(password))
+        let created = db.batch(&statements).map_err(|e| e.redact(password));
+        release(&db, &prepared.revocation.username);
+        created
     }
 
     fn renew(_: &Connection<Config>, revocation: Revocation, expires_at: u64) -> Result<()> {

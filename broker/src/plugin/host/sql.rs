@@ -2,7 +2,9 @@
 //!
 //! The guest names no host, user or password; `open` connects to the
 //! [`SqlTarget`](crate::sql::SqlTarget) the broker bound to this call, and
-//! only when the plugin declared the matching capability.
+//! only when the plugin declared the matching capability. Every statement
+//! ends by the call's deadline: one still running then is cancelled on the
+//! database (see [`crate::sql`]), never left to run after the call.
 
 use wasmtime::component::Resource;
 
@@ -24,7 +26,7 @@ const MAX_HANDLES_PER_CALL: usize = 4;
 fn to_wit_error(e: SqlError) -> wit::SqlError {
     wit::SqlError {
         kind: match e.kind {
-            SqlErrorKind::Unavailable => wit::SqlErrorKind::Unavailable,
+            SqlErrorKind::Unavailable | SqlErrorKind::Deadline => wit::SqlErrorKind::Unavailable,
             SqlErrorKind::Statement => wit::SqlErrorKind::Statement,
             SqlErrorKind::Limit => wit::SqlErrorKind::Limit,
             SqlErrorKind::Denied => wit::SqlErrorKind::Denied,
@@ -64,6 +66,19 @@ fn to_wit(v: SqlValue) -> wit::Value {
     }
 }
 
+impl CallState {
+    /// The guest's view of `e`. A statement cut by the deadline marks the
+    /// call as stopped by it, whatever the guest makes of the error: its
+    /// work may be half done, so the lease layer must not take a typed
+    /// failure from it as "undone".
+    fn failed(&mut self, e: SqlError) -> wit::SqlError {
+        if e.kind == SqlErrorKind::Deadline {
+            self.deadline_hit = true;
+        }
+        to_wit_error(e)
+    }
+}
+
 impl wit::Host for CallState {
     async fn open(&mut self) -> wasmtime::Result<Result<Resource<SqlHandle>, wit::SqlError>> {
         let Some(binding) = self.sql.clone() else {
@@ -87,12 +102,25 @@ impl wit::Host for CallState {
                 code: None,
             }));
         }
-        match binding.pools.connect(&binding.key, &binding.target).await {
-            Ok(conn) => {
+        // Waiting for a connection counts against the call's deadline too.
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        let connect = binding.pools.connect(&binding.key, &binding.target);
+        match tokio::time::timeout_at(deadline, connect).await {
+            Ok(Ok(mut conn)) => {
+                // Its statements are cancelled on the database at the deadline.
+                conn.set_deadline(self.deadline);
                 self.sql_handles += 1;
                 Ok(Ok(self.table.push(SqlHandle { conn })?))
             }
-            Err(e) => Ok(Err(to_wit_error(e))),
+            Ok(Err(e)) => Ok(Err(self.failed(e))),
+            Err(_) => {
+                self.deadline_hit = true;
+                Ok(Err(wit::SqlError {
+                    kind: wit::SqlErrorKind::Unavailable,
+                    message: "the call's deadline passed while waiting for a connection".into(),
+                    code: None,
+                }))
+            }
         }
     }
 }
@@ -106,10 +134,8 @@ impl wit::HostConnection for CallState {
     ) -> wasmtime::Result<Result<u64, wit::SqlError>> {
         let params: Vec<SqlValue> = params.into_iter().map(from_wit).collect();
         let h = self.table.get_mut(&handle)?;
-        Ok(h.conn
-            .execute(&statement, &params)
-            .await
-            .map_err(to_wit_error))
+        let result = h.conn.execute(&statement, &params).await;
+        Ok(result.map_err(|e| self.failed(e)))
     }
 
     async fn query(
@@ -120,18 +146,15 @@ impl wit::HostConnection for CallState {
     ) -> wasmtime::Result<Result<wit::Rows, wit::SqlError>> {
         let params: Vec<SqlValue> = params.into_iter().map(from_wit).collect();
         let h = self.table.get_mut(&handle)?;
-        Ok(h.conn
-            .query(&statement, &params)
-            .await
-            .map_err(to_wit_error)
-            .map(|rows| wit::Rows {
-                columns: rows.columns,
-                rows: rows
-                    .rows
-                    .into_iter()
-                    .map(|r| r.into_iter().map(to_wit).collect())
-                    .collect(),
-            }))
+        let result = h.conn.query(&statement, &params).await;
+        Ok(result.map_err(|e| self.failed(e)).map(|rows| wit::Rows {
+            columns: rows.columns,
+            rows: rows
+                .rows
+                .into_iter()
+                .map(|r| r.into_iter().map(to_wit).collect())
+                .collect(),
+        }))
     }
 
     async fn batch(
@@ -140,7 +163,8 @@ impl wit::HostConnection for CallState {
         statements: Vec<String>,
     ) -> wasmtime::Result<Result<(), wit::SqlError>> {
         let h = self.table.get_mut(&handle)?;
-        Ok(h.conn.batch(&statements).await.map_err(to_wit_error))
+        let result = h.conn.batch(&statements).await;
+        Ok(result.map_err(|e| self.failed(e)))
     }
 
     async fn drop(&mut self, handle: Resource<SqlHandle>) -> wasmtime::Result<()> {
