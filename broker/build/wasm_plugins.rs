@@ -5,9 +5,46 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The target the plugins are compiled for.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Stops the build with the fix when the toolchain lacks `target`'s
+/// standard library. rust-toolchain.toml lists the target, but rustup adds
+/// listed targets only when it installs a toolchain, never to one already
+/// installed; without this check the nested build fails much later with
+/// "can't find crate for `core`", which tells a new user nothing.
+fn require_target(target: &str) {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", target])
+        .output()
+    else {
+        // No rustc to ask: the nested build reports that itself.
+        return;
+    };
+    let libdir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let installed = out.status.success()
+        && std::fs::read_dir(&libdir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("libcore-"))
+        });
+    if !installed {
+        let message = format!(
+            "the {target} target is not installed for this Rust toolchain, and the built-in \
+             plugins are compiled for it. Run once:\n\n    rustup target add {target}\n\n\
+             (rust-toolchain.toml lists the target, but rustup adds listed targets only when it \
+             installs a toolchain, not to one installed before.)"
+        );
+        println!("cargo:warning={}", message.replace('\n', " "));
+        panic!("\n\n{message}\n");
+    }
+}
+
 /// Builds `packages` (cdylib crates of this workspace) for wasm32-wasip2 with
 /// the `plugin` profile and copies each `<crate_name>.wasm` into `out`.
 pub fn build_wasm_plugins(workspace: &Path, packages: &[&str], out: &Path) {
+    require_target(WASM_TARGET);
     for dir in ["wit", "sdk", "plugins", "tests/fixtures"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
@@ -25,7 +62,7 @@ pub fn build_wasm_plugins(workspace: &Path, packages: &[&str], out: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2"])
+        .args(["build", "--profile", "plugin", "--target", WASM_TARGET])
         .arg("--target-dir")
         .arg(&target_dir);
     for p in packages {
@@ -41,14 +78,13 @@ pub fn build_wasm_plugins(workspace: &Path, packages: &[&str], out: &Path) {
     let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo for the wasm plugins: {e}"));
     if !status.success() {
         panic!(
-            "building the wasm plugins failed ({status}); is the wasm32-wasip2 target installed? \
-             (`rustup target add wasm32-wasip2`; rust-toolchain.toml lists it)"
+            "building the wasm plugins failed ({status}); the nested cargo's output above says why"
         );
     }
     std::fs::create_dir_all(out).unwrap_or_else(|e| panic!("cannot create {}: {e}", out.display()));
     for p in packages {
         let file = format!("{}.wasm", p.replace('-', "_"));
-        let built = target_dir.join("wasm32-wasip2/plugin").join(&file);
+        let built = target_dir.join(WASM_TARGET).join("plugin").join(&file);
         std::fs::copy(&built, out.join(&file))
             .unwrap_or_else(|e| panic!("cannot copy {}: {e}", built.display()));
     }

@@ -789,3 +789,64 @@ async fn a_sealed_broker_serves_nothing_until_a_restart_and_loses_no_lease() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn sys_init_and_the_legacy_lease_paths_answer_as_in_vault() {
+    let b = Broker::start().await;
+    // Clients ask `is_initialized` before they have a token.
+    let r = b
+        .http
+        .get(format!("{}/sys/init", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({ "initialized": true }));
+
+    setup_postgres(&b, "*").await;
+    let creds = b
+        .expect(StatusCode::OK, "GET", "database/creds/readonly", None)
+        .await;
+    let (lease_id, user, _) = creds_of(&creds);
+    let renewed = b
+        .expect(
+            StatusCode::OK,
+            "PUT",
+            &format!("sys/renew/{lease_id}"),
+            Some(json!({ "increment": "30m" })),
+        )
+        .await;
+    assert_eq!(renewed["lease_id"], lease_id.as_str());
+    b.expect(
+        StatusCode::OK,
+        "PUT",
+        "sys/renew",
+        Some(json!({ "lease_id": lease_id })),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/revoke",
+        Some(json!({ "lease_id": lease_id })),
+    )
+    .await;
+    assert!(!pg_role_exists(&user).await, "{user} was revoked");
+
+    let creds = b
+        .expect(StatusCode::OK, "GET", "database/creds/readonly", None)
+        .await;
+    let (_, user, _) = creds_of(&creds);
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/revoke-prefix/database/creds/readonly",
+        None,
+    )
+    .await;
+    assert!(!pg_role_exists(&user).await, "{user} was revoked");
+    // A longer word is not an alias.
+    let (status, _) = b.call("PUT", "sys/revokes/x", None).await;
+    assert_ne!(status, StatusCode::NO_CONTENT);
+}

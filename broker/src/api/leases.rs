@@ -63,6 +63,18 @@ fn lease_id(req: &Request, suffix: &str) -> Result<String, ApiError> {
     Ok(id.to_owned())
 }
 
+/// Vault's older lease paths (`sys/renew`, `sys/revoke`, `sys/revoke-prefix`,
+/// `sys/revoke-force`, with or without a lease id or prefix below): the
+/// `sys/leases/…` path they stand for, which clients written for older
+/// Vaults still call.
+pub(crate) fn legacy_alias(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("sys/")?;
+    ["renew", "revoke", "revoke-prefix", "revoke-force"]
+        .into_iter()
+        .any(|word| is_segment(rest, word))
+        .then(|| format!("sys/leases/{rest}"))
+}
+
 pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError> {
     let rest = req
         .path
@@ -143,5 +155,35 @@ pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError>
             axum::http::StatusCode::METHOD_NOT_ALLOWED,
             "unsupported operation on sys/leases",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::legacy_alias;
+
+    #[test]
+    fn legacy_paths_map_to_sys_leases_by_whole_words() {
+        assert_eq!(
+            legacy_alias("sys/renew").as_deref(),
+            Some("sys/leases/renew")
+        );
+        assert_eq!(
+            legacy_alias("sys/revoke/database/creds/app/x").as_deref(),
+            Some("sys/leases/revoke/database/creds/app/x")
+        );
+        assert_eq!(
+            legacy_alias("sys/revoke-prefix/database").as_deref(),
+            Some("sys/leases/revoke-prefix/database")
+        );
+        for not_an_alias in [
+            "sys/revokes",
+            "sys/renewal/x",
+            "sys/mounts",
+            "renew",
+            "sys/leases/renew",
+        ] {
+            assert_eq!(legacy_alias(not_an_alias), None, "{not_an_alias}");
+        }
     }
 }

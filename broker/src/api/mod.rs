@@ -230,10 +230,16 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         request_id,
         remote,
     } = call;
-    if path == "sys/health" || path == "sys/seal-status" {
-        // Unauthenticated, unaudited and never rate limited: load balancers poll them.
+    if path == "sys/health" || path == "sys/seal-status" || path == "sys/init" {
+        // Unauthenticated, unaudited and never rate limited: load balancers
+        // and clients' start-up checks poll them.
         return match op {
             Operation::Read if path == "sys/health" => seal::health(&state.core, query),
+            // A broker that serves is initialized (`broker operator init` came first).
+            Operation::Read if path == "sys/init" => Ok(Reply::Bare(
+                StatusCode::OK,
+                serde_json::json!({ "initialized": true }),
+            )),
             Operation::Read => Ok(seal::seal_status(&state.core)),
             _ => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -378,6 +384,8 @@ async fn route(core: &Core, request: Request) -> Result<Reply, ApiError> {
         policies::handle(core, request).await
     } else if request.path.starts_with("sys/leases") {
         leases::handle(core, request).await
+    } else if let Some(path) = leases::legacy_alias(&request.path) {
+        leases::handle(core, Request { path, ..request }).await
     } else if request.path == "sys/audit"
         || request.path.starts_with("sys/audit/")
         || request.path.starts_with("sys/audit-hash/")

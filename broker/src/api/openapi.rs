@@ -42,6 +42,12 @@ const SYSTEM: &[Route] = &[
         fields: &[],
     },
     Route {
+        path: "sys/init",
+        summary: "Whether the broker is initialized (no token needed); `broker operator init` initializes one.",
+        ops: &[Read],
+        fields: &[],
+    },
+    Route {
         path: "sys/seal",
         summary: "Seal the broker: its keyring leaves memory and every request but health gets 503 until a restart.",
         ops: &[Write],
@@ -125,6 +131,45 @@ const SYSTEM: &[Route] = &[
     Route {
         path: "sys/leases/revoke-force/{prefix}",
         summary: "Forget every lease under a prefix without revoking the credentials. Last resort.",
+        ops: &[Write],
+        fields: &[],
+    },
+    Route {
+        path: "sys/renew",
+        summary: "Legacy alias of sys/leases/renew (Vault's older path).",
+        ops: &[Write],
+        fields: &[
+            ("lease_id", "string", "the lease to renew"),
+            ("increment", "string", TTL),
+        ],
+    },
+    Route {
+        path: "sys/renew/{lease_id}",
+        summary: "Legacy alias of sys/leases/renew/{lease_id}.",
+        ops: &[Write],
+        fields: &[("increment", "string", TTL)],
+    },
+    Route {
+        path: "sys/revoke",
+        summary: "Legacy alias of sys/leases/revoke.",
+        ops: &[Write],
+        fields: &[("lease_id", "string", "the lease to revoke")],
+    },
+    Route {
+        path: "sys/revoke/{lease_id}",
+        summary: "Legacy alias of sys/leases/revoke/{lease_id}.",
+        ops: &[Write],
+        fields: &[],
+    },
+    Route {
+        path: "sys/revoke-prefix/{prefix}",
+        summary: "Legacy alias of sys/leases/revoke-prefix/{prefix}.",
+        ops: &[Write],
+        fields: &[],
+    },
+    Route {
+        path: "sys/revoke-force/{prefix}",
+        summary: "Legacy alias of sys/leases/revoke-force/{prefix}.",
         ops: &[Write],
         fields: &[],
     },

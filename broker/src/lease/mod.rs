@@ -1,7 +1,8 @@
 //! Leases: every credential is covered by a durable lease before it exists,
 //! and is revoked when the lease ends.
 //!
-//! Issuing runs in three steps (DESIGN §2, invariant 1):
+//! Issuing runs in three steps (docs/architecture.md, "An issuance" and
+//! invariant 1):
 //!
 //! 1. the plugin prepares the credential without touching anything outside
 //!    the broker, and hands its revocation data to `lease.record-revocation`;

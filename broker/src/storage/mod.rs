@@ -58,7 +58,7 @@ pub enum Durability {
     Deferred,
 }
 
-/// A lease's state (DESIGN §8).
+/// A lease's state (docs/architecture.md, "An issuance").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseState {
     /// Recorded before the plugin creates anything; revoked if never activated.
