@@ -42,6 +42,21 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// What the client is told. An internal error's text is the broker's
+    /// business (a storage failure may name a host or a table): the client
+    /// gets the request id to quote, and the log line under that id has
+    /// the text.
+    pub(crate) fn for_client(self, request_id: &str) -> Self {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            Self::new(
+                self.status,
+                format!("internal error; the broker's log has it under request id {request_id}"),
+            )
+        } else {
+            self
+        }
+    }
+
     pub(crate) fn into_response(self) -> Response {
         let mut response = error(self.status, self.message);
         if let Some(wait) = self.retry_after {
@@ -63,9 +78,6 @@ impl From<EngineError> for ApiError {
             EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %e, "internal error");
-        }
         Self::new(status, e.to_string())
     }
 }
@@ -224,4 +236,26 @@ pub(crate) fn secret(lease_id: String, lease_duration: i64, renewable: bool, dat
 /// A 204.
 pub(crate) fn no_content() -> Reply {
     Reply::NoContent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_errors_text_stays_in_the_log() {
+        let e = ApiError::from(EngineError::Internal(
+            "storage error: connection to db.internal:5432 refused".into(),
+        ))
+        .for_client("req-123");
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.message.contains("db.internal"), "{}", e.message);
+        assert!(e.message.contains("req-123"), "{}", e.message);
+        // Other errors are the client's to act on, and keep their text.
+        let e = ApiError::from(EngineError::Unavailable("the database is down".into()))
+            .for_client("req-124");
+        assert_eq!(e.message, "the database is down");
+        let e = ApiError::bad_request("ttl: too long").for_client("req-125");
+        assert_eq!(e.message, "ttl: too long");
+    }
 }

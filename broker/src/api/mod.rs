@@ -177,12 +177,14 @@ async fn handle(
             reply.render(&request_id)
         }
         Err(e) => {
-            if e.status.is_server_error() {
+            if e.status == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::error!(%request_id, op, %path, %remote, status, elapsed_us, error = %e.message, "internal error");
+            } else if e.status.is_server_error() {
                 tracing::warn!(%request_id, op, %path, %remote, status, elapsed_us, error = %e.message, "request failed");
             } else {
                 tracing::info!(%request_id, op, %path, %remote, status, elapsed_us, error = %e.message, "request refused");
             }
-            e.into_response()
+            e.for_client(&request_id).into_response()
         }
     }
 }
