@@ -42,6 +42,8 @@ use tower::ServiceExt;
 
 /// How long requests in flight may take to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(30);
+/// How often a limit being reached is logged, at most.
+const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The bounds a listener puts on its connections (`[listener]` in the
 /// configuration file; see its documentation for the defaults' reasons).
@@ -154,19 +156,22 @@ pub async fn serve(
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new());
     let builders = Arc::new((h1, h2));
-    let mut saturated = false;
+    // Each at most once a minute: under an attack the log lines themselves
+    // would otherwise come at the rate of connections.
+    let mut saturated_logged: Option<Instant> = None;
     let mut refused_logged: Option<Instant> = None;
+    let due = |logged: Option<Instant>| logged.is_none_or(|at| at.elapsed() > LOG_EVERY);
     loop {
         let permit = match slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                if !saturated {
+                if due(saturated_logged) {
                     tracing::warn!(
                         max_connections = limits.max_connections,
                         "connection limit reached: new connections wait until one closes \
                          (raise listener.max_connections if this is legitimate load)"
                     );
-                    saturated = true;
+                    saturated_logged = Some(Instant::now());
                 }
                 tokio::select! {
                     permit = slots.clone().acquire_owned() => match permit {
@@ -177,10 +182,6 @@ pub async fn serve(
                 }
             }
         };
-        if saturated && slots.available_permits() > limits.max_connections / 10 {
-            tracing::info!("below the connection limit again");
-            saturated = false;
-        }
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -194,8 +195,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Some(client) = clients.take(remote.ip(), limits.max_connections_per_client) else {
-            // Once a minute at most: the refusals themselves could flood the log.
-            if refused_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+            if due(refused_logged) {
                 tracing::warn!(
                     client = %client_key(remote.ip()),
                     max_connections_per_client = limits.max_connections_per_client,
