@@ -461,3 +461,76 @@ async fn a_write_abandoned_by_its_caller_does_not_leave_a_stale_read() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A database whose own collation is linguistic (ICU's en-US) sorts
+/// `a-b`, `aB` and `ab` its own way and cannot use a plain index for
+/// `LIKE 'x%'`; the backend's keys must not care.
+#[tokio::test]
+async fn postgres_listings_are_bytewise_and_indexed_under_any_collation() {
+    let db = unique("storage_icu");
+    let admin = pg_admin().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {db} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' \
+             LOCALE 'C.UTF-8'"
+        ))
+        .await
+        .unwrap();
+    let s = postgres();
+    let url = format!(
+        "postgres://{}:{}@{}:{}/{db}",
+        s.user, s.password, s.host, s.port
+    );
+    let backend = PostgresBackend::connect(&url).await.unwrap();
+    let keys = [
+        "m/ab", "m/aB", "m/a-b", "m/a/b", "m/a_b", "m/a%b", "m/Ab", "n/a",
+    ];
+    for k in keys {
+        backend.put(k, b"v").await.unwrap();
+        backend
+            .insert_lease(&lease(k, LeaseState::Active, 1_000))
+            .await
+            .unwrap();
+    }
+    let mut bytewise: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with("m/"))
+        .collect();
+    bytewise.sort_unstable();
+    assert_eq!(backend.list("m/").await.unwrap(), bytewise);
+    assert_eq!(backend.list_leases("m/", 100).await.unwrap(), bytewise);
+    // `_` and `%` are characters, not wildcards.
+    assert_eq!(backend.list("m/a_").await.unwrap(), vec!["m/a_b"]);
+    assert_eq!(
+        backend.list_leases("m/a%", 100).await.unwrap(),
+        vec!["m/a%b"]
+    );
+
+    // The planner can answer a prefix query from the primary key's index.
+    let (client, connection) = s
+        .pg_config(&s.user, &s.password)
+        .dbname(&db)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .unwrap();
+    for (table, column) in [("entries", "key"), ("leases", "id")] {
+        let plan: Vec<String> = client
+            .query(
+                &format!("EXPLAIN SELECT {column} FROM {table} WHERE {column} LIKE 'm/a%' ORDER BY {column}"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index Cond"), "{table}: {plan}");
+    }
+}
