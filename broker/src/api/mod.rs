@@ -255,6 +255,11 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
             "the broker is sealed; restart it to unseal",
         ));
     }
+    // The body is read (bounded in size and time) before any answer, even a
+    // refusal: a server that answers while the client is still sending
+    // closes on unread bytes, and the client sees a reset, not the answer.
+    // It is parsed only once the request has passed its budget.
+    let body = read_body(body, state.body_read_timeout).await?;
     let core = &state.core;
     let auth = match token(headers) {
         Some(t) if core.is_root_token(t).await => Some(AuditAuth {
@@ -289,8 +294,6 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
             .admit_refusal(remote.ip())
             .map_err(ApiError::too_many_requests)?;
     }
-    // Read only now: a refused client's body is never waited for.
-    let body = read_body(body, state.body_read_timeout).await?;
     let body = if body.is_empty() {
         Map::new()
     } else {
