@@ -301,7 +301,15 @@ async fn the_broker_refuses_a_forged_file_at_start_until_the_operator_moves_it_a
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(b.log().contains("a new file continues the recorded chain"));
+    // The log line may land a moment after the device serves again.
+    while !b.log().contains("a new file continues the recorded chain") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line says the new file continues the chain:\n{}",
+            b.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     b.stop().await;
     let saved = logs.path().join("audit.log.good");
     write_lines(&saved, &good);
