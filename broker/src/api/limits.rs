@@ -112,12 +112,12 @@ impl PerClient {
     /// Drops the buckets of clients that have been quiet long enough to be
     /// full again, so many addresses cannot grow the map without bound.
     fn sweep(&self) {
-        if self.limiter.len() < SWEEP_ABOVE {
-            return;
-        }
+        // The clock first: counting the buckets takes every shard's lock,
+        // which is not worth doing on each request.
         let now = crate::clock::unix_now();
         let last = self.swept_at.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= SWEEP_EVERY_SECS
+            && self.limiter.len() >= SWEEP_ABOVE
             && self
                 .swept_at
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
