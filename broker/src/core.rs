@@ -19,14 +19,14 @@ use zeroize::Zeroizing;
 
 use crate::audit::{AuditError, AuditPolicy, Auditor, DeviceConfig};
 use crate::barrier::{Barrier, Keyring, SealedStorage};
-use crate::engine::EngineError;
-use crate::engine::database::{DatabaseEngine, MountTtls};
-use crate::engine::pki::PkiEngine;
+use crate::framework::{Error, Mount, Registry, Services, StorageView};
 use crate::kms::Kms;
 use crate::lease::{ConnectionResolver, Leases, ResolvedConnection};
 use crate::plugin::Catalog;
 use crate::policy::PolicyStore;
 use crate::storage::Storage;
+
+mod layout;
 
 const KEYRING_KEY: &str = "core/keyring";
 const MOUNTS_KEY: &str = "core/mounts";
@@ -76,6 +76,9 @@ pub enum CoreError {
     /// An audit device would not open: the broker must not serve unaudited.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// A backend's path table is malformed (a bug, caught by the tests).
+    #[error(transparent)]
+    Table(#[from] crate::framework::PatternError),
     /// Storage has a keyring but lacks a record every initialized broker has.
     #[error("the storage is damaged: {0}")]
     Damaged(&'static str),
@@ -126,8 +129,14 @@ pub fn random_uuid() -> String {
     )
 }
 
-/// The secrets engines a mount may have.
-pub const ENGINE_TYPES: &[&str] = &["database", "pki"];
+/// The TTLs that apply on a mount.
+#[derive(Debug, Clone, Copy)]
+pub struct MountTtls {
+    /// Default lease TTL.
+    pub default: Duration,
+    /// Max lease TTL.
+    pub max: Duration,
+}
 
 /// System-wide TTL defaults, as in Vault: 32 days.
 pub const SYSTEM_DEFAULT_TTL: Duration = Duration::from_secs(32 * 24 * 3600);
@@ -147,12 +156,15 @@ pub const RESERVED_MOUNTS: &[&str] = &["sys", "auth", "cubbyhole", "identity", "
 /// or `.`, never `.` or `..`; the path is at most [`MAX_MOUNT_PATH`] bytes
 /// and starts with no reserved name. Lease ids, storage keys and policies
 /// all embed the path, so anything else could make two paths alias.
-pub fn mount_path(path: &str) -> Result<String, EngineError> {
+pub fn mount_path(path: &str) -> Result<String, Error> {
     let trimmed = path.trim_matches('/');
     let bad = |why: &str| {
-        Err(EngineError::BadRequest(format!(
-            "path: {why}; a mount path is 1-{MAX_MOUNT_PATH} characters of segments made of letters, digits, '-', '_' or '.', separated by '/'"
-        )))
+        Err(Error::field(
+            "path",
+            format!(
+                "path: {why}; a mount path is 1-{MAX_MOUNT_PATH} characters of segments made of letters, digits, '-', '_' or '.', separated by '/'"
+            ),
+        ))
     };
     if trimmed.is_empty() {
         return bad("a mount path is required");
@@ -179,9 +191,12 @@ pub fn mount_path(path: &str) -> Result<String, EngineError> {
         .iter()
         .find(|r| r.eq_ignore_ascii_case(first))
     {
-        return Err(EngineError::BadRequest(format!(
-            "path: {first:?} is reserved (like Vault, {reserved}/ belongs to the system, in any case)"
-        )));
+        return Err(Error::field(
+            "path",
+            format!(
+                "path: {first:?} is reserved (like Vault, {reserved}/ belongs to the system, in any case)"
+            ),
+        ));
     }
     // `sys/mounts/<path>/tune` tunes <path>: a mount ending in `tune`
     // could never be disabled or tuned itself.
@@ -191,23 +206,23 @@ pub fn mount_path(path: &str) -> Result<String, EngineError> {
     Ok(format!("{trimmed}/"))
 }
 
-/// Finds a lease's current connection config through its mount.
+/// Finds a lease's current connection through its mount's backend.
 struct MountResolver {
     store: SealedStorage,
-    catalog: Arc<Catalog>,
+    mounts: Arc<tokio::sync::RwLock<MountTable>>,
+    /// Set once the backends are built (they need the leases, which need
+    /// this resolver).
+    backends: std::sync::OnceLock<Arc<Registry>>,
 }
 
 #[async_trait::async_trait]
 impl ConnectionResolver for MountResolver {
     async fn resolve(&self, mount: &str, config_name: &str) -> Option<ResolvedConnection> {
-        if config_name == crate::engine::pki::CA_CONNECTION {
-            return PkiEngine::new(mount, self.store.clone(), self.catalog.clone())
-                .resolve()
-                .await;
-        }
-        DatabaseEngine::new(mount, self.store.clone(), self.catalog.clone())
-            .resolve(mount, config_name)
-            .await
+        let path = format!("{}/", mount.trim_end_matches('/'));
+        let entry = self.mounts.read().await.get(&path).cloned()?;
+        let backend = self.backends.get()?.get(&entry.kind)?.clone();
+        let context = Core::context(&self.store, &path, &entry);
+        backend.connection(&context, config_name).await
     }
 }
 
@@ -216,7 +231,8 @@ pub struct Core {
     store: SealedStorage,
     catalog: Arc<Catalog>,
     leases: Arc<Leases>,
-    mounts: tokio::sync::RwLock<MountTable>,
+    backends: Arc<Registry>,
+    mounts: Arc<tokio::sync::RwLock<MountTable>>,
     /// SHA-256 of the root token: the token itself is never stored.
     root_token: tokio::sync::RwLock<[u8; 32]>,
     cluster_id: String,
@@ -271,6 +287,7 @@ impl Core {
         let token = RootToken::generate().map_err(CoreError::Keyring)?;
         store.put(ROOT_TOKEN_KEY, &RootToken::hash(&token)).await?;
         store.put(CLUSTER_ID_KEY, &random_uuid()).await?;
+        layout::mark_current(&store).await?;
         Ok(token)
     }
 
@@ -292,27 +309,40 @@ impl Core {
             .get(ROOT_TOKEN_KEY)
             .await?
             .ok_or(CoreError::Damaged("the root token record is missing"))?;
-        let mounts: MountTable = store.get(MOUNTS_KEY).await?.unwrap_or_default();
+        let mut mounts: MountTable = store.get(MOUNTS_KEY).await?.unwrap_or_default();
+        layout::upgrade(&store, &mut mounts).await?;
+        let mounts = Arc::new(tokio::sync::RwLock::new(mounts));
         let cluster_id: String = store.get(CLUSTER_ID_KEY).await?.unwrap_or_default();
         let resolver = Arc::new(MountResolver {
             store: store.clone(),
-            catalog: catalog.clone(),
+            mounts: mounts.clone(),
+            backends: std::sync::OnceLock::new(),
         });
         let audit = Arc::new(
             Auditor::open(store.clone(), options.audit_policy, options.audit_devices).await?,
         );
         let leases = Arc::new(
             Leases::new(store.clone(), catalog.clone())
-                .with_resolver(resolver)
+                .with_resolver(resolver.clone())
                 .with_events(audit.clone())
                 .with_pending_hold(options.pending_hold),
         );
+        let backends = Arc::new(Registry::new(
+            &Services {
+                catalog: catalog.clone(),
+                leases: leases.clone(),
+            },
+            crate::engine::ENGINES,
+        )?);
+        // Set once, here, on a resolver no one else has built backends for.
+        let _ = resolver.backends.set(backends.clone());
         let policies = PolicyStore::new(store.clone());
         Ok(Arc::new(Self {
             store,
             catalog,
             leases,
-            mounts: tokio::sync::RwLock::new(mounts),
+            backends,
+            mounts,
             root_token: tokio::sync::RwLock::new(root_token),
             cluster_id,
             audit,
@@ -346,6 +376,11 @@ impl Core {
     /// The leases.
     pub fn leases(&self) -> &Arc<Leases> {
         &self.leases
+    }
+
+    /// The backends, by mount type.
+    pub fn backends(&self) -> &Registry {
+        &self.backends
     }
 
     /// Whether `token` is the root token. Hashes are compared, in constant
@@ -385,23 +420,25 @@ impl Core {
     }
 
     /// Enables an engine at `path` (see [`mount_path`] for what it may be).
-    pub async fn mount(&self, path: &str, entry: MountEntry) -> Result<(), EngineError> {
+    pub async fn mount(&self, path: &str, entry: MountEntry) -> Result<(), Error> {
         let path = mount_path(path)?;
-        if !ENGINE_TYPES.contains(&entry.kind.as_str()) {
-            return Err(EngineError::BadRequest(format!(
-                "unknown engine type {:?}; this broker offers: {}",
-                entry.kind,
-                ENGINE_TYPES.join(", ")
-            )));
+        if self.backends.get(&entry.kind).is_none() {
+            return Err(Error::field(
+                "type",
+                format!(
+                    "unknown engine type {:?}; this broker offers: {}",
+                    entry.kind,
+                    self.backends.kinds().collect::<Vec<_>>().join(", ")
+                ),
+            ));
         }
         let mut mounts = self.mounts.write().await;
         if mounts
             .keys()
             .any(|m| m.starts_with(&path) || path.starts_with(m.as_str()))
         {
-            return Err(EngineError::BadRequest(format!(
-                "path is already in use at {path}"
-            )));
+            // Vault answers 400 here, and its clients expect it.
+            return Err(Error::invalid(format!("path is already in use at {path}")));
         }
         mounts.insert(path, entry);
         self.store.put(MOUNTS_KEY, &*mounts).await?;
@@ -411,35 +448,40 @@ impl Core {
     /// The mount whose path is exactly `path`: a path inside a mount is a
     /// 400 naming that mount (acting on it would reach the mount's data),
     /// one under no mount a 404.
-    async fn exact_mount(&self, path: &str) -> Result<String, EngineError> {
+    async fn exact_mount(&self, path: &str) -> Result<String, Error> {
         let path = format!("{}/", path.trim_matches('/'));
         let mounts = self.mounts.read().await;
         if mounts.contains_key(&path) {
             return Ok(path);
         }
         match mounts.keys().find(|m| path.starts_with(m.as_str())) {
-            Some(m) => Err(EngineError::BadRequest(format!(
+            Some(m) => Err(Error::invalid(format!(
                 "{path} is not a mount: it is a path inside mount {m}; name the mount itself ({})",
                 m.trim_end_matches('/')
             ))),
             None if path.len() <= MAX_MOUNT_PATH + 1 => {
-                Err(EngineError::NotFound(format!("no mount at {path}")))
+                Err(Error::NotFound(format!("no mount at {path}")))
             }
-            None => Err(EngineError::NotFound("no mount at that path".into())),
+            None => Err(Error::NotFound("no mount at that path".into())),
         }
     }
 
     /// Disables the engine at `path`, which must be a mount's path exactly,
     /// revoking its leases first.
-    pub async fn unmount(&self, path: &str) -> Result<(), EngineError> {
+    pub async fn unmount(&self, path: &str) -> Result<(), Error> {
         let path = self.exact_mount(path).await?;
         self.leases.revoke_prefix(&path).await?;
         let mut mounts = self.mounts.write().await;
-        mounts.remove(&path);
+        let Some(entry) = mounts.remove(&path) else {
+            return Err(Error::NotFound(format!("no mount at {path}")));
+        };
         self.store.put(MOUNTS_KEY, &*mounts).await?;
-        for key in self.store.list(&format!("mounts/{path}")).await? {
-            self.store.delete(&key).await?;
+        drop(mounts);
+        let context = Self::context(&self.store, &path, &entry);
+        if let Some(backend) = self.backends.get(&entry.kind) {
+            backend.unmounted(&context).await;
         }
+        context.storage.delete_all("").await?;
         Ok(())
     }
 
@@ -451,17 +493,17 @@ impl Core {
         description: Option<String>,
         default_lease_ttl: Option<u64>,
         max_lease_ttl: Option<u64>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), Error> {
         let path = self.exact_mount(path).await.map_err(|e| match e {
             // Vault answers 400 for tuning a path that is not mounted.
-            EngineError::NotFound(m) => EngineError::BadRequest(m),
+            Error::NotFound(m) => Error::invalid(m),
             e => e,
         })?;
         let mut mounts = self.mounts.write().await;
         let mut entry = mounts
             .get(&path)
             .cloned()
-            .ok_or_else(|| EngineError::BadRequest(format!("no mount at {path}")))?;
+            .ok_or_else(|| Error::invalid(format!("no mount at {path}")))?;
         if let Some(d) = description {
             entry.description = d;
         }
@@ -472,8 +514,9 @@ impl Core {
             entry.max_lease_ttl = t;
         }
         if entry.max_lease_ttl > 0 && entry.default_lease_ttl > entry.max_lease_ttl {
-            return Err(EngineError::BadRequest(
-                "default_lease_ttl cannot be greater than max_lease_ttl".into(),
+            return Err(Error::field(
+                "default_lease_ttl",
+                "default_lease_ttl cannot be greater than max_lease_ttl",
             ));
         }
         mounts.insert(path, entry);
@@ -497,14 +540,39 @@ impl Core {
             })
     }
 
-    /// The database engine at `mount`.
-    pub fn database(&self, mount: &str) -> DatabaseEngine {
-        DatabaseEngine::new(mount, self.store.clone(), self.catalog.clone())
+    /// What a handler sees of the mount at `path`: its storage is rooted
+    /// at its UUID.
+    fn context(store: &SealedStorage, path: &str, entry: &MountEntry) -> Mount {
+        let ttls = Self::ttls(entry);
+        Mount {
+            path: path.to_owned(),
+            kind: entry.kind.clone(),
+            uuid: entry.uuid.clone(),
+            accessor: entry.accessor.clone(),
+            default_ttl: ttls.default,
+            max_ttl: ttls.max,
+            storage: StorageView::for_mount(store.clone(), &entry.uuid),
+        }
     }
 
-    /// The PKI engine at `mount`.
-    pub fn pki(&self, mount: &str) -> PkiEngine {
-        PkiEngine::new(mount, self.store.clone(), self.catalog.clone())
+    /// The mount serving `path` (longest match on whole segments), as its
+    /// handlers see it, and the rest of the path.
+    pub async fn route_mount(&self, path: &str) -> Option<(Arc<Mount>, String)> {
+        let (mount, entry, rest) = self.route(path).await?;
+        Some((Arc::new(Self::context(&self.store, &mount, &entry)), rest))
+    }
+
+    /// The system backend's mount (`sys/`): no storage of its own.
+    pub fn system_mount(&self) -> Arc<Mount> {
+        Arc::new(Mount {
+            path: "sys/".into(),
+            kind: "system".into(),
+            uuid: String::new(),
+            accessor: "system".into(),
+            default_ttl: SYSTEM_DEFAULT_TTL,
+            max_ttl: SYSTEM_DEFAULT_TTL,
+            storage: StorageView::new(self.store.clone(), "core/system"),
+        })
     }
 
     /// The TTLs that apply on a mount. Stored values beyond the longest

@@ -2,7 +2,8 @@
 //! sandboxed WebAssembly plugins.
 //!
 //! - [`api`] speaks Vault's HTTP API; [`core`] ties storage, mounts and
-//!   leases together; [`engine`] holds the secrets engines.
+//!   leases together; [`engine`] holds the secrets engines, each declaring
+//!   its paths as a table on the [`framework`].
 //! - [`plugin`] loads plugin components and runs their calls in a sandbox.
 //! - [`sql`] owns the connection pools behind the plugins' `sql` capability.
 //! - [`storage`] keeps sealed entries and lease records (SQLite or PostgreSQL).
@@ -27,6 +28,7 @@ pub mod config;
 pub mod core;
 pub mod duration;
 pub mod engine;
+pub mod framework;
 pub mod kms;
 pub mod lease;
 pub mod listener;

@@ -43,6 +43,7 @@ async fn fixture() -> Fixture {
 
 fn params(role: &str, ttl: u64, max_ttl: u64, connection: ResolvedConnection) -> IssueParams {
     IssueParams {
+        kind: broker::lease::LeaseKind::Credential,
         mount: "database".into(),
         endpoint: "creds",
         role_name: role.into(),
@@ -348,6 +349,7 @@ async fn drain_revokes_every_batch() {
     // Leases whose plugin never recorded anything: nothing to revoke, but
     // they go through every step of the drain all the same.
     let data = broker::lease::LeaseData {
+        kind: None,
         mount: "database".into(),
         config_name: "main".into(),
         plugin: "postgresql-database-plugin".into(),

@@ -79,7 +79,10 @@ async fn plant(b: &Broker, mount: &str, field: &str, value: Value) {
     let wrapped = storage.get("core/keyring").await.unwrap().unwrap();
     let keyring = Keyring::from_bytes(&kms.unwrap(&wrapped).unwrap()).unwrap();
     let store = SealedStorage::new(storage, Arc::new(Barrier::new(keyring)));
-    let key = format!("mounts/{mount}/config/pg");
+    // A mount's entries are keyed by its UUID.
+    let mounts: Value = store.get("core/mounts").await.unwrap().unwrap();
+    let uuid = mounts[format!("{mount}/")]["uuid"].as_str().unwrap();
+    let key = format!("logical/{uuid}/config/pg");
     let mut config: Value = store.get(&key).await.unwrap().unwrap();
     config[field] = value;
     store.put(&key, &config).await.unwrap();

@@ -210,6 +210,7 @@ async fn run(store: &Store, leases: usize, due: usize, lookups: usize) -> Figure
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let data = LeaseData {
+        kind: Some(broker::lease::LeaseKind::Credential),
         mount: "noop/".into(),
         config_name: "bench".into(),
         plugin: "hostile".into(),

@@ -1,13 +1,15 @@
 //! The HTTP API: Vault's paths, envelope and status codes for the subset
 //! the broker implements, so Vault clients work unchanged.
 //!
-//! This layer only maps: it applies the rate limit, parses the body,
-//! authenticates the token, has the audit log take the request (and refuses
-//! it when no device can), dispatches by path to `sys` handlers or the
-//! mount's engine, has the audit log take the response, and turns results
-//! into Vault's envelope and errors into `{"errors": [...]}`. It must never
-//! put a secret in an error or a log line, nor answer what the audit log
-//! did not take.
+//! This layer only maps (docs/architecture.md, "A request"): it finds the
+//! path in its backend's table (the system's for `sys/`, the mount's
+//! engine's otherwise), authenticates the token, applies the rate limits,
+//! parses the body, has the audit log take the request (and refuses it
+//! when no device can), answers 404, 405 and `?help=1` from the table,
+//! calls the handler, has the audit log take the response, and turns
+//! results into Vault's envelope and errors into `{"errors": [...]}`. It
+//! must never put a secret in an error or a log line, nor answer what the
+//! audit log did not take.
 
 mod audit;
 mod envelope;
@@ -15,10 +17,9 @@ mod leases;
 mod limits;
 mod mounts;
 mod openapi;
-mod pki;
 mod policies;
 mod seal;
-mod secrets;
+mod system;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,59 +31,22 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 pub use envelope::ApiError;
-use envelope::{Reply, request_id};
+use envelope::request_id;
 pub use limits::{Quota, RateLimits};
 
 use crate::audit::{AuditAuth, AuditRequest, AuditResponse};
-use crate::core::{Core, MountEntry};
+use crate::core::Core;
+use crate::framework::{
+    Access, Backend, Caller, Mount, Operation, PathInfo, Reply, Request, Route, Table,
+};
 use crate::server::ServeOptions;
 
 /// The largest request body accepted (Vault's default is 32 MiB; ours is
 /// smaller because nothing we take is large).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
-
-/// What a request asks to do, from its method (and `?list=true`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Operation {
-    Read,
-    List,
-    Write,
-    Delete,
-}
-
-impl Operation {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::List => "list",
-            Self::Write => "update",
-            Self::Delete => "delete",
-        }
-    }
-}
-
-/// A parsed request, as handlers see it. `Debug` leaves the body out: it
-/// may hold a password.
-pub(crate) struct Request {
-    pub(crate) op: Operation,
-    pub(crate) path: String,
-    pub(crate) body: Map<String, Value>,
-    /// The mount serving `path` (looked up once, in [`dispatch`]): its
-    /// path, entry, and the rest of the request path.
-    pub(crate) mount: Option<(String, MountEntry, String)>,
-}
-
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request")
-            .field("op", &self.op)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
 
 #[derive(Clone)]
 struct ApiState {
@@ -115,17 +79,6 @@ fn token(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-fn operation(method: &Method, list: bool) -> Option<Operation> {
-    Some(match method.as_str() {
-        "GET" if list => Operation::List,
-        "GET" => Operation::Read,
-        "LIST" => Operation::List,
-        "POST" | "PUT" | "PATCH" => Operation::Write,
-        "DELETE" => Operation::Delete,
-        _ => return None,
-    })
-}
-
 async fn handle(
     State(state): State<ApiState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -142,7 +95,10 @@ async fn handle(
         // Load balancers check the status alone; the server drops the body.
         Some(Operation::Read)
     } else {
-        operation(&method, query.get("list").is_some_and(|v| v == "true"))
+        Operation::from_method(
+            method.as_str(),
+            query.get("list").is_some_and(|v| v == "true"),
+        )
     };
     let result = match op {
         Some(op) => {
@@ -174,7 +130,7 @@ async fn handle(
         Ok(reply) => {
             let lease_id = reply.lease_id().unwrap_or_default().to_owned();
             tracing::info!(%request_id, op, %path, %remote, status, elapsed_us, %lease_id, "request");
-            reply.render(&request_id)
+            envelope::render(reply, &request_id)
         }
         Err(e) => {
             if e.status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -223,6 +179,118 @@ async fn read_body(body: Body, timeout: std::time::Duration) -> Result<Bytes, Ap
     }
 }
 
+/// The backend serving a request: the system's table, or a mount's engine.
+enum Target {
+    System(&'static Table<Core>),
+    Engine(Arc<dyn Backend>),
+}
+
+impl Target {
+    fn paths(&self) -> &[PathInfo] {
+        match self {
+            Self::System(table) => table.paths(),
+            Self::Engine(backend) => backend.paths(),
+        }
+    }
+
+    async fn exists(
+        &self,
+        core: &Core,
+        index: usize,
+        req: &Request,
+    ) -> Result<Option<bool>, ApiError> {
+        Ok(match self {
+            Self::System(table) => table.exists(core, index, req).await?,
+            Self::Engine(backend) => backend.exists(index, req).await?,
+        })
+    }
+
+    async fn call(&self, core: &Core, index: usize, req: &Request) -> Result<Reply, ApiError> {
+        Ok(match self {
+            Self::System(table) => table.call(core, index, req).await?,
+            Self::Engine(backend) => backend.handle(index, req).await?,
+        })
+    }
+}
+
+/// Where a path landed: its mount, its backend, and its entry in the
+/// backend's table (`None`: no path there, a 404 once authenticated).
+struct Found {
+    mount: Arc<Mount>,
+    target: Target,
+    route: Option<Route>,
+}
+
+impl Found {
+    fn info(&self) -> Option<&PathInfo> {
+        self.route
+            .as_ref()
+            .and_then(|r| self.target.paths().get(r.index))
+    }
+
+    fn access(&self) -> Access {
+        self.info().map_or(Access::Token, |i| i.access)
+    }
+}
+
+/// Finds the backend and path serving `path`; `None` when no mount does.
+async fn find(core: &Core, path: &str) -> Result<Option<Found>, ApiError> {
+    if let Some(rest) = path
+        .strip_prefix(system::MOUNT)
+        .or((path == "sys").then_some(""))
+    {
+        let table = system::table()?;
+        return Ok(Some(Found {
+            mount: core.system_mount(),
+            target: Target::System(table),
+            route: table.find(rest),
+        }));
+    }
+    let Some((mount, rest)) = core.route_mount(path).await else {
+        return Ok(None);
+    };
+    // A mount whose type this broker no longer offers serves nothing.
+    let Some(backend) = core.backends().get(&mount.kind).cloned() else {
+        return Ok(None);
+    };
+    let route = crate::framework::find(backend.paths(), &rest);
+    Ok(Some(Found {
+        mount,
+        target: Target::Engine(backend),
+        route,
+    }))
+}
+
+fn method_not_allowed(path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("unsupported operation on {path}"),
+    )
+}
+
+fn no_handler(path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no handler for route {path:?}. route entry not found."),
+    )
+}
+
+/// Parses a body: empty, or a JSON object.
+fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "failed to parse JSON input: {e}"
+        ))),
+    }
+}
+
 async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply, ApiError> {
     let Call {
         op,
@@ -232,24 +300,44 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         request_id,
         remote,
     } = call;
-    if path == "sys/health" || path == "sys/seal-status" || path == "sys/init" {
+    let core = &state.core;
+    let found = find(core, path).await?;
+    let help = query.get("help").is_some_and(|v| v == "1" || v == "true");
+    // GET's query parameters are its data, as in Vault (`sys/health?standbyok=true`).
+    let query_data = || -> Map<String, Value> {
+        query
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "list" | "help"))
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect()
+    };
+    if let Some(found) = &found
+        && found.access() == Access::Open
+        && !help
+    {
         // Unauthenticated, unaudited and never rate limited: load balancers
-        // and clients' start-up checks poll them.
-        return match op {
-            Operation::Read if path == "sys/health" => seal::health(&state.core, query),
-            // A broker that serves is initialized (`broker operator init` came first).
-            Operation::Read if path == "sys/init" => Ok(Reply::Bare(
-                StatusCode::OK,
-                serde_json::json!({ "initialized": true }),
-            )),
-            Operation::Read => Ok(seal::seal_status(&state.core)),
-            _ => Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("unsupported operation on {path}"),
-            )),
+        // and clients' start-up checks poll these, sealed or not.
+        let (Some(info), Some(route)) = (found.info(), &found.route) else {
+            return Err(no_handler(path));
         };
+        let Some(serving) = info.serving(op) else {
+            return Err(method_not_allowed(path));
+        };
+        let request = Request {
+            operation: serving,
+            path: path.to_owned(),
+            params: route.params.clone(),
+            data: if op == Operation::Read {
+                query_data()
+            } else {
+                Map::new()
+            },
+            mount: found.mount.clone(),
+            caller: Caller::Anonymous,
+        };
+        return found.target.call(core, route.index, &request).await;
     }
-    if state.core.is_sealed() {
+    if core.is_sealed() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the broker is sealed; restart it to unseal",
@@ -260,7 +348,6 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
     // closes on unread bytes, and the client sees a reset, not the answer.
     // It is parsed only once the request has passed its budget.
     let body = read_body(body, state.body_read_timeout).await?;
-    let core = &state.core;
     let auth = match token(headers) {
         Some(t) if core.is_root_token(t).await => Some(AuditAuth {
             client_token: zeroize::Zeroizing::new(t.to_owned()),
@@ -271,15 +358,14 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         }),
         _ => None,
     };
-    let started = Instant::now();
-    let mount = if path.starts_with("sys/") {
-        None
+    let caller = if auth.is_some() {
+        Caller::Root
     } else {
-        core.route(path).await
+        Caller::Anonymous
     };
-    let public = mount
-        .as_ref()
-        .is_some_and(|(_, entry, rest)| op == Operation::Read && pki::is_public(&entry.kind, rest));
+    let started = Instant::now();
+    let info = found.as_ref().and_then(Found::info);
+    let public = info.is_some_and(|i| i.access == Access::Public && i.serving(op).is_some());
     // Budgets are spent after authentication: a request without a token
     // spends only its address's refusal budget, and past it is turned away
     // before the audit device writes a line for it.
@@ -294,37 +380,51 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
             .admit_refusal(remote.ip())
             .map_err(ApiError::too_many_requests)?;
     }
-    let body = if body.is_empty() {
-        Map::new()
-    } else {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => {
-                return Err(ApiError::bad_request(
-                    "the request body must be a JSON object",
-                ));
-            }
-            Err(e) => {
-                return Err(ApiError::bad_request(format!(
-                    "failed to parse JSON input: {e}"
-                )));
-            }
-        }
-    };
-    let (mount_type, mount_accessor) = match &mount {
-        _ if path.starts_with("sys/") => (Some("system".to_owned()), None),
-        Some((_, entry, _)) => (Some(entry.kind.clone()), Some(entry.accessor.clone())),
+    let mut data = parse_body(&body)?;
+    if op == Operation::Read {
+        data.extend(query_data());
+    }
+    let mut request = found.as_ref().map(|f| Request {
+        operation: op,
+        path: path.to_owned(),
+        params: f
+            .route
+            .as_ref()
+            .map(|r| r.params.clone())
+            .unwrap_or_default(),
+        data,
+        mount: f.mount.clone(),
+        caller,
+    });
+    // A write to a path that tells creates from updates asks whether its
+    // object exists, once the caller is known (policies grant the two apart).
+    if let (Some(f), Some(route), Some(req)) = (
+        &found,
+        found.as_ref().and_then(|f| f.route.as_ref()),
+        request.as_mut(),
+    ) && auth.is_some()
+        && op == Operation::Update
+        && f.target.exists(core, route.index, req).await? == Some(false)
+    {
+        req.operation = Operation::Create;
+    }
+    let operation = request.as_ref().map_or(op, |r| r.operation);
+    let (mount_type, mount_accessor) = match &found {
+        Some(f) => (
+            Some(f.mount.kind.clone()),
+            (f.mount.kind != "system").then(|| f.mount.accessor.clone()),
+        ),
         None => (None, None),
     };
-    let mount_path = mount.as_ref().map(|(m, _, _)| m.clone());
     let audited = AuditRequest {
         id: request_id.to_owned(),
-        operation: op.as_str(),
+        operation: operation.as_str(),
         path: path.to_owned(),
         mount_type,
         mount_accessor,
         remote,
-        data: body.clone(),
+        data: request.as_ref().map(|r| r.data.clone()).unwrap_or_default(),
+        clear_fields: info.map(|i| i.clear_fields().collect()).unwrap_or_default(),
     };
     // Fail closed: nothing is served that the audit log has not taken.
     let audit = core.audit();
@@ -332,20 +432,12 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         .log_request(auth.as_ref(), &audited)
         .await
         .map_err(ApiError::from)?;
-    let result = match &auth {
-        None if !public => Err(ApiError::new(StatusCode::FORBIDDEN, "permission denied")),
-        _ => {
-            route(
-                core,
-                Request {
-                    op,
-                    path: path.to_owned(),
-                    body,
-                    mount,
-                },
-            )
-            .await
+    let result = match (&found, request) {
+        _ if auth.is_none() && !public => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "permission denied"))
         }
+        (Some(found), Some(request)) => serve(core, found, &request, help).await,
+        _ => Err(no_handler(path)),
     };
     let response = match &result {
         Ok(reply) => reply.audit_response(),
@@ -356,10 +448,9 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         },
     };
     if response.credential
-        && let Some(mount) = &mount_path
+        && let Some(found) = &found
     {
-        crate::metrics::metrics()
-            .issued(mount.trim_end_matches('/'), started.elapsed().as_secs_f64());
+        crate::metrics::metrics().issued(found.mount.name(), started.elapsed().as_secs_f64());
     }
     if let Err(e) = audit.log_response(auth.as_ref(), &audited, &response).await {
         // A credential must not leave unaudited: take it back.
@@ -374,63 +465,26 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
     result
 }
 
-async fn route(core: &Core, request: Request) -> Result<Reply, ApiError> {
-    if request.path == "sys/seal" {
-        match request.op {
-            Operation::Write => Ok(seal::seal(core)),
-            _ => Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "unsupported operation on sys/seal",
-            )),
-        }
-    } else if request.path.starts_with("sys/mounts") {
-        mounts::handle(core, request).await
-    } else if policies::serves(&request.path) {
-        policies::handle(core, request).await
-    } else if request.path.starts_with("sys/leases") {
-        leases::handle(core, request).await
-    } else if let Some(path) = leases::legacy_alias(&request.path) {
-        leases::handle(core, Request { path, ..request }).await
-    } else if request.path == "sys/audit"
-        || request.path.starts_with("sys/audit/")
-        || request.path.starts_with("sys/audit-hash/")
-        || request.path == "sys/audit-public-key"
-    {
-        audit::handle(core, request).await
-    } else if request.path == "sys/metrics" {
-        match request.op {
-            Operation::Read => {
-                let metrics = crate::metrics::metrics();
-                metrics.set_leases(&core.leases().counts().await?);
-                Ok(Reply::Raw {
-                    content_type: "text/plain; version=0.0.4; charset=utf-8",
-                    body: metrics.encode().into_bytes(),
-                })
-            }
-            _ => Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "unsupported operation on sys/metrics",
-            )),
-        }
-    } else if request.path == openapi::PATH {
-        match request.op {
-            Operation::Read => Ok(Reply::Raw {
-                content_type: "application/json",
-                body: openapi::cached_document(&core.mounts().await)
-                    .map(|doc| doc.to_vec())
-                    .map_err(|e| {
-                        ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            format!("cannot write the document: {e}"),
-                        )
-                    })?,
-            }),
-            _ => Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "unsupported operation on the OpenAPI document",
-            )),
-        }
-    } else {
-        secrets::handle(core, request).await
+/// Answers a request that reached a path: 404 when the path is not in the
+/// table, help when asked, 405 for an operation the path does not serve,
+/// else its handler.
+async fn serve(
+    core: &Core,
+    found: &Found,
+    request: &Request,
+    help: bool,
+) -> Result<Reply, ApiError> {
+    let (Some(info), Some(route)) = (found.info(), &found.route) else {
+        return Err(no_handler(&request.path));
+    };
+    if help {
+        return Ok(Reply::Bare(
+            StatusCode::OK,
+            json!({ "help": crate::framework::help::text(&found.mount.kind, &request.path, info) }),
+        ));
     }
+    if info.serving(request.operation).is_none() {
+        return Err(method_not_allowed(&request.path));
+    }
+    found.target.call(core, route.index, request).await
 }

@@ -6,13 +6,12 @@
 
 use serde_json::{Value, json};
 
-use super::envelope::{ApiError, Reply, data, no_content};
-use super::{Operation, Request};
 use crate::core::{Core, MountEntry};
 use crate::duration::Ttl;
+use crate::framework::{Error, Reply, Request, data, no_content};
 
 /// A TTL field, `None` when absent. Vault's `"system"` means the default.
-fn ttl_field(config: Option<&Value>, name: &str) -> Result<Option<u64>, ApiError> {
+fn ttl_field(config: Option<&Value>, name: &str) -> Result<Option<u64>, Error> {
     let Some(Value::Object(config)) = config else {
         return Ok(None);
     };
@@ -21,14 +20,7 @@ fn ttl_field(config: Option<&Value>, name: &str) -> Result<Option<u64>, ApiError
     }
     Ttl::field(config, name)
         .map(|t| t.map(Ttl::secs))
-        .map_err(ApiError::bad_request)
-}
-
-fn mount_of(tune_path: &str) -> &str {
-    tune_path
-        .strip_suffix("/tune")
-        .unwrap_or(tune_path)
-        .trim_matches('/')
+        .map_err(|e| Error::field(name, e))
 }
 
 fn describe(entry: &MountEntry) -> Value {
@@ -49,95 +41,77 @@ fn describe(entry: &MountEntry) -> Value {
     })
 }
 
-pub(crate) async fn handle(core: &Core, req: Request) -> Result<Reply, ApiError> {
-    // `sys/mountsX` is another path, not mount `X`.
-    let rest = match req.path.strip_prefix("sys/mounts") {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest.trim_start_matches('/'),
-        _ => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "unsupported path under sys/",
-            ));
-        }
-    };
-    match (req.op, rest) {
-        (Operation::Read, "") => {
-            let mounts: serde_json::Map<String, Value> = core
-                .mounts()
-                .await
-                .iter()
-                .map(|(p, e)| (p.clone(), describe(e)))
-                .collect();
-            Ok(data(Value::Object(mounts)))
-        }
-        (Operation::Write, path) if !path.is_empty() && !path.ends_with("/tune") => {
-            let kind = req
-                .body
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            if kind.is_empty() {
-                return Err(ApiError::bad_request(
-                    "type is required, e.g. {\"type\": \"database\"}",
-                ));
-            }
-            let config = req.body.get("config");
-            let mut accessor = [0u8; 4];
-            let _ = getrandom::fill(&mut accessor);
-            let entry = MountEntry {
-                accessor: format!("{kind}_{}", hex::encode(accessor)),
-                uuid: crate::core::random_uuid(),
-                kind,
-                description: req
-                    .body
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                default_lease_ttl: ttl_field(config, "default_lease_ttl")?.unwrap_or(0),
-                max_lease_ttl: ttl_field(config, "max_lease_ttl")?.unwrap_or(0),
-            };
-            core.mount(path, entry).await?;
-            Ok(no_content())
-        }
-        (Operation::Delete, path) if !path.is_empty() && !path.ends_with("/tune") => {
-            core.unmount(path).await?;
-            Ok(no_content())
-        }
-        (Operation::Read, path) if path.ends_with("/tune") => {
-            let mount = mount_of(path);
-            let mounts = core.mounts().await;
-            let entry = mounts
-                .get(&format!("{mount}/"))
-                .ok_or_else(|| ApiError::bad_request(format!("no mount at {mount}")))?;
-            let ttls = Core::ttls(entry);
-            Ok(data(json!({
-                "description": entry.description,
-                "default_lease_ttl": ttls.default.as_secs(),
-                "max_lease_ttl": ttls.max.as_secs(),
-            })))
-        }
-        (Operation::Write, path) if path.ends_with("/tune") => {
-            // Vault takes the TTLs at the top level here, not under `config`.
-            let body = Value::Object(req.body.clone());
-            let description = match req.body.get("description") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(d)) => Some(d.clone()),
-                Some(_) => return Err(ApiError::bad_request("description must be a string")),
-            };
-            core.tune(
-                mount_of(path),
-                description,
-                ttl_field(Some(&body), "default_lease_ttl")?,
-                ttl_field(Some(&body), "max_lease_ttl")?,
-            )
-            .await?;
-            Ok(no_content())
-        }
-        _ => Err(ApiError::new(
-            axum::http::StatusCode::METHOD_NOT_ALLOWED,
-            "unsupported operation on sys/mounts",
-        )),
+/// `GET sys/mounts`.
+pub(crate) async fn list(core: &Core, _req: &Request) -> Result<Reply, Error> {
+    let mounts: serde_json::Map<String, Value> = core
+        .mounts()
+        .await
+        .iter()
+        .map(|(p, e)| (p.clone(), describe(e)))
+        .collect();
+    Ok(data(Value::Object(mounts)))
+}
+
+/// `POST sys/mounts/{path}`: enables an engine.
+pub(crate) async fn enable(core: &Core, req: &Request) -> Result<Reply, Error> {
+    let kind = req.str("type").unwrap_or_default().to_owned();
+    if kind.is_empty() {
+        return Err(Error::field(
+            "type",
+            "type is required, e.g. {\"type\": \"database\"}",
+        ));
     }
+    let config = req.data.get("config");
+    let mut accessor = [0u8; 4];
+    let _ = getrandom::fill(&mut accessor);
+    let entry = MountEntry {
+        accessor: format!("{kind}_{}", hex::encode(accessor)),
+        uuid: crate::core::random_uuid(),
+        kind,
+        description: req.str("description").unwrap_or_default().to_owned(),
+        default_lease_ttl: ttl_field(config, "default_lease_ttl")?.unwrap_or(0),
+        max_lease_ttl: ttl_field(config, "max_lease_ttl")?.unwrap_or(0),
+    };
+    core.mount(req.param("path")?, entry).await?;
+    Ok(no_content())
+}
+
+/// `DELETE sys/mounts/{path}`: disables an engine, revoking its leases.
+pub(crate) async fn disable(core: &Core, req: &Request) -> Result<Reply, Error> {
+    core.unmount(req.param("path")?).await?;
+    Ok(no_content())
+}
+
+/// `GET sys/mounts/{path}/tune`.
+pub(crate) async fn read_tune(core: &Core, req: &Request) -> Result<Reply, Error> {
+    let mount = req.param("path")?;
+    let mounts = core.mounts().await;
+    let entry = mounts
+        .get(&format!("{mount}/"))
+        .ok_or_else(|| Error::invalid(format!("no mount at {mount}")))?;
+    let ttls = Core::ttls(entry);
+    Ok(data(json!({
+        "description": entry.description,
+        "default_lease_ttl": ttls.default.as_secs(),
+        "max_lease_ttl": ttls.max.as_secs(),
+    })))
+}
+
+/// `POST sys/mounts/{path}/tune`. Vault takes the TTLs at the top level
+/// here, not under `config`.
+pub(crate) async fn tune(core: &Core, req: &Request) -> Result<Reply, Error> {
+    let body = Value::Object(req.data.clone());
+    let description = match req.data.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => Some(d.clone()),
+        Some(_) => return Err(Error::field("description", "description must be a string")),
+    };
+    core.tune(
+        req.param("path")?,
+        description,
+        ttl_field(Some(&body), "default_lease_ttl")?,
+        ttl_field(Some(&body), "max_lease_ttl")?,
+    )
+    .await?;
+    Ok(no_content())
 }

@@ -7,44 +7,44 @@
 //! one flag: `degraded`, true while some connection config's pool cannot be
 //! built (which one is in the log and in that config's own errors).
 
-use std::collections::HashMap;
-
 use axum::http::StatusCode;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
-use super::envelope::{ApiError, Reply, no_content};
 use crate::core::Core;
+use crate::framework::{Error, Reply, Request, no_content};
 
 /// This broker runs alone: there are no standbys to report. The fields
 /// are kept so Vault's clients and load-balancer checks parse the answer.
 const STANDBY: bool = false;
 
 /// A status code from a query parameter such as `sealedcode=200`.
-fn code(query: &HashMap<String, String>, name: &str, default: u16) -> Result<StatusCode, ApiError> {
+fn code(query: &Map<String, Value>, name: &str, default: u16) -> Result<StatusCode, Error> {
     let Some(value) = query.get(name) else {
         return Ok(StatusCode::from_u16(default).unwrap_or(StatusCode::OK));
     };
-    value
-        .parse::<u16>()
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    text.parse::<u16>()
         .ok()
         .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("{name}: {value:?} is not an HTTP status code"))
-        })
+        .ok_or_else(|| Error::field(name, format!("{name}: {text:?} is not an HTTP status code")))
 }
 
 /// `GET sys/health`: 200 when serving, 503 when sealed (Vault's codes;
 /// `sealedcode`, `activecode`, `standbycode`, `uninitcode` and `standbyok`
 /// change them as they do in Vault). A degraded mount keeps the code (the
 /// other mounts serve) and sets `degraded` in the body.
-pub(crate) fn health(core: &Core, query: &HashMap<String, String>) -> Result<Reply, ApiError> {
+pub(crate) async fn health(core: &Core, req: &Request) -> Result<Reply, Error> {
+    let query = &req.data;
     let sealed = core.is_sealed();
     let status = if sealed {
         code(query, "sealedcode", 503)?
     } else if STANDBY {
         if query
             .get("standbyok")
-            .is_some_and(|v| v.is_empty() || v == "true")
+            .is_some_and(|v| matches!(v.as_str(), Some("" | "true")) || v == &Value::Bool(true))
         {
             code(query, "activecode", 200)?
         } else {
@@ -81,8 +81,8 @@ pub(crate) fn health(core: &Core, query: &HashMap<String, String>) -> Result<Rep
 /// `GET sys/seal-status`, in Vault's shape. The keyring is unwrapped by the
 /// KMS at start, so there are no key shares: `t` and `n` are 1 and
 /// `progress` 0, as Vault reports for an auto-unsealed server.
-pub(crate) fn seal_status(core: &Core) -> Reply {
-    Reply::Bare(
+pub(crate) async fn seal_status(core: &Core, _req: &Request) -> Result<Reply, Error> {
+    Ok(Reply::Bare(
         StatusCode::OK,
         json!({
             "type": "kms",
@@ -99,12 +99,18 @@ pub(crate) fn seal_status(core: &Core) -> Reply {
             "recovery_seal": true,
             "storage_type": "broker",
         }),
-    )
+    ))
+}
+
+/// `GET sys/init`: a broker that serves is initialized (`broker operator
+/// init` came first).
+pub(crate) async fn init(_core: &Core, _req: &Request) -> Result<Reply, Error> {
+    Ok(Reply::Bare(StatusCode::OK, json!({ "initialized": true })))
 }
 
 /// `PUT sys/seal` (root only): drops the keyring from memory. Every later
 /// request but health and seal status gets a 503 until a restart.
-pub(crate) fn seal(core: &Core) -> Reply {
+pub(crate) async fn seal(core: &Core, _req: &Request) -> Result<Reply, Error> {
     core.seal();
-    no_content()
+    Ok(no_content())
 }

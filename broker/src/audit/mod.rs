@@ -47,25 +47,6 @@ const ANCHORS_KEY: &str = "core/audit/anchors";
 /// Where earlier versions kept unkeyed chain heads; dropped at start.
 const LEGACY_HEADS_KEY: &str = "core/audit/heads";
 
-/// Request and response keys whose values are logged as they are, because
-/// they name things rather than hold secrets and an operator needs them to
-/// follow a lease. Everything else that is a string is HMAC'd.
-const NON_HMAC_KEYS: &[&str] = &[
-    "lease_id",
-    "increment",
-    "type",
-    "description",
-    "plugin_name",
-    "db_name",
-    "default_ttl",
-    "max_ttl",
-    "default_lease_ttl",
-    "max_lease_ttl",
-    "allowed_roles",
-    "verify_connection",
-    "file_path",
-];
-
 /// Why auditing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -181,6 +162,11 @@ pub struct AuditRequest {
     pub remote: SocketAddr,
     /// The body.
     pub data: Map<String, Value>,
+    /// Keys whose values are logged in clear (bounded), because they name
+    /// things rather than hold secrets and an operator needs them to follow
+    /// a lease: the fields the path's table marks so. Every other string,
+    /// in the request and in the response, is HMAC'd.
+    pub clear_fields: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for AuditRequest {
@@ -731,7 +717,11 @@ impl Auditor {
             Value::Null
         } else {
             let original = Value::Object(request.data.clone());
-            bound::data(&original, self.redact(&original, raw), &self.salt)
+            bound::data(
+                &original,
+                self.redact(&original, &request.clear_fields, raw),
+                &self.salt,
+            )
         };
         entry.insert(
             "request".into(),
@@ -752,7 +742,7 @@ impl Auditor {
             let mut body = json!({
                 "status": r.status,
                 "mount_type": request.mount_type,
-                "data": r.data.as_ref().map(|d| bound::data(d, self.redact(d, raw), &self.salt)),
+                "data": r.data.as_ref().map(|d| bound::data(d, self.redact(d, &request.clear_fields, raw), &self.salt)),
             });
             if let Some(lease_id) = &r.lease_id {
                 body["secret"] =
@@ -767,24 +757,24 @@ impl Auditor {
         entry
     }
 
-    /// Every string HMAC'd, except under the keys in [`NON_HMAC_KEYS`],
-    /// which are logged in clear but bounded, as keys are.
-    fn redact(&self, value: &Value, raw: bool) -> Value {
+    /// Every string HMAC'd, except under the keys in `clear` (at any
+    /// depth), which are logged in clear but bounded, as keys are.
+    fn redact(&self, value: &Value, clear: &[&str], raw: bool) -> Value {
         if raw {
             return value.clone();
         }
         match value {
             Value::String(s) => Value::String(self.salt.hmac(s)),
             Value::Array(items) => {
-                Value::Array(items.iter().map(|v| self.redact(v, raw)).collect())
+                Value::Array(items.iter().map(|v| self.redact(v, clear, raw)).collect())
             }
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| {
-                        let v = if NON_HMAC_KEYS.contains(&k.as_str()) {
+                        let v = if clear.contains(&k.as_str()) {
                             bound::clear_value(v, &self.salt)
                         } else {
-                            self.redact(v, raw)
+                            self.redact(v, clear, raw)
                         };
                         (bound::clear_str(k, &self.salt), v)
                     })

@@ -107,6 +107,26 @@ impl SealedStorage {
         Ok(self.storage.delete(key).await?)
     }
 
+    /// Copies the value at `from` to `to`, opened and sealed again under its
+    /// new key (a sealed value names its key: a raw copy would not open);
+    /// whether there was a value. The plaintext never leaves zeroizing memory.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<bool, SealedError> {
+        let Some(sealed) = self.storage.get(from).await? else {
+            return Ok(false);
+        };
+        let barrier_error = |key: &str| {
+            let key = key.to_owned();
+            move |source| SealedError::Barrier { key, source }
+        };
+        let plain = self
+            .barrier
+            .open(from, &sealed)
+            .map_err(barrier_error(from))?;
+        let resealed = self.barrier.seal(to, &plain).map_err(barrier_error(to))?;
+        self.storage.put(to, &resealed).await?;
+        Ok(true)
+    }
+
     /// Keys under `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, SealedError> {
         Ok(self.storage.list(prefix).await?)

@@ -1,59 +1,34 @@
-//! Secrets engines: what a mount does. Engines know nothing of HTTP; the
-//! [`api`](crate::api) layer maps their results and errors to Vault's
-//! envelope and status codes.
+//! Secrets engines: what a mount does. Each engine is one folder here and
+//! one line in [`ENGINES`]; it declares its paths as a table on the
+//! [`framework`](crate::framework) and knows nothing of HTTP.
+//!
+//! An engine must never reach another mount's storage (it is given a view
+//! rooted at its own mount's UUID), nor hold a key in a plugin's reach.
 
 pub mod database;
 pub mod pki;
 
-/// Why an engine operation failed; the API maps each case to a status.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// The request is wrong (400).
-    #[error("{0}")]
-    BadRequest(String),
-    /// Nothing at that path (404).
-    #[error("{0}")]
-    NotFound(String),
-    /// A dependency is down; try again (503).
-    #[error("{0}")]
-    Unavailable(String),
-    /// A bug or storage failure (500).
-    #[error("{0}")]
-    Internal(String),
-}
+use crate::framework::{BackendFactory, Error};
 
-impl From<crate::barrier::SealedError> for EngineError {
-    fn from(e: crate::barrier::SealedError) -> Self {
-        Self::Internal(e.to_string())
-    }
-}
+/// The secrets engines this broker offers, by mount type: the registry
+/// the core builds its backends from.
+pub const ENGINES: &[(&str, BackendFactory)] = &[
+    ("database", database::DatabaseBackend::factory),
+    ("pki", pki::PkiBackend::factory),
+];
 
-impl From<crate::plugin::PluginError> for EngineError {
-    fn from(e: crate::plugin::PluginError) -> Self {
-        use crate::plugin::{FailureKind, PluginError as P};
-        match &e {
-            P::Failed {
-                kind: FailureKind::InvalidConfig | FailureKind::InvalidRequest,
-                ..
-            } => Self::BadRequest(e.to_string()),
-            P::Failed {
-                kind: FailureKind::Unavailable,
-                ..
-            }
-            | P::Deadline(_) => Self::Unavailable(e.to_string()),
-            _ => Self::Internal(e.to_string()),
-        }
+/// Checks a role or config name: 1-128 letters, digits, `-`, `_` or `.`.
+pub(crate) fn valid_name(name: &str) -> Result<(), Error> {
+    if name.is_empty()
+        || name.len() > 128
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(Error::field(
+            "name",
+            format!("invalid name {name:?}: use 1-128 letters, digits, '-', '_' or '.'"),
+        ));
     }
-}
-
-impl From<crate::lease::LeaseError> for EngineError {
-    fn from(e: crate::lease::LeaseError) -> Self {
-        use crate::lease::LeaseError as L;
-        match e {
-            L::Plugin(p) => p.into(),
-            L::NotFound(_) | L::NotRenewable(_) | L::EmptyPrefix => Self::BadRequest(e.to_string()),
-            L::RevokedDuringIssue(_) => Self::Unavailable(e.to_string()),
-            other => Self::Internal(other.to_string()),
-        }
-    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::{LeaseData, LeaseId, LeasePrefix};
+use super::{LeaseData, LeaseId, LeaseKind, LeasePrefix};
 use crate::barrier::{BarrierError, SealedStorage};
 use crate::clock;
 use crate::plugin::{
@@ -105,6 +105,8 @@ pub trait LeaseEvents: Send + Sync {
 /// What [`Leases::issue`] needs.
 #[derive(Debug, Clone)]
 pub struct IssueParams {
+    /// What the lease covers (so what revokes it).
+    pub kind: LeaseKind,
     /// The mount path (`database`).
     pub mount: String,
     /// The mount's endpoint that issues (`creds`, `issue`, `sign`): the
@@ -361,6 +363,7 @@ impl Leases {
         let max_expires_at = now.saturating_add(secs(p.max_ttl));
         let expires_at = now.saturating_add(secs(p.ttl)).min(max_expires_at);
         let data = LeaseData {
+            kind: Some(p.kind),
             mount: p.mount.clone(),
             config_name: p.config_name.clone(),
             plugin: p.plugin.clone(),
@@ -775,15 +778,22 @@ impl Leases {
         let Some(revocation) = data.revocation.clone() else {
             return Ok(None);
         };
-        let plugin = self.plugin(data)?.clone();
-        let ctx = Self::context(data, resolved);
-        let connection = resolved.connection.clone();
-        Ok(Some(async move {
-            plugin
-                .revoke(&ctx, &connection, &revocation)
-                .await
-                .map_err(LeaseError::from)
-        }))
+        // Each kind names what revokes it. Credentials and certificates are
+        // both undone by the plugin that made them, through the connection
+        // (a database, the CA) their mount's backend resolved.
+        match data.kind() {
+            LeaseKind::Credential | LeaseKind::Certificate => {
+                let plugin = self.plugin(data)?.clone();
+                let ctx = Self::context(data, resolved);
+                let connection = resolved.connection.clone();
+                Ok(Some(async move {
+                    plugin
+                        .revoke(&ctx, &connection, &revocation)
+                        .await
+                        .map_err(LeaseError::from)
+                }))
+            }
+        }
     }
 
     async fn reschedule(&self, mut row: LeaseRow, error: &LeaseError) -> Result<(), LeaseError> {

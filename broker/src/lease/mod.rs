@@ -38,4 +38,4 @@ pub use manager::{
     WorkerPass,
 };
 pub use prefix::LeasePrefix;
-pub use record::LeaseData;
+pub use record::{LeaseData, LeaseKind};

@@ -7,8 +7,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use serde::{Deserialize, Serialize};
 
 use super::{Ca, PkiError, datetime, serial_text};
-use crate::barrier::SealedStorage;
 use crate::clock::unix_now;
+use crate::framework::StorageView;
 
 /// How long a CRL is valid: clients fetch a new one before then.
 pub const CRL_LIFETIME_SECS: u64 = 72 * 3600;
@@ -31,37 +31,37 @@ struct CrlState {
     built_at: u64,
 }
 
-fn revoked_key(mount: &str, serial: &[u8]) -> String {
-    format!("mounts/{mount}/revoked/{}", hex::encode(serial))
+fn revoked_key(serial: &[u8]) -> String {
+    format!("{REVOKED}/{}", hex::encode(serial))
 }
 
-fn crl_key(mount: &str) -> String {
-    format!("mounts/{mount}/crl")
-}
+/// The folder of revoked serials, in the mount's storage.
+const REVOKED: &str = "revoked";
+/// The signed CRL, in the mount's storage.
+const CRL: &str = "crl";
 
 /// One lock per mount around CRL rebuilds. Without it two revocations can
 /// each list the revoked serials, then write their CRLs in the other order:
 /// the CRL that lands last may lack the other's serial until the next
 /// rebuild. (Nodes sharing PostgreSQL storage are not serialized by this;
 /// every rebuild lists all revoked serials, so the next one repairs it.)
-fn rebuild_lock(mount: &str) -> Arc<tokio::sync::Mutex<()>> {
+fn rebuild_lock(root: &str) -> Arc<tokio::sync::Mutex<()>> {
     static LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
         LazyLock::new(Default::default);
     let mut locks = LOCKS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    locks.entry(mount.to_owned()).or_default().clone()
+    locks.entry(root.to_owned()).or_default().clone()
 }
 
 /// Puts `serial` on the CRL (idempotent); returns when it was revoked.
 pub async fn revoke(
-    store: &SealedStorage,
-    mount: &str,
+    store: &StorageView,
     ca: &Ca,
     serial: &[u8],
     not_after: Option<u64>,
 ) -> Result<u64, PkiError> {
-    let key = revoked_key(mount, serial);
+    let key = revoked_key(serial);
     if let Some(existing) = store.get::<Revoked>(&key).await? {
         return Ok(existing.revoked_at);
     }
@@ -75,28 +75,25 @@ pub async fn revoke(
             },
         )
         .await?;
-    rebuild(store, mount, ca).await?;
-    tracing::info!(mount, serial = %serial_text(serial), "certificate revoked");
+    rebuild(store, ca).await?;
+    tracing::info!(storage = store.root(), serial = %serial_text(serial), "certificate revoked");
     Ok(revoked_at)
 }
 
 /// When `serial` was revoked, if it was.
-pub async fn revoked_at(
-    store: &SealedStorage,
-    mount: &str,
-    serial: &[u8],
-) -> Result<Option<u64>, PkiError> {
+pub async fn revoked_at(store: &StorageView, serial: &[u8]) -> Result<Option<u64>, PkiError> {
     Ok(store
-        .get::<Revoked>(&revoked_key(mount, serial))
+        .get::<Revoked>(&revoked_key(serial))
         .await?
         .map(|r| r.revoked_at))
 }
 
 /// Drops revoked entries of certificates expired before `before`; returns
 /// how many.
-pub async fn tidy(store: &SealedStorage, mount: &str, before: u64) -> Result<usize, PkiError> {
+pub async fn tidy(store: &StorageView, before: u64) -> Result<usize, PkiError> {
     let mut n = 0;
-    for key in store.list(&format!("mounts/{mount}/revoked/")).await? {
+    for name in store.list(REVOKED).await? {
+        let key = format!("{REVOKED}/{name}");
         if let Some(r) = store.get::<Revoked>(&key).await?
             && r.not_after.is_some_and(|t| t < before)
         {
@@ -108,16 +105,15 @@ pub async fn tidy(store: &SealedStorage, mount: &str, before: u64) -> Result<usi
 }
 
 /// Signs a new CRL with every revoked serial and stores it.
-pub async fn rebuild(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<u8>, PkiError> {
-    let lock = rebuild_lock(mount);
+pub async fn rebuild(store: &StorageView, ca: &Ca) -> Result<Vec<u8>, PkiError> {
+    let lock = rebuild_lock(store.root());
     let _serialized = lock.lock().await;
     let mut revoked = Vec::new();
-    let prefix = format!("mounts/{mount}/revoked/");
-    for key in store.list(&prefix).await? {
-        let Some(r) = store.get::<Revoked>(&key).await? else {
+    for name in store.list(REVOKED).await? {
+        let Some(r) = store.get::<Revoked>(&format!("{REVOKED}/{name}")).await? else {
             continue;
         };
-        let Ok(serial) = hex::decode(key.trim_start_matches(&prefix)) else {
+        let Ok(serial) = hex::decode(&name) else {
             continue;
         };
         revoked.push(rcgen::RevokedCertParams {
@@ -128,7 +124,7 @@ pub async fn rebuild(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<
         });
     }
     let number = store
-        .get::<CrlState>(&crl_key(mount))
+        .get::<CrlState>(CRL)
         .await?
         .map_or(1, |s| s.number + 1);
     let now = unix_now();
@@ -143,7 +139,7 @@ pub async fn rebuild(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<
     let der = params.signed_by(&ca.issuer()?)?.der().to_vec();
     store
         .put(
-            &crl_key(mount),
+            CRL,
             &CrlState {
                 number,
                 der: der.clone(),
@@ -156,11 +152,11 @@ pub async fn rebuild(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<
 
 /// The current CRL, DER: rebuilt on first use, and once half its lifetime
 /// has passed, so clients never fetch one past its nextUpdate.
-pub async fn current(store: &SealedStorage, mount: &str, ca: &Ca) -> Result<Vec<u8>, PkiError> {
-    match store.get::<CrlState>(&crl_key(mount)).await? {
+pub async fn current(store: &StorageView, ca: &Ca) -> Result<Vec<u8>, PkiError> {
+    match store.get::<CrlState>(CRL).await? {
         Some(state) if unix_now() < state.built_at.saturating_add(CRL_LIFETIME_SECS / 2) => {
             Ok(state.der)
         }
-        _ => rebuild(store, mount, ca).await,
+        _ => rebuild(store, ca).await,
     }
 }

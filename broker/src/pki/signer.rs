@@ -5,33 +5,29 @@ use std::sync::Arc;
 use rcgen::{DnType, SanType};
 
 use super::{Ca, PkiError, crl, keys, parse_serial};
-use crate::barrier::SealedStorage;
+use crate::framework::StorageView;
 use crate::plugin::{CaSigner, CsrInfo, GeneratedKey, IssuerInfo, KeyType, SignerError};
 
 /// The CA of one mount, as a plugin call may use it.
 #[derive(Clone)]
 pub struct MountCa {
-    mount: String,
-    store: SealedStorage,
+    /// The mount's storage.
+    store: StorageView,
     ca: Arc<Ca>,
 }
 
 impl std::fmt::Debug for MountCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MountCa")
-            .field("mount", &self.mount)
+            .field("storage", &self.store.root())
             .finish_non_exhaustive()
     }
 }
 
 impl MountCa {
-    /// The CA `ca` of `mount`.
-    pub fn new(mount: &str, store: SealedStorage, ca: Arc<Ca>) -> Self {
-        Self {
-            mount: mount.to_owned(),
-            store,
-            ca,
-        }
+    /// The CA `ca` of the mount whose storage is `store`.
+    pub fn new(store: StorageView, ca: Arc<Ca>) -> Self {
+        Self { store, ca }
     }
 }
 
@@ -42,9 +38,14 @@ pub(crate) struct Issued {
     pub(crate) not_after: u64,
 }
 
-/// Where the record of `serial` on `mount` lives.
-pub(crate) fn issued_key(mount: &str, serial: &[u8]) -> String {
-    format!("mounts/{mount}/serials/{}", hex::encode(serial))
+/// Where the record of `serial` lives in its mount's storage.
+pub(crate) fn issued_key(serial: &[u8]) -> String {
+    format!("serials/{}", hex::encode(serial))
+}
+
+/// Where a certificate's stored copy lives in its mount's storage.
+pub(crate) fn stored_key(serial: &[u8]) -> String {
+    format!("certs/{}", hex::encode(serial))
 }
 
 fn refused(e: PkiError) -> SignerError {
@@ -123,9 +124,10 @@ impl CaSigner for MountCa {
         // make revoking one revoke both. The record is made before the
         // signature, atomically, and says when the certificate expires.
         // Certificates stored before serials were recorded count too.
-        let stored_copy = format!("mounts/{}/certs/{}", self.mount, hex::encode(&facts.serial));
+        let stored_copy = self.store.key(&stored_key(&facts.serial));
         let already_stored = self
             .store
+            .sealed()
             .storage()
             .get(&stored_copy)
             .await
@@ -137,7 +139,7 @@ impl CaSigner for MountCa {
         let fresh = !already_stored
             && self
                 .store
-                .create(&issued_key(&self.mount, &facts.serial), &record)
+                .create(&issued_key(&facts.serial), &record)
                 .await
                 .map_err(|e| SignerError::Denied(format!("cannot record the serial: {e}")))?;
         if !fresh {
@@ -159,7 +161,7 @@ impl CaSigner for MountCa {
         // entry; so does a stored copy made before serials were recorded.
         let issued: Option<Issued> = self
             .store
-            .get(&issued_key(&self.mount, &serial))
+            .get(&issued_key(&serial))
             .await
             .map_err(|e| SignerError::Denied(e.to_string()))?;
         let not_after = match issued {
@@ -167,17 +169,13 @@ impl CaSigner for MountCa {
             None => {
                 let stored: Option<serde_json::Value> = self
                     .store
-                    .get(&format!(
-                        "mounts/{}/certs/{}",
-                        self.mount,
-                        hex::encode(&serial)
-                    ))
+                    .get(&stored_key(&serial))
                     .await
                     .map_err(|e| SignerError::Denied(e.to_string()))?;
                 stored.and_then(|c| c.get("not_after").and_then(serde_json::Value::as_u64))
             }
         };
-        crl::revoke(&self.store, &self.mount, &self.ca, &serial, not_after)
+        crl::revoke(&self.store, &self.ca, &serial, not_after)
             .await
             .map(|_| ())
             .map_err(refused)
@@ -200,12 +198,15 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        let store = SealedStorage::new(
-            storage,
-            Arc::new(Barrier::new(Keyring::generate().unwrap())),
+        let store = StorageView::for_mount(
+            crate::barrier::SealedStorage::new(
+                storage,
+                Arc::new(Barrier::new(Keyring::generate().unwrap())),
+            ),
+            "0000",
         );
         let ca = Arc::new(crate::pki::ca::generate_root("Root", 86400, KeyType::EcP256).unwrap());
-        let signer = MountCa::new("pki", store.clone(), ca.clone());
+        let signer = MountCa::new(store.clone(), ca.clone());
         let serial = vec![0x0a, 0x0b, 0x0c];
         let same_serial = |p: &mut rcgen::CertificateParams| {
             p.serial_number = Some(rcgen::SerialNumber::from(vec![0x0a, 0x0b, 0x0c]));
@@ -222,11 +223,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(again.contains("already issued"), "{again}");
-        let record: Issued = store
-            .get(&issued_key("pki", &serial))
-            .await
-            .unwrap()
-            .unwrap();
+        let record: Issued = store.get(&issued_key(&serial)).await.unwrap().unwrap();
         assert!(record.not_after > crate::clock::unix_now(), "{record:?}");
         // A CA refusal records nothing.
         let other = |p: &mut rcgen::CertificateParams| {
@@ -236,7 +233,7 @@ mod tests {
         assert!(signer.sign_tbs(&tbs(&ca, "Root", other)).await.is_err());
         assert!(
             store
-                .get::<Issued>(&issued_key("pki", &[0x01]))
+                .get::<Issued>(&issued_key(&[0x01]))
                 .await
                 .unwrap()
                 .is_none()

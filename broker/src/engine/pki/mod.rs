@@ -12,14 +12,16 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
-use super::EngineError;
-use super::database::MountTtls;
-use crate::barrier::SealedStorage;
+use super::valid_name;
 use crate::duration::Ttl;
-use crate::lease::{IssueParams, Leases, ResolvedConnection};
+use crate::framework::{Error, Mount, StorageView};
+use crate::lease::{IssueParams, LeaseKind, Leases, ResolvedConnection};
 use crate::pki::{Ca, CaBundle, MountCa, PkiError, ca, crl, keys, parse_serial};
 use crate::plugin::{CallContext, Catalog, ConnectionView, IssueRequest, RevocationRecorder};
 use crate::storage::LeaseRow;
+
+/// The media type of PEM certificates and chains.
+const PEM: &str = "application/pem-certificate-chain";
 
 /// The plugin that builds certificates.
 pub const PLUGIN: &str = "pki";
@@ -28,11 +30,11 @@ pub const PLUGIN: &str = "pki";
 /// database config name, so the two can never be confused.
 pub const CA_CONNECTION: &str = "@ca";
 
-impl From<PkiError> for EngineError {
+impl From<PkiError> for Error {
     fn from(e: PkiError) -> Self {
         match e {
-            PkiError::Invalid(m) => Self::BadRequest(m),
-            PkiError::NoCa => Self::BadRequest(e.to_string()),
+            PkiError::Invalid(m) => Self::invalid(m),
+            PkiError::NoCa => Self::invalid(e.to_string()),
             PkiError::Crypto(m) => Self::Internal(m),
             PkiError::Sealed(e) => e.into(),
         }
@@ -49,9 +51,12 @@ struct StoredCert {
 /// One mount of the PKI engine.
 #[derive(Debug, Clone)]
 pub struct PkiEngine {
+    /// The mount's path without its `/`, as lease ids name it.
     mount: String,
-    store: SealedStorage,
+    store: StorageView,
     catalog: Arc<Catalog>,
+    default_ttl: Duration,
+    max_ttl: Duration,
 }
 
 /// A certificate made for a request. `Debug` shows no data: it holds the
@@ -84,30 +89,29 @@ impl RevocationRecorder for NoLease {
     }
 }
 
-fn field_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, EngineError> {
+fn field_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, Error> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(EngineError::BadRequest(format!("{name} must be a string"))),
+        Some(_) => Err(Error::invalid(format!("{name} must be a string"))),
     }
 }
 
 /// A TTL field; zero counts as unset, as in Vault.
-fn field_ttl(body: &Map<String, Value>, name: &str) -> Result<Option<Duration>, EngineError> {
+fn field_ttl(body: &Map<String, Value>, name: &str) -> Result<Option<Duration>, Error> {
     Ok(Ttl::field(body, name)
-        .map_err(EngineError::BadRequest)?
+        .map_err(Error::invalid)?
         .map(|t| t.0)
         .filter(|d| !d.is_zero()))
 }
 
 /// `key_bits`: absent or 0 for the key type's default, else a whole
 /// number (Vault also takes it as a string of digits).
-fn key_bits_field(body: &Map<String, Value>) -> Result<u64, EngineError> {
+fn key_bits_field(body: &Map<String, Value>) -> Result<u64, Error> {
     let refused = || {
-        EngineError::BadRequest(
-            "key_bits must be 0 (the key type's default), 256 or 384 (ec), or 2048, 3072 or 4096 (rsa)"
-                .into(),
+        Error::invalid(
+            "key_bits must be 0 (the key type's default), 256 or 384 (ec), or 2048, 3072 or 4096 (rsa)",
         )
     };
     match body.get("key_bits") {
@@ -118,7 +122,7 @@ fn key_bits_field(body: &Map<String, Value>) -> Result<u64, EngineError> {
     }
 }
 
-fn key_type_field(body: &Map<String, Value>) -> Result<crate::plugin::KeyType, EngineError> {
+fn key_type_field(body: &Map<String, Value>) -> Result<crate::plugin::KeyType, Error> {
     let key_type = field_str(body, "key_type")?.unwrap_or("ec");
     Ok(keys::from_vault(key_type, key_bits_field(body)?)?)
 }
@@ -127,7 +131,7 @@ fn key_type_field(body: &Map<String, Value>) -> Result<crate::plugin::KeyType, E
 fn common_name_field<'a>(
     body: &'a Map<String, Value>,
     name: &str,
-) -> Result<Option<&'a str>, EngineError> {
+) -> Result<Option<&'a str>, Error> {
     let cn = field_str(body, name)?;
     if let Some(cn) = cn {
         ca::check_common_name(cn)?;
@@ -136,39 +140,33 @@ fn common_name_field<'a>(
 }
 
 impl PkiEngine {
-    /// The engine mounted at `mount` (e.g. `pki`).
-    pub fn new(mount: &str, store: SealedStorage, catalog: Arc<Catalog>) -> Self {
+    /// The engine at `mount`.
+    pub fn new(mount: &Mount, catalog: Arc<Catalog>) -> Self {
         Self {
-            mount: mount.trim_end_matches('/').to_owned(),
-            store,
+            mount: mount.name().to_owned(),
+            store: mount.storage.clone(),
             catalog,
+            default_ttl: mount.default_ttl,
+            max_ttl: mount.max_ttl,
         }
     }
 
-    fn key(&self, what: &str) -> String {
-        format!("mounts/{}/{what}", self.mount)
-    }
-
     /// The mount's CA.
-    pub async fn ca(&self) -> Result<Arc<Ca>, EngineError> {
-        let bundle: CaBundle = self
-            .store
-            .get(&self.key("ca"))
-            .await?
-            .ok_or(PkiError::NoCa)?;
+    pub async fn ca(&self) -> Result<Arc<Ca>, Error> {
+        let bundle: CaBundle = self.store.get("ca").await?.ok_or(PkiError::NoCa)?;
         Ok(Arc::new(Ca::load(bundle)?))
     }
 
-    async fn install(&self, ca: &Ca) -> Result<(), EngineError> {
-        self.store.put(&self.key("ca"), ca.bundle()).await?;
-        crl::rebuild(&self.store, &self.mount, ca).await?;
+    async fn install(&self, ca: &Ca) -> Result<(), Error> {
+        self.store.put("ca", ca.bundle()).await?;
+        crl::rebuild(&self.store, ca).await?;
         Ok(())
     }
 
-    async fn refuse_if_ca(&self) -> Result<(), EngineError> {
-        if self.store.get::<CaBundle>(&self.key("ca")).await?.is_some() {
-            return Err(EngineError::BadRequest(
-                "this mount already has a CA; delete it first (DELETE root)".into(),
+    async fn refuse_if_ca(&self) -> Result<(), Error> {
+        if self.store.get::<CaBundle>("ca").await?.is_some() {
+            return Err(Error::invalid(
+                "this mount already has a CA; delete it first (DELETE root)",
             ));
         }
         Ok(())
@@ -189,17 +187,17 @@ impl PkiEngine {
         &self,
         body: &Map<String, Value>,
         exported: bool,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<Value, Error> {
         self.refuse_if_ca().await?;
         let cn = common_name_field(body, "common_name")?
-            .ok_or_else(|| EngineError::BadRequest("common_name is required".into()))?;
+            .ok_or_else(|| Error::invalid("common_name is required"))?;
         let ttl = field_ttl(body, "ttl")?.unwrap_or(Duration::from_secs(10 * 365 * 86400));
         let key_type = key_type_field(body)?;
         let cn = cn.to_owned();
         let ca =
             tokio::task::spawn_blocking(move || ca::generate_root(&cn, ttl.as_secs(), key_type))
                 .await
-                .map_err(|e| EngineError::Internal(e.to_string()))??;
+                .map_err(|e| Error::Internal(e.to_string()))??;
         self.install(&ca).await?;
         let mut data = Self::ca_data(&ca);
         if exported {
@@ -211,14 +209,13 @@ impl PkiEngine {
 
     /// `config/ca`: imports a PEM bundle (the CA certificate, its key, and
     /// optionally the certificates above it).
-    pub async fn import(&self, body: &Map<String, Value>) -> Result<(), EngineError> {
+    pub async fn import(&self, body: &Map<String, Value>) -> Result<(), Error> {
         self.refuse_if_ca().await?;
         let text = field_str(body, "pem_bundle")?
-            .ok_or_else(|| EngineError::BadRequest("pem_bundle is required".into()))?;
+            .ok_or_else(|| Error::invalid("pem_bundle is required"))?;
         let (certs, key) = ca::split_bundle(text)?;
-        let key = key.ok_or_else(|| {
-            EngineError::BadRequest("pem_bundle holds no private key for the CA".into())
-        })?;
+        let key =
+            key.ok_or_else(|| Error::invalid("pem_bundle holds no private key for the CA"))?;
         self.install(&Ca::from_chain(&certs, key)?).await
     }
 
@@ -228,17 +225,17 @@ impl PkiEngine {
         &self,
         body: &Map<String, Value>,
         exported: bool,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<Value, Error> {
         self.refuse_if_ca().await?;
         let cn = common_name_field(body, "common_name")?
-            .ok_or_else(|| EngineError::BadRequest("common_name is required".into()))?
+            .ok_or_else(|| Error::invalid("common_name is required"))?
             .to_owned();
         let key_type = key_type_field(body)?;
         let (csr, key) =
             tokio::task::spawn_blocking(move || ca::generate_intermediate_csr(&cn, key_type))
                 .await
-                .map_err(|e| EngineError::Internal(e.to_string()))??;
-        self.store.put(&self.key("pending-key"), &key).await?;
+                .map_err(|e| Error::Internal(e.to_string()))??;
+        self.store.put("pending-key", &key).await?;
         let mut data = json!({ "csr": csr });
         if exported {
             data["private_key"] = json!(*key);
@@ -249,31 +246,23 @@ impl PkiEngine {
 
     /// `intermediate/set-signed`: installs the signed certificate for the
     /// pending key.
-    pub async fn set_signed(&self, body: &Map<String, Value>) -> Result<(), EngineError> {
+    pub async fn set_signed(&self, body: &Map<String, Value>) -> Result<(), Error> {
         self.refuse_if_ca().await?;
         let text = field_str(body, "certificate")?
-            .ok_or_else(|| EngineError::BadRequest("certificate is required".into()))?;
-        let key: Zeroizing<String> =
-            self.store
-                .get(&self.key("pending-key"))
-                .await?
-                .ok_or_else(|| {
-                    EngineError::BadRequest(
-                        "no pending intermediate key: call intermediate/generate/internal first"
-                            .into(),
-                    )
-                })?;
+            .ok_or_else(|| Error::invalid("certificate is required"))?;
+        let key: Zeroizing<String> = self.store.get("pending-key").await?.ok_or_else(|| {
+            Error::invalid("no pending intermediate key: call intermediate/generate/internal first")
+        })?;
         let (certs, _) = ca::split_bundle(text)?;
         self.install(&Ca::from_chain(&certs, key)?).await?;
-        self.store.delete(&self.key("pending-key")).await?;
+        self.store.delete("pending-key").await?;
         Ok(())
     }
 
     /// `root/sign-intermediate`: signs another mount's intermediate CSR.
-    pub async fn sign_intermediate(&self, body: &Map<String, Value>) -> Result<Value, EngineError> {
+    pub async fn sign_intermediate(&self, body: &Map<String, Value>) -> Result<Value, Error> {
         let ca = self.ca().await?;
-        let csr = field_str(body, "csr")?
-            .ok_or_else(|| EngineError::BadRequest("csr is required".into()))?;
+        let csr = field_str(body, "csr")?.ok_or_else(|| Error::invalid("csr is required"))?;
         let ttl = field_ttl(body, "ttl")?.unwrap_or(Duration::from_secs(5 * 365 * 86400));
         let (pem, serial) =
             ca.sign_intermediate(csr, field_str(body, "common_name")?, ttl.as_secs())?;
@@ -288,21 +277,21 @@ impl PkiEngine {
     }
 
     /// `DELETE root`: removes the CA (certificates it issued stay stored).
-    pub async fn delete_ca(&self) -> Result<(), EngineError> {
-        self.store.delete(&self.key("ca")).await?;
-        self.store.delete(&self.key("crl")).await?;
+    pub async fn delete_ca(&self) -> Result<(), Error> {
+        self.store.delete("ca").await?;
+        self.store.delete("crl").await?;
         Ok(())
     }
 
     /// A certificate by serial (`cert/:serial`); `ca`, `ca_chain` and `crl`
     /// name the CA's own.
-    pub async fn cert(&self, serial: &str) -> Result<Value, EngineError> {
+    pub async fn cert(&self, serial: &str) -> Result<Value, Error> {
         let ca = self.ca().await?;
         match serial {
             "ca" => return Ok(json!({ "certificate": ca.certificate_pem() })),
             "ca_chain" => return Ok(json!({ "certificate": ca.chain_pem().concat() })),
             "crl" => {
-                let der = crl::current(&self.store, &self.mount, &ca).await?;
+                let der = crl::current(&self.store, &ca).await?;
                 return Ok(json!({ "certificate": crl_pem(&der) }));
             }
             _ => {}
@@ -310,10 +299,10 @@ impl PkiEngine {
         let bytes = parse_serial(serial)?;
         let stored: StoredCert = self
             .store
-            .get(&self.key(&format!("certs/{}", hex::encode(&bytes))))
+            .get(&crate::pki::signer::stored_key(&bytes))
             .await?
-            .ok_or_else(|| EngineError::NotFound(String::new()))?;
-        let revoked = crl::revoked_at(&self.store, &self.mount, &bytes).await?;
+            .ok_or_else(|| Error::NotFound(String::new()))?;
+        let revoked = crl::revoked_at(&self.store, &bytes).await?;
         Ok(json!({
             "certificate": stored.certificate,
             "revocation_time": revoked.unwrap_or(0),
@@ -321,54 +310,46 @@ impl PkiEngine {
     }
 
     /// The CRL, DER.
-    pub async fn crl_der(&self) -> Result<Vec<u8>, EngineError> {
+    pub async fn crl_der(&self) -> Result<Vec<u8>, Error> {
         let ca = self.ca().await?;
-        Ok(crl::current(&self.store, &self.mount, &ca).await?)
+        Ok(crl::current(&self.store, &ca).await?)
     }
 
     /// `revoke`: puts a stored certificate's serial on the CRL.
-    pub async fn revoke(&self, body: &Map<String, Value>) -> Result<Value, EngineError> {
+    pub async fn revoke(&self, body: &Map<String, Value>) -> Result<Value, Error> {
         let ca = self.ca().await?;
         let serial = field_str(body, "serial_number")?
-            .ok_or_else(|| EngineError::BadRequest("serial_number is required".into()))?;
+            .ok_or_else(|| Error::invalid("serial_number is required"))?;
         let bytes = parse_serial(serial)?;
         if bytes == parse_serial(ca.serial())? {
-            return Err(EngineError::BadRequest(
-                "a CA cannot revoke its own certificate".into(),
-            ));
+            return Err(Error::invalid("a CA cannot revoke its own certificate"));
         }
         let stored: Option<StoredCert> = self
             .store
-            .get(&self.key(&format!("certs/{}", hex::encode(&bytes))))
+            .get(&crate::pki::signer::stored_key(&bytes))
             .await?;
         let Some(stored) = stored else {
-            return Err(EngineError::BadRequest(format!(
+            return Err(Error::invalid(format!(
                 "certificate with serial {serial} not found (certificates of no_store roles are revoked through their lease)"
             )));
         };
-        let at = crl::revoke(
-            &self.store,
-            &self.mount,
-            &ca,
-            &bytes,
-            Some(stored.not_after),
-        )
-        .await?;
+        let at = crl::revoke(&self.store, &ca, &bytes, Some(stored.not_after)).await?;
         Ok(json!({ "revocation_time": at }))
     }
 
     /// `tidy`: drops stored certificates and CRL entries of certificates
     /// expired more than `safety_buffer` ago (default 72 h), and rebuilds
     /// the CRL.
-    pub async fn tidy(&self, body: &Map<String, Value>) -> Result<Value, EngineError> {
+    pub async fn tidy(&self, body: &Map<String, Value>) -> Result<Value, Error> {
         // Zero is a real choice here ("everything expired"), not "unset".
         let buffer = Ttl::field(body, "safety_buffer")
-            .map_err(EngineError::BadRequest)?
+            .map_err(Error::invalid)?
             .map_or(Duration::from_secs(72 * 3600), |t| t.0);
         let before = crate::clock::unix_now().saturating_sub(buffer.as_secs());
         let mut certs = 0;
         if body.get("tidy_cert_store").and_then(Value::as_bool) != Some(false) {
-            for key in self.store.list(&self.key("certs/")).await? {
+            for name in self.store.list("certs").await? {
+                let key = format!("certs/{name}");
                 if let Some(c) = self.store.get::<StoredCert>(&key).await?
                     && c.not_after < before
                 {
@@ -379,13 +360,14 @@ impl PkiEngine {
         }
         let mut revoked = 0;
         if body.get("tidy_revoked_certs").and_then(Value::as_bool) != Some(false) {
-            revoked = crl::tidy(&self.store, &self.mount, before).await?;
+            revoked = crl::tidy(&self.store, before).await?;
         }
         // Serial records outlive neither their certificate nor its CRL entry.
         if body.get("tidy_cert_store").and_then(Value::as_bool) != Some(false)
             && body.get("tidy_revoked_certs").and_then(Value::as_bool) != Some(false)
         {
-            for key in self.store.list(&self.key("serials/")).await? {
+            for name in self.store.list("serials").await? {
+                let key = format!("serials/{name}");
                 if let Some(i) = self.store.get::<crate::pki::signer::Issued>(&key).await?
                     && i.not_after < before
                 {
@@ -394,18 +376,14 @@ impl PkiEngine {
             }
         }
         if let Ok(ca) = self.ca().await {
-            crl::rebuild(&self.store, &self.mount, &ca).await?;
+            crl::rebuild(&self.store, &ca).await?;
         }
         Ok(json!({ "certs_removed": certs, "revoked_removed": revoked }))
     }
 
     /// Writes a role, checking its TTLs and key type.
-    pub async fn write_role(
-        &self,
-        name: &str,
-        mut body: Map<String, Value>,
-    ) -> Result<(), EngineError> {
-        super::database::valid_name(name)?;
+    pub async fn write_role(&self, name: &str, mut body: Map<String, Value>) -> Result<(), Error> {
+        valid_name(name)?;
         for ttl in ["ttl", "max_ttl", "not_before_duration"] {
             if let Some(d) = field_ttl(&body, ttl)? {
                 body.insert(ttl.into(), json!(d.as_secs()));
@@ -417,42 +395,32 @@ impl PkiEngine {
         if body.contains_key("key_bits") {
             body.insert("key_bits".into(), json!(bits));
         }
-        self.store
-            .put(&self.key(&format!("role/{name}")), &body)
-            .await?;
+        self.store.put(&format!("role/{name}"), &body).await?;
         Ok(())
     }
 
     /// A role.
-    pub async fn read_role(&self, name: &str) -> Result<Map<String, Value>, EngineError> {
+    pub async fn read_role(&self, name: &str) -> Result<Map<String, Value>, Error> {
         self.store
-            .get(&self.key(&format!("role/{name}")))
+            .get(&format!("role/{name}"))
             .await?
-            .ok_or_else(|| EngineError::BadRequest(format!("unknown role: {name}")))
+            .ok_or_else(|| Error::NotFound(format!("unknown role: {name}")))
     }
 
     /// Deletes a role.
-    pub async fn delete_role(&self, name: &str) -> Result<(), EngineError> {
-        self.store
-            .delete(&self.key(&format!("role/{name}")))
-            .await?;
+    pub async fn delete_role(&self, name: &str) -> Result<(), Error> {
+        self.store.delete(&format!("role/{name}")).await?;
         Ok(())
     }
 
     /// Names of roles.
-    pub async fn list_roles(&self) -> Result<Vec<String>, EngineError> {
-        let prefix = self.key("role/");
-        Ok(self
-            .store
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .map(|k| k.trim_start_matches(&prefix).to_owned())
-            .collect())
+    pub async fn list_roles(&self) -> Result<Vec<String>, Error> {
+        Ok(self.store.list("role").await?)
     }
 
-    /// What a certificate lease's revocation calls the plugin with.
-    pub async fn resolve(&self) -> Option<ResolvedConnection> {
+    /// What a certificate lease's revocation calls the plugin with: the
+    /// mount's CA as it is now.
+    pub async fn connection_now(&self) -> Option<ResolvedConnection> {
         let ca = self.ca().await.ok()?;
         Some(self.connection(ca))
     }
@@ -464,7 +432,7 @@ impl PkiEngine {
                 config: json!({}),
             },
             target: None,
-            signer: Some(Arc::new(MountCa::new(&self.mount, self.store.clone(), ca))),
+            signer: Some(Arc::new(MountCa::new(self.store.clone(), ca))),
         }
     }
 
@@ -477,19 +445,24 @@ impl PkiEngine {
         endpoint: &'static str,
         role_name: &str,
         body: Map<String, Value>,
-        ttls: MountTtls,
-    ) -> Result<Issued, EngineError> {
-        let role = self.read_role(role_name).await?;
+        display_name: &str,
+        token_accessor: Option<String>,
+    ) -> Result<Issued, Error> {
+        // Vault answers a 400 for a role that does not exist.
+        let role = self.read_role(role_name).await.map_err(|e| match e {
+            Error::NotFound(m) => Error::invalid(m),
+            e => e,
+        })?;
         let ca = self.ca().await?;
         let max = role
             .get("max_ttl")
             .and_then(Value::as_u64)
             .filter(|s| *s > 0)
-            .map_or(ttls.max, Duration::from_secs)
-            .min(ttls.max);
+            .map_or(self.max_ttl, Duration::from_secs)
+            .min(self.max_ttl);
         let ttl = match field_ttl(&body, "ttl")? {
             Some(t) if t > max => {
-                return Err(EngineError::BadRequest(format!(
+                return Err(Error::invalid(format!(
                     "ttl {}s is more than the role's max_ttl {}s",
                     t.as_secs(),
                     max.as_secs()
@@ -500,12 +473,12 @@ impl PkiEngine {
                 .get("ttl")
                 .and_then(Value::as_u64)
                 .filter(|s| *s > 0)
-                .map_or(ttls.default, Duration::from_secs)
+                .map_or(self.default_ttl, Duration::from_secs)
                 .min(max),
         };
         let expires_at = crate::clock::unix_now().saturating_add(ttl.as_secs());
         if expires_at > ca.not_after() {
-            return Err(EngineError::BadRequest(format!(
+            return Err(Error::invalid(format!(
                 "the certificate would outlive its CA (which expires at {}); ask for a shorter ttl",
                 ca.not_after()
             )));
@@ -513,7 +486,7 @@ impl PkiEngine {
         let plugin = self
             .catalog
             .get(PLUGIN)
-            .ok_or_else(|| EngineError::Internal("the pki plugin is not in the catalog".into()))?;
+            .ok_or_else(|| Error::Internal("the pki plugin is not in the catalog".into()))?;
         let mut parameters = body;
         parameters.insert("operation".into(), json!(endpoint));
         let connection = self.connection(ca.clone());
@@ -522,6 +495,7 @@ impl PkiEngine {
         let (lease, mut data) = if generate_lease {
             let (row, credential) = leases
                 .issue(IssueParams {
+                    kind: LeaseKind::Certificate,
                     mount: self.mount.clone(),
                     endpoint,
                     role_name: role_name.to_owned(),
@@ -530,8 +504,8 @@ impl PkiEngine {
                     config_name: CA_CONNECTION.into(),
                     plugin: PLUGIN.into(),
                     connection,
-                    display_name: "root".into(),
-                    token_accessor: None,
+                    display_name: display_name.to_owned(),
+                    token_accessor,
                     ttl,
                     max_ttl: ttl,
                 })
@@ -545,7 +519,7 @@ impl PkiEngine {
             let request = IssueRequest {
                 role_name: role_name.to_owned(),
                 role: Value::Object(role),
-                display_name: "root".into(),
+                display_name: display_name.to_owned(),
                 expires_at,
                 parameters: Value::Object(parameters),
             };
@@ -555,14 +529,14 @@ impl PkiEngine {
         let certificate = data
             .get("certificate")
             .and_then(Value::as_str)
-            .ok_or_else(|| EngineError::Internal("the pki plugin returned no certificate".into()))?
+            .ok_or_else(|| Error::Internal("the pki plugin returned no certificate".into()))?
             .to_owned();
         let (serial, not_after) = ca::certificate_facts(&certificate)?;
         if !no_store {
             let bytes = parse_serial(&serial)?;
             self.store
                 .put(
-                    &self.key(&format!("certs/{}", hex::encode(bytes))),
+                    &crate::pki::signer::stored_key(&bytes),
                     &StoredCert {
                         certificate,
                         not_after,
@@ -586,6 +560,9 @@ fn key_kind(key_type: crate::plugin::KeyType) -> &'static str {
         K::Ed25519 => "ed25519",
     }
 }
+
+mod paths;
+pub use paths::PkiBackend;
 
 /// A CRL's DER as PEM.
 pub fn crl_pem(der: &[u8]) -> String {

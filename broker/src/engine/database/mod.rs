@@ -23,15 +23,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
-use super::EngineError;
-use crate::barrier::SealedStorage;
+use super::valid_name;
 use crate::duration::Ttl;
-use crate::lease::{ConnectionResolver, IssueParams, Leases, ResolvedConnection};
+use crate::framework::{Error, Mount, StorageView};
+use crate::lease::{IssueParams, LeaseKind, Leases, ResolvedConnection};
 use crate::plugin::{Catalog, ConnectionView, HostCapability};
 use crate::sql::{Dialect, MAX_CONNECTION_LIFETIME, MAX_OPEN_CONNECTIONS, SqlTarget};
 use crate::storage::LeaseRow;
 
+mod paths;
 mod redact;
+
+pub use paths::DatabaseBackend;
 use redact::redact_url;
 
 /// A stored connection config (`config/:name`).
@@ -84,21 +87,16 @@ pub struct DbRole {
     pub max_ttl: u64,
 }
 
-/// The mount's TTL defaults.
-#[derive(Debug, Clone, Copy)]
-pub struct MountTtls {
-    /// Default lease TTL.
-    pub default: Duration,
-    /// Max lease TTL.
-    pub max: Duration,
-}
-
 /// One mount of the database engine.
 #[derive(Debug, Clone)]
 pub struct DatabaseEngine {
+    /// The mount's path without its `/`, as lease ids and pools name it.
     mount: String,
-    store: SealedStorage,
+    store: StorageView,
     catalog: Arc<Catalog>,
+    /// The mount's lease TTLs.
+    default_ttl: Duration,
+    max_ttl: Duration,
 }
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
@@ -116,45 +114,25 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
     }
 }
 
-pub(crate) fn valid_name(name: &str) -> Result<(), EngineError> {
-    if name.is_empty()
-        || name.len() > 128
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(EngineError::BadRequest(format!(
-            "invalid name {name:?}: use 1-128 letters, digits, '-', '_' or '.'"
-        )));
-    }
-    Ok(())
-}
-
 impl DatabaseEngine {
-    /// The engine mounted at `mount` (e.g. `database`).
-    pub fn new(mount: &str, store: SealedStorage, catalog: Arc<Catalog>) -> Self {
+    /// The engine at `mount`.
+    pub fn new(mount: &Mount, catalog: Arc<Catalog>) -> Self {
         Self {
-            mount: mount.trim_end_matches('/').to_owned(),
-            store,
+            mount: mount.name().to_owned(),
+            store: mount.storage.clone(),
             catalog,
+            default_ttl: mount.default_ttl,
+            max_ttl: mount.max_ttl,
         }
     }
 
     fn key(&self, kind: &str, name: &str) -> String {
-        format!("mounts/{}/{kind}/{name}", self.mount)
-    }
-
-    fn prefix(&self, kind: &str) -> String {
-        format!("mounts/{}/{kind}/", self.mount)
+        format!("{kind}/{name}")
     }
 
     /// Writes a connection config, after checking it with the plugin unless
     /// `verify_connection` is false.
-    pub async fn write_config(
-        &self,
-        name: &str,
-        body: Map<String, Value>,
-    ) -> Result<(), EngineError> {
+    pub async fn write_config(&self, name: &str, body: Map<String, Value>) -> Result<(), Error> {
         valid_name(name)?;
         let mut body = body;
         let verify = body
@@ -165,9 +143,7 @@ impl DatabaseEngine {
         // reach an error message, so the secret fields are checked first.
         for secret_field in ["password", "connection_url"] {
             if body.get(secret_field).is_some_and(|v| !v.is_string()) {
-                return Err(EngineError::BadRequest(format!(
-                    "{secret_field} must be a string"
-                )));
+                return Err(Error::invalid(format!("{secret_field} must be a string")));
             }
         }
         let existing: Option<DbConfig> = self.store.get(&self.key("config", name)).await?;
@@ -182,9 +158,9 @@ impl DatabaseEngine {
         }
         check_numeric_fields(&mut body)?;
         let config: DbConfig = serde_json::from_value(Value::Object(body))
-            .map_err(|e| EngineError::BadRequest(format!("invalid connection config: {e}")))?;
+            .map_err(|e| Error::invalid(format!("invalid connection config: {e}")))?;
         let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
-            EngineError::BadRequest(format!("unknown plugin_name {:?}", config.plugin_name))
+            Error::invalid(format!("unknown plugin_name {:?}", config.plugin_name))
         })?;
         if verify {
             let resolved = self.resolved(name, &config)?;
@@ -192,9 +168,7 @@ impl DatabaseEngine {
             plugin
                 .verify_connection(&ctx, &resolved.connection)
                 .await
-                .map_err(|e| {
-                    EngineError::BadRequest(format!("error verifying the connection: {e}"))
-                })?;
+                .map_err(|e| Error::invalid(format!("error verifying the connection: {e}")))?;
         }
         self.store.put(&self.key("config", name), &config).await?;
         // A pool that failed for the old settings is no longer this config's.
@@ -214,7 +188,7 @@ impl DatabaseEngine {
     }
 
     /// A connection config, without its password.
-    pub async fn read_config(&self, name: &str) -> Result<Value, EngineError> {
+    pub async fn read_config(&self, name: &str) -> Result<Value, Error> {
         let config = self.config(name).await?;
         let mut details = Map::new();
         details.insert(
@@ -238,64 +212,51 @@ impl DatabaseEngine {
         }))
     }
 
-    async fn config(&self, name: &str) -> Result<DbConfig, EngineError> {
+    async fn config(&self, name: &str) -> Result<DbConfig, Error> {
         self.store
             .get(&self.key("config", name))
             .await?
-            .ok_or_else(|| EngineError::NotFound(format!("no connection config named {name:?}")))
+            .ok_or_else(|| Error::NotFound(format!("no connection config named {name:?}")))
     }
 
     /// Deletes a connection config. Its leases keep what they need.
-    pub async fn delete_config(&self, name: &str) -> Result<(), EngineError> {
+    pub async fn delete_config(&self, name: &str) -> Result<(), Error> {
         self.store.delete(&self.key("config", name)).await?;
         self.forget_pool(name);
         Ok(())
     }
 
     /// Names of connection configs.
-    pub async fn list_configs(&self) -> Result<Vec<String>, EngineError> {
+    pub async fn list_configs(&self) -> Result<Vec<String>, Error> {
         self.list("config").await
     }
 
-    async fn list(&self, kind: &str) -> Result<Vec<String>, EngineError> {
-        let prefix = self.prefix(kind);
-        Ok(self
-            .store
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .map(|k| k[prefix.len()..].to_owned())
-            .collect())
+    async fn list(&self, kind: &str) -> Result<Vec<String>, Error> {
+        Ok(self.store.list(kind).await?)
     }
 
     /// Writes a role.
-    pub async fn write_role(
-        &self,
-        name: &str,
-        mut body: Map<String, Value>,
-    ) -> Result<(), EngineError> {
+    pub async fn write_role(&self, name: &str, mut body: Map<String, Value>) -> Result<(), Error> {
         valid_name(name)?;
         for ttl in ["default_ttl", "max_ttl"] {
-            if let Some(parsed) = Ttl::field(&body, ttl).map_err(EngineError::BadRequest)? {
+            if let Some(parsed) = Ttl::field(&body, ttl).map_err(Error::invalid)? {
                 body.insert(ttl.into(), json!(parsed.secs()));
             }
         }
         let role: DbRole = serde_json::from_value(Value::Object(body))
-            .map_err(|e| EngineError::BadRequest(format!("invalid role: {e}")))?;
+            .map_err(|e| Error::invalid(format!("invalid role: {e}")))?;
         if role.db_name.is_empty() {
-            return Err(EngineError::BadRequest("db_name is required".into()));
+            return Err(Error::invalid("db_name is required"));
         }
         if role.max_ttl > 0 && role.default_ttl > role.max_ttl {
-            return Err(EngineError::BadRequest(
-                "default_ttl cannot be longer than max_ttl".into(),
-            ));
+            return Err(Error::invalid("default_ttl cannot be longer than max_ttl"));
         }
         self.store.put(&self.key("role", name), &role).await?;
         Ok(())
     }
 
     /// A role.
-    pub async fn read_role(&self, name: &str) -> Result<Value, EngineError> {
+    pub async fn read_role(&self, name: &str) -> Result<Value, Error> {
         let role = self.role(name).await?;
         let mut out = role.fields.clone();
         // Vault answers every statement field, as a list, set or not.
@@ -319,27 +280,27 @@ impl DatabaseEngine {
         Ok(Value::Object(out))
     }
 
-    async fn role(&self, name: &str) -> Result<DbRole, EngineError> {
+    async fn role(&self, name: &str) -> Result<DbRole, Error> {
         self.store
             .get(&self.key("role", name))
             .await?
-            .ok_or_else(|| EngineError::BadRequest(format!("unknown role: {name}")))
+            .ok_or_else(|| Error::NotFound(format!("unknown role: {name}")))
     }
 
     /// Deletes a role. Its leases keep what they need.
-    pub async fn delete_role(&self, name: &str) -> Result<(), EngineError> {
+    pub async fn delete_role(&self, name: &str) -> Result<(), Error> {
         self.store.delete(&self.key("role", name)).await?;
         Ok(())
     }
 
     /// Names of roles.
-    pub async fn list_roles(&self) -> Result<Vec<String>, EngineError> {
+    pub async fn list_roles(&self) -> Result<Vec<String>, Error> {
         self.list("role").await
     }
 
-    fn resolved(&self, name: &str, config: &DbConfig) -> Result<ResolvedConnection, EngineError> {
+    fn resolved(&self, name: &str, config: &DbConfig) -> Result<ResolvedConnection, Error> {
         let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
-            EngineError::BadRequest(format!("unknown plugin_name {:?}", config.plugin_name))
+            Error::invalid(format!("unknown plugin_name {:?}", config.plugin_name))
         })?;
         let dialect = plugin.info().capabilities.iter().find_map(|c| match c {
             HostCapability::SqlPostgres => Some(Dialect::Postgres),
@@ -352,7 +313,7 @@ impl DatabaseEngine {
         let lifetime = match config.extra.get("max_connection_lifetime") {
             None | Some(Value::Null) => None,
             Some(v) => Some(Ttl::deserialize(v).map(|t| t.0).map_err(|_| {
-                EngineError::BadRequest(format!(
+                Error::invalid(format!(
                     "connection config {name:?} has an unusable max_connection_lifetime; write the config again"
                 ))
             })?),
@@ -390,13 +351,16 @@ impl DatabaseEngine {
         &self,
         leases: &Leases,
         role_name: &str,
-        ttls: MountTtls,
         display_name: &str,
         token_accessor: Option<String>,
-    ) -> Result<(LeaseRow, Map<String, Value>), EngineError> {
-        let role = self.role(role_name).await?;
+    ) -> Result<(LeaseRow, Map<String, Value>), Error> {
+        // Vault answers a 400 for credentials of a role that does not exist.
+        let role = self.role(role_name).await.map_err(|e| match e {
+            Error::NotFound(m) => Error::invalid(m),
+            e => e,
+        })?;
         let config = self.config(&role.db_name).await.map_err(|_| {
-            EngineError::BadRequest(format!(
+            Error::invalid(format!(
                 "role {role_name:?} uses connection {:?}, which does not exist",
                 role.db_name
             ))
@@ -406,24 +370,25 @@ impl DatabaseEngine {
             .iter()
             .any(|r| r == "*" || r == role_name)
         {
-            return Err(EngineError::BadRequest(format!(
+            return Err(Error::invalid(format!(
                 "role {role_name:?} is not allowed by connection {:?} (allowed_roles)",
                 role.db_name
             )));
         }
         let max = if role.max_ttl > 0 {
-            Duration::from_secs(role.max_ttl).min(ttls.max)
+            Duration::from_secs(role.max_ttl).min(self.max_ttl)
         } else {
-            ttls.max
+            self.max_ttl
         };
         let ttl = if role.default_ttl > 0 {
             Duration::from_secs(role.default_ttl)
         } else {
-            ttls.default
+            self.default_ttl
         }
         .min(max);
         let (row, credential) = leases
             .issue(IssueParams {
+                kind: LeaseKind::Credential,
                 mount: self.mount.clone(),
                 endpoint: "creds",
                 role_name: role_name.to_owned(),
@@ -442,10 +407,10 @@ impl DatabaseEngine {
     }
 
     /// Rotates the admin password of a connection config and stores the new one.
-    pub async fn rotate_root(&self, name: &str) -> Result<(), EngineError> {
+    pub async fn rotate_root(&self, name: &str) -> Result<(), Error> {
         let mut config = self.config(name).await?;
         let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
-            EngineError::BadRequest(format!("unknown plugin_name {:?}", config.plugin_name))
+            Error::invalid(format!("unknown plugin_name {:?}", config.plugin_name))
         })?;
         let resolved = self.resolved(name, &config)?;
         let update = plugin
@@ -481,7 +446,7 @@ fn whole_number(v: &Value) -> Option<u64> {
 /// Checks Vault's numeric connection settings against their ranges (see
 /// the module docs) and stores each in one form: a number, or nothing for
 /// Vault's "unset" values. The error names the field, never the value.
-fn check_numeric_fields(body: &mut Map<String, Value>) -> Result<(), EngineError> {
+fn check_numeric_fields(body: &mut Map<String, Value>) -> Result<(), Error> {
     let max = MAX_OPEN_CONNECTIONS as u64;
     for (field, what) in [
         (
@@ -504,7 +469,7 @@ fn check_numeric_fields(body: &mut Map<String, Value>) -> Result<(), EngineError
                 Some(n) if n <= max => {
                     body.insert(field.into(), json!(n));
                 }
-                _ => return Err(EngineError::BadRequest(format!("{field}: {what}"))),
+                _ => return Err(Error::invalid(format!("{field}: {what}"))),
             },
         }
     }
@@ -512,7 +477,7 @@ fn check_numeric_fields(body: &mut Map<String, Value>) -> Result<(), EngineError
     let limit = MAX_CONNECTION_LIFETIME.as_secs();
     let lifetime = Ttl::field(body, field)
         .map_err(|_| {
-            EngineError::BadRequest(format!(
+            Error::invalid(format!(
                 "{field}: must be a duration (seconds, or a form like \"5m\") of at most {limit} seconds"
             ))
         })?
@@ -525,7 +490,7 @@ fn check_numeric_fields(body: &mut Map<String, Value>) -> Result<(), EngineError
             body.insert(field.into(), json!(secs));
         }
         Some(_) => {
-            return Err(EngineError::BadRequest(format!(
+            return Err(Error::invalid(format!(
                 "{field}: must be at most {limit} seconds (30 days)"
             )));
         }
@@ -533,14 +498,21 @@ fn check_numeric_fields(body: &mut Map<String, Value>) -> Result<(), EngineError
     Ok(())
 }
 
-#[async_trait::async_trait]
-impl ConnectionResolver for DatabaseEngine {
-    async fn resolve(&self, mount: &str, config_name: &str) -> Option<ResolvedConnection> {
-        if mount != self.mount {
-            return None;
+impl DatabaseEngine {
+    /// The connection config `name` as stored now, for revoking a lease
+    /// made through it; `None` when it is gone or unusable.
+    pub async fn connection(&self, name: &str) -> Option<ResolvedConnection> {
+        let config = self.config(name).await.ok()?;
+        self.resolved(name, &config).ok()
+    }
+
+    /// Drops the pools of every connection config of this mount.
+    pub async fn forget_pools(&self) {
+        if let Ok(names) = self.list_configs().await {
+            for name in names {
+                self.forget_pool(&name);
+            }
         }
-        let config = self.config(config_name).await.ok()?;
-        self.resolved(config_name, &config).ok()
     }
 }
 

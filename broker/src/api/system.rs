@@ -1,0 +1,230 @@
+//! The system backend's path table: everything under `sys/`. Its handlers
+//! live beside it, one module per concern (`mounts`, `leases`, `policies`,
+//! `audit`, `seal`); this table is the one place their paths are written.
+
+use std::sync::OnceLock;
+
+use crate::core::Core;
+use crate::framework::{Access, Error, Field, Path, PatternError, Reply, Request, Table};
+
+/// Paths of this backend's table.
+type P = Path<Core>;
+
+use super::{audit, leases, mounts, openapi, policies, seal};
+
+/// Where the system backend is mounted.
+pub(crate) const MOUNT: &str = "sys/";
+
+const TTL: &str = "duration: seconds, or a string such as \"1h30m\"";
+
+/// The system table, built once.
+pub(crate) fn table() -> Result<&'static Table<Core>, Error> {
+    static TABLE: OnceLock<Result<Table<Core>, PatternError>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| Table::new(paths()))
+        .as_ref()
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
+async fn metrics(core: &Core, _req: &Request) -> Result<Reply, Error> {
+    let metrics = crate::metrics::metrics();
+    metrics.set_leases(&core.leases().counts().await?);
+    Ok(Reply::Raw {
+        content_type: "text/plain; version=0.0.4; charset=utf-8",
+        body: metrics.encode().into_bytes(),
+    })
+}
+
+async fn openapi_document(core: &Core, _req: &Request) -> Result<Reply, Error> {
+    Ok(Reply::Raw {
+        content_type: "application/json",
+        body: openapi::cached_document(core)
+            .await
+            .map(|doc| doc.to_vec())
+            .map_err(|e| Error::Internal(format!("cannot write the OpenAPI document: {e}")))?,
+    })
+}
+
+fn lease_id_field() -> Field {
+    Field::string("lease_id", "the lease").clear()
+}
+
+fn increment_field() -> Field {
+    Field::duration(
+        "increment",
+        "how much longer from now (0: the lease's own TTL)",
+    )
+    .clear()
+}
+
+/// The lease paths, under `leases/` and (Vault's older paths) at the top.
+fn lease_paths(legacy: bool) -> Vec<Path<Core>> {
+    let p = |modern: &'static str, old: &'static str| if legacy { old } else { modern };
+    let note = |summary: &'static str| {
+        if legacy {
+            "Vault's older path, the same as under sys/leases/."
+        } else {
+            summary
+        }
+    };
+    vec![
+        P::new(p("leases/renew", "renew"))
+            .summary(note("Renew a lease; never past its max TTL."))
+            .field(lease_id_field().required())
+            .field(increment_field())
+            .update(|c, r| Box::pin(leases::renew(c, r))),
+        P::new(p("leases/renew/{lease_id+}", "renew/{lease_id+}"))
+            .summary(note("Renew the lease in the path (may contain '/')."))
+            .field(increment_field())
+            .update(|c, r| Box::pin(leases::renew(c, r))),
+        P::new(p("leases/revoke", "revoke"))
+            .summary(note(
+                "Revoke a lease now: the plugin removes the credential.",
+            ))
+            .field(lease_id_field().required())
+            .update(|c, r| Box::pin(leases::revoke(c, r))),
+        P::new(p("leases/revoke/{lease_id+}", "revoke/{lease_id+}"))
+            .summary(note("Revoke the lease in the path (may contain '/')."))
+            .update(|c, r| Box::pin(leases::revoke(c, r))),
+        P::new(p("leases/revoke-prefix", "revoke-prefix"))
+            .summary(note(
+                "Needs a prefix: answers 400, never revokes every lease.",
+            ))
+            .access(Access::Sudo)
+            .update(|c, r| Box::pin(leases::revoke_prefix(c, r))),
+        P::new(p(
+            "leases/revoke-prefix/{prefix+}",
+            "revoke-prefix/{prefix+}",
+        ))
+        .summary(note(
+            "Revoke every lease under a prefix (a role, a mount), by whole segments.",
+        ))
+        .access(Access::Sudo)
+        .update(|c, r| Box::pin(leases::revoke_prefix(c, r))),
+        P::new(p("leases/revoke-force", "revoke-force"))
+            .summary(note(
+                "Needs a prefix: answers 400, never forgets every lease.",
+            ))
+            .access(Access::Sudo)
+            .update(|c, r| Box::pin(leases::revoke_force(c, r))),
+        P::new(p("leases/revoke-force/{prefix+}", "revoke-force/{prefix+}"))
+            .summary(note(
+                "Forget every lease under a prefix without revoking the credentials. Last resort.",
+            ))
+            .access(Access::Sudo)
+            .update(|c, r| Box::pin(leases::revoke_force(c, r))),
+    ]
+}
+
+fn paths() -> Vec<Path<Core>> {
+    let mut paths = vec![
+        P::new("health")
+            .summary("Health of the broker (no token needed): 200 serving, 503 sealed; sealedcode, activecode, standbycode and standbyok change the codes.")
+            .access(Access::Open)
+            .read(|c, r| Box::pin(seal::health(c, r))),
+        P::new("seal-status")
+            .summary("Whether the broker is sealed (no token needed).")
+            .access(Access::Open)
+            .read(|c, r| Box::pin(seal::seal_status(c, r))),
+        P::new("init")
+            .summary("Whether the broker is initialized (no token needed); `broker operator init` initializes one.")
+            .access(Access::Open)
+            .read(|c, r| Box::pin(seal::init(c, r))),
+        P::new("seal")
+            .summary("Seal the broker: its keyring leaves memory and every request but health gets 503 until a restart.")
+            .access(Access::Sudo)
+            .update(|c, r| Box::pin(seal::seal(c, r))),
+        P::new("mounts")
+            .summary("The mounted secrets engines.")
+            .read(|c, r| Box::pin(mounts::list(c, r))),
+        P::new("mounts/{path+}/tune")
+            .summary("Read or change a mount's description and lease TTLs.")
+            .field(Field::string("description", "free text").clear())
+            .field(Field::duration("default_lease_ttl", TTL).clear())
+            .field(Field::duration("max_lease_ttl", TTL).clear())
+            .read(|c, r| Box::pin(mounts::read_tune(c, r)))
+            .update(|c, r| Box::pin(mounts::tune(c, r))),
+        P::new("mounts/{path+}")
+            .summary("Enable (write) or disable (delete) a secrets engine; disabling revokes its leases.")
+            .field(Field::string("type", "the engine type (sys/mounts lists what is mounted; database and pki are offered)").clear().required())
+            .field(Field::string("description", "free text").clear())
+            .field(Field::object("config", "default_lease_ttl and max_lease_ttl (durations)").clear())
+            .update(|c, r| Box::pin(mounts::enable(c, r)))
+            .delete(|c, r| Box::pin(mounts::disable(c, r))),
+        P::new("leases/lookup")
+            .summary("Look up a lease (write), or list the top level of lease ids (list).")
+            .field(lease_id_field())
+            .update(|c, r| Box::pin(leases::lookup(c, r)))
+            .list(|c, r| Box::pin(leases::list_ids(c, r))),
+        P::new("leases/lookup/{prefix+}")
+            .summary("List lease ids one level below a prefix (may contain '/').")
+            .access(Access::Sudo)
+            .list(|c, r| Box::pin(leases::list_ids(c, r))),
+    ];
+    paths.extend(lease_paths(false));
+    paths.extend(lease_paths(true));
+    paths.extend([
+        P::new("policies/acl")
+            .summary("The names of the ACL policies, root and default included.")
+            .list(|c, r| Box::pin(policies::list(c, r))),
+        P::new("policies/acl/{name+}")
+            .summary("Read, write or delete an ACL policy: Vault's HCL (or JSON) path rules. A key this broker does not enforce (allowed_parameters, wrapping TTLs, ...) refuses the policy rather than being ignored. root cannot be changed; default cannot be deleted.")
+            .field(Field::string("policy", "the policy document: path \"secret/data/*\" { capabilities = [\"read\"] } ...").required())
+            .read(|c, r| Box::pin(policies::read(c, r)))
+            .update(|c, r| Box::pin(policies::write(c, r)))
+            .delete(|c, r| Box::pin(policies::delete(c, r))),
+        P::new("policy")
+            .summary("The names of the ACL policies (the older path: keys and policies).")
+            .read(|c, r| Box::pin(policies::list_legacy(c, r))),
+        P::new("policy/{name+}")
+            .summary("The older path for an ACL policy: as sys/policies/acl/{name}, but read back as rules.")
+            .field(Field::string("policy", "the policy document"))
+            .field(Field::string("rules", "the policy document (the older name)"))
+            .read(|c, r| Box::pin(policies::read(c, r)))
+            .update(|c, r| Box::pin(policies::write(c, r)))
+            .delete(|c, r| Box::pin(policies::delete(c, r))),
+        P::new("audit")
+            .summary("The enabled audit devices.")
+            .access(Access::Sudo)
+            .read(|c, r| Box::pin(audit::list(c, r))),
+        P::new("audit/{path+}")
+            .summary("Enable (write) or disable (delete) an audit device. Files are created with mode 0600, never through a symlink, and outside dev mode only under the configured audit.file_dirs.")
+            .access(Access::Sudo)
+            .field(Field::string("type", "file").clear().required())
+            .field(Field::string("description", "free text").clear())
+            .field(Field::object("options", "file_path (a path or stdout), log_raw, hmac_accessor, fsync").clear())
+            .update(|c, r| Box::pin(audit::enable(c, r)))
+            .delete(|c, r| Box::pin(audit::disable(c, r))),
+        P::new("audit-hash/{path+}")
+            .summary("HMAC a value the way the device logs it, to find it in the log.")
+            .field(Field::string("input", "the value to hash").required())
+            .update(|c, r| Box::pin(audit::hash(c, r))),
+        P::new("audit-public-key")
+            .summary("The public key (PEM) that checks the audit log's signed checkpoints: `broker audit verify --public-key FILE`.")
+            .read(|c, r| Box::pin(audit::public_key(c, r))),
+        P::new("metrics")
+            .summary("Metrics in Prometheus' text format: requests, issuance latency per mount, leases by state, revocation failures, plugin deadline hits, audit failures.")
+            .read(|c, r| Box::pin(metrics(c, r))),
+        P::new("internal/specs/openapi")
+            .summary("This document: every path of the system and of each mount, from their tables.")
+            .read(|c, r| Box::pin(openapi_document(c, r))),
+    ]);
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_system_table_builds() {
+        let table = super::table().unwrap();
+        assert!(table.find("mounts/team/db/tune").is_some());
+        let tune = table.find("mounts/team/db/tune").unwrap();
+        assert_eq!(
+            table.paths()[tune.index].pattern.as_str(),
+            "mounts/{path+}/tune"
+        );
+        assert_eq!(tune.params.get("path"), Some("team/db"));
+        let legacy = table.find("revoke/db/creds/r/x").unwrap();
+        assert_eq!(legacy.params.get("lease_id"), Some("db/creds/r/x"));
+    }
+}

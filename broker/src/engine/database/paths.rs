@@ -1,0 +1,241 @@
+//! The database engine's paths, as Vault's database secrets engine has
+//! them: `config/{name}`, `roles/{name}`, `creds/{role}`,
+//! `rotate-root/{name}`.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::DatabaseEngine;
+use crate::framework::{
+    Backend, Error, Field, Mount, Path, PathInfo, PatternError, Reply, Request, Services, Table,
+    data, list, no_content, secret,
+};
+
+/// Paths of this backend's table.
+type P = Path<DatabaseBackend>;
+use crate::lease::ResolvedConnection;
+
+/// The `database` mount type.
+#[derive(Debug)]
+pub struct DatabaseBackend {
+    services: Services,
+    table: Table<Self>,
+}
+
+impl DatabaseBackend {
+    /// Builds the backend (the registry's constructor).
+    pub fn factory(services: &Services) -> Result<Arc<dyn Backend>, PatternError> {
+        Ok(Arc::new(Self {
+            services: services.clone(),
+            table: Table::new(paths())?,
+        }))
+    }
+
+    fn engine(&self, mount: &Mount) -> DatabaseEngine {
+        DatabaseEngine::new(mount, self.services.catalog.clone())
+    }
+
+    async fn list_configs(&self, req: &Request) -> Result<Reply, Error> {
+        list(self.engine(&req.mount).list_configs().await?)
+    }
+
+    async fn read_config(&self, req: &Request) -> Result<Reply, Error> {
+        Ok(data(
+            self.engine(&req.mount)
+                .read_config(req.param("name")?)
+                .await?,
+        ))
+    }
+
+    async fn write_config(&self, req: &Request) -> Result<Reply, Error> {
+        self.engine(&req.mount)
+            .write_config(req.param("name")?, req.data.clone())
+            .await?;
+        Ok(no_content())
+    }
+
+    async fn delete_config(&self, req: &Request) -> Result<Reply, Error> {
+        self.engine(&req.mount)
+            .delete_config(req.param("name")?)
+            .await?;
+        Ok(no_content())
+    }
+
+    async fn list_roles(&self, req: &Request) -> Result<Reply, Error> {
+        list(self.engine(&req.mount).list_roles().await?)
+    }
+
+    async fn read_role(&self, req: &Request) -> Result<Reply, Error> {
+        Ok(data(
+            self.engine(&req.mount)
+                .read_role(req.param("name")?)
+                .await?,
+        ))
+    }
+
+    async fn write_role(&self, req: &Request) -> Result<Reply, Error> {
+        self.engine(&req.mount)
+            .write_role(req.param("name")?, req.data.clone())
+            .await?;
+        Ok(no_content())
+    }
+
+    async fn delete_role(&self, req: &Request) -> Result<Reply, Error> {
+        self.engine(&req.mount)
+            .delete_role(req.param("name")?)
+            .await?;
+        Ok(no_content())
+    }
+
+    async fn creds(&self, req: &Request) -> Result<Reply, Error> {
+        let (row, creds) = self
+            .engine(&req.mount)
+            .creds(
+                &self.services.leases,
+                req.param("role")?,
+                req.caller.display_name(),
+                req.caller.token_accessor(),
+            )
+            .await?;
+        Ok(secret(
+            row.id.clone(),
+            // The TTL granted, as Vault reports it (not what is left of it
+            // a moment later).
+            row.expires_at - row.issued_at,
+            row.expires_at < row.max_expires_at,
+            Value::Object(creds),
+        ))
+    }
+
+    async fn rotate_root(&self, req: &Request) -> Result<Reply, Error> {
+        self.engine(&req.mount)
+            .rotate_root(req.param("name")?)
+            .await?;
+        Ok(no_content())
+    }
+}
+
+fn paths() -> Vec<Path<DatabaseBackend>> {
+    vec![
+        P::new("config")
+            .summary("List connection configs.")
+            .list(|b, r| Box::pin(b.list_configs(r))),
+        P::new("config/{name}")
+            .summary("A connection config; its password is sealed and never returned.")
+            .field(
+                Field::string(
+                    "plugin_name",
+                    "postgresql-database-plugin, mysql-database-plugin, or an alias",
+                )
+                .clear(),
+            )
+            .field(
+                Field::string(
+                    "connection_url",
+                    "with {{username}} and {{password}} placeholders",
+                )
+                .sensitive(),
+            )
+            .field(Field::string("username", "the admin user"))
+            .field(Field::string("password", "the admin password (write only)").sensitive())
+            .field(
+                Field::comma_list(
+                    "allowed_roles",
+                    "roles that may use this connection; \"*\" for all",
+                )
+                .clear(),
+            )
+            .field(
+                Field::bool("verify_connection", "connect before saving")
+                    .default(true)
+                    .clear(),
+            )
+            .field(Field::string(
+                "username_template",
+                "how generated usernames look",
+            ))
+            .field(
+                Field::int(
+                    "max_open_connections",
+                    "pool size, 0 to 1000 (0: the default, 4)",
+                )
+                .default(4)
+                .clear(),
+            )
+            .field(Field::int("max_idle_connections", "accepted as Vault does, 0 to 1000").clear())
+            .field(
+                Field::duration(
+                    "max_connection_lifetime",
+                    "pooled connections older than this are closed (0: never; at most 30 days)",
+                )
+                .clear(),
+            )
+            .read(|b, r| Box::pin(b.read_config(r)))
+            .update(|b, r| Box::pin(b.write_config(r)))
+            .delete(|b, r| Box::pin(b.delete_config(r))),
+        P::new("roles")
+            .summary("List roles.")
+            .list(|b, r| Box::pin(b.list_roles(r))),
+        P::new("roles/{name}")
+            .summary("A role: the statements that create and revoke its users, and its TTLs.")
+            .field(
+                Field::string("db_name", "the connection config to use")
+                    .clear()
+                    .required(),
+            )
+            .field(Field::string_list(
+                "creation_statements",
+                "with {{name}}, {{password}}, {{expiration}}",
+            ))
+            .field(Field::string_list(
+                "revocation_statements",
+                "default: the plugin's safe revoke",
+            ))
+            .field(Field::string_list("renew_statements", "run on renew"))
+            .field(Field::string_list(
+                "rollback_statements",
+                "run when creation fails half-way",
+            ))
+            .field(Field::duration("default_ttl", "lease TTL (0: the mount's)").clear())
+            .field(Field::duration("max_ttl", "max lease TTL (0: the mount's)").clear())
+            .read(|b, r| Box::pin(b.read_role(r)))
+            .update(|b, r| Box::pin(b.write_role(r)))
+            .delete(|b, r| Box::pin(b.delete_role(r))),
+        P::new("creds/{role}")
+            .summary("New credentials for a role, under a lease.")
+            .read(|b, r| Box::pin(b.creds(r))),
+        P::new("rotate-root/{name}")
+            .summary(
+                "Replace the admin password of a connection; only the broker knows the new one.",
+            )
+            .update(|b, r| Box::pin(b.rotate_root(r))),
+    ]
+}
+
+#[async_trait::async_trait]
+impl Backend for DatabaseBackend {
+    fn description(&self) -> &'static str {
+        "database users made and dropped by plugins, under leases"
+    }
+
+    fn paths(&self) -> &[PathInfo] {
+        self.table.paths()
+    }
+
+    async fn exists(&self, index: usize, req: &Request) -> Result<Option<bool>, Error> {
+        self.table.exists(self, index, req).await
+    }
+
+    async fn handle(&self, index: usize, req: &Request) -> Result<Reply, Error> {
+        self.table.call(self, index, req).await
+    }
+
+    async fn connection(&self, mount: &Mount, name: &str) -> Option<ResolvedConnection> {
+        self.engine(mount).connection(name).await
+    }
+
+    async fn unmounted(&self, mount: &Mount) {
+        self.engine(mount).forget_pools().await;
+    }
+}

@@ -1,0 +1,89 @@
+//! The [`Backend`] trait every mount type implements, and the [`Registry`]
+//! from mount type to backend: the core finds engines here, never by name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{Error, Mount, PathInfo, PatternError, Reply, Request};
+use crate::lease::{Leases, ResolvedConnection};
+use crate::plugin::Catalog;
+
+/// What a backend is built with: the host's shared services.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// The plugin catalog (and its connection pools).
+    pub catalog: Arc<Catalog>,
+    /// The lease store, for issuing under a lease.
+    pub leases: Arc<Leases>,
+}
+
+/// A mount type: its paths, as a table, and what the lease worker asks of
+/// it. One value serves every mount of its type; the [`Mount`] in each
+/// request says which.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// One line for `sys/mounts` listings and errors.
+    fn description(&self) -> &'static str;
+
+    /// The paths, as data (routing, 405s, help, OpenAPI, audit, access).
+    fn paths(&self) -> &[PathInfo];
+
+    /// Whether the object a write to path `index` names exists (`None`:
+    /// the path does not tell creates from updates).
+    async fn exists(&self, index: usize, request: &Request) -> Result<Option<bool>, Error>;
+
+    /// Serves `request` with path `index`'s handler.
+    async fn handle(&self, index: usize, request: &Request) -> Result<Reply, Error>;
+
+    /// The connection named `name` as `mount` holds it now, for revoking a
+    /// lease made through it (a rotated admin password, a renewed CA).
+    /// `None`: gone, or the backend makes no leases.
+    async fn connection(&self, mount: &Mount, name: &str) -> Option<ResolvedConnection> {
+        let _ = (mount, name);
+        None
+    }
+
+    /// `mount` is being disabled (its leases are already revoked): drop
+    /// what is held in memory for it. Its storage is deleted by the core.
+    async fn unmounted(&self, mount: &Mount) {
+        let _ = mount;
+    }
+}
+
+/// Builds a backend from the host's services.
+pub type BackendFactory = fn(&Services) -> Result<Arc<dyn Backend>, PatternError>;
+
+/// The mount types this broker offers, each with its backend.
+pub struct Registry {
+    backends: BTreeMap<&'static str, Arc<dyn Backend>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.backends.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// Builds each backend of `factories` (mount type, constructor).
+    pub fn new(
+        services: &Services,
+        factories: &[(&'static str, BackendFactory)],
+    ) -> Result<Self, PatternError> {
+        let mut backends = BTreeMap::new();
+        for (kind, factory) in factories {
+            backends.insert(*kind, factory(services)?);
+        }
+        Ok(Self { backends })
+    }
+
+    /// The backend of mount type `kind`.
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn Backend>> {
+        self.backends.get(kind)
+    }
+
+    /// The mount types, sorted.
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.backends.keys().copied()
+    }
+}

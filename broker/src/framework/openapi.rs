@@ -1,0 +1,207 @@
+//! The OpenAPI document, written from path tables: the system's paths,
+//! then each mount's paths under the mount. Nothing here restates a route.
+//!
+//! The document is written as text, path item by path item, with request
+//! bodies shared in `components` by backend and pattern: at a thousand
+//! mounts the broker holds the text once, never a tree of every value.
+
+use serde_json::{Map, Value, json};
+
+use super::{Access, Operation, PathInfo};
+
+/// The key of a path's request body in `components.requestBodies`:
+/// `database.config.name` for the database engine's `config/{name}`.
+pub fn body_key(kind: &str, info: &PathInfo) -> String {
+    let pattern = info.pattern.as_str();
+    let mut key = String::with_capacity(kind.len() + pattern.len() + 1);
+    for c in kind
+        .chars()
+        .chain(std::iter::once('.'))
+        .chain(pattern.chars())
+    {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            key.push(c);
+        } else if !key.ends_with('.') {
+            key.push('.');
+        }
+    }
+    key.trim_end_matches('.').to_owned()
+}
+
+fn path_parameters(info: &PathInfo) -> Vec<Value> {
+    info.pattern
+        .parameters()
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+        .collect()
+}
+
+fn method(op: Operation) -> &'static str {
+    match op {
+        Operation::Read | Operation::List => "get",
+        Operation::Create | Operation::Update => "post",
+        Operation::Patch => "patch",
+        Operation::Delete => "delete",
+    }
+}
+
+/// One operation; summary and path parameters live on the path item.
+fn operation(op: Operation, tag: &str, info: &PathInfo, body: Option<&str>) -> Value {
+    let mut operation = json!({
+        "tags": [tag],
+        "responses": match op {
+            Operation::Read | Operation::List => json!({ "200": { "$ref": "#/components/responses/ok" } }),
+            _ => json!({
+                "204": { "$ref": "#/components/responses/done" },
+                "200": { "$ref": "#/components/responses/ok" },
+            }),
+        },
+    });
+    if op == Operation::List {
+        // Vault's convention: a list is a GET with `list=true` (or the LIST verb).
+        operation["parameters"] = json!([{ "name": "list", "in": "query", "required": true, "schema": { "type": "string", "enum": ["true"] } }]);
+    }
+    if info.access.unauthenticated() {
+        operation["security"] = json!([]);
+    }
+    if matches!(op, Operation::Create | Operation::Update | Operation::Patch)
+        && let Some(key) = body
+    {
+        operation["requestBody"] = json!({ "$ref": format!("#/components/requestBodies/{key}") });
+    }
+    operation
+}
+
+/// A path's request body schema, written once in `components`.
+pub fn request_body(info: &PathInfo) -> Value {
+    let properties: Map<String, Value> = info
+        .fields
+        .iter()
+        .map(|f| {
+            let mut schema = f.kind.schema();
+            schema["description"] = json!(f.description);
+            if let Some(d) = &f.default {
+                schema["default"] = d.clone();
+            }
+            if f.sensitive {
+                schema["writeOnly"] = json!(true);
+            }
+            (f.name.to_owned(), schema)
+        })
+        .collect();
+    let required: Vec<&str> = info
+        .fields
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| f.name)
+        .collect();
+    let mut schema = json!({ "type": "object", "properties": properties });
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    json!({ "content": { "application/json": { "schema": schema } } })
+}
+
+/// A document being written.
+#[derive(Debug)]
+pub struct Writer {
+    out: Vec<u8>,
+    paths: usize,
+    bodies: Map<String, Value>,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Writer {
+    /// An empty document.
+    pub fn new() -> Self {
+        let mut out = Vec::with_capacity(64 * 1024);
+        out.extend_from_slice(b"{\"paths\":{");
+        Self {
+            out,
+            paths: 0,
+            bodies: Map::new(),
+        }
+    }
+
+    /// Adds `paths` of a backend of type `kind` under `prefix` (`""` for
+    /// the system, `database/` for a mount).
+    pub fn add(
+        &mut self,
+        prefix: &str,
+        kind: &str,
+        tag: &str,
+        paths: &[PathInfo],
+    ) -> Result<(), serde_json::Error> {
+        for info in paths {
+            let body = (!info.fields.is_empty()).then(|| body_key(kind, info));
+            if let Some(key) = &body
+                && !self.bodies.contains_key(key)
+            {
+                self.bodies.insert(key.clone(), request_body(info));
+            }
+            let mut item = Map::new();
+            item.insert("summary".into(), json!(info.summary));
+            if !info.description.is_empty() {
+                item.insert("description".into(), json!(info.description));
+            }
+            let parameters = path_parameters(info);
+            if !parameters.is_empty() {
+                item.insert("parameters".into(), Value::Array(parameters));
+            }
+            for &op in &info.operations {
+                // A path both read and listed documents one GET; the list
+                // form is told by its query parameter.
+                item.entry(method(op))
+                    .or_insert_with(|| operation(op, tag, info, body.as_deref()));
+            }
+            if info.access == Access::Sudo {
+                item.insert("x-vault-sudo".into(), json!(true));
+            }
+            if self.paths > 0 {
+                self.out.push(b',');
+            }
+            self.paths += 1;
+            serde_json::to_writer(
+                &mut self.out,
+                &format!("/{prefix}{}", info.pattern.openapi()),
+            )?;
+            self.out.push(b':');
+            serde_json::to_writer(&mut self.out, &item)?;
+        }
+        Ok(())
+    }
+
+    /// The document's text.
+    pub fn finish(mut self) -> Result<Vec<u8>, serde_json::Error> {
+        self.out.extend_from_slice(b"},");
+        let rest = json!({
+            "openapi": "3.0.2",
+            "info": {
+                "title": "broker",
+                "description": "A dynamic credential broker speaking the Vault HTTP API for the subset it implements.",
+                "version": env!("CARGO_PKG_VERSION"),
+                "license": { "name": "Apache-2.0" },
+            },
+            "servers": [{ "url": "/v1" }],
+            "components": {
+                "securitySchemes": {
+                    "token": { "type": "apiKey", "in": "header", "name": "X-Vault-Token" },
+                },
+                "responses": {
+                    "ok": { "description": "OK" },
+                    "done": { "description": "done" },
+                },
+                "requestBodies": self.bodies,
+            },
+            "security": [{ "token": [] }],
+        });
+        let rest = serde_json::to_vec(&rest)?;
+        // `rest` is an object: its members follow the paths' comma.
+        self.out.extend_from_slice(rest.get(1..).unwrap_or(b"}"));
+        Ok(self.out)
+    }
+}
