@@ -163,12 +163,14 @@ async fn at_the_total_cap_new_connections_wait_and_it_is_logged() {
     let dir = tempfile::tempdir().unwrap();
     let b = broker_with_listener(
         dir.path(),
-        "header_read_timeout = \"2s\"\nmax_connections = 2\nmax_connections_per_client = 2",
+        "header_read_timeout = \"4s\"\nmax_connections = 2\nmax_connections_per_client = 2",
         "",
     )
     .await;
     // As above: the start-up connection must be gone, or it holds a slot.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The held connections' timeout is long enough that a loaded machine
+    // reaches the accept loop's wait before they go.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let _held: Vec<TcpStream> = (0..2).map(|_| connect(&b)).collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut waiting = connect(&b);

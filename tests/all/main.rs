@@ -23,4 +23,5 @@ mod process;
 mod sandbox;
 mod sql_hardening;
 mod storage;
+mod upgrade;
 mod vault_client;

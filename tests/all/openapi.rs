@@ -186,3 +186,78 @@ async fn the_document_stays_small_at_a_thousand_mounts() {
         "{last} bytes at 1000 mounts ({per_mount} per mount)"
     );
 }
+
+/// `?help=1` answers from the same table entry that routes the path: its
+/// pattern, operations and fields. A read of nothing is Vault's empty 404,
+/// and a field of the wrong type is refused with its name, not its value.
+#[tokio::test]
+async fn help_and_field_checks_come_from_the_tables() {
+    let b = Broker::start().await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/mounts/database",
+        Some(json!({ "type": "database" })),
+    )
+    .await;
+    let help = b
+        .expect(StatusCode::OK, "GET", "database/roles/app?help=1", None)
+        .await;
+    let text = help["help"].as_str().unwrap();
+    for expected in [
+        "Matching Route: roles/{name}",
+        "read, update, delete",
+        "db_name",
+        "creation_statements",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    let help = b
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "sys/mounts/database/tune?help=1",
+            None,
+        )
+        .await;
+    assert!(
+        help["help"].as_str().unwrap().contains("max_lease_ttl"),
+        "{help}"
+    );
+    // Help needs a token, as every path but the open ones.
+    let anonymous = b
+        .http
+        .get(format!("{}/database/roles/app?help=1", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::FORBIDDEN);
+    // A path no table has: 404, help or not.
+    let (status, _) = b.call("GET", "database/nothing/here?help=1", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A role that does not exist: Vault's empty 404.
+    let (status, body) = b.call("GET", "database/roles/missing", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["errors"], json!([]), "{body}");
+
+    // A secret field of the wrong type: its name, never its value.
+    let (status, body) = b
+        .call(
+            "POST",
+            "database/config/pg",
+            Some(json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": ["postgresql://admin:s3cret-in-a-list@db/x"],
+                "verify_connection": false,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = first_error(&body);
+    assert!(message.contains("connection_url"), "{message}");
+    assert!(!body.to_string().contains("s3cret"), "{body}");
+    // PATCH is its own operation: a path that does not declare it is a 405.
+    let (status, _) = b.call("PATCH", "database/roles/app", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}

@@ -114,6 +114,61 @@ impl Broker {
         broker
     }
 
+    /// A broker over a copy of a fixture's storage: its SQLite files
+    /// (`broker.db*`) and `kms.key`, with the root token its
+    /// `expected.json` records (returned whole, for the test to check).
+    pub async fn start_from_fixture(fixture: &Path) -> (Self, Value) {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(fixture).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("broker.db") || name == "kms.key" {
+                let to = dir.path().join(&name);
+                std::fs::copy(entry.path(), &to).unwrap();
+                // The broker refuses a key or a database others may read.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap())
+                .unwrap();
+        let port = free_port();
+        let config = dir.path().join("broker.toml");
+        let storage = sqlite_storage(dir.path());
+        std::fs::write(&config, config_text(dir.path(), port, &storage, "")).unwrap();
+        let mut broker = Self {
+            base: format!("http://127.0.0.1:{port}/v1"),
+            token: expected["root_token"].as_str().unwrap().to_owned(),
+            http: reqwest::Client::new(),
+            config,
+            child: None,
+            dir,
+        };
+        broker.spawn().await;
+        (broker, expected)
+    }
+
+    /// The broker's storage opened beside it (stop the broker first), as
+    /// an operator's tool would: the SQLite file, the keyring unwrapped with
+    /// the local KMS key.
+    pub async fn sealed_storage(&self) -> broker::barrier::SealedStorage {
+        use broker::kms::Kms;
+        let dir = self.dir.path();
+        let storage: broker::storage::Storage = std::sync::Arc::new(
+            broker::storage::SqliteBackend::open(&dir.join("broker.db"))
+                .await
+                .unwrap(),
+        );
+        let kms = broker::kms::LocalKms::open(&dir.join("kms.key")).unwrap();
+        let wrapped = storage.get("core/keyring").await.unwrap().unwrap();
+        let keyring = broker::barrier::Keyring::from_bytes(&kms.unwrap(&wrapped).unwrap()).unwrap();
+        broker::barrier::SealedStorage::new(
+            storage,
+            std::sync::Arc::new(broker::barrier::Barrier::new(keyring)),
+        )
+    }
+
     /// The server's log so far (standard error).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()

@@ -6,9 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker::barrier::{Barrier, Keyring, SealedStorage};
-use broker::kms::{Kms, LocalKms};
-use broker::storage::SqliteBackend;
 use broker_tests::{mysql, mysql_admin, pg_admin, postgres, unique};
 use mysql_async::prelude::Queryable;
 use reqwest::StatusCode;
@@ -72,13 +69,7 @@ fn prefix(tag: &str) -> String {
 /// Rewrites a stored connection config while the broker is stopped, as a
 /// config written before the ranges were checked would have been stored.
 async fn plant(b: &Broker, mount: &str, field: &str, value: Value) {
-    let dir = b.config.parent().unwrap();
-    let storage: broker::storage::Storage =
-        Arc::new(SqliteBackend::open(&dir.join("broker.db")).await.unwrap());
-    let kms = LocalKms::open(&dir.join("kms.key")).unwrap();
-    let wrapped = storage.get("core/keyring").await.unwrap().unwrap();
-    let keyring = Keyring::from_bytes(&kms.unwrap(&wrapped).unwrap()).unwrap();
-    let store = SealedStorage::new(storage, Arc::new(Barrier::new(keyring)));
+    let store = b.sealed_storage().await;
     // A mount's entries are keyed by its UUID.
     let mounts: Value = store.get("core/mounts").await.unwrap().unwrap();
     let uuid = mounts[format!("{mount}/")]["uuid"].as_str().unwrap();

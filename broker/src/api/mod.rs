@@ -486,5 +486,12 @@ async fn serve(
     if info.serving(request.operation).is_none() {
         return Err(method_not_allowed(&request.path));
     }
-    found.target.call(core, route.index, request).await
+    match found.target.call(core, route.index, request).await {
+        // A read of nothing is an empty 404, as Vault answers it: clients
+        // tell "absent" from "failed" by that.
+        Err(e) if e.status == StatusCode::NOT_FOUND && request.operation == Operation::Read => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, ""))
+        }
+        other => other,
+    }
 }

@@ -120,3 +120,50 @@ impl StorageView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, SealedStorage) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: crate::storage::Storage = Arc::new(
+            crate::storage::SqliteBackend::open(&dir.path().join("db"))
+                .await
+                .unwrap(),
+        );
+        let barrier = crate::barrier::Barrier::new(crate::barrier::Keyring::generate().unwrap());
+        (dir, SealedStorage::new(storage, Arc::new(barrier)))
+    }
+
+    #[tokio::test]
+    async fn folders_are_whole_segments_and_views_do_not_overlap() {
+        let (_dir, store) = store().await;
+        let a = StorageView::for_mount(store.clone(), "a");
+        let ab = StorageView::for_mount(store.clone(), "ab");
+        for key in ["role/x", "role/y", "roles/z", "role/deep/w"] {
+            a.put(key, &1).await.unwrap();
+        }
+        ab.put("role/other", &2).await.unwrap();
+        assert_eq!(a.list("role").await.unwrap(), ["deep/", "x", "y"]);
+        assert_eq!(a.list("role/").await.unwrap(), ["deep/", "x", "y"]);
+        assert_eq!(a.list("").await.unwrap(), ["role/", "roles/"]);
+        assert_eq!(ab.list("role").await.unwrap(), ["other"]);
+        // Deleting a folder never reaches a sibling sharing its prefix.
+        assert_eq!(a.delete_all("role").await.unwrap(), 3);
+        assert_eq!(a.list("").await.unwrap(), ["roles/"]);
+        // Deleting a whole view leaves the other mount's.
+        assert_eq!(a.delete_all("").await.unwrap(), 1);
+        assert_eq!(ab.get::<i32>("role/other").await.unwrap(), Some(2));
+        // A value moved elsewhere is sealed under its new key.
+        assert!(
+            store
+                .copy(&ab.key("role/other"), &a.key("moved"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(a.get::<i32>("moved").await.unwrap(), Some(2));
+    }
+}

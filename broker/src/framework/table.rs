@@ -296,3 +296,147 @@ impl Pattern {
         PatternError::new(pattern, why)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::framework::{Caller, Mount, StorageView, data, no_content};
+
+    /// A backend with one object that exists or not.
+    #[derive(Default)]
+    struct Toy {
+        exists: AtomicBool,
+    }
+
+    impl Toy {
+        async fn read(&self, req: &Request) -> Result<Reply, Error> {
+            Ok(data(json!({ "name": req.param("name")? })))
+        }
+        async fn create(&self, _req: &Request) -> Result<Reply, Error> {
+            Ok(data(json!({ "created": true })))
+        }
+        async fn update(&self, _req: &Request) -> Result<Reply, Error> {
+            Ok(no_content())
+        }
+        async fn exists(&self, _req: &Request) -> Result<bool, Error> {
+            Ok(self.exists.load(Ordering::SeqCst))
+        }
+    }
+
+    fn table() -> Table<Toy> {
+        Table::new(vec![
+            Path::<Toy>::new("things")
+                .summary("none")
+                .list(|t, r| Box::pin(t.read(r))),
+            Path::<Toy>::new("things/{name}")
+                .summary("a thing")
+                .field(Field::int("size", "how big").required())
+                .read(|t, r| Box::pin(t.read(r)))
+                .create(|t, r| Box::pin(t.create(r)))
+                .update(|t, r| Box::pin(t.update(r)))
+                .exists(|t, r| Box::pin(t.exists(r))),
+        ])
+        .unwrap()
+    }
+
+    async fn request(op: Operation, route: &Route, body: serde_json::Value) -> Request {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: crate::storage::Storage = Arc::new(
+            crate::storage::SqliteBackend::open(&dir.path().join("db"))
+                .await
+                .unwrap(),
+        );
+        let store = crate::barrier::SealedStorage::new(
+            storage,
+            Arc::new(crate::barrier::Barrier::new(
+                crate::barrier::Keyring::generate().unwrap(),
+            )),
+        );
+        Request {
+            operation: op,
+            path: "toy/things/a".into(),
+            params: route.params.clone(),
+            data: body.as_object().cloned().unwrap_or_default(),
+            mount: Arc::new(Mount {
+                path: "toy/".into(),
+                kind: "toy".into(),
+                uuid: "u".into(),
+                accessor: "toy_1".into(),
+                default_ttl: std::time::Duration::from_secs(60),
+                max_ttl: std::time::Duration::from_secs(60),
+                storage: StorageView::for_mount(store, "u"),
+            }),
+            caller: Caller::Root,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_existence_check_tells_create_from_update() {
+        let (table, toy) = (table(), Toy::default());
+        let route = table.find("/things/a/").unwrap();
+        let req = request(Operation::Update, &route, json!({ "size": 1 })).await;
+        assert_eq!(
+            table.exists(&toy, route.index, &req).await.unwrap(),
+            Some(false)
+        );
+        toy.exists.store(true, Ordering::SeqCst);
+        assert_eq!(
+            table.exists(&toy, route.index, &req).await.unwrap(),
+            Some(true)
+        );
+        let create = request(Operation::Create, &route, json!({ "size": 1 })).await;
+        let reply = table.call(&toy, route.index, &create).await.unwrap();
+        assert_eq!(reply.status(), axum::http::StatusCode::OK);
+        let update = table.call(&toy, route.index, &req).await.unwrap();
+        assert_eq!(update.status(), axum::http::StatusCode::NO_CONTENT);
+        // A path without a check has none to run.
+        let list = table.find("things").unwrap();
+        assert_eq!(table.exists(&toy, list.index, &req).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn fields_are_checked_before_the_handler() {
+        let (table, toy) = (table(), Toy::default());
+        let route = table.find("things/a").unwrap();
+        let req = request(Operation::Update, &route, json!({ "size": "big" })).await;
+        let e = table.call(&toy, route.index, &req).await.unwrap_err();
+        assert_eq!(e.field_name(), Some("size"), "{e}");
+        let req = request(Operation::Update, &route, json!({})).await;
+        let e = table.call(&toy, route.index, &req).await.unwrap_err();
+        assert!(e.to_string().contains("size is required"), "{e}");
+    }
+
+    #[test]
+    fn what_a_path_serves_decides_405() {
+        let table = table();
+        let things = &table.paths()[table.find("things/a").unwrap().index];
+        assert_eq!(things.serving(Operation::Read), Some(Operation::Read));
+        assert_eq!(things.serving(Operation::Delete), None);
+        let list = &table.paths()[table.find("things").unwrap().index];
+        // A path that only lists takes no write.
+        assert_eq!(list.serving(Operation::Update), None);
+        assert!(table.find("things/a/b").is_none());
+    }
+
+    #[test]
+    fn a_table_refuses_an_operation_twice_or_a_pattern_twice() {
+        let twice: Result<Table<Toy>, _> = Table::new(vec![
+            Path::<Toy>::new("x")
+                .read(|t, r| Box::pin(t.read(r)))
+                .read(|t, r| Box::pin(t.read(r))),
+        ]);
+        assert!(twice.is_err());
+        let same: Result<Table<Toy>, _> = Table::new(vec![
+            Path::<Toy>::new("x").read(|t, r| Box::pin(t.read(r))),
+            Path::<Toy>::new("x").update(|t, r| Box::pin(t.update(r))),
+        ]);
+        assert!(same.is_err());
+        let none: Result<Table<Toy>, _> = Table::new(vec![Path::<Toy>::new("x")]);
+        assert!(none.is_err());
+    }
+}
