@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Error, Mount, PathInfo, PatternError, Reply, Request};
+use super::{Error, Mount, PathInfo, PatternError, Reply, Request, Table};
 use crate::lease::{Leases, ResolvedConnection};
 use crate::plugin::Catalog;
 
@@ -47,6 +47,55 @@ pub trait Backend: Send + Sync + 'static {
     /// what is held in memory for it. Its storage is deleted by the core.
     async fn unmounted(&self, mount: &Mount) {
         let _ = mount;
+    }
+}
+
+/// A backend whose paths are a [`Table`] of its own handlers: what an
+/// engine implements; [`Backend`] comes with it.
+#[async_trait::async_trait]
+pub trait TableBackend: Send + Sync + Sized + 'static {
+    /// One line for listings and errors.
+    fn description(&self) -> &'static str;
+
+    /// The table, built once with the backend.
+    fn table(&self) -> &Table<Self>;
+
+    /// As [`Backend::connection`].
+    async fn connection(&self, mount: &Mount, name: &str) -> Option<ResolvedConnection> {
+        let _ = (mount, name);
+        None
+    }
+
+    /// As [`Backend::unmounted`].
+    async fn unmounted(&self, mount: &Mount) {
+        let _ = mount;
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: TableBackend> Backend for T {
+    fn description(&self) -> &'static str {
+        TableBackend::description(self)
+    }
+
+    fn paths(&self) -> &[PathInfo] {
+        self.table().paths()
+    }
+
+    async fn exists(&self, index: usize, request: &Request) -> Result<Option<bool>, Error> {
+        self.table().exists(self, index, request).await
+    }
+
+    async fn handle(&self, index: usize, request: &Request) -> Result<Reply, Error> {
+        self.table().call(self, index, request).await
+    }
+
+    async fn connection(&self, mount: &Mount, name: &str) -> Option<ResolvedConnection> {
+        TableBackend::connection(self, mount, name).await
+    }
+
+    async fn unmounted(&self, mount: &Mount) {
+        TableBackend::unmounted(self, mount).await;
     }
 }
 

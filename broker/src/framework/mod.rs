@@ -31,7 +31,7 @@ mod response;
 mod storage;
 mod table;
 
-pub use backend::{Backend, BackendFactory, Registry, Services};
+pub use backend::{Backend, BackendFactory, Registry, Services, TableBackend};
 pub use error::Error;
 pub use field::{Field, FieldType};
 pub use path::{Access, Operation, Params, Pattern, PatternError};

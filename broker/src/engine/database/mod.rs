@@ -34,7 +34,7 @@ use crate::storage::LeaseRow;
 mod paths;
 mod redact;
 
-pub use paths::DatabaseBackend;
+pub use paths::{DatabaseBackend, factory};
 use redact::redact_url;
 
 /// A stored connection config (`config/:name`).

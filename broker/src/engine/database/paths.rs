@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::DatabaseEngine;
 use crate::framework::{
-    Backend, Error, Field, Mount, Path, PathInfo, PatternError, Reply, Request, Services, Table,
-    data, list, no_content, secret,
+    Backend, Error, Field, Mount, Path, PatternError, Reply, Request, Services, Table,
+    TableBackend, data, list, no_content, secret,
 };
 
 /// Paths of this backend's table.
@@ -23,15 +23,15 @@ pub struct DatabaseBackend {
     table: Table<Self>,
 }
 
-impl DatabaseBackend {
-    /// Builds the backend (the registry's constructor).
-    pub fn factory(services: &Services) -> Result<Arc<dyn Backend>, PatternError> {
-        Ok(Arc::new(Self {
-            services: services.clone(),
-            table: Table::new(paths())?,
-        }))
-    }
+/// Builds the backend: the registry's constructor for this mount type.
+pub fn factory(services: &Services) -> Result<Arc<dyn Backend>, PatternError> {
+    Ok(Arc::new(DatabaseBackend {
+        services: services.clone(),
+        table: Table::new(paths())?,
+    }))
+}
 
+impl DatabaseBackend {
     fn engine(&self, mount: &Mount) -> DatabaseEngine {
         DatabaseEngine::new(mount, self.services.catalog.clone())
     }
@@ -214,21 +214,13 @@ fn paths() -> Vec<Path<DatabaseBackend>> {
 }
 
 #[async_trait::async_trait]
-impl Backend for DatabaseBackend {
+impl TableBackend for DatabaseBackend {
     fn description(&self) -> &'static str {
         "database users made and dropped by plugins, under leases"
     }
 
-    fn paths(&self) -> &[PathInfo] {
-        self.table.paths()
-    }
-
-    async fn exists(&self, index: usize, req: &Request) -> Result<Option<bool>, Error> {
-        self.table.exists(self, index, req).await
-    }
-
-    async fn handle(&self, index: usize, req: &Request) -> Result<Reply, Error> {
-        self.table.call(self, index, req).await
+    fn table(&self) -> &Table<Self> {
+        &self.table
     }
 
     async fn connection(&self, mount: &Mount, name: &str) -> Option<ResolvedConnection> {

@@ -562,7 +562,7 @@ fn key_kind(key_type: crate::plugin::KeyType) -> &'static str {
 }
 
 mod paths;
-pub use paths::PkiBackend;
+pub use paths::{PkiBackend, factory};
 
 /// A CRL's DER as PEM.
 pub fn crl_pem(der: &[u8]) -> String {

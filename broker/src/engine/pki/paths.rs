@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::{PEM, PkiEngine, crl_pem};
 use crate::framework::{
-    Access, Backend, Error, Field, Mount, Path, PathInfo, PatternError, Reply, Request, Services,
-    Table, credential, data, list, no_content, secret,
+    Access, Backend, Error, Field, Mount, Path, PatternError, Reply, Request, Services, Table,
+    TableBackend, credential, data, list, no_content, secret,
 };
 
 /// Paths of this backend's table.
@@ -23,15 +23,15 @@ pub struct PkiBackend {
     table: Table<Self>,
 }
 
-impl PkiBackend {
-    /// Builds the backend (the registry's constructor).
-    pub fn factory(services: &Services) -> Result<Arc<dyn Backend>, PatternError> {
-        Ok(Arc::new(Self {
-            services: services.clone(),
-            table: Table::new(paths())?,
-        }))
-    }
+/// Builds the backend: the registry's constructor for this mount type.
+pub fn factory(services: &Services) -> Result<Arc<dyn Backend>, PatternError> {
+    Ok(Arc::new(PkiBackend {
+        services: services.clone(),
+        table: Table::new(paths())?,
+    }))
+}
 
+impl PkiBackend {
     fn engine(&self, mount: &Mount) -> PkiEngine {
         PkiEngine::new(mount, self.services.catalog.clone())
     }
@@ -400,21 +400,13 @@ fn issue_fields(path: Path<PkiBackend>) -> Path<PkiBackend> {
 }
 
 #[async_trait::async_trait]
-impl Backend for PkiBackend {
+impl TableBackend for PkiBackend {
     fn description(&self) -> &'static str {
         "a CA per mount: certificates built by the pki plugin, signed in the host"
     }
 
-    fn paths(&self) -> &[PathInfo] {
-        self.table.paths()
-    }
-
-    async fn exists(&self, index: usize, req: &Request) -> Result<Option<bool>, Error> {
-        self.table.exists(self, index, req).await
-    }
-
-    async fn handle(&self, index: usize, req: &Request) -> Result<Reply, Error> {
-        self.table.call(self, index, req).await
+    fn table(&self) -> &Table<Self> {
+        &self.table
     }
 
     async fn connection(&self, mount: &Mount, _name: &str) -> Option<ResolvedConnection> {
