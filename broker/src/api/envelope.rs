@@ -17,6 +17,8 @@ pub struct ApiError {
     pub message: String,
     /// For a 429: when to try again.
     pub retry_after: Option<std::time::Duration>,
+    /// For a 405: the methods the path takes (RFC 9110 asks for them).
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -65,6 +68,13 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.max(1).into());
+        }
+        if let Some(allow) = self.allow
+            && let Ok(value) = axum::http::HeaderValue::from_str(&allow)
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ALLOW, value);
         }
         response
     }

@@ -112,10 +112,12 @@ async fn handle(
             };
             dispatch(&state, call, body).await
         }
-        None => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "unsupported operation",
-        )),
+        None => {
+            // A method no path takes: say which this one does, if any.
+            let found = find(&state.core, &path).await.ok().flatten();
+            let info = found.as_ref().and_then(Found::info);
+            Err(method_not_allowed(&path, info))
+        }
     };
     // One structured line per request. Never the body, never a header:
     // either may hold a token or a credential.
@@ -261,11 +263,38 @@ async fn find(core: &Core, path: &str) -> Result<Option<Found>, ApiError> {
     }))
 }
 
-fn method_not_allowed(path: &str) -> ApiError {
-    ApiError::new(
+/// A 405 naming the methods `info`'s path takes in `Allow`.
+fn method_not_allowed(path: &str, info: Option<&PathInfo>) -> ApiError {
+    let mut error = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("unsupported operation on {path}"),
-    )
+    );
+    error.allow = info.map(allowed_methods);
+    error
+}
+
+/// The HTTP methods that reach `info`'s operations, as `Allow` lists them.
+fn allowed_methods(info: &PathInfo) -> String {
+    let mut methods: Vec<&str> = Vec::new();
+    for op in &info.operations {
+        let names: &[&str] = match op {
+            Operation::Read => &["GET", "HEAD"],
+            Operation::List => &["GET", "LIST"],
+            Operation::Create | Operation::Update => &["POST", "PUT"],
+            Operation::Patch => &["PATCH"],
+            Operation::Delete => &["DELETE"],
+        };
+        for name in names {
+            // HEAD is answered only by sys/health.
+            if *name == "HEAD" && info.pattern.as_str() != "health" {
+                continue;
+            }
+            if !methods.contains(name) {
+                methods.push(name);
+            }
+        }
+    }
+    methods.join(", ")
 }
 
 fn no_handler(path: &str) -> ApiError {
@@ -321,7 +350,7 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
             return Err(no_handler(path));
         };
         let Some(serving) = info.serving(op) else {
-            return Err(method_not_allowed(path));
+            return Err(method_not_allowed(path, Some(info)));
         };
         let request = Request {
             operation: serving,
@@ -484,7 +513,7 @@ async fn serve(
         ));
     }
     if info.serving(request.operation).is_none() {
-        return Err(method_not_allowed(&request.path));
+        return Err(method_not_allowed(&request.path, Some(info)));
     }
     match found.target.call(core, route.index, request).await {
         // A read of nothing is an empty 404, as Vault answers it: clients

@@ -49,10 +49,19 @@ fn operation(op: Operation, tag: &str, info: &PathInfo, body: Option<&str>) -> V
     let mut operation = json!({
         "tags": [tag],
         "responses": match op {
-            Operation::Read | Operation::List => json!({ "200": { "$ref": "#/components/responses/ok" } }),
+            Operation::Read | Operation::List => json!({
+                "200": { "$ref": "#/components/responses/ok" },
+                "default": { "$ref": "#/components/responses/error" },
+            }),
+            // A delete returns nothing.
+            Operation::Delete => json!({
+                "204": { "$ref": "#/components/responses/done" },
+                "default": { "$ref": "#/components/responses/error" },
+            }),
             _ => json!({
                 "204": { "$ref": "#/components/responses/done" },
                 "200": { "$ref": "#/components/responses/ok" },
+                "default": { "$ref": "#/components/responses/error" },
             }),
         },
     });
@@ -192,8 +201,41 @@ impl Writer {
                     "token": { "type": "apiKey", "in": "header", "name": "X-Vault-Token" },
                 },
                 "responses": {
-                    "ok": { "description": "OK" },
-                    "done": { "description": "done" },
+                    "ok": {
+                        "description": "OK: Vault's envelope (data, and a lease for a secret), or for sys/health and sys/seal-status their own object; certificates and CRLs come as PEM or DER",
+                        "content": {
+                            "application/json": { "schema": { "$ref": "#/components/schemas/envelope" } },
+                        },
+                    },
+                    "done": { "description": "done; nothing to return" },
+                    "error": {
+                        "description": "refused or failed: 400 invalid, 403 permission denied, 404 nothing there (an empty list for a read of nothing), 405 the path does not take the operation (Allow lists what it takes), 429 over a rate limit (Retry-After), 500 internal (the request id to quote), 503 sealed or a dependency down",
+                        "content": {
+                            "application/json": { "schema": { "$ref": "#/components/schemas/errors" } },
+                        },
+                    },
+                },
+                "schemas": {
+                    "envelope": {
+                        "type": "object",
+                        "properties": {
+                            "request_id": { "type": "string" },
+                            "lease_id": { "type": "string" },
+                            "lease_duration": { "type": "integer" },
+                            "renewable": { "type": "boolean" },
+                            "data": { "type": "object", "nullable": true },
+                            "warnings": { "type": "array", "items": { "type": "string" }, "nullable": true },
+                            "wrap_info": { "type": "object", "nullable": true },
+                            "auth": { "type": "object", "nullable": true },
+                        },
+                    },
+                    "errors": {
+                        "type": "object",
+                        "required": ["errors"],
+                        "properties": {
+                            "errors": { "type": "array", "items": { "type": "string" } },
+                        },
+                    },
                 },
                 "requestBodies": self.bodies,
             },
