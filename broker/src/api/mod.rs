@@ -18,6 +18,7 @@ mod limits;
 mod mounts;
 mod openapi;
 mod policies;
+mod route;
 mod seal;
 mod system;
 
@@ -36,12 +37,11 @@ use serde_json::{Map, Value, json};
 pub use envelope::ApiError;
 use envelope::request_id;
 pub use limits::{Quota, RateLimits};
+use route::{Found, find};
 
 use crate::audit::{AuditAuth, AuditRequest, AuditResponse};
 use crate::core::Core;
-use crate::framework::{
-    Access, Backend, Caller, Mount, Operation, PathInfo, Reply, Request, Route, Table,
-};
+use crate::framework::{Access, Caller, Operation, PathInfo, Reply, Request};
 use crate::server::ServeOptions;
 
 /// The largest request body accepted (Vault's default is 32 MiB; ours is
@@ -181,88 +181,6 @@ async fn read_body(body: Body, timeout: std::time::Duration) -> Result<Bytes, Ap
     }
 }
 
-/// The backend serving a request: the system's table, or a mount's engine.
-enum Target {
-    System(&'static Table<Core>),
-    Engine(Arc<dyn Backend>),
-}
-
-impl Target {
-    fn paths(&self) -> &[PathInfo] {
-        match self {
-            Self::System(table) => table.paths(),
-            Self::Engine(backend) => backend.paths(),
-        }
-    }
-
-    async fn exists(
-        &self,
-        core: &Core,
-        index: usize,
-        req: &Request,
-    ) -> Result<Option<bool>, ApiError> {
-        Ok(match self {
-            Self::System(table) => table.exists(core, index, req).await?,
-            Self::Engine(backend) => backend.exists(index, req).await?,
-        })
-    }
-
-    async fn call(&self, core: &Core, index: usize, req: &Request) -> Result<Reply, ApiError> {
-        Ok(match self {
-            Self::System(table) => table.call(core, index, req).await?,
-            Self::Engine(backend) => backend.handle(index, req).await?,
-        })
-    }
-}
-
-/// Where a path landed: its mount, its backend, and its entry in the
-/// backend's table (`None`: no path there, a 404 once authenticated).
-struct Found {
-    mount: Arc<Mount>,
-    target: Target,
-    route: Option<Route>,
-}
-
-impl Found {
-    fn info(&self) -> Option<&PathInfo> {
-        self.route
-            .as_ref()
-            .and_then(|r| self.target.paths().get(r.index))
-    }
-
-    fn access(&self) -> Access {
-        self.info().map_or(Access::Token, |i| i.access)
-    }
-}
-
-/// Finds the backend and path serving `path`; `None` when no mount does.
-async fn find(core: &Core, path: &str) -> Result<Option<Found>, ApiError> {
-    if let Some(rest) = path
-        .strip_prefix(system::MOUNT)
-        .or((path == "sys").then_some(""))
-    {
-        let table = system::table()?;
-        return Ok(Some(Found {
-            mount: core.system_mount(),
-            target: Target::System(table),
-            route: table.find(rest),
-        }));
-    }
-    let Some((mount, rest)) = core.route_mount(path).await else {
-        return Ok(None);
-    };
-    // A mount whose type this broker no longer offers serves nothing.
-    let Some(backend) = core.backends().get(&mount.kind).cloned() else {
-        return Ok(None);
-    };
-    let route = crate::framework::find(backend.paths(), &rest);
-    Ok(Some(Found {
-        mount,
-        target: Target::Engine(backend),
-        route,
-    }))
-}
-
 /// A 405 naming the methods `info`'s path takes in `Allow`.
 fn method_not_allowed(path: &str, info: Option<&PathInfo>) -> ApiError {
     let mut error = ApiError::new(
@@ -278,17 +196,13 @@ fn allowed_methods(info: &PathInfo) -> String {
     let mut methods: Vec<&str> = Vec::new();
     for op in &info.operations {
         let names: &[&str] = match op {
-            Operation::Read => &["GET", "HEAD"],
+            Operation::Read => &["GET"],
             Operation::List => &["GET", "LIST"],
             Operation::Create | Operation::Update => &["POST", "PUT"],
             Operation::Patch => &["PATCH"],
             Operation::Delete => &["DELETE"],
         };
         for name in names {
-            // HEAD is answered only by sys/health.
-            if *name == "HEAD" && info.pattern.as_str() != "health" {
-                continue;
-            }
             if !methods.contains(name) {
                 methods.push(name);
             }
