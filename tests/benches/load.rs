@@ -15,8 +15,15 @@
 //! tests. The broker stores its leases in SQLite unless `BENCH_STORAGE` is
 //! `postgres`: then in a scratch database on `BENCH_POSTGRES_URL` (an admin
 //! URL, default the local server as user `postgres`).
+//!
+//! `BENCH_BROKER_BINS` (comma-separated `label=path`, e.g.
+//! `before=/tmp/old/broker,after=target/release/broker`) compares broker
+//! builds in one run: each binary gets its own broker process, initialized
+//! by its own `operator init`, and each scenario runs against each in turn,
+//! beside its own raw baseline, its rows labelled. Unset, the broker is
+//! this tree's.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use broker_tests::bench::{
@@ -412,6 +419,104 @@ async fn renewals(t: &Arc<Target>, clients: usize, renewals: usize) -> Row {
     }
 }
 
+/// One broker process under load, in its own directory with its own
+/// storage and root token.
+struct Broker {
+    /// The `BENCH_BROKER_BINS` label; empty for this tree's broker.
+    label: String,
+    target: Arc<Target>,
+    process: BrokerProcess,
+    scratch: Option<ScratchDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Initializes storage with `exe operator init`, then starts `exe` on
+    /// it and mounts the database engine.
+    async fn start(label: &str, exe: &Path, storage_name: &str, n: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let port = free_port();
+        let config_path = dir.path().join("broker.toml");
+        let scratch = match storage_name {
+            "sqlite" => None,
+            "postgres" => Some(
+                ScratchDatabase::create(&format!("broker_load_bench_{}_{n}", std::process::id()))
+                    .await,
+            ),
+            other => panic!("BENCH_STORAGE: unknown storage {other} (sqlite or postgres)"),
+        };
+        let storage = match &scratch {
+            None => format!(
+                "type = \"sqlite\"\npath = \"{}\"",
+                dir.path().join("broker.db").display()
+            ),
+            Some(db) => format!("type = \"postgres\"\nurl = \"{}\"", db.url),
+        };
+        let config_text = config_toml(dir.path(), port, &storage, "");
+        std::fs::write(&config_path, &config_text).unwrap_or_else(|e| panic!("{e}"));
+        let init = std::process::Command::new(exe)
+            .args(["operator", "init", "--format", "json", "--config"])
+            .arg(&config_path)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
+        assert!(
+            init.status.success(),
+            "{} operator init: {}",
+            exe.display(),
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let token = serde_json::from_slice::<Value>(&init.stdout)
+            .ok()
+            .and_then(|v| v["root_token"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("{} operator init: no root token", exe.display()));
+        let process =
+            BrokerProcess::start(exe, &config_path, port, &dir.path().join("broker.log")).await;
+        let target = Arc::new(Target {
+            http: reqwest::Client::new(),
+            base: process.base.clone(),
+            token,
+        });
+        target
+            .setup("sys/mounts/database", json!({ "type": "database" }))
+            .await;
+        Self {
+            label: label.to_owned(),
+            target,
+            process,
+            scratch,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the process and drops its scratch database.
+    async fn stop(self) {
+        drop(self.process);
+        if let Some(db) = self.scratch {
+            db.drop_database().await;
+        }
+    }
+}
+
+/// `BENCH_BROKER_BINS` as (label, path) pairs; unset, this tree's broker.
+fn broker_bins() -> Vec<(String, PathBuf)> {
+    let Some(bins) = std::env::var("BENCH_BROKER_BINS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_broker-under-test"));
+        return vec![(String::new(), exe)];
+    };
+    bins.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((label, path)) if !label.trim().is_empty() => {
+                (label.trim().to_owned(), PathBuf::from(path.trim()))
+            }
+            _ => panic!("BENCH_BROKER_BINS: expected label=path, got {pair:?}"),
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() {
     let clients = env_or("BENCH_CLIENTS", 4);
@@ -420,71 +525,49 @@ async fn main() {
     let renew = env_or("BENCH_RENEWALS", 2000);
     let scenarios =
         std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "postgres,mysql,pki,renew".into());
-
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let port = free_port();
-    let config_path = dir.path().join("broker.toml");
     let storage_name = std::env::var("BENCH_STORAGE").unwrap_or_else(|_| "sqlite".into());
-    let scratch = match storage_name.as_str() {
-        "sqlite" => None,
-        "postgres" => Some(
-            ScratchDatabase::create(&format!("broker_load_bench_{}", std::process::id())).await,
-        ),
-        other => panic!("BENCH_STORAGE: unknown storage {other} (sqlite or postgres)"),
-    };
-    let storage = match &scratch {
-        None => format!(
-            "type = \"sqlite\"\npath = \"{}\"",
-            dir.path().join("broker.db").display()
-        ),
-        Some(db) => format!("type = \"postgres\"\nurl = \"{}\"", db.url),
-    };
-    let config_text = config_toml(dir.path(), port, &storage, "");
-    std::fs::write(&config_path, &config_text).unwrap_or_else(|e| panic!("{e}"));
-    let config = broker::config::Config::parse(&config_text).unwrap_or_else(|e| panic!("{e}"));
-    let token = broker::server::initialize(&config)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .to_string();
-    let broker = BrokerProcess::start(
-        Path::new(env!("CARGO_BIN_EXE_broker-under-test")),
-        &config_path,
-        port,
-        &dir.path().join("broker.log"),
-    )
-    .await;
-    let t = Arc::new(Target {
-        http: reqwest::Client::new(),
-        base: broker.base.clone(),
-        token,
-    });
-    t.setup("sys/mounts/database", json!({ "type": "database" }))
-        .await;
+
+    let bins = broker_bins();
+    let mut brokers = Vec::new();
+    for (n, (label, exe)) in bins.iter().enumerate() {
+        brokers.push(Broker::start(label, exe, &storage_name, n).await);
+    }
 
     let mut rows = Vec::new();
     for scenario in scenarios.split(',') {
-        rows.push(match scenario.trim() {
-            "postgres" => postgres_pairs(&t, clients, pairs).await,
-            "mysql" => mysql_pairs(&t, clients, pairs).await,
-            "pki" => certificates(&t, clients, certs).await,
-            "renew" => renewals(&t, clients, renew).await,
-            other => panic!("BENCH_SCENARIOS: unknown scenario {other}"),
-        });
+        for b in &brokers {
+            let t = &b.target;
+            let row = match scenario.trim() {
+                "postgres" => postgres_pairs(t, clients, pairs).await,
+                "mysql" => mysql_pairs(t, clients, pairs).await,
+                "pki" => certificates(t, clients, certs).await,
+                "renew" => renewals(t, clients, renew).await,
+                other => panic!("BENCH_SCENARIOS: unknown scenario {other}"),
+            };
+            rows.push((b.label.clone(), row));
+        }
     }
 
-    drop(broker);
-    if let Some(db) = scratch {
-        db.drop_database().await;
+    for b in brokers {
+        b.stop().await;
     }
     println!(
         "{clients} concurrent clients over HTTP against one broker process ({storage_name} storage, no audit device)"
     );
+    for (label, exe) in bins.iter().filter(|(label, _)| !label.is_empty()) {
+        println!("[{label}]: {}", exe.display());
+    }
     println!();
     println!("| scenario | ops | through the broker | raw baseline | ratio |");
     println!("| --- | --- | --- | --- | --- |");
-    for r in rows {
+    for (label, r) in rows {
+        let label = if label.is_empty() {
+            String::new()
+        } else {
+            format!(" [{label}]")
+        };
         println!(
-            "| {} | {} | {} | {} | **{:.2}** |",
+            "| {}{label} | {} | {} | {} | **{:.2}** |",
             r.scenario,
             r.broker.ops,
             r.broker,
