@@ -95,7 +95,7 @@ fn audit_append(c: &mut Criterion) {
         mount_accessor: Some("database_1234abcd".into()),
         remote: "127.0.0.1:50000".parse().unwrap_or_else(|e| panic!("{e}")),
         data: serde_json::Map::new(),
-        clear_fields: vec!["lease_id"],
+        clear_fields: vec!["lease_id"].into(),
     };
     let response = AuditResponse {
         status: 200,

@@ -206,6 +206,22 @@ pub fn mount_path(path: &str) -> Result<String, Error> {
     Ok(format!("{trimmed}/"))
 }
 
+/// The longest mount whose path is `path` or a whole-segment prefix of it:
+/// one map lookup per segment, however many mounts there are.
+fn longest_mount<'a>(mounts: &'a MountTable, path: &str) -> Option<(&'a String, &'a MountEntry)> {
+    let mut key = String::with_capacity(path.len() + 1);
+    key.push_str(path.trim_end_matches('/'));
+    key.push('/');
+    loop {
+        if let Some(found) = mounts.get_key_value(key.as_str()) {
+            return Some(found);
+        }
+        key.pop();
+        let cut = key.rfind('/')?;
+        key.truncate(cut + 1);
+    }
+}
+
 /// Finds a lease's current connection through its mount's backend.
 struct MountResolver {
     store: SealedStorage,
@@ -233,6 +249,11 @@ pub struct Core {
     leases: Arc<Leases>,
     backends: Arc<Registry>,
     mounts: Arc<tokio::sync::RwLock<MountTable>>,
+    /// What the system backend's handlers see as their mount.
+    system: Arc<Mount>,
+    /// What handlers see of each mount, made once per mount and TTL
+    /// setting rather than per request (checked against the table on use).
+    contexts: std::sync::RwLock<std::collections::HashMap<String, Arc<Mount>>>,
     /// SHA-256 of the root token: the token itself is never stored.
     root_token: tokio::sync::RwLock<[u8; 32]>,
     cluster_id: String,
@@ -337,12 +358,23 @@ impl Core {
         // Set once, here, on a resolver no one else has built backends for.
         let _ = resolver.backends.set(backends.clone());
         let policies = PolicyStore::new(store.clone());
+        let system = Arc::new(Mount {
+            path: "sys/".into(),
+            kind: "system".into(),
+            uuid: String::new(),
+            accessor: "system".into(),
+            default_ttl: SYSTEM_DEFAULT_TTL,
+            max_ttl: SYSTEM_DEFAULT_TTL,
+            storage: StorageView::new(store.clone(), "core/system"),
+        });
         Ok(Arc::new(Self {
             store,
             catalog,
             leases,
             backends,
             mounts,
+            contexts: std::sync::RwLock::default(),
+            system,
             root_token: tokio::sync::RwLock::new(root_token),
             cluster_id,
             audit,
@@ -477,6 +509,9 @@ impl Core {
         };
         self.store.put(MOUNTS_KEY, &*mounts).await?;
         drop(mounts);
+        if let Ok(mut contexts) = self.contexts.write() {
+            contexts.remove(&path);
+        }
         let context = Self::context(&self.store, &path, &entry);
         if let Some(backend) = self.backends.get(&entry.kind) {
             backend.unmounted(&context).await;
@@ -524,22 +559,6 @@ impl Core {
         Ok(())
     }
 
-    /// The mount serving `path`, its entry, and the rest of the path.
-    pub async fn route(&self, path: &str) -> Option<(String, MountEntry, String)> {
-        let mounts = self.mounts.read().await;
-        mounts
-            .iter()
-            .filter(|(m, _)| path.starts_with(m.as_str()) || format!("{path}/") == **m)
-            .max_by_key(|(m, _)| m.len())
-            .map(|(m, e)| {
-                (
-                    m.clone(),
-                    e.clone(),
-                    path.get(m.len()..).unwrap_or_default().to_owned(),
-                )
-            })
-    }
-
     /// What a handler sees of the mount at `path`: its storage is rooted
     /// at its UUID.
     fn context(store: &SealedStorage, path: &str, entry: &MountEntry) -> Mount {
@@ -556,23 +575,30 @@ impl Core {
     }
 
     /// The mount serving `path` (longest match on whole segments), as its
-    /// handlers see it, and the rest of the path.
-    pub async fn route_mount(&self, path: &str) -> Option<(Arc<Mount>, String)> {
-        let (mount, entry, rest) = self.route(path).await?;
-        Some((Arc::new(Self::context(&self.store, &mount, &entry)), rest))
+    /// handlers see it; the rest of the path follows its `path`.
+    pub async fn route_mount(&self, path: &str) -> Option<Arc<Mount>> {
+        let mounts = self.mounts.read().await;
+        let (mount, entry) = longest_mount(&mounts, path)?;
+        let ttls = Self::ttls(entry);
+        let fresh = |m: &Mount| {
+            m.uuid == entry.uuid && m.default_ttl == ttls.default && m.max_ttl == ttls.max
+        };
+        if let Ok(contexts) = self.contexts.read()
+            && let Some(context) = contexts.get(mount.as_str())
+            && fresh(context)
+        {
+            return Some(context.clone());
+        }
+        let context = Arc::new(Self::context(&self.store, mount, entry));
+        if let Ok(mut contexts) = self.contexts.write() {
+            contexts.insert(mount.clone(), context.clone());
+        }
+        Some(context)
     }
 
     /// The system backend's mount (`sys/`): no storage of its own.
     pub fn system_mount(&self) -> Arc<Mount> {
-        Arc::new(Mount {
-            path: "sys/".into(),
-            kind: "system".into(),
-            uuid: String::new(),
-            accessor: "system".into(),
-            default_ttl: SYSTEM_DEFAULT_TTL,
-            max_ttl: SYSTEM_DEFAULT_TTL,
-            storage: StorageView::new(self.store.clone(), "core/system"),
-        })
+        self.system.clone()
     }
 
     /// The TTLs that apply on a mount. Stored values beyond the longest
@@ -592,5 +618,31 @@ impl Core {
             default: default.min(max),
             max,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_mount_is_found_by_whole_segments() {
+        let entry: MountEntry =
+            serde_json::from_value(serde_json::json!({ "type": "database", "accessor": "a" }))
+                .unwrap();
+        let mut mounts = MountTable::new();
+        for path in ["db/", "db2/", "team/", "team/db/"] {
+            mounts.insert(path.into(), entry.clone());
+        }
+        let found = |path: &str| longest_mount(&mounts, path).map(|(m, _)| m.as_str());
+        assert_eq!(found("db/roles/app"), Some("db/"));
+        assert_eq!(found("db"), Some("db/"));
+        assert_eq!(found("db/"), Some("db/"));
+        assert_eq!(found("db2/creds/x"), Some("db2/"));
+        assert_eq!(found("db22/creds/x"), None);
+        assert_eq!(found("team/db/creds/x"), Some("team/db/"));
+        assert_eq!(found("team/dbx/creds"), Some("team/"));
+        assert_eq!(found("elsewhere"), None);
+        assert_eq!(found(""), None);
     }
 }

@@ -72,7 +72,7 @@ async fn per_entry(entries: usize, fsync: bool) -> (f64, f64, f64) {
         mount_accessor: Some("database_1234abcd".into()),
         remote: "127.0.0.1:50000".parse().unwrap_or_else(|e| panic!("{e}")),
         data: serde_json::Map::new(),
-        clear_fields: vec!["lease_id"],
+        clear_fields: vec!["lease_id"].into(),
     };
     let response = AuditResponse {
         status: 200,

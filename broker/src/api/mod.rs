@@ -367,7 +367,9 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         mount_accessor,
         remote,
         data: request.as_ref().map(|r| r.data.clone()).unwrap_or_default(),
-        clear_fields: info.map(|i| i.clear_fields().collect()).unwrap_or_default(),
+        clear_fields: info
+            .map(PathInfo::clear_fields)
+            .unwrap_or_else(|| Arc::new([])),
     };
     // Fail closed: nothing is served that the audit log has not taken.
     let audit = core.audit();

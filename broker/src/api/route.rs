@@ -80,14 +80,15 @@ pub(super) async fn find(core: &Core, path: &str) -> Result<Option<Found>, ApiEr
             route: table.find(rest),
         }));
     }
-    let Some((mount, rest)) = core.route_mount(path).await else {
+    let Some(mount) = core.route_mount(path).await else {
         return Ok(None);
     };
+    let rest = path.get(mount.path.len()..).unwrap_or_default();
     // A mount whose type this broker no longer offers serves nothing.
     let Some(backend) = core.backends().get(&mount.kind).cloned() else {
         return Ok(None);
     };
-    let route = crate::framework::find(backend.paths(), &rest);
+    let route = crate::framework::find(backend.paths(), rest);
     Ok(Some(Found {
         mount,
         target: Target::Engine(backend),

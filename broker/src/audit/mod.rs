@@ -166,7 +166,7 @@ pub struct AuditRequest {
     /// things rather than hold secrets and an operator needs them to follow
     /// a lease: the fields the path's table marks so. Every other string,
     /// in the request and in the response, is HMAC'd.
-    pub clear_fields: Vec<&'static str>,
+    pub clear_fields: std::sync::Arc<[&'static str]>,
 }
 
 impl std::fmt::Debug for AuditRequest {

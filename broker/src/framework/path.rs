@@ -238,6 +238,12 @@ impl Pattern {
         } else {
             path.split('/').collect()
         };
+        self.matches_segments(&parts)
+    }
+
+    /// [`Self::matches`] on a path already split at `/` (a table splits
+    /// once for all its patterns).
+    pub fn matches_segments(&self, parts: &[&str]) -> Option<Params> {
         let rest_at = self
             .segments
             .iter()
@@ -248,7 +254,7 @@ impl Pattern {
                 if parts.len() != self.segments.len() {
                     return None;
                 }
-                for (segment, part) in self.segments.iter().zip(&parts) {
+                for (segment, part) in self.segments.iter().zip(parts) {
                     match_one(segment, part, &mut params)?;
                 }
             }
@@ -257,7 +263,7 @@ impl Pattern {
                 if parts.len() < at + 1 + after {
                     return None;
                 }
-                for (segment, part) in self.segments[..at].iter().zip(&parts) {
+                for (segment, part) in self.segments[..at].iter().zip(parts) {
                     match_one(segment, part, &mut params)?;
                 }
                 let tail_end = parts.len() - after;

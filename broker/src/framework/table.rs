@@ -31,6 +31,8 @@ pub struct PathInfo {
     pub operations: Vec<Operation>,
     /// Whether writes are told apart as create and update.
     pub existence_check: bool,
+    /// The fields the audit log writes in clear (see [`Self::clear_fields`]).
+    clear: std::sync::Arc<[&'static str]>,
 }
 
 impl PathInfo {
@@ -49,12 +51,10 @@ impl PathInfo {
         self.operations.contains(&other).then_some(other)
     }
 
-    /// The fields the audit log writes in clear.
-    pub fn clear_fields(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.fields
-            .iter()
-            .filter(|f| f.audit == AuditAs::Clear)
-            .map(|f| f.name)
+    /// The fields the audit log writes in clear (shared: every request to
+    /// the path hands them to the audit log).
+    pub fn clear_fields(&self) -> std::sync::Arc<[&'static str]> {
+        self.clear.clone()
     }
 
     /// A field by name.
@@ -176,9 +176,14 @@ pub struct Route {
 /// surrounding `/` ignored).
 pub fn find(paths: &[PathInfo], path: &str) -> Option<Route> {
     let path = path.trim_matches('/');
+    let parts: Vec<&str> = if path.is_empty() {
+        Vec::new()
+    } else {
+        path.split('/').collect()
+    };
     paths.iter().enumerate().find_map(|(index, info)| {
         info.pattern
-            .matches(path)
+            .matches_segments(&parts)
             .map(|params| Route { index, params })
     })
 }
@@ -224,7 +229,14 @@ impl<S> Table<S> {
             if infos.iter().any(|i: &PathInfo| i.pattern == pattern) {
                 return Err(Pattern::invalid(path.pattern, "declared twice"));
             }
+            let clear = path
+                .fields
+                .iter()
+                .filter(|f| f.audit == AuditAs::Clear)
+                .map(|f| f.name)
+                .collect();
             infos.push(PathInfo {
+                clear,
                 pattern,
                 summary: path.summary,
                 description: path.description,
