@@ -327,6 +327,8 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
     if op == Operation::Read {
         data.extend(query_data());
     }
+    // The audit log takes the body whether or not a path serves it.
+    let audit_data = data.clone();
     let mut request = found.as_ref().map(|f| Request {
         operation: op,
         path: path.to_owned(),
@@ -366,7 +368,7 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         mount_type,
         mount_accessor,
         remote,
-        data: request.as_ref().map(|r| r.data.clone()).unwrap_or_default(),
+        data: audit_data,
         clear_fields: info
             .map(PathInfo::clear_fields)
             .unwrap_or_else(|| Arc::new([])),
