@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Error, Mount, PathInfo, PatternError, Reply, Request, Table};
+use super::{Access, Error, Mount, PathInfo, PatternError, Reply, Request, Table};
 use crate::lease::{Leases, ResolvedConnection};
 use crate::plugin::Catalog;
 
@@ -102,6 +102,18 @@ impl<T: TableBackend> Backend for T {
 /// Builds a backend from the host's services.
 pub type BackendFactory = fn(&Services) -> Result<Arc<dyn Backend>, PatternError>;
 
+/// `Open` skips the token, the audit log and the seal check: only the
+/// system's health paths may be that, never a mounted engine's.
+fn no_open_paths(paths: &[PathInfo]) -> Result<(), PatternError> {
+    match paths.iter().find(|p| p.access == Access::Open) {
+        Some(open) => Err(PatternError::new(
+            open.pattern.as_str(),
+            "Access::Open is the system backend's alone; an engine's public path is Access::Public",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The mount types this broker offers, each with its backend.
 pub struct Registry {
     backends: BTreeMap<&'static str, Arc<dyn Backend>>,
@@ -121,7 +133,9 @@ impl Registry {
     ) -> Result<Self, PatternError> {
         let mut backends = BTreeMap::new();
         for (kind, factory) in factories {
-            backends.insert(*kind, factory(services)?);
+            let backend = factory(services)?;
+            no_open_paths(backend.paths())?;
+            backends.insert(*kind, backend);
         }
         Ok(Self { backends })
     }
@@ -134,5 +148,36 @@ impl Registry {
     /// The mount types, sorted.
     pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.backends.keys().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::{Path, data};
+
+    struct Engine;
+
+    impl Engine {
+        async fn ping(&self, _req: &Request) -> Result<Reply, Error> {
+            Ok(data(serde_json::json!({})))
+        }
+    }
+
+    fn table(access: Access) -> Table<Engine> {
+        Table::new(vec![
+            Path::<Engine>::new("ping")
+                .access(access)
+                .read(|e, r| Box::pin(e.ping(r))),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn an_engine_cannot_skip_the_audit_log() {
+        assert!(no_open_paths(table(Access::Open).paths()).is_err());
+        for access in [Access::Public, Access::Token, Access::Sudo] {
+            assert!(no_open_paths(table(access).paths()).is_ok());
+        }
     }
 }

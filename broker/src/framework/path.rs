@@ -28,16 +28,6 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// Every operation, in the order documents list them.
-    pub const ALL: [Self; 6] = [
-        Self::Read,
-        Self::List,
-        Self::Create,
-        Self::Update,
-        Self::Patch,
-        Self::Delete,
-    ];
-
     /// The name Vault's audit log and policies use.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,12 +52,6 @@ impl Operation {
             "DELETE" => Self::Delete,
             _ => return None,
         })
-    }
-
-    /// Whether this operation writes (create or update share a handler
-    /// when a path declares only one of them).
-    pub fn is_write(self) -> bool {
-        matches!(self, Self::Create | Self::Update)
     }
 }
 
@@ -130,7 +114,8 @@ pub struct PatternError {
 pub struct Params(Vec<(String, String)>);
 
 impl PatternError {
-    pub(crate) fn new(pattern: &str, why: &'static str) -> Self {
+    /// A table's error about `pattern`.
+    pub fn new(pattern: &str, why: &'static str) -> Self {
         Self {
             pattern: pattern.to_owned(),
             why,
@@ -223,11 +208,6 @@ impl Pattern {
             Segment::One(n) | Segment::Rest(n) => Some(n.as_str()),
             Segment::Literal(_) => None,
         })
-    }
-
-    /// Whether the pattern has no parameter.
-    pub fn is_literal(&self) -> bool {
-        self.parameters().next().is_none()
     }
 
     /// Matches `path` (relative to the mount, without leading or trailing

@@ -34,11 +34,6 @@ impl StorageView {
         Self::new(store, &format!("{LOGICAL}{uuid}"))
     }
 
-    /// The view of `folder` inside this one.
-    pub fn sub(&self, folder: &str) -> Self {
-        Self::new(self.store.clone(), &self.key(folder))
-    }
-
     /// The root, ending with `/`.
     pub fn root(&self) -> &str {
         &self.root

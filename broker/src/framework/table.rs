@@ -56,11 +56,6 @@ impl PathInfo {
     pub fn clear_fields(&self) -> std::sync::Arc<[&'static str]> {
         self.clear.clone()
     }
-
-    /// A field by name.
-    pub fn field(&self, name: &str) -> Option<&Field> {
-        self.fields.iter().find(|f| f.name == name)
-    }
 }
 
 /// A path under construction: `Path::new("roles/{name}").read(..)...`.
