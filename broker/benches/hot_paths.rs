@@ -86,6 +86,7 @@ fn audit_append(c: &mut Criterion) {
         display_name: "root".into(),
         policies: vec!["root".into()],
         token_ttl: 0,
+        token_type: "service",
     };
     let request = AuditRequest {
         id: "6a2f1c4e-0000-4000-8000-000000000000".into(),
@@ -106,6 +107,7 @@ fn audit_append(c: &mut Criterion) {
         lease_duration: 3600,
         error: None,
         credential: false,
+        ..AuditResponse::default()
     };
     let mut group = c.benchmark_group("audit");
     group.bench_function("request entry (file device, no fsync)", |b| {

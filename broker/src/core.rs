@@ -25,6 +25,7 @@ use crate::lease::{ConnectionResolver, Leases, ResolvedConnection};
 use crate::plugin::Catalog;
 use crate::policy::PolicyStore;
 use crate::storage::Storage;
+use crate::token::{TokenError, TokenStore};
 
 mod layout;
 
@@ -79,6 +80,9 @@ pub enum CoreError {
     /// A backend's path table is malformed (a bug, caught by the tests).
     #[error(transparent)]
     Table(#[from] crate::framework::PatternError),
+    /// The token store would not open.
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
     /// Storage has a keyring but lacks a record every initialized broker has.
     #[error("the storage is damaged: {0}")]
     Damaged(&'static str),
@@ -251,6 +255,8 @@ pub struct Core {
     mounts: Arc<tokio::sync::RwLock<MountTable>>,
     /// What the system backend's handlers see as their mount.
     system: Arc<Mount>,
+    /// What the token store's handlers see as their mount.
+    token_mount: Arc<Mount>,
     /// What handlers see of each mount, made once per mount and TTL
     /// setting rather than per request (checked against the table on use).
     contexts: std::sync::RwLock<std::collections::HashMap<String, Arc<Mount>>>,
@@ -259,6 +265,7 @@ pub struct Core {
     cluster_id: String,
     audit: Arc<Auditor>,
     policies: PolicyStore,
+    tokens: Arc<TokenStore>,
 }
 
 /// How the core runs.
@@ -358,6 +365,7 @@ impl Core {
         // Set once, here, on a resolver no one else has built backends for.
         let _ = resolver.backends.set(backends.clone());
         let policies = PolicyStore::new(store.clone());
+        let tokens = TokenStore::open(store.clone(), leases.clone()).await?;
         let system = Arc::new(Mount {
             path: "sys/".into(),
             kind: "system".into(),
@@ -367,7 +375,17 @@ impl Core {
             max_ttl: SYSTEM_DEFAULT_TTL,
             storage: StorageView::new(store.clone(), "core/system"),
         });
+        let token_mount = Arc::new(Mount {
+            path: "auth/token/".into(),
+            kind: "token".into(),
+            uuid: String::new(),
+            accessor: "auth_token".into(),
+            default_ttl: SYSTEM_DEFAULT_TTL,
+            max_ttl: SYSTEM_DEFAULT_TTL,
+            storage: StorageView::new(store.clone(), "core/token"),
+        });
         Ok(Arc::new(Self {
+            token_mount,
             store,
             catalog,
             leases,
@@ -379,6 +397,7 @@ impl Core {
             cluster_id,
             audit,
             policies,
+            tokens,
         }))
     }
 
@@ -439,6 +458,11 @@ impl Core {
     /// The ACL policies.
     pub fn policies(&self) -> &PolicyStore {
         &self.policies
+    }
+
+    /// The token store.
+    pub fn tokens(&self) -> &Arc<TokenStore> {
+        &self.tokens
     }
 
     /// Whether [`Self::seal`] has run.
@@ -594,6 +618,11 @@ impl Core {
             contexts.insert(mount.clone(), context.clone());
         }
         Some(context)
+    }
+
+    /// The token store's mount (`auth/token/`).
+    pub fn token_mount(&self) -> Arc<Mount> {
+        self.token_mount.clone()
     }
 
     /// The system backend's mount (`sys/`): no storage of its own.

@@ -39,3 +39,4 @@ pub mod policy;
 pub mod server;
 pub mod sql;
 pub mod storage;
+pub mod token;

@@ -1,6 +1,7 @@
 //! Metrics for `sys/metrics`, in Prometheus' text format: requests, the
 //! latency of issuances per mount, leases by state, revocation outcomes,
-//! plugin deadline hits, audit device failures.
+//! plugin deadline hits, audit device failures, tokens created, logins and
+//! requests refused by policy.
 //!
 //! One process-wide set, so that any layer can count without threading a
 //! handle through; counting must stay cheap (atomics) and must never carry a
@@ -39,6 +40,11 @@ struct PluginLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeviceLabel {
     device: String,
 }
@@ -61,6 +67,9 @@ pub struct Metrics {
     revocation_failures: Counter,
     deadline_hits: Family<PluginLabel, Counter>,
     audit_failures: Family<DeviceLabel, Counter>,
+    tokens_created: Family<TypeLabel, Counter>,
+    logins: Family<MountLabel, Counter>,
+    denied: Counter,
 }
 
 /// The process's metrics.
@@ -110,7 +119,24 @@ impl Metrics {
             "Entries an audit device could not write, by device",
             audit_failures.clone(),
         );
+        let tokens_created = Family::<TypeLabel, Counter>::default();
+        registry.register(
+            "tokens_created",
+            "Tokens created, by type (service, batch)",
+            tokens_created.clone(),
+        );
+        let logins = Family::<MountLabel, Counter>::default();
+        registry.register("logins", "Successful logins, by auth mount", logins.clone());
+        let denied = Counter::default();
+        registry.register(
+            "permission_denied",
+            "Requests refused because the token's policies do not grant them",
+            denied.clone(),
+        );
         Self {
+            tokens_created,
+            logins,
+            denied,
             registry,
             requests,
             issuance,
@@ -164,6 +190,27 @@ impl Metrics {
                 device: device.to_owned(),
             })
             .inc();
+    }
+
+    /// A token of `kind` (service, batch) was created.
+    pub fn token_created(&self, kind: &'static str) {
+        self.tokens_created
+            .get_or_create(&TypeLabel { r#type: kind })
+            .inc();
+    }
+
+    /// A login through the auth mount `mount` succeeded.
+    pub fn login(&self, mount: &str) {
+        self.logins
+            .get_or_create(&MountLabel {
+                mount: mount.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A request was refused by policy (403).
+    pub fn denied(&self) {
+        self.denied.inc();
     }
 
     /// The lease counts as storage reports them now.

@@ -123,7 +123,7 @@ pub async fn pg_users_with_prefix(prefix: &str) -> i64 {
         .get(0)
 }
 
-async fn mysql_user_exists(name: &str) -> bool {
+pub async fn mysql_user_exists(name: &str) -> bool {
     let n: Option<i64> = mysql_admin()
         .await
         .exec_first("SELECT COUNT(*) FROM mysql.user WHERE User = ?", (name,))

@@ -54,6 +54,7 @@ fn params(role: &str, ttl: u64, max_ttl: u64, connection: ResolvedConnection) ->
         connection,
         display_name: "token".into(),
         token_accessor: Some("accessor-1".into()),
+        deadline: None,
         ttl: Duration::from_secs(ttl),
         max_ttl: Duration::from_secs(max_ttl),
     }

@@ -23,5 +23,6 @@ mod process;
 mod sandbox;
 mod sql_hardening;
 mod storage;
+mod tokens;
 mod upgrade;
 mod vault_client;

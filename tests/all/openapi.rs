@@ -224,7 +224,7 @@ async fn help_and_field_checks_come_from_the_tables() {
     let text = help["help"].as_str().unwrap();
     for expected in [
         "Matching Route: roles/{name}",
-        "read, update, delete",
+        "read, create, update, delete",
         "db_name",
         "creation_statements",
     ] {

@@ -282,11 +282,38 @@ impl Broker {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.call_with(&self.token, &[], method, path, body).await
+    }
+
+    /// A request with `token` (empty: none); the status and the JSON body.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (status, _, body) = self.call_with(token, &[], method, path, body).await;
+        (status, body)
+    }
+
+    /// A request with `token` (empty: none) and extra `headers`.
+    pub async fn call_with(
+        &self,
+        token: &str,
+        headers: &[(&str, &str)],
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .http
-            .request(method, format!("{}/{path}", self.base))
-            .header("X-Vault-Token", &self.token);
+        let mut req = self.http.request(method, format!("{}/{path}", self.base));
+        if !token.is_empty() {
+            req = req.header("X-Vault-Token", token);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -315,6 +342,30 @@ impl Broker {
         let (status, body) = self.call(method, path, body).await;
         assert_eq!(status, expected, "{method} {path}: {body}");
         body
+    }
+
+    /// Writes the policy `name` and creates a token holding it (and
+    /// `default`) with the root token; returns the token and its accessor.
+    pub async fn token_with_policy(&self, name: &str, policy: &str) -> (String, String) {
+        self.expect(
+            StatusCode::NO_CONTENT,
+            "PUT",
+            &format!("sys/policies/acl/{name}"),
+            Some(serde_json::json!({ "policy": policy })),
+        )
+        .await;
+        let created = self
+            .expect(
+                StatusCode::OK,
+                "POST",
+                "auth/token/create",
+                Some(serde_json::json!({ "policies": [name] })),
+            )
+            .await;
+        (
+            created["auth"]["client_token"].as_str().unwrap().to_owned(),
+            created["auth"]["accessor"].as_str().unwrap().to_owned(),
+        )
     }
 }
 

@@ -63,6 +63,7 @@ async fn per_entry(entries: usize, fsync: bool) -> (f64, f64, f64) {
         display_name: "root".into(),
         policies: vec!["root".into()],
         token_ttl: 0,
+        token_type: "service",
     };
     let request = AuditRequest {
         id: "6a2f1c4e-0000-4000-8000-000000000000".into(),
@@ -83,6 +84,7 @@ async fn per_entry(entries: usize, fsync: bool) -> (f64, f64, f64) {
         lease_duration: 3600,
         error: None,
         credential: true,
+        ..AuditResponse::default()
     };
     let pairs = entries / 2;
     let mut times = Vec::with_capacity(pairs);

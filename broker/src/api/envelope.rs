@@ -137,6 +137,28 @@ pub(crate) fn render(reply: Reply, request_id: &str) -> Response {
             "auth": null,
         }))
         .into_response(),
+        Reply::Auth { auth } => Json(json!({
+            "request_id": request_id,
+            "lease_id": "",
+            "lease_duration": 0,
+            "renewable": false,
+            "data": null,
+            "wrap_info": null,
+            "warnings": null,
+            "auth": auth,
+        }))
+        .into_response(),
+        Reply::Wrapped { wrap_info } => Json(json!({
+            "request_id": request_id,
+            "lease_id": "",
+            "lease_duration": 0,
+            "renewable": false,
+            "data": null,
+            "wrap_info": wrap_info,
+            "warnings": null,
+            "auth": null,
+        }))
+        .into_response(),
         Reply::Bare(status, body) => (status, Json(body)).into_response(),
         Reply::NoContent => StatusCode::NO_CONTENT.into_response(),
         Reply::Raw { content_type, body } => {

@@ -12,6 +12,7 @@
 //! audit log did not take.
 
 mod audit;
+mod capabilities;
 mod envelope;
 mod leases;
 mod limits;
@@ -21,6 +22,8 @@ mod policies;
 mod route;
 mod seal;
 mod system;
+mod token;
+mod wrapping;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +45,7 @@ use route::{Found, find};
 use crate::audit::{AuditAuth, AuditRequest, AuditResponse};
 use crate::core::Core;
 use crate::framework::{Access, Caller, Operation, PathInfo, Reply, Request};
+use crate::policy::Capability;
 use crate::server::ServeOptions;
 
 /// The largest request body accepted (Vault's default is 32 MiB; ours is
@@ -291,28 +295,20 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
     // closes on unread bytes, and the client sees a reset, not the answer.
     // It is parsed only once the request has passed its budget.
     let body = read_body(body, state.body_read_timeout).await?;
-    let auth = match token(headers) {
-        Some(t) if core.is_root_token(t).await => Some(AuditAuth {
-            client_token: zeroize::Zeroizing::new(t.to_owned()),
-            accessor: String::new(),
-            display_name: "root".into(),
-            policies: vec!["root".into()],
-            token_ttl: 0,
-        }),
-        _ => None,
+    let caller = match token(headers) {
+        Some(t) => authenticate(core, t).await?,
+        None => None,
     };
-    let caller = if auth.is_some() {
-        Caller::Root
-    } else {
-        Caller::Anonymous
-    };
+    let auth = caller
+        .as_ref()
+        .map(|c| audit_auth(c, token(headers).unwrap_or_default()));
     let started = Instant::now();
     let info = found.as_ref().and_then(Found::info);
     let public = info.is_some_and(|i| i.access == Access::Public && i.serving(op).is_some());
     // Budgets are spent after authentication: a request without a token
     // spends only its address's refusal budget, and past it is turned away
     // before the audit device writes a line for it.
-    if auth.is_some() || public {
+    if caller.is_some() || public {
         state
             .limiters
             .admit(remote.ip())
@@ -339,7 +335,7 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
             .unwrap_or_default(),
         data,
         mount: f.mount.clone(),
-        caller,
+        caller: caller.clone().unwrap_or(Caller::Anonymous),
     });
     // A write to a path that tells creates from updates asks whether its
     // object exists, once the caller is known (policies grant the two apart).
@@ -347,13 +343,23 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         &found,
         found.as_ref().and_then(|f| f.route.as_ref()),
         request.as_mut(),
-    ) && auth.is_some()
+    ) && caller.is_some()
         && op == Operation::Update
         && f.target.exists(core, route.index, req).await? == Some(false)
     {
         req.operation = Operation::Create;
     }
     let operation = request.as_ref().map_or(op, |r| r.operation);
+    // Deny by default: the token's policies must grant the operation's
+    // capability on the path, and `sudo` too on a root-protected path.
+    let allowed = public
+        || match &caller {
+            None => false,
+            Some(caller) => {
+                let sudo = info.is_some_and(|i| i.access == Access::Sudo);
+                permits(core, caller, path, operation, sudo).await?
+            }
+        };
     let (mount_type, mount_accessor) = match &found {
         Some(f) => (
             Some(f.mount.kind.clone()),
@@ -380,11 +386,20 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         .await
         .map_err(ApiError::from)?;
     let result = match (&found, request) {
-        _ if auth.is_none() && !public => {
+        _ if !allowed => {
+            crate::metrics::metrics().denied();
             Err(ApiError::new(StatusCode::FORBIDDEN, "permission denied"))
         }
         (Some(found), Some(request)) => serve(core, found, &request, help).await,
         _ => Err(no_handler(path)),
+    };
+    // A response asked to be wrapped goes behind a single-use token: the
+    // audit log and the client see only the wrapping.
+    let wrap =
+        wrap_ttl(headers)?.or((path == "sys/wrapping/wrap").then_some(wrapping::DEFAULT_WRAP_TTL));
+    let result = match (result, wrap) {
+        (Ok(reply), Some(ttl)) => wrapping::wrap(core, reply, ttl, path).await,
+        (result, _) => result,
     };
     let response = match &result {
         Ok(reply) => reply.audit_response(),
@@ -409,7 +424,104 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         }
         return Err(e.into());
     }
+    // A token's last use ends it, once its request is answered.
+    if let Some(Caller::Token(t)) = &caller
+        && t.last_use
+        && let Err(e) = core.tokens().revoke_tree(&t.entry.accessor).await
+    {
+        tracing::warn!(error = %e, "a token past its last use is not yet revoked; the expiration worker finishes it");
+    }
     result
+}
+
+/// Who holds `token`: the root token, a live token of the store, or no one
+/// (an unknown, expired or revoked token is no one).
+async fn authenticate(core: &Core, token: &str) -> Result<Option<Caller>, ApiError> {
+    if core.is_root_token(token).await {
+        return Ok(Some(Caller::Root));
+    }
+    match core.tokens().authenticate(token).await {
+        Ok(found) => Ok(found.map(|t| Caller::Token(Arc::new(t)))),
+        Err(e) => Err(ApiError::from(crate::framework::Error::from(e))),
+    }
+}
+
+/// What the audit log records of the caller.
+fn audit_auth(caller: &Caller, token: &str) -> AuditAuth {
+    let now = crate::clock::unix_now_signed();
+    let (accessor, token_ttl, token_type) = match caller {
+        Caller::Token(t) => (
+            t.entry.accessor.clone(),
+            t.entry.ttl_left(now),
+            t.entry.token_type.as_str(),
+        ),
+        Caller::Root | Caller::Anonymous => (String::new(), 0, "service"),
+    };
+    AuditAuth {
+        client_token: zeroize::Zeroizing::new(token.to_owned()),
+        accessor,
+        display_name: caller.display_name().to_owned(),
+        policies: caller.policies(),
+        token_ttl,
+        token_type,
+    }
+}
+
+/// The capability an operation needs.
+pub(crate) fn capability(op: Operation) -> Capability {
+    match op {
+        Operation::Read => Capability::Read,
+        Operation::List => Capability::List,
+        Operation::Create => Capability::Create,
+        Operation::Update => Capability::Update,
+        Operation::Patch => Capability::Patch,
+        Operation::Delete => Capability::Delete,
+    }
+}
+
+/// Whether `caller`'s policies grant `op` on `path` (and `sudo` there, if
+/// the path is root-protected).
+async fn permits(
+    core: &Core,
+    caller: &Caller,
+    path: &str,
+    op: Operation,
+    sudo: bool,
+) -> Result<bool, ApiError> {
+    let policies = match caller {
+        Caller::Root => return Ok(true),
+        Caller::Anonymous => return Ok(false),
+        Caller::Token(t) => &t.entry.policies,
+    };
+    let acl = core
+        .policies()
+        .cached_acl(policies)
+        .await
+        .map_err(|e| ApiError::from(crate::framework::Error::from(e)))?;
+    let listed;
+    let acl_path = if op == Operation::List {
+        listed = format!("{path}/");
+        &listed
+    } else {
+        path
+    };
+    Ok(acl.allows(acl_path, capability(op)) && (!sudo || acl.allows(path, Capability::Sudo)))
+}
+
+/// The `X-Vault-Wrap-TTL` header, if the client asked for wrapping.
+fn wrap_ttl(headers: &HeaderMap) -> Result<Option<std::time::Duration>, ApiError> {
+    let Some(value) = headers.get("x-vault-wrap-ttl") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("X-Vault-Wrap-TTL: not text"))?;
+    let ttl = crate::duration::Ttl::parse(text)
+        .map_err(|e| ApiError::bad_request(format!("X-Vault-Wrap-TTL: {e}")))?;
+    if ttl.0.is_zero() {
+        return Ok(None);
+    }
+    Ok(Some(ttl.0))
 }
 
 /// Answers a request that reached a path: 404 when the path is not in the

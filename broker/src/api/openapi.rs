@@ -44,6 +44,10 @@ fn document(core: &Core, shape: &Shape) -> Result<Vec<u8>, String> {
     writer
         .add(super::system::MOUNT, "system", "system", system.paths())
         .map_err(|e| e.to_string())?;
+    let token = super::token::table().map_err(|e| e.to_string())?;
+    writer
+        .add(super::token::MOUNT, "token", "auth", token.paths())
+        .map_err(|e| e.to_string())?;
     for (path, kind) in shape {
         // A mount whose type this broker no longer offers serves nothing.
         let Some(backend) = core.backends().get(kind) else {

@@ -46,6 +46,17 @@ impl From<PolicyError> for Error {
     }
 }
 
+/// Whether a write to `sys/policies/acl/{name}` creates the policy
+/// (policies grant `create` and `update` apart). A name that is not one is
+/// "absent": the write itself then says why.
+pub(crate) async fn exists(core: &Core, req: &Request) -> Result<bool, Error> {
+    match core.policies().text(req.param("name")?).await {
+        Ok(text) => Ok(text.is_some()),
+        Err(PolicyError::Storage(e)) => Err(e.into()),
+        Err(_) => Ok(false),
+    }
+}
+
 /// `LIST sys/policies/acl`.
 pub(crate) async fn list(core: &Core, _req: &Request) -> Result<Reply, Error> {
     Ok(data(json!({ "keys": core.policies().list().await? })))

@@ -1,10 +1,11 @@
-//! Where a request path lands: the system's table for `sys/…`, else the
+//! Where a request path lands: the system's table for `sys/…`, the token
+//! store's for `auth/token/…`, else the
 //! table of the engine of the longest mount that prefixes the path, and the
 //! entry in that table. Nothing here looks at the caller.
 
 use std::sync::Arc;
 
-use super::{ApiError, system};
+use super::{ApiError, system, token};
 use crate::core::Core;
 use crate::framework::{Access, Backend, Mount, PathInfo, Reply, Request, Route, Table};
 
@@ -76,6 +77,17 @@ pub(super) async fn find(core: &Core, path: &str) -> Result<Option<Found>, ApiEr
         let table = system::table()?;
         return Ok(Some(Found {
             mount: core.system_mount(),
+            target: Target::System(table),
+            route: table.find(rest),
+        }));
+    }
+    if let Some(rest) = path
+        .strip_prefix(token::MOUNT)
+        .or((path == "auth/token").then_some(""))
+    {
+        let table = token::table()?;
+        return Ok(Some(Found {
+            mount: core.token_mount(),
             target: Target::System(table),
             route: table.find(rest),
         }));

@@ -10,7 +10,7 @@ use crate::framework::{Access, Error, Field, Path, PatternError, Reply, Request,
 /// Paths of this backend's table.
 type P = Path<Core>;
 
-use super::{audit, leases, mounts, openapi, policies, seal};
+use super::{audit, capabilities, leases, mounts, openapi, policies, seal, wrapping};
 
 /// Where the system backend is mounted.
 pub(crate) const MOUNT: &str = "sys/";
@@ -170,7 +170,9 @@ fn paths() -> Vec<Path<Core>> {
         P::new("policies/acl/{name+}")
             .summary("Read, write or delete an ACL policy: Vault's HCL (or JSON) path rules. A key this broker does not enforce (allowed_parameters, wrapping TTLs, ...) refuses the policy rather than being ignored. root cannot be changed; default cannot be deleted.")
             .field(Field::string("policy", "the policy document: path \"secret/data/*\" { capabilities = [\"read\"] } ...").required())
+            .exists(|c, r| Box::pin(policies::exists(c, r)))
             .read(|c, r| Box::pin(policies::read(c, r)))
+            .create(|c, r| Box::pin(policies::write(c, r)))
             .update(|c, r| Box::pin(policies::write(c, r)))
             .delete(|c, r| Box::pin(policies::delete(c, r))),
         P::new("policy")
@@ -202,6 +204,39 @@ fn paths() -> Vec<Path<Core>> {
         P::new("audit-public-key")
             .summary("The public key (PEM) that checks the audit log's signed checkpoints: `broker audit verify --public-key FILE`.")
             .read(|c, r| Box::pin(audit::public_key(c, r))),
+        P::new("capabilities")
+            .summary("What the token in the body may do on each path: root, deny, or the capabilities its policies grant.")
+            .field(Field::string("token", "the token").sensitive().required())
+            .field(Field::comma_list("paths", "the paths").clear())
+            .field(Field::string("path", "one path (the older field)").clear())
+            .update(|c, r| Box::pin(capabilities::of_token(c, r))),
+        P::new("capabilities-self")
+            .summary("What the caller's token may do on each path.")
+            .field(Field::comma_list("paths", "the paths").clear())
+            .field(Field::string("path", "one path (the older field)").clear())
+            .update(|c, r| Box::pin(capabilities::of_self(c, r))),
+        P::new("capabilities-accessor")
+            .summary("What the token with this accessor may do on each path.")
+            .field(Field::string("accessor", "the token's accessor").clear().required())
+            .field(Field::comma_list("paths", "the paths").clear())
+            .field(Field::string("path", "one path (the older field)").clear())
+            .update(|c, r| Box::pin(capabilities::of_accessor(c, r))),
+        P::new("wrapping/wrap")
+            .summary("Wrap the body: it comes back behind a single-use wrapping token (X-Vault-Wrap-TTL, default 5m).")
+            .update(|c, r| Box::pin(wrapping::wrap_data(c, r))),
+        P::new("wrapping/unwrap")
+            .summary("Unwrap a wrapped response, once: the wrapping token in the body, or as the request's token.")
+            .field(Field::string("token", "the wrapping token (else the request's own)").sensitive())
+            .update(|c, r| Box::pin(wrapping::unwrap(c, r))),
+        P::new("wrapping/lookup")
+            .summary("When and where a wrapping token was made (no token needed; the wrapping token is not spent).")
+            .access(Access::Public)
+            .field(Field::string("token", "the wrapping token").sensitive().required())
+            .update(|c, r| Box::pin(wrapping::lookup(c, r))),
+        P::new("wrapping/rewrap")
+            .summary("Move a wrapped response behind a new wrapping token with the same TTL; the old one is spent.")
+            .field(Field::string("token", "the wrapping token (else the request's own)").sensitive())
+            .update(|c, r| Box::pin(wrapping::rewrap(c, r))),
         P::new("metrics")
             .summary("Metrics in Prometheus' text format: requests, issuance latency per mount, leases by state, revocation failures, plugin deadline hits, audit failures.")
             .read(|c, r| Box::pin(metrics(c, r))),

@@ -134,6 +134,8 @@ pub struct AuditAuth {
     pub policies: Vec<String>,
     /// Its TTL in seconds (0: none).
     pub token_ttl: u64,
+    /// `service` or `batch`.
+    pub token_type: &'static str,
 }
 
 impl std::fmt::Debug for AuditAuth {
@@ -195,6 +197,10 @@ pub struct AuditResponse {
     pub error: Option<String>,
     /// The response hands out a credential or a key (durable before it leaves).
     pub credential: bool,
+    /// The `auth` block of a response that hands out a token.
+    pub auth: Option<Value>,
+    /// The `wrap_info` block of a wrapped response.
+    pub wrap_info: Option<Value>,
 }
 
 impl std::fmt::Debug for AuditResponse {
@@ -709,7 +715,7 @@ impl Auditor {
                     "policies": a.policies,
                     "token_policies": a.policies,
                     "token_ttl": a.token_ttl,
-                    "token_type": "service",
+                    "token_type": a.token_type,
                 }),
             );
         }
@@ -744,6 +750,26 @@ impl Auditor {
                 "mount_type": request.mount_type,
                 "data": r.data.as_ref().map(|d| bound::data(d, self.redact(d, &request.clear_fields, raw), &self.salt)),
             });
+            // A token handed out is a secret like any other: HMAC'd, with
+            // only its policies and type in clear.
+            const TOKEN_CLEAR: &[&str] = &[
+                "policies",
+                "token_policies",
+                "token_type",
+                "lease_duration",
+                "renewable",
+                "orphan",
+                "num_uses",
+                "ttl",
+                "creation_time",
+                "creation_path",
+            ];
+            if let Some(auth) = &r.auth {
+                body["auth"] = self.redact(auth, TOKEN_CLEAR, raw);
+            }
+            if let Some(wrap_info) = &r.wrap_info {
+                body["wrap_info"] = self.redact(wrap_info, TOKEN_CLEAR, raw);
+            }
             if let Some(lease_id) = &r.lease_id {
                 body["secret"] =
                     json!({ "lease_id": lease_id, "lease_duration": r.lease_duration });

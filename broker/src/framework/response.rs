@@ -22,6 +22,17 @@ pub enum Reply {
         /// on disk before it leaves, and it counts as an issuance.
         credential: bool,
     },
+    /// A 200 handing out a token: Vault's envelope with `auth` set (and
+    /// `data`, which token paths leave null).
+    Auth {
+        /// The `auth` block: the token, its accessor, its policies.
+        auth: Value,
+    },
+    /// A response put behind a wrapping token: only `wrap_info` is shown.
+    Wrapped {
+        /// The `wrap_info` block: the wrapping token and its life.
+        wrap_info: Value,
+    },
     /// A body outside the envelope (`sys/health`), with its status:
     /// `sys/health` answers its state in the status code.
     Bare(StatusCode, Value),
@@ -63,6 +74,14 @@ impl Reply {
             response.lease_id = (!lease_id.is_empty()).then(|| lease_id.clone());
             response.lease_duration = *lease_duration;
             response.credential = *credential;
+        }
+        if let Self::Auth { auth } = self {
+            response.auth = Some(auth.clone());
+            response.credential = true;
+        }
+        if let Self::Wrapped { wrap_info } = self {
+            response.wrap_info = Some(wrap_info.clone());
+            response.credential = true;
         }
         response
     }

@@ -128,10 +128,24 @@ pub struct IssueParams {
     pub display_name: String,
     /// The requesting token's accessor (its leases die with it).
     pub token_accessor: Option<String>,
+    /// The latest the lease may last (Unix seconds), whatever its TTLs: a
+    /// batch token's leases end with it.
+    pub deadline: Option<i64>,
     /// How long the lease lasts.
     pub ttl: Duration,
     /// The longest it may ever last, renewals included.
     pub max_ttl: Duration,
+}
+
+/// Who a lease is issued to, as the engines pass it on.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseOwner {
+    /// The requesting token's display name.
+    pub display_name: String,
+    /// The accessor whose revocation revokes the lease.
+    pub token_accessor: Option<String>,
+    /// The latest the lease may last (Unix seconds).
+    pub deadline: Option<i64>,
 }
 
 /// What one pass of the expiration worker did.
@@ -171,14 +185,17 @@ impl Batch {
 
 /// Leases over sealed storage and the plugin catalog.
 pub struct Leases {
-    store: SealedStorage,
+    pub(super) store: SealedStorage,
     catalog: Arc<Catalog>,
     resolver: Option<Arc<dyn ConnectionResolver>>,
     events: Option<Arc<dyn LeaseEvents>>,
     /// How long a pending lease is left alone while its issue is in flight.
     pending_hold: Duration,
     /// How many revocations one worker pass runs at once.
-    concurrency: usize,
+    pub(super) concurrency: usize,
+    /// Revokes token trees for [`LeaseKind::Token`] leases. Weak: the
+    /// token store holds the leases, and would otherwise never be dropped.
+    pub(super) tokens: std::sync::OnceLock<std::sync::Weak<dyn super::TokenRevoker>>,
 }
 
 impl std::fmt::Debug for Leases {
@@ -313,6 +330,7 @@ impl Leases {
             events: None,
             pending_hold: Duration::from_secs(60),
             concurrency: 16,
+            tokens: std::sync::OnceLock::new(),
         }
     }
 
@@ -326,6 +344,18 @@ impl Leases {
     pub fn with_events(mut self, events: Arc<dyn LeaseEvents>) -> Self {
         self.events = Some(events);
         self
+    }
+
+    /// Has `tokens` revoke the token trees that [`LeaseKind::Token`]
+    /// leases stand for. Set once; later calls are ignored.
+    pub fn set_token_revoker(&self, tokens: std::sync::Weak<dyn super::TokenRevoker>) {
+        let _ = self.tokens.set(tokens);
+    }
+
+    /// How long a pending lease is left to its in-flight issue, and a
+    /// revocation in progress to the request running it.
+    pub fn pending_hold(&self) -> Duration {
+        self.pending_hold
     }
 
     /// How long a pending lease is left to its in-flight issue (default 60 s;
@@ -361,6 +391,10 @@ impl Leases {
             LeaseId::generate(&p.mount, p.endpoint, &p.role_name).map_err(LeaseError::Corrupt)?;
         let now = clock::unix_now_signed();
         let max_expires_at = now.saturating_add(secs(p.max_ttl));
+        let max_expires_at = match p.deadline {
+            Some(deadline) => max_expires_at.min(deadline.max(now)),
+            None => max_expires_at,
+        };
         let expires_at = now.saturating_add(secs(p.ttl)).min(max_expires_at);
         let data = LeaseData {
             kind: Some(p.kind),
@@ -733,7 +767,7 @@ impl Leases {
         }
     }
 
-    async fn revoke_row(&self, row: LeaseRow) -> Result<(), LeaseError> {
+    pub(super) async fn revoke_row(&self, row: LeaseRow) -> Result<(), LeaseError> {
         match self.try_revoke(&row).await {
             Ok(()) => {
                 // Durable: once revoke has answered, the lease must not
@@ -782,16 +816,25 @@ impl Leases {
         // both undone by the plugin that made them, through the connection
         // (a database, the CA) their mount's backend resolved.
         match data.kind() {
+            LeaseKind::Token => {
+                let tokens = self.tokens.get().and_then(std::sync::Weak::upgrade);
+                Ok(Some(futures_util::future::Either::Left(async move {
+                    let Some(tokens) = tokens else {
+                        return Err(LeaseError::Task("the token store is not running".into()));
+                    };
+                    tokens.revoke_tree(&revocation).await
+                })))
+            }
             LeaseKind::Credential | LeaseKind::Certificate => {
                 let plugin = self.plugin(data)?.clone();
                 let ctx = Self::context(data, resolved);
                 let connection = resolved.connection.clone();
-                Ok(Some(async move {
+                Ok(Some(futures_util::future::Either::Right(async move {
                     plugin
                         .revoke(&ctx, &connection, &revocation)
                         .await
                         .map_err(LeaseError::from)
-                }))
+                })))
             }
         }
     }

@@ -31,11 +31,13 @@ mod id;
 mod manager;
 mod prefix;
 mod record;
+mod tokens;
 
 pub use id::LeaseId;
 pub use manager::{
-    ConnectionResolver, IssueParams, LeaseError, LeaseEvents, Leases, ResolvedConnection,
-    WorkerPass,
+    ConnectionResolver, IssueParams, LeaseError, LeaseEvents, LeaseOwner, Leases,
+    ResolvedConnection, WorkerPass,
 };
 pub use prefix::LeasePrefix;
 pub use record::{LeaseData, LeaseKind};
+pub use tokens::TokenRevoker;

@@ -15,6 +15,9 @@ pub enum LeaseKind {
     /// A certificate: the plugin revokes it through its mount's CA, which
     /// puts the serial on the CRL.
     Certificate,
+    /// A token's life: revoking it revokes the token, its children (unless
+    /// orphaned) and every lease they made, through the token store.
+    Token,
 }
 
 /// The connection name certificate leases recorded before leases had a

@@ -26,7 +26,7 @@ mod store;
 pub use acl::Acl;
 pub use capability::{Capabilities, Capability};
 pub use parse::{PathRule, Policy, normalize_name};
-pub use store::{DEFAULT_POLICY, PolicyStore};
+pub use store::{DEFAULT_POLICY, PolicyStore, RESPONSE_WRAPPING_POLICY};
 
 /// Why a policy could not be parsed, stored or found.
 #[derive(Debug, thiserror::Error)]

@@ -45,6 +45,8 @@ impl Policy {
     pub const ROOT: &'static str = "root";
     /// The name of the built-in policy every token carries by default.
     pub const DEFAULT: &'static str = "default";
+    /// The built-in policy of wrapping tokens.
+    pub const RESPONSE_WRAPPING: &'static str = "response-wrapping";
 
     /// Parses `text` (HCL, or JSON when it starts with `{`) as the policy
     /// `name`. The name is lowercased, as Vault does.

@@ -1,8 +1,10 @@
 //! Policies at rest: their text, sealed under `core/policies/acl/<name>`,
-//! parsed again on every read so that what is enforced is always what is
-//! stored (a second broker node sharing the storage sees a change at once).
+//! and the ACLs they make, built once per set of names and cached until a
+//! policy changes (docs/architecture.md, "Tokens and policies").
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use super::{Acl, Policy, PolicyError, normalize_name};
 use crate::barrier::SealedStorage;
@@ -37,18 +39,59 @@ path "sys/leases/lookup" {
 path "sys/leases/renew" {
   capabilities = ["update"]
 }
+
+# It may wrap data, and look up and unwrap what was wrapped for it.
+path "sys/wrapping/wrap" {
+  capabilities = ["update"]
+}
+path "sys/wrapping/lookup" {
+  capabilities = ["update"]
+}
+path "sys/wrapping/unwrap" {
+  capabilities = ["update"]
+}
 "#;
+
+/// The built-in policy of wrapping tokens: they can do nothing but be
+/// looked up, unwrapped or rewrapped.
+pub const RESPONSE_WRAPPING_POLICY: &str = r#"path "sys/wrapping/unwrap" {
+  capabilities = ["update"]
+}
+path "sys/wrapping/lookup" {
+  capabilities = ["update"]
+}
+path "sys/wrapping/rewrap" {
+  capabilities = ["update"]
+}
+"#;
+
+/// More distinct policy sets than this and the cache starts over: the
+/// sets come from tokens, which anyone with create rights can vary.
+const MAX_CACHED_ACLS: usize = 4096;
+
+/// ACLs by the (normalized, sorted) policy names that make them.
+#[derive(Debug, Default)]
+struct AclCache {
+    /// Bumped by every policy write: an ACL built from text read before a
+    /// write is not kept after it.
+    generation: AtomicU64,
+    acls: RwLock<HashMap<Vec<String>, Arc<Acl>>>,
+}
 
 /// Reads and writes policies in sealed storage.
 #[derive(Debug, Clone)]
 pub struct PolicyStore {
     store: SealedStorage,
+    cache: Arc<AclCache>,
 }
 
 impl PolicyStore {
     /// Policies kept in `store`.
     pub fn new(store: SealedStorage) -> Self {
-        Self { store }
+        Self {
+            store,
+            cache: Arc::default(),
+        }
     }
 
     /// The policy `name` (any case), built-ins included; `None` if there is
@@ -57,6 +100,9 @@ impl PolicyStore {
         let name = normalize_name(name)?;
         if name == Policy::ROOT {
             return Ok(Some(Arc::new(Policy::root())));
+        }
+        if name == Policy::RESPONSE_WRAPPING {
+            return Policy::parse(&name, RESPONSE_WRAPPING_POLICY).map(|p| Some(Arc::new(p)));
         }
         match self.stored_text(&name).await? {
             Some(text) => Policy::parse(&name, &text).map(|p| Some(Arc::new(p))),
@@ -72,6 +118,9 @@ impl PolicyStore {
         if name == Policy::ROOT {
             return Ok(Some(String::new()));
         }
+        if name == Policy::RESPONSE_WRAPPING {
+            return Ok(Some(RESPONSE_WRAPPING_POLICY.to_owned()));
+        }
         self.stored_text(&name).await
     }
 
@@ -86,7 +135,13 @@ impl PolicyStore {
     /// policy of that name.
     pub async fn put(&self, name: &str, text: &str) -> Result<(), PolicyError> {
         let policy = Policy::parse(name, text)?;
+        if policy.name() == Policy::RESPONSE_WRAPPING {
+            return Err(PolicyError::BuiltIn(
+                "the response-wrapping policy is built in and cannot be changed",
+            ));
+        }
         self.store.put(&key(policy.name()), &text).await?;
+        self.invalidate();
         Ok(())
     }
 
@@ -97,14 +152,19 @@ impl PolicyStore {
         match name.as_str() {
             Policy::ROOT => Err(PolicyError::BuiltIn("cannot delete the root policy")),
             Policy::DEFAULT => Err(PolicyError::BuiltIn("cannot delete the default policy")),
+            Policy::RESPONSE_WRAPPING => Err(PolicyError::BuiltIn(
+                "cannot delete the response-wrapping policy",
+            )),
             _ => {
                 self.store.delete(&key(&name)).await?;
+                self.invalidate();
                 Ok(())
             }
         }
     }
 
-    /// Every policy's name, sorted, built-ins included.
+    /// Every policy's name, sorted, `root` and `default` included (as in
+    /// Vault, not the wrapping tokens' internal `response-wrapping`).
     pub async fn list(&self) -> Result<Vec<String>, PolicyError> {
         let mut names: Vec<String> = self
             .store
@@ -117,6 +177,35 @@ impl PolicyStore {
         names.sort();
         names.dedup();
         Ok(names)
+    }
+
+    fn invalidate(&self) {
+        self.cache.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut acls) = self.cache.acls.write() {
+            acls.clear();
+        }
+    }
+
+    /// The ACL `names` (normalized and sorted, as tokens hold them) make
+    /// together: built once and shared until a policy is written or
+    /// deleted.
+    pub async fn cached_acl(&self, names: &[String]) -> Result<Arc<Acl>, PolicyError> {
+        if let Ok(acls) = self.cache.acls.read()
+            && let Some(acl) = acls.get(names)
+        {
+            return Ok(acl.clone());
+        }
+        let generation = self.cache.generation.load(Ordering::SeqCst);
+        let acl = Arc::new(self.acl(names).await?);
+        if let Ok(mut acls) = self.cache.acls.write()
+            && self.cache.generation.load(Ordering::SeqCst) == generation
+        {
+            if acls.len() >= MAX_CACHED_ACLS {
+                acls.clear();
+            }
+            acls.insert(names.to_vec(), acl.clone());
+        }
+        Ok(acl)
     }
 
     /// The ACL that `names` make together, read and built afresh. Names of

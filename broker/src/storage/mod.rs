@@ -157,6 +157,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError>;
     /// Ids of leases that start with `prefix`, sorted, at most `limit`.
     async fn list_leases(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StorageError>;
+    /// Ids of up to `limit` leases made under the token with this
+    /// accessor, through the index on it (sorted).
+    async fn leases_of_token(
+        &self,
+        accessor: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StorageError>;
     /// Up to `limit` leases (not irrevocable) due only after `after`,
     /// latest first, through the due-time index: the worker looks for
     /// leases whose due time is out of any range it could have set.

@@ -198,6 +198,20 @@ impl Backend for PostgresBackend {
         .await?)
     }
 
+    async fn leases_of_token(
+        &self,
+        accessor: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM leases WHERE token_accessor = $1 ORDER BY id LIMIT $2",
+        )
+        .bind(accessor)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn leases_due_after(
         &self,
         after: i64,

@@ -351,8 +351,7 @@ impl DatabaseEngine {
         &self,
         leases: &Leases,
         role_name: &str,
-        display_name: &str,
-        token_accessor: Option<String>,
+        owner: &crate::lease::LeaseOwner,
     ) -> Result<(LeaseRow, Map<String, Value>), Error> {
         // Vault answers a 400 for credentials of a role that does not exist.
         let role = self.role(role_name).await.map_err(|e| match e {
@@ -397,8 +396,9 @@ impl DatabaseEngine {
                 config_name: role.db_name.clone(),
                 plugin: config.plugin_name.clone(),
                 connection: self.resolved(&role.db_name, &config)?,
-                display_name: display_name.to_owned(),
-                token_accessor,
+                display_name: owner.display_name.clone(),
+                token_accessor: owner.token_accessor.clone(),
+                deadline: owner.deadline,
                 ttl,
                 max_ttl: max,
             })

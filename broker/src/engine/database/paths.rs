@@ -23,6 +23,15 @@ pub struct DatabaseBackend {
     table: Table<Self>,
 }
 
+/// Whether a read found its object: not found is `false`, not an error.
+fn found<T>(read: Result<T, Error>) -> Result<bool, Error> {
+    match read {
+        Ok(_) => Ok(true),
+        Err(Error::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Builds the backend: the registry's constructor for this mount type.
 pub fn factory(services: &Services) -> Result<Arc<dyn Backend>, PatternError> {
     Ok(Arc::new(DatabaseBackend {
@@ -34,6 +43,17 @@ pub fn factory(services: &Services) -> Result<Arc<dyn Backend>, PatternError> {
 impl DatabaseBackend {
     fn engine(&self, mount: &Mount) -> DatabaseEngine {
         DatabaseEngine::new(mount, self.services.catalog.clone())
+    }
+
+    /// Whether a write to `config/{name}` creates it (policies grant
+    /// `create` and `update` apart).
+    async fn config_exists(&self, req: &Request) -> Result<bool, Error> {
+        found(self.engine(&req.mount).read_config(req.param("name")?).await)
+    }
+
+    /// Whether a write to `roles/{name}` creates it.
+    async fn role_exists(&self, req: &Request) -> Result<bool, Error> {
+        found(self.engine(&req.mount).read_role(req.param("name")?).await)
     }
 
     async fn list_configs(&self, req: &Request) -> Result<Reply, Error> {
@@ -94,8 +114,7 @@ impl DatabaseBackend {
             .creds(
                 &self.services.leases,
                 req.param("role")?,
-                req.caller.display_name(),
-                req.caller.token_accessor(),
+                &req.caller.lease_owner(),
             )
             .await?;
         Ok(secret(
@@ -172,6 +191,8 @@ fn paths() -> Vec<Path<DatabaseBackend>> {
                 .clear(),
             )
             .read(|b, r| Box::pin(b.read_config(r)))
+            .exists(|b, r| Box::pin(b.config_exists(r)))
+            .create(|b, r| Box::pin(b.write_config(r)))
             .update(|b, r| Box::pin(b.write_config(r)))
             .delete(|b, r| Box::pin(b.delete_config(r))),
         P::new("roles")
@@ -200,6 +221,8 @@ fn paths() -> Vec<Path<DatabaseBackend>> {
             .field(Field::duration("default_ttl", "lease TTL (0: the mount's)").clear())
             .field(Field::duration("max_ttl", "max lease TTL (0: the mount's)").clear())
             .read(|b, r| Box::pin(b.read_role(r)))
+            .exists(|b, r| Box::pin(b.role_exists(r)))
+            .create(|b, r| Box::pin(b.write_role(r)))
             .update(|b, r| Box::pin(b.write_role(r)))
             .delete(|b, r| Box::pin(b.delete_role(r))),
         P::new("creds/{role}")

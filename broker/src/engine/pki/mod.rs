@@ -445,8 +445,7 @@ impl PkiEngine {
         endpoint: &'static str,
         role_name: &str,
         body: Map<String, Value>,
-        display_name: &str,
-        token_accessor: Option<String>,
+        owner: &crate::lease::LeaseOwner,
     ) -> Result<Issued, Error> {
         // Vault answers a 400 for a role that does not exist.
         let role = self.read_role(role_name).await.map_err(|e| match e {
@@ -504,8 +503,9 @@ impl PkiEngine {
                     config_name: CA_CONNECTION.into(),
                     plugin: PLUGIN.into(),
                     connection,
-                    display_name: display_name.to_owned(),
-                    token_accessor,
+                    display_name: owner.display_name.clone(),
+                    token_accessor: owner.token_accessor.clone(),
+                    deadline: owner.deadline,
                     ttl,
                     max_ttl: ttl,
                 })
@@ -519,7 +519,7 @@ impl PkiEngine {
             let request = IssueRequest {
                 role_name: role_name.to_owned(),
                 role: Value::Object(role),
-                display_name: display_name.to_owned(),
+                display_name: owner.display_name.clone(),
                 expires_at,
                 parameters: Value::Object(parameters),
             };

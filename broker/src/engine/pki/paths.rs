@@ -151,6 +151,16 @@ impl PkiBackend {
         Ok(data(Value::Object(role)))
     }
 
+    /// Whether a write to `roles/{name}` creates it (policies grant
+    /// `create` and `update` apart).
+    async fn role_exists(&self, req: &Request) -> Result<bool, Error> {
+        match self.engine(&req.mount).read_role(req.param("name")?).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn write_role(&self, req: &Request) -> Result<Reply, Error> {
         self.engine(&req.mount)
             .write_role(req.param("name")?, req.data.clone())
@@ -173,8 +183,7 @@ impl PkiBackend {
                 endpoint,
                 req.param("role")?,
                 req.data.clone(),
-                req.caller.display_name(),
-                req.caller.token_accessor(),
+                &req.caller.lease_owner(),
             )
             .await?;
         Ok(match issued.lease {
@@ -323,6 +332,8 @@ fn paths() -> Vec<Path<PkiBackend>> {
                 .summary("A role: which names, keys and lifetimes its certificates may have."),
         )
         .read(|b, r| Box::pin(b.read_role(r)))
+        .exists(|b, r| Box::pin(b.role_exists(r)))
+        .create(|b, r| Box::pin(b.write_role(r)))
         .update(|b, r| Box::pin(b.write_role(r)))
         .delete(|b, r| Box::pin(b.delete_role(r))),
         issue_fields(

@@ -272,6 +272,22 @@ impl Backend for SqliteBackend {
         .await?)
     }
 
+    async fn leases_of_token(
+        &self,
+        accessor: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT id FROM leases WHERE token_accessor = ? ORDER BY id LIMIT ?",
+            )
+            .bind(accessor)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+
     async fn leases_due_after(
         &self,
         after: i64,
