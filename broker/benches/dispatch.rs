@@ -5,8 +5,10 @@
 //! response body is read to the end, as a server would.
 //!
 //! The requests: read a database role, list the roles, read
-//! `sys/mounts`, a path no route serves (404), and an operation a route
-//! does not take (405). Each status is checked once before its
+//! `sys/mounts`, a path no route serves (404), an operation a route
+//! does not take (405), and the role read again with a service token and
+//! a batch token holding a policy that grants it (token lookup and policy
+//! check included; the root token skips both). Each status is checked once before its
 //! measurement, so a broken route cannot bench as a fast one.
 //!
 //! Run: `cargo bench -p broker --bench dispatch`.
@@ -39,24 +41,41 @@ struct Api {
 
 impl Api {
     /// One request as the listener hands it to the router.
-    fn request(&self, method: Method, uri: &str, body: Option<&Value>) -> Request<Body> {
+    fn request(
+        &self,
+        token: &str,
+        method: Method,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> Request<Body> {
         let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
-            .header("x-vault-token", TOKEN)
+            .header("x-vault-token", token)
             .body(body)
             .unwrap_or_else(|e| panic!("{e}"));
         request.extensions_mut().insert(ConnectInfo(self.remote));
         request
     }
 
-    /// Sends it and reads the whole answer.
+    /// Sends it with the root token and reads the whole answer.
     async fn send(&self, method: Method, uri: &str, body: Option<&Value>) -> (StatusCode, Vec<u8>) {
+        self.send_as(TOKEN, method, uri, body).await
+    }
+
+    /// Sends it with `token` and reads the whole answer.
+    async fn send_as(
+        &self,
+        token: &str,
+        method: Method,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Vec<u8>) {
         let response = self
             .router
             .clone()
-            .oneshot(self.request(method, uri, body))
+            .oneshot(self.request(token, method, uri, body))
             .await
             .unwrap_or_else(|e| match e {});
         let status = response.status();
@@ -173,6 +192,49 @@ fn dispatch(c: &mut Criterion) {
         rt.block_on(api.expect(method.clone(), uri, None, expected));
         group.bench_function(name, |b| {
             b.iter(|| rt.block_on(api.send(method.clone(), std::hint::black_box(uri), None)))
+        });
+    }
+    // The same read with tokens of the store: the difference to the root
+    // token's is the token lookup and the policy check.
+    let policy = json!({ "policy": "path \"db/roles/*\" { capabilities = [\"read\"] }" });
+    rt.block_on(api.expect(
+        Method::PUT,
+        "/v1/sys/policies/acl/app",
+        Some(&policy),
+        StatusCode::NO_CONTENT,
+    ));
+    for kind in ["service", "batch"] {
+        let body = json!({ "policies": ["app"], "type": kind, "ttl": "24h" });
+        let (status, bytes) =
+            rt.block_on(api.send(Method::POST, "/v1/auth/token/create", Some(&body)));
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let created: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        let token = created["auth"]["client_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token"))
+            .to_owned();
+        let (status, _) = rt.block_on(api.send_as(&token, Method::GET, "/v1/db/roles/r", None));
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = rt.block_on(api.send_as(&token, Method::GET, "/v1/sys/mounts", None));
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "the policy must be what lets it read"
+        );
+        group.bench_function(format!("read role ({kind} token)"), |b| {
+            b.iter(|| {
+                rt.block_on(api.send_as(
+                    &token,
+                    Method::GET,
+                    std::hint::black_box("/v1/db/roles/r"),
+                    None,
+                ))
+            })
         });
     }
     group.finish();
