@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::api::{pg_url, pg_users_with_prefix, setup_postgres_at, setup_tagged};
 use crate::process::{BROKER, Broker, first_error};
 
-fn audit_config(dir: &Path, devices: &[(&str, &str)]) -> String {
+pub fn audit_config(dir: &Path, devices: &[(&str, &str)]) -> String {
     let mut text = format!("[audit]\nfile_dirs = [\"{}\"]\n", dir.display());
     for (path, file) in devices {
         text.push_str(&format!(
@@ -24,7 +24,7 @@ fn audit_config(dir: &Path, devices: &[(&str, &str)]) -> String {
     text
 }
 
-fn entries(file: &Path) -> Vec<Value> {
+pub fn entries(file: &Path) -> Vec<Value> {
     std::fs::read_to_string(file)
         .unwrap()
         .lines()

@@ -749,3 +749,103 @@ async fn a_revocation_killed_halfway_finishes_after_restart() {
         .await;
     assert_eq!(leases.0, StatusCode::NOT_FOUND, "{}", leases.1);
 }
+
+/// The audit log names each request's token by accessor, policies and
+/// type, and never holds a token in clear: not the caller's, not one it
+/// was handed, not a wrapping token (the class of CVE-2024-8365).
+#[tokio::test]
+async fn the_audit_log_names_tokens_but_never_holds_one() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("audit.log");
+    let b = Broker::start_with(
+        None,
+        &crate::audit::audit_config(logs.path(), &[("file", log.to_str().unwrap())]),
+    )
+    .await;
+    let prefix = setup_tagged(&b, "app", json!([PG_CREATE])).await;
+    let (token, accessor) = b.token_with_policy("app", APP_POLICY).await;
+    let (_, child) = create_as(&b, &token, json!({ "display_name": "worker" })).await;
+    let (child, _) = auth(&child);
+    let batch = create_as(&b, &token, json!({ "type": "batch" })).await.1;
+    let (batch, _) = auth(&batch);
+    assert_eq!(
+        b.call_as(&child, "GET", "database/creds/app", None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        b.call_as(&batch, "GET", "database/roles/app", None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (_, _, wrapped) = b
+        .call_with(
+            &token,
+            &[("X-Vault-Wrap-TTL", "1m")],
+            "POST",
+            "auth/token/create",
+            Some(json!({})),
+        )
+        .await;
+    let wrapping = wrapped["wrap_info"]["token"].as_str().unwrap().to_owned();
+    let (status, unwrapped) = b
+        .call_as(&wrapping, "POST", "sys/wrapping/unwrap", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{unwrapped}");
+    let (wrapped_child, _) = auth(&unwrapped);
+    assert_eq!(pg_users_with_prefix(&prefix).await, 1);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    for secret in [&b.token, &token, &child, &batch, &wrapping, &wrapped_child] {
+        let body = secret
+            .split_once('.')
+            .map_or(secret.as_str(), |(_, rest)| rest);
+        assert!(!text.contains(body), "a token is in the audit log in clear");
+    }
+    let entries = crate::audit::entries(&log);
+    // The child's read: its display name, policies and type, its accessor
+    // HMAC'd like its token.
+    let read = entries
+        .iter()
+        .find(|e| {
+            e["type"] == "request"
+                && e["request"]["path"] == "database/creds/app"
+                && e["auth"]["display_name"] == "token-worker"
+        })
+        .expect("the child's request is on record");
+    assert_eq!(read["auth"]["policies"], json!(["app", "default"]));
+    assert_eq!(read["auth"]["token_type"], json!("service"));
+    assert!(
+        read["auth"]["client_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("hmac-sha256:")
+    );
+    assert_ne!(read["auth"]["accessor"], json!(accessor));
+    let denied = entries
+        .iter()
+        .find(|e| {
+            e["type"] == "response"
+                && e["request"]["path"] == "database/roles/app"
+                && e["auth"]["token_type"] == "batch"
+        })
+        .expect("the batch token's refusal is on record");
+    assert_eq!(denied["response"]["status"], json!(403));
+    let handed_out = entries
+        .iter()
+        .find(|e| {
+            e["type"] == "response"
+                && e["request"]["path"] == "auth/token/create"
+                && !e["response"]["auth"].is_null()
+        })
+        .expect("a token creation's response is on record");
+    assert!(
+        handed_out["response"]["auth"]["client_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("hmac-sha256:"),
+        "{handed_out}"
+    );
+    assert_eq!(
+        handed_out["response"]["auth"]["policies"],
+        json!(["app", "default"])
+    );
+}
