@@ -75,6 +75,13 @@ pub struct Parent {
     pub token_type: TokenType,
 }
 
+/// The most policies one token may hold.
+pub const MAX_POLICIES: usize = 64;
+/// The most metadata entries, and the longest key and value, in bytes.
+pub const MAX_META: (usize, usize, usize) = (64, 128, 1024);
+/// The longest display name, in bytes.
+pub const MAX_DISPLAY_NAME: usize = 256;
+
 /// Normalizes asked-for policy names once: trimmed, lowercased, checked,
 /// sorted, deduplicated. So `" Root"` and `"ROOT"` are `root` here and in
 /// every check that follows (the class of CVE-2025-5999).
@@ -91,6 +98,12 @@ pub fn normalize_policies(names: &[String]) -> Result<Vec<String>, TokenError> {
     }
     out.sort();
     out.dedup();
+    if out.len() > MAX_POLICIES {
+        return Err(TokenError::invalid(
+            "policies",
+            format!("policies: at most {MAX_POLICIES} per token"),
+        ));
+    }
     Ok(out)
 }
 
@@ -145,6 +158,30 @@ pub fn plan(
         _ => TokenType::Service,
     };
     let orphan = req.no_parent || orphan_path || role.is_some_and(|r| r.orphan);
+    let (max_entries, max_key, max_value) = MAX_META;
+    if req.meta.len() > max_entries
+        || req
+            .meta
+            .iter()
+            .any(|(k, v)| k.len() > max_key || v.len() > max_value)
+    {
+        return Err(TokenError::invalid(
+            "meta",
+            format!(
+                "meta: at most {max_entries} entries, keys of at most {max_key} bytes and values of at most {max_value}"
+            ),
+        ));
+    }
+    if req
+        .display_name
+        .as_ref()
+        .is_some_and(|n| n.len() > MAX_DISPLAY_NAME)
+    {
+        return Err(TokenError::invalid(
+            "display_name",
+            format!("display_name: at most {MAX_DISPLAY_NAME} bytes"),
+        ));
+    }
 
     // Policies.
     let asked = match &req.policies {
@@ -462,6 +499,45 @@ mod tests {
             ..batch
         };
         assert!(plan(&periodic, &app_parent(), None, false, NOW).is_err());
+    }
+
+    #[test]
+    fn oversized_requests_are_refused_by_field() {
+        let many: Vec<String> = (0..=MAX_POLICIES).map(|i| format!("p{i}")).collect();
+        let sudo = Parent {
+            sudo: true,
+            ..app_parent()
+        };
+        let req = CreateRequest {
+            policies: Some(many),
+            ..CreateRequest::default()
+        };
+        assert!(matches!(
+            plan(&req, &sudo, None, false, NOW),
+            Err(TokenError::Invalid {
+                field: "policies",
+                ..
+            })
+        ));
+        let req = CreateRequest {
+            meta: [("k".to_owned(), "v".repeat(MAX_META.2 + 1))].into(),
+            ..CreateRequest::default()
+        };
+        assert!(matches!(
+            plan(&req, &app_parent(), None, false, NOW),
+            Err(TokenError::Invalid { field: "meta", .. })
+        ));
+        let req = CreateRequest {
+            display_name: Some("n".repeat(MAX_DISPLAY_NAME + 1)),
+            ..CreateRequest::default()
+        };
+        assert!(matches!(
+            plan(&req, &app_parent(), None, false, NOW),
+            Err(TokenError::Invalid {
+                field: "display_name",
+                ..
+            })
+        ));
     }
 
     proptest::proptest! {

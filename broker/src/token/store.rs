@@ -146,7 +146,15 @@ impl TokenStore {
                 serde_json::to_vec(&entry).map_err(|e| TokenError::Corrupt(e.to_string()))?,
             );
             let sealed = self.store.barrier().seal(BATCH_AAD, &plain)?;
-            return Ok((secret::batch_token(&sealed), entry));
+            let token = secret::batch_token(&sealed);
+            if token.len() > secret::MAX_TOKEN_LEN {
+                return Err(TokenError::invalid(
+                    "meta",
+                    "meta: too much metadata for a batch token, which carries it all; use fewer policies or less metadata, or a service token",
+                ));
+            }
+            crate::metrics::metrics().token_created(entry.token_type.as_str());
+            return Ok((token, entry));
         }
         let token = match chosen {
             Some(t) => {
