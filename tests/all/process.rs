@@ -258,10 +258,15 @@ impl Broker {
     /// A `vaultrs` client for this broker, with the root token: an
     /// existing Vault client library, used unchanged.
     pub fn vaultrs(&self) -> vaultrs::client::VaultClient {
+        self.vaultrs_as(&self.token)
+    }
+
+    /// A `vaultrs` client for this broker that sends `token`.
+    pub fn vaultrs_as(&self, token: &str) -> vaultrs::client::VaultClient {
         vaultrs::client::VaultClient::new(
             vaultrs::client::VaultClientSettingsBuilder::default()
                 .address(self.base.trim_end_matches("/v1"))
-                .token(&self.token)
+                .token(token)
                 .build()
                 .unwrap(),
         )

@@ -1,16 +1,50 @@
-//! Compatibility: `vaultrs`, an existing Vault client library, used
-//! unchanged against the broker — mounts, the database engine's config,
-//! roles and creds, health — with the credentials it gets logging in to a
-//! real PostgreSQL.
+//! Compatibility: existing Vault clients, used unchanged against the
+//! broker. `vaultrs` (Rust) drives mounts, the database engine's config,
+//! roles and creds, health, the token store (`auth/token/…`), policies and
+//! response wrapping, with tokens holding only some policies; `hvac`
+//! (Python, `tests/hvac/test_tokens.py`) drives the token store,
+//! capabilities and wrapping. The credentials they get log in to a real
+//! PostgreSQL.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
 
 use broker_tests::{pg_connect, postgres};
 use reqwest::StatusCode;
 use serde_json::json;
-use vaultrs::api::database::requests::{PostgreSQLConnectionRequest, SetRoleRequest};
-use vaultrs::{database, sys};
+use vaultrs::api::ResponseWrapper;
+use vaultrs::api::database::requests::{
+    GenerateCredentialsRequest, PostgreSQLConnectionRequest, SetRoleRequest,
+};
+use vaultrs::api::token::requests::{
+    CreateOrphanTokenRequest, CreateRoleTokenRequest, CreateTokenRequest, ListAccessorRequest,
+    LookupTokenSelfRequest, SetTokenRoleRequest,
+};
+use vaultrs::api::token::responses::LookupTokenResponse;
+use vaultrs::error::ClientError;
+use vaultrs::{database, sys, token};
 
-use crate::api::{pg_role_exists, pg_url};
+use crate::api::{pg_role_exists, pg_url, pg_users_with_prefix, setup_tagged};
 use crate::process::Broker;
+
+const PG_CREATE: &str =
+    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';";
+
+/// Only the database credentials: nothing else (bar `default`).
+const APP_POLICY: &str = r#"path "database/creds/app" { capabilities = ["read"] }"#;
+
+/// May make child tokens.
+const MAKER_POLICY: &str = r#"path "auth/token/create" { capabilities = ["update"] }"#;
+
+/// The status and messages of a vaultrs API error; panics on success or
+/// on any other error (a response vaultrs could not read, above all).
+fn api_error<T: std::fmt::Debug>(what: &str, r: Result<T, ClientError>) -> (u16, Vec<String>) {
+    match r {
+        Err(ClientError::APIError { code, errors }) => (code, errors),
+        other => panic!("{what}: expected an API error, got {other:?}"),
+    }
+}
 
 #[tokio::test]
 async fn vaultrs_drives_the_database_engine() {
@@ -107,4 +141,446 @@ async fn vaultrs_drives_the_database_engine() {
         other => panic!("expected a 400 API error, got {other:?}"),
     }
     sys::mount::disable(&client, "db").await.unwrap();
+}
+
+/// vaultrs's `token` module against the token store: create (with
+/// policies, TTL, uses, metadata; orphan; through a role), look up (by
+/// token, self, accessor), renew (the same three), revoke (by token, self,
+/// accessor, orphan), token roles, the accessor list, tidy. A client with
+/// a token holding one policy gets only what that policy grants, and a
+/// token with uses runs out of them.
+#[tokio::test]
+async fn vaultrs_drives_the_token_store() {
+    let b = Broker::start().await;
+    let root = b.vaultrs();
+    sys::policy::set(&root, "app", APP_POLICY).await.unwrap();
+    sys::policy::set(&root, "maker", MAKER_POLICY)
+        .await
+        .unwrap();
+    assert_eq!(
+        sys::policy::read(&root, "app").await.unwrap().rules,
+        APP_POLICY
+    );
+
+    // The root token looks itself up: no expiry.
+    let me = token::lookup_self(&root).await.unwrap();
+    assert_eq!(me.policies, ["root"]);
+    assert!(me.expire_time.is_none(), "{me:?}");
+    assert_eq!(me.ttl, 0);
+    assert!(!me.issue_time.is_empty());
+
+    // Create with policies, a TTL, uses, a name and metadata.
+    let created = token::new(
+        &root,
+        Some(
+            CreateTokenRequest::builder()
+                .policies(vec!["app".to_owned()])
+                .ttl("1h")
+                .num_uses(3u64)
+                .display_name("web")
+                .meta(HashMap::from([("team".to_owned(), "payments".to_owned())])),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.policies, ["app", "default"]);
+    assert_eq!(created.token_policies, ["app", "default"]);
+    assert_eq!(created.token_type, "service");
+    assert!(created.renewable && !created.orphan, "{created:?}");
+    assert!(
+        (3590..=3600).contains(&created.lease_duration),
+        "{created:?}"
+    );
+    assert_eq!(created.metadata.as_ref().unwrap()["team"], "payments");
+    let looked: LookupTokenResponse = token::lookup(&root, &created.client_token).await.unwrap();
+    assert_eq!(looked.id, created.client_token);
+    assert_eq!(looked.accessor, created.accessor);
+    assert_eq!(looked.display_name, "token-web");
+    assert_eq!(looked.path, "auth/token/create");
+    assert_eq!(looked.num_uses, 3);
+    assert_eq!(looked.creation_ttl, 3600);
+    assert_eq!(looked.explicit_max_ttl, 0);
+    assert_eq!(looked.meta.as_ref().unwrap()["team"], "payments");
+    assert!(looked.expire_time.is_some() && !looked.issue_time.is_empty());
+    assert!(!looked.orphan && looked.renewable);
+    assert_eq!(looked.entity_id, "");
+
+    // A client holding that token: what `app` and `default` grant, and
+    // nothing else. It runs out after three requests.
+    let limited = b.vaultrs_as(&created.client_token);
+    let me = token::lookup_self(&limited).await.unwrap();
+    assert_eq!(me.id, created.client_token);
+    let (code, _) = api_error("list mounts", sys::mount::list(&limited).await);
+    assert_eq!(code, 403);
+    token::lookup_self(&limited).await.unwrap();
+    let (code, _) = api_error("a fourth use", token::lookup_self(&limited).await);
+    assert_eq!(code, 403);
+
+    // A token with only `app`: no mounts, no policies, no lookups of
+    // others, no children; itself it may look up and renew.
+    let app = token::new(
+        &root,
+        Some(
+            CreateTokenRequest::builder()
+                .policies(vec!["app".to_owned()])
+                .ttl("1h"),
+        ),
+    )
+    .await
+    .unwrap();
+    let app_client = b.vaultrs_as(&app.client_token);
+    for (what, code) in [
+        (
+            "list mounts",
+            api_error("mounts", sys::mount::list(&app_client).await).0,
+        ),
+        (
+            "list policies",
+            api_error("policies", sys::policy::list(&app_client).await).0,
+        ),
+        (
+            "look up another",
+            api_error(
+                "lookup",
+                token::lookup(&app_client, &created.client_token).await,
+            )
+            .0,
+        ),
+        (
+            "create a child",
+            api_error("create", token::new(&app_client, None).await).0,
+        ),
+        (
+            "list roles",
+            api_error("roles", token::role::list(&app_client).await).0,
+        ),
+    ] {
+        assert_eq!(code, 403, "{what}");
+    }
+    // A renewal never shortens a token's life here.
+    let renewed = token::renew_self(&app_client, Some("2h")).await.unwrap();
+    assert_eq!(renewed.client_token, app.client_token);
+    assert!(
+        (7190..=7200).contains(&renewed.lease_duration),
+        "{renewed:?}"
+    );
+
+    // Renew by token and by accessor (which does not show the token).
+    let renewed = token::renew(&root, &app.client_token, Some("3h"))
+        .await
+        .unwrap();
+    assert!(
+        (10790..=10800).contains(&renewed.lease_duration),
+        "{renewed:?}"
+    );
+    let renewed = token::renew_accessor(&root, &app.accessor, Some("4h"))
+        .await
+        .unwrap();
+    assert_eq!(renewed.client_token, "");
+    assert_eq!(renewed.accessor, app.accessor);
+    assert!(
+        (14390..=14400).contains(&renewed.lease_duration),
+        "{renewed:?}"
+    );
+    let by_accessor = token::lookup_accessor(&root, &app.accessor).await.unwrap();
+    assert_eq!(
+        by_accessor.id, "",
+        "a lookup by accessor does not show the token"
+    );
+    assert_eq!(by_accessor.policies, ["app", "default"]);
+
+    // An orphan.
+    let orphan = token::new_orphan(
+        &root,
+        Some(
+            CreateOrphanTokenRequest::builder()
+                .policies(vec!["app".to_owned()])
+                .ttl("10m"),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(orphan.orphan);
+    let looked = token::lookup(&root, &orphan.client_token).await.unwrap();
+    assert!(looked.orphan);
+    assert_eq!(looked.path, "auth/token/create-orphan");
+
+    // Token roles: set, read, list, create through one, delete.
+    token::role::set(
+        &root,
+        "worker",
+        Some(
+            SetTokenRoleRequest::builder()
+                .allowed_policies(vec!["app".to_owned()])
+                .orphan(true)
+                .renewable(true)
+                .token_period("2h"),
+        ),
+    )
+    .await
+    .unwrap();
+    let role = token::role::read(&root, "worker").await.unwrap();
+    assert_eq!(role.name, "worker");
+    assert_eq!(role.allowed_policies, ["app"]);
+    assert!(role.disallowed_policies.is_empty());
+    assert!(role.orphan && role.renewable);
+    assert_eq!((role.period, role.token_period), (7200, 7200));
+    assert_eq!(role.path_suffix, "");
+    assert_eq!(token::role::list(&root).await.unwrap().keys, ["worker"]);
+    let from_role = token::new_role(
+        &root,
+        "worker",
+        Some(CreateRoleTokenRequest::builder().policies(vec!["app".to_owned()])),
+    )
+    .await
+    .unwrap();
+    assert_eq!(from_role.policies, ["app", "default"]);
+    assert!(from_role.orphan && from_role.renewable);
+    assert_eq!(from_role.lease_duration, 7200, "the role's period");
+    let looked = token::lookup(&root, &from_role.client_token).await.unwrap();
+    assert_eq!(looked.path, "auth/token/create/worker");
+    let (code, errors) = api_error(
+        "a policy the role does not allow",
+        token::new_role(
+            &root,
+            "worker",
+            Some(CreateRoleTokenRequest::builder().policies(vec!["maker".to_owned()])),
+        )
+        .await,
+    );
+    assert!(code == 400 || code == 403, "{code} {errors:?}");
+    token::role::delete(&root, "worker").await.unwrap();
+    let (code, _) = api_error("a deleted role", token::role::read(&root, "worker").await);
+    assert_eq!(code, 404);
+
+    // The accessor list (sudo; vaultrs has the request, not a function).
+    let listed =
+        vaultrs::api::exec_with_result(&root, ListAccessorRequest::builder().build().unwrap())
+            .await
+            .unwrap();
+    for accessor in [&app.accessor, &orphan.accessor, &from_role.accessor] {
+        assert!(
+            listed.keys.contains(accessor),
+            "{accessor} in {:?}",
+            listed.keys
+        );
+    }
+    let (code, _) = api_error(
+        "accessors without sudo",
+        vaultrs::api::exec_with_result(
+            &app_client,
+            ListAccessorRequest::builder().build().unwrap(),
+        )
+        .await,
+    );
+    assert_eq!(code, 403);
+
+    // Revoking: a parent by revoke-orphan keeps its child; revoke-self ends
+    // the child; by accessor; by token.
+    let parent = token::new(
+        &root,
+        Some(CreateTokenRequest::builder().policies(vec!["app".to_owned(), "maker".to_owned()])),
+    )
+    .await
+    .unwrap();
+    let child = token::new(
+        &b.vaultrs_as(&parent.client_token),
+        Some(CreateTokenRequest::builder().policies(vec!["app".to_owned()])),
+    )
+    .await
+    .unwrap();
+    assert!(!child.orphan);
+    token::revoke_orphan(&root, &parent.client_token)
+        .await
+        .unwrap();
+    let (code, _) = api_error(
+        "the revoked parent",
+        token::lookup_self(&b.vaultrs_as(&parent.client_token)).await,
+    );
+    assert_eq!(code, 403);
+    let child_client = b.vaultrs_as(&child.client_token);
+    let me = token::lookup_self(&child_client).await.unwrap();
+    assert!(me.orphan, "the child lives on, an orphan");
+    token::revoke_self(&child_client).await.unwrap();
+    let (code, _) = api_error("revoked itself", token::lookup_self(&child_client).await);
+    assert_eq!(code, 403);
+
+    token::revoke_accessor(&root, &app.accessor).await.unwrap();
+    let (code, _) = api_error("revoked by accessor", token::lookup_self(&app_client).await);
+    assert_eq!(code, 403);
+    api_error(
+        "the accessor of a revoked token",
+        token::lookup_accessor(&root, &app.accessor).await,
+    );
+    token::revoke(&root, &orphan.client_token).await.unwrap();
+    api_error(
+        "a revoked token",
+        token::lookup(&root, &orphan.client_token).await,
+    );
+
+    token::tidy(&root).await.unwrap();
+}
+
+/// A client holding a token with only `database/creds/app` read: it reads
+/// credentials (wrapped, with vaultrs's `ResponseWrapper`, and unwraps
+/// them once), cannot list mounts, and its credentials end with it.
+#[tokio::test]
+async fn vaultrs_with_a_policy_token_reads_wrapped_creds() {
+    let b = Broker::start().await;
+    let prefix = setup_tagged(&b, "app", json!([PG_CREATE])).await;
+    let root = b.vaultrs();
+    sys::policy::set(&root, "app", APP_POLICY).await.unwrap();
+    let app = token::new(
+        &root,
+        Some(CreateTokenRequest::builder().policies(vec!["app".to_owned()])),
+    )
+    .await
+    .unwrap();
+    let client = b.vaultrs_as(&app.client_token);
+
+    let (code, errors) = api_error("list mounts", sys::mount::list(&client).await);
+    assert_eq!(code, 403, "{errors:?}");
+    let (code, _) = api_error(
+        "read the role",
+        database::role::read(&client, "database", "app").await,
+    );
+    assert_eq!(code, 403);
+
+    // A wrapped read: the response waits behind a single-use token.
+    let wrapped = GenerateCredentialsRequest::builder()
+        .mount("database")
+        .name("app")
+        .build()
+        .unwrap()
+        .wrap(&client)
+        .await
+        .unwrap();
+    assert_eq!(wrapped.info.creation_path, "database/creds/app");
+    assert_eq!(wrapped.info.ttl, 600, "vaultrs asks for 10m");
+    assert_eq!(pg_users_with_prefix(&prefix).await, 1);
+    let info = wrapped.lookup(&client).await.unwrap();
+    assert_eq!(info.creation_path, "database/creds/app");
+    assert_eq!(info.creation_ttl, 600);
+    assert!(!info.creation_time.is_empty());
+    // The lookup by the free function, with no token of the client's own.
+    let info = sys::wrapping::lookup(&b.vaultrs_as(""), &wrapped.info.token)
+        .await
+        .unwrap();
+    assert_eq!(info.creation_ttl, 600);
+    let creds = wrapped.unwrap(&client).await.unwrap();
+    assert!(creds.username.starts_with(&prefix), "{}", creds.username);
+    let login = pg_connect(postgres(), &creds.username, &creds.password)
+        .await
+        .expect("the unwrapped login works");
+    let one: i32 = login.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    drop(login);
+    // Once only.
+    let (code, _) = api_error("a second unwrap", wrapped.unwrap(&client).await);
+    assert_eq!(code, 400);
+    assert!(matches!(
+        wrapped.lookup(&client).await,
+        Err(ClientError::WrapInvalidError)
+    ));
+
+    // A wrapped lookup-self, unwrapped by another client with the wrapping
+    // token as its own (sys::wrapping::unwrap with no token in the body).
+    let wrapped = LookupTokenSelfRequest::builder()
+        .build()
+        .unwrap()
+        .wrap(&client)
+        .await
+        .unwrap();
+    let me: LookupTokenResponse = sys::wrapping::unwrap(&b.vaultrs_as(&wrapped.info.token), None)
+        .await
+        .unwrap();
+    assert_eq!(me.accessor, app.accessor);
+
+    // Unwrapped creds are the token's: revoking it drops the user.
+    token::revoke_self(&client).await.unwrap();
+    assert!(!pg_role_exists(&creds.username).await);
+    assert_eq!(pg_users_with_prefix(&prefix).await, 0);
+}
+
+/// `tests/hvac/`, from this package's directory (the workspace's `tests/`).
+fn hvac_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hvac")
+}
+
+/// The Python that has hvac: `BROKER_TEST_HVAC_PYTHON`, else the venv
+/// `tests/hvac/.venv`. Panics with how to get one: a missing hvac fails the
+/// test, never skips it.
+fn hvac_python() -> PathBuf {
+    let dir = hvac_dir();
+    let setup = format!(
+        "set it up with:\n  python3 -m venv {venv}\n  {venv}/bin/pip install -r {req}\n\
+         or point BROKER_TEST_HVAC_PYTHON at a Python that has it",
+        venv = dir.join(".venv").display(),
+        req = dir.join("requirements.txt").display(),
+    );
+    let python = match std::env::var_os("BROKER_TEST_HVAC_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => dir.join(".venv/bin/python"),
+    };
+    let pinned = std::fs::read_to_string(dir.join("requirements.txt"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("hvac==").map(str::to_owned))
+        .expect("tests/hvac/requirements.txt pins hvac==VERSION");
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "from importlib.metadata import version; import hvac; print(version('hvac'))",
+        ])
+        .output();
+    let found = match out {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Ok(out) => panic!(
+            "hvac is not importable with {}:\n{}\n{setup}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!(
+            "no Python at {} ({e}): this test needs hvac;\n{setup}",
+            python.display()
+        ),
+    };
+    assert_eq!(
+        found,
+        pinned,
+        "{} has hvac {found}, tests/hvac/requirements.txt pins {pinned};\n{setup}",
+        python.display()
+    );
+    python
+}
+
+/// hvac, unchanged, against the broker: `tests/hvac/test_tokens.py` drives
+/// the token store, policies, capabilities and response wrapping (see the
+/// script for the calls), with the root token and with tokens holding
+/// one policy (403 where it grants nothing).
+#[tokio::test]
+async fn hvac_drives_tokens_capabilities_and_wrapping() {
+    let python = hvac_python();
+    let b = Broker::start().await;
+    let out = Command::new(&python)
+        .arg(hvac_dir().join("test_tokens.py"))
+        .env("VAULT_ADDR", b.base.trim_end_matches("/v1"))
+        .env("VAULT_TOKEN", &b.token)
+        .env_remove("VAULT_NAMESPACE")
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("run tests/hvac/test_tokens.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "tests/hvac/test_tokens.py failed ({}):\n{stdout}\n{stderr}\nbroker log:\n{}",
+        out.status,
+        b.log()
+    );
+    assert!(
+        stdout.contains("ok: every check passed"),
+        "{stdout}\n{stderr}"
+    );
 }

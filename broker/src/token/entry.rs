@@ -104,6 +104,17 @@ fn rfc3339(unix: i64) -> Value {
     }
 }
 
+/// `issue_time`: always a time, as Vault answers it (clients such as
+/// vaultrs read it as a string). A token whose making was not recorded
+/// (the root token, `creation_time` 0) shows the Unix epoch, matching its
+/// `creation_time`.
+fn issue_time(unix: i64) -> Value {
+    match rfc3339(unix) {
+        Value::Null => json!("1970-01-01T00:00:00Z"),
+        time => time,
+    }
+}
+
 impl TokenEntry {
     /// Whether it holds the `root` policy.
     pub fn is_root(&self) -> bool {
@@ -137,7 +148,7 @@ impl TokenEntry {
             "expire_time": rfc3339(self.expire_time),
             "explicit_max_ttl": self.explicit_max_ttl,
             "id": id,
-            "issue_time": rfc3339(self.creation_time),
+            "issue_time": issue_time(self.creation_time),
             "meta": if self.meta.is_empty() { Value::Null } else { json!(self.meta) },
             "num_uses": self.num_uses,
             "orphan": self.orphan,
