@@ -315,8 +315,9 @@ impl TokenStore {
             .map(|e| (record.id, e)))
     }
 
-    /// Renews the service token stored under `id` by `increment` from now
-    /// (0: its own TTL; a periodic token: its period), never past its max.
+    /// Renews the service token stored under `id`: it now expires
+    /// `increment` from now (0: its own TTL; a periodic token: its period),
+    /// never past its max.
     pub async fn renew(&self, id: &str, increment: Duration) -> Result<TokenEntry, TokenError> {
         let now = clock::unix_now_signed();
         let mut entry = self
@@ -344,7 +345,8 @@ impl TokenStore {
         if entry.max_expire_time > 0 {
             expire_time = expire_time.min(entry.max_expire_time);
         }
-        entry.expire_time = expire_time.max(entry.expire_time);
+        // As in Vault, the new TTL runs from now, shorter or not.
+        entry.expire_time = expire_time;
         self.store.put(&format!("{ID_PREFIX}{id}"), &entry).await?;
         self.leases
             .put_token_lease(
