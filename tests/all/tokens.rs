@@ -221,6 +221,12 @@ async fn revoking_a_parent_by_accessor_drops_its_childrens_database_users() {
         Some(json!({ "token": parent })),
     )
     .await;
+    // As in Vault, looking up a token that is gone is a 403 "bad token".
+    let (status, body) = b
+        .call("POST", "auth/token/lookup", Some(json!({ "token": child })))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(first_error(&body), "bad token");
 }
 
 #[tokio::test]

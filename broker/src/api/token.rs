@@ -291,11 +291,12 @@ async fn lookup(core: &Core, req: &Request) -> Result<Reply, Error> {
     if core.is_root_token(token).await {
         return Ok(data(root_lookup()));
     }
+    // Vault answers an unknown token's lookup with 403 "bad token".
     let found = core
         .tokens()
         .find(token)
         .await?
-        .ok_or_else(|| Error::invalid("bad token"))?;
+        .ok_or_else(|| Error::Forbidden("bad token".into()))?;
     Ok(data(
         found
             .entry
