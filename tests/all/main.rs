@@ -4,6 +4,7 @@
 // Test code: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod acl_matrix;
 mod api;
 mod audit;
 mod audit_chain;

@@ -505,7 +505,10 @@ async fn permits(
     } else {
         path
     };
-    Ok(acl.allows(acl_path, capability(op)) && (!sudo || acl.allows(path, Capability::Sudo)))
+    // The operation's capability and `sudo` come from the one rule that
+    // decides the request (for a list, the rule for `path/` or `path`).
+    let granted = acl.granted(acl_path, op == Operation::List);
+    Ok(granted.allows(capability(op)) && (!sudo || granted.allows(Capability::Sudo)))
 }
 
 /// The `X-Vault-Wrap-TTL` header, if the client asked for wrapping.

@@ -170,6 +170,12 @@ impl Writer {
             if info.access == Access::Sudo {
                 item.insert("x-vault-sudo".into(), json!(true));
             }
+            // Vault's own extension: a write here is a `create` when its
+            // object does not exist yet and an `update` when it does (the
+            // path has an existence check), and policies grant the two apart.
+            if info.existence_check {
+                item.insert("x-vault-createSupported".into(), json!(true));
+            }
             if self.paths > 0 {
                 self.out.push(b',');
             }
@@ -245,5 +251,64 @@ impl Writer {
         // `rest` is an object: its members follow the paths' comma.
         self.out.extend_from_slice(rest.get(1..).unwrap_or(b"}"));
         Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::Writer;
+    use crate::framework::{Access, Error, Path, Reply, Request, Table, no_content};
+
+    struct Toy;
+
+    impl Toy {
+        async fn write(&self, _req: &Request) -> Result<Reply, Error> {
+            Ok(no_content())
+        }
+        async fn exists(&self, _req: &Request) -> Result<bool, Error> {
+            Ok(false)
+        }
+    }
+
+    /// What a policy must grant is in the document: `x-vault-sudo` on a
+    /// root-protected path, `x-vault-createSupported` where writes are told
+    /// apart as creates and updates, and no security on an open path.
+    #[test]
+    fn the_document_says_what_a_policy_must_grant() {
+        let table = Table::new(vec![
+            Path::<Toy>::new("things/{name}")
+                .summary("a thing")
+                .create(|t, r| Box::pin(t.write(r)))
+                .update(|t, r| Box::pin(t.write(r)))
+                .exists(|t, r| Box::pin(t.exists(r))),
+            Path::<Toy>::new("rotate")
+                .summary("rotate")
+                .access(Access::Sudo)
+                .update(|t, r| Box::pin(t.write(r))),
+            Path::<Toy>::new("status")
+                .summary("status")
+                .access(Access::Open)
+                .read(|t, r| Box::pin(t.write(r))),
+        ])
+        .unwrap();
+        let mut writer = Writer::new();
+        writer.add("toy/", "toy", "secrets", table.paths()).unwrap();
+        let doc: Value = serde_json::from_slice(&writer.finish().unwrap()).unwrap();
+        let paths = &doc["paths"];
+        assert_eq!(paths["/toy/things/{name}"]["x-vault-createSupported"], true);
+        assert!(paths["/toy/things/{name}"].get("x-vault-sudo").is_none());
+        assert_eq!(paths["/toy/rotate"]["x-vault-sudo"], true);
+        assert!(
+            paths["/toy/rotate"]
+                .get("x-vault-createSupported")
+                .is_none()
+        );
+        assert_eq!(
+            paths["/toy/status"]["get"]["security"],
+            serde_json::json!([])
+        );
+        assert!(paths["/toy/rotate"]["post"].get("security").is_none());
     }
 }

@@ -116,18 +116,25 @@ impl Acl {
     /// does, wildcards are matched against the path without its slash
     /// before the path with it.
     pub fn allows(&self, path: &str, capability: Capability) -> bool {
+        self.granted(path, capability == Capability::List)
+            .allows(capability)
+    }
+
+    /// What the one rule deciding a request at `path` grants (a list's path
+    /// ends in `/`, matched as [`Self::allows`] says). A request that needs
+    /// two capabilities, an operation's and `sudo` on a root-protected
+    /// path, takes both from this rule, as Vault does: `sudo` granted by
+    /// another rule that does not decide the request does not count.
+    pub fn granted(&self, path: &str, list: bool) -> Capabilities {
         if self.root {
-            return true;
+            return Capabilities::ROOT;
         }
-        let bare = match capability {
-            Capability::List => path.strip_suffix('/'),
-            _ => None,
-        };
+        let bare = if list { path.strip_suffix('/') } else { None };
         self.exact(path)
             .or_else(|| bare.and_then(|p| self.exact(p)))
             .or_else(|| bare.and_then(|p| self.wildcard(p)))
             .or_else(|| self.wildcard(path))
-            .is_some_and(|granted| granted.allows(capability))
+            .unwrap_or(Capabilities::NONE)
     }
 
     fn exact(&self, path: &str) -> Option<Capabilities> {

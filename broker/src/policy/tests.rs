@@ -263,6 +263,44 @@ fn a_list_request_matches_rules_written_without_its_slash() {
     assert!(globs.allows("secret/foo/x", Capability::List));
 }
 
+/// A list on a root-protected path needs `list` and `sudo` from the rule
+/// that decides it, as Vault takes both from one matched rule.
+#[test]
+fn a_list_takes_list_and_sudo_from_the_one_rule_that_matches() {
+    let slashed = acl(r#"path "auth/token/accessors/" { capabilities = ["list", "sudo"] }"#);
+    let granted = slashed.granted("auth/token/accessors/", true);
+    assert!(granted.allows(Capability::List) && granted.allows(Capability::Sudo));
+    let bare = acl(r#"path "auth/token/accessors" { capabilities = ["list", "sudo"] }"#);
+    let granted = bare.granted("auth/token/accessors/", true);
+    assert!(granted.allows(Capability::List) && granted.allows(Capability::Sudo));
+    // `sudo` from a rule that does not decide the list does not count.
+    let split = acl(r#"
+        path "auth/token/accessors/" { capabilities = ["list"] }
+        path "auth/token/accessors" { capabilities = ["sudo"] }
+        "#);
+    let granted = split.granted("auth/token/accessors/", true);
+    assert!(granted.allows(Capability::List) && !granted.allows(Capability::Sudo));
+    let glob = acl(r#"
+        path "sys/leases/lookup/db/" { capabilities = ["list"] }
+        path "sys/leases/lookup/*" { capabilities = ["sudo", "list"] }
+        "#);
+    assert!(
+        !glob
+            .granted("sys/leases/lookup/db/", true)
+            .allows(Capability::Sudo)
+    );
+    // Not a list: the path as it is.
+    assert!(
+        bare.granted("auth/token/accessors", false)
+            .allows(Capability::Sudo)
+    );
+    assert!(
+        !slashed
+            .granted("auth/token/accessors", false)
+            .allows(Capability::Sudo)
+    );
+}
+
 #[test]
 fn a_repeated_json_key_merges_rather_than_replaces() {
     let policy = Policy::parse(
