@@ -153,11 +153,13 @@ async fn every_request_is_on_record_without_a_secret_in_clear() {
         );
     }
     let all = entries(&log);
-    // A request and a response entry for every family of endpoints.
+    // A request and a response entry for every family of endpoints. A
+    // first write to a path that knows whether its object exists is a
+    // create, as in Vault.
     for (op, path) in [
         ("update", "sys/mounts/database"),
-        ("update", "database/config/pg"),
-        ("update", "database/roles/readonly"),
+        ("create", "database/config/pg"),
+        ("create", "database/roles/readonly"),
         ("read", "database/creds/readonly"),
         ("update", "sys/leases/renew"),
         ("update", "sys/leases/lookup"),
