@@ -79,6 +79,43 @@ pub struct Config {
     /// Audit devices, and where `sys/audit` may create files.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Auth methods' settings.
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `[auth.lockout]`: failed logins before an identity is locked.
+    #[serde(default)]
+    pub lockout: LockoutConfig,
+}
+
+/// `[auth.lockout]`, Vault's user lockout: `threshold` failed logins of
+/// one identity (a role id, a JWT role) lock it for `duration`; a count
+/// starts over `counter_reset` after its last failure.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConfig {
+    /// Failures before the lock (1 to 1000; default 5).
+    pub threshold: u32,
+    /// How long the lock lasts (default 15m).
+    pub duration: Ttl,
+    /// How long after the last failure a count starts over (default 15m).
+    pub counter_reset: Ttl,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        let d = crate::auth::lockout::LockoutSettings::default();
+        Self {
+            threshold: d.threshold,
+            duration: Ttl(d.duration),
+            counter_reset: Ttl(d.counter_reset),
+        }
+    }
 }
 
 /// `[audit]`.
@@ -421,6 +458,13 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "leases.worker_interval must be more than zero".into(),
             ));
+        }
+        let lockout = &self.auth.lockout;
+        if !(1..=1000).contains(&lockout.threshold) {
+            return Err(ConfigError::Invalid(format!(
+                "auth.lockout.threshold must be 1 to 1000, not {}",
+                lockout.threshold
+            )));
         }
         Ok(())
     }

@@ -27,7 +27,10 @@ use crate::policy::PolicyStore;
 use crate::storage::Storage;
 use crate::token::{TokenError, TokenStore};
 
+mod auth;
 mod layout;
+
+pub use auth::TOKEN_AUTH_PATH;
 
 const KEYRING_KEY: &str = "core/keyring";
 const MOUNTS_KEY: &str = "core/mounts";
@@ -155,12 +158,9 @@ pub const MAX_MOUNT_PATH: usize = 128;
 /// shadow, or be shadowed by, the system's own paths.
 pub const RESERVED_MOUNTS: &[&str] = &["sys", "auth", "cubbyhole", "identity", "audit"];
 
-/// Checks a path a new mount would take and returns it as the mount table
-/// keys it (`team/db/`). Segments are 1 or more letters, digits, `-`, `_`
-/// or `.`, never `.` or `..`; the path is at most [`MAX_MOUNT_PATH`] bytes
-/// and starts with no reserved name. Lease ids, storage keys and policies
-/// all embed the path, so anything else could make two paths alias.
-pub fn mount_path(path: &str) -> Result<String, Error> {
+/// `path` without its outer slashes, if its segments can be a mount's
+/// (see [`mount_path`]).
+pub(crate) fn checked_segments(path: &str) -> Result<&str, Error> {
     let trimmed = path.trim_matches('/');
     let bad = |why: &str| {
         Err(Error::field(
@@ -190,6 +190,16 @@ pub fn mount_path(path: &str) -> Result<String, Error> {
             return bad(&format!("character {c:?} is not allowed"));
         }
     }
+    Ok(trimmed)
+}
+
+/// Checks a path a new mount would take and returns it as the mount table
+/// keys it (`team/db/`). Segments are 1 or more letters, digits, `-`, `_`
+/// or `.`, never `.` or `..`; the path is at most [`MAX_MOUNT_PATH`] bytes
+/// and starts with no reserved name. Lease ids, storage keys and policies
+/// all embed the path, so anything else could make two paths alias.
+pub fn mount_path(path: &str) -> Result<String, Error> {
+    let trimmed = checked_segments(path)?;
     let first = trimmed.split('/').next().unwrap_or_default();
     if let Some(reserved) = RESERVED_MOUNTS
         .iter()
@@ -202,17 +212,28 @@ pub fn mount_path(path: &str) -> Result<String, Error> {
             ),
         ));
     }
-    // `sys/mounts/<path>/tune` tunes <path>: a mount ending in `tune`
-    // could never be disabled or tuned itself.
-    if trimmed == "tune" || trimmed.ends_with("/tune") {
-        return bad("a mount path cannot end with the segment 'tune'");
-    }
+    not_tune(trimmed)?;
     Ok(format!("{trimmed}/"))
+}
+
+/// `sys/mounts/<path>/tune` tunes `<path>`: a mount ending in `tune` could
+/// never be disabled or tuned itself.
+pub(crate) fn not_tune(trimmed: &str) -> Result<(), Error> {
+    if trimmed == "tune" || trimmed.ends_with("/tune") {
+        return Err(Error::field(
+            "path",
+            "path: a mount path cannot end with the segment 'tune'",
+        ));
+    }
+    Ok(())
 }
 
 /// The longest mount whose path is `path` or a whole-segment prefix of it:
 /// one map lookup per segment, however many mounts there are.
-fn longest_mount<'a>(mounts: &'a MountTable, path: &str) -> Option<(&'a String, &'a MountEntry)> {
+pub(crate) fn longest_mount<'a>(
+    mounts: &'a MountTable,
+    path: &str,
+) -> Option<(&'a String, &'a MountEntry)> {
     let mut key = String::with_capacity(path.len() + 1);
     key.push_str(path.trim_end_matches('/'));
     key.push('/');
@@ -266,6 +287,8 @@ pub struct Core {
     audit: Arc<Auditor>,
     policies: PolicyStore,
     tokens: Arc<TokenStore>,
+    /// Auth methods mounted under `auth/` (`core/auth.rs`).
+    auth: auth::AuthMounts,
 }
 
 /// How the core runs.
@@ -278,6 +301,8 @@ pub struct CoreOptions {
     pub audit_policy: AuditPolicy,
     /// Audit devices the configuration file declares, by path.
     pub audit_devices: Vec<(String, DeviceConfig)>,
+    /// When auth methods lock an identity out.
+    pub lockout: crate::auth::lockout::LockoutSettings,
 }
 
 impl Default for CoreOptions {
@@ -286,6 +311,7 @@ impl Default for CoreOptions {
             pending_hold: Duration::from_secs(60),
             audit_policy: AuditPolicy::default(),
             audit_devices: Vec::new(),
+            lockout: Default::default(),
         }
     }
 }
@@ -355,17 +381,18 @@ impl Core {
                 .with_events(audit.clone())
                 .with_pending_hold(options.pending_hold),
         );
-        let backends = Arc::new(Registry::new(
-            &Services {
-                catalog: catalog.clone(),
-                leases: leases.clone(),
-            },
-            crate::engine::ENGINES,
-        )?);
+        let tokens = TokenStore::open(store.clone(), leases.clone()).await?;
+        let services = Services {
+            catalog: catalog.clone(),
+            leases: leases.clone(),
+            tokens: tokens.clone(),
+            lockout: options.lockout,
+        };
+        let backends = Arc::new(Registry::new(&services, crate::engine::ENGINES)?);
+        let auth = auth::AuthMounts::open(&store, &services).await?;
         // Set once, here, on a resolver no one else has built backends for.
         let _ = resolver.backends.set(backends.clone());
         let policies = PolicyStore::new(store.clone());
-        let tokens = TokenStore::open(store.clone(), leases.clone()).await?;
         let system = Arc::new(Mount {
             path: "sys/".into(),
             kind: "system".into(),
@@ -385,6 +412,7 @@ impl Core {
             storage: StorageView::new(store.clone(), "core/token"),
         });
         Ok(Arc::new(Self {
+            auth,
             token_mount,
             store,
             catalog,
@@ -585,7 +613,7 @@ impl Core {
 
     /// What a handler sees of the mount at `path`: its storage is rooted
     /// at its UUID.
-    fn context(store: &SealedStorage, path: &str, entry: &MountEntry) -> Mount {
+    pub(crate) fn context(store: &SealedStorage, path: &str, entry: &MountEntry) -> Mount {
         let ttls = Self::ttls(entry);
         Mount {
             path: path.to_owned(),

@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod barrier;
 pub mod cli;
 pub mod clock;

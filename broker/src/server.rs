@@ -109,6 +109,11 @@ pub async fn initialize(config: &Config) -> Result<Zeroizing<String>, StartError
 /// What the core needs from a configuration file.
 pub fn core_options(config: &Config) -> CoreOptions {
     CoreOptions {
+        lockout: crate::auth::lockout::LockoutSettings {
+            threshold: config.auth.lockout.threshold,
+            duration: config.auth.lockout.duration.0,
+            counter_reset: config.auth.lockout.counter_reset.0,
+        },
         pending_hold: config.leases.pending_hold.0,
         audit_policy: AuditPolicy {
             any_path: false,
@@ -176,6 +181,7 @@ pub async fn open_dev_core(
             file_dirs: Vec::new(),
         },
         audit_devices: Vec::new(),
+        lockout: Default::default(),
     };
     let core = Core::open(storage, &kms, catalog, options).await?;
     core.set_root_token(root_token).await?;

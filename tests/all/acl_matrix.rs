@@ -46,6 +46,7 @@ const UNAUTHENTICATED: &[(&str, &str)] = &[
     ("/sys/seal-status", "open"),
     ("/sys/init", "open"),
     ("/sys/wrapping/lookup", "public"),
+    ("/auth/approle/login", "public"),
     ("/pki/ca/pem", "public"),
     ("/pki/ca", "public"),
     ("/pki/ca_chain", "public"),
@@ -82,6 +83,10 @@ fn existing_objects() -> Vec<(&'static str, Value)> {
         (
             "/database/roles/{name}",
             json!({ "db_name": EXISTING, "creation_statements": ["SELECT 1"] }),
+        ),
+        (
+            "/auth/approle/role/{role_name}",
+            json!({ "token_policies": ["default"] }),
         ),
         (
             "/pki/roles/{name}",
@@ -515,6 +520,14 @@ async fn every_path_and_operation_is_refused_without_its_capability_and_served_w
         )
         .await;
     }
+    // And every auth method.
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/auth/approle",
+        Some(json!({ "type": "approle" })),
+    )
+    .await;
     b.expect(
         StatusCode::OK,
         "POST",

@@ -6,6 +6,7 @@
 
 mod acl_matrix;
 mod api;
+mod approle;
 mod audit;
 mod audit_chain;
 mod crash;

@@ -281,6 +281,7 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
             },
             mount: found.mount.clone(),
             caller: Caller::Anonymous,
+            remote: remote.ip(),
         };
         return found.target.call(core, route.index, &request).await;
     }
@@ -296,7 +297,7 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
     // It is parsed only once the request has passed its budget.
     let body = read_body(body, state.body_read_timeout).await?;
     let caller = match token(headers) {
-        Some(t) => authenticate(core, t).await?,
+        Some(t) => authenticate(core, t, remote.ip()).await?,
         None => None,
     };
     let auth = caller
@@ -336,6 +337,7 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         data,
         mount: f.mount.clone(),
         caller: caller.clone().unwrap_or(Caller::Anonymous),
+        remote: remote.ip(),
     });
     // A write to a path that tells creates from updates asks whether its
     // object exists, once the caller is known (policies grant the two apart).
@@ -436,11 +438,15 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
 
 /// Who holds `token`: the root token, a live token of the store, or no one
 /// (an unknown, expired or revoked token is no one).
-async fn authenticate(core: &Core, token: &str) -> Result<Option<Caller>, ApiError> {
+async fn authenticate(
+    core: &Core,
+    token: &str,
+    remote: std::net::IpAddr,
+) -> Result<Option<Caller>, ApiError> {
     if core.is_root_token(token).await {
         return Ok(Some(Caller::Root));
     }
-    match core.tokens().authenticate(token).await {
+    match core.tokens().authenticate(token, remote).await {
         Ok(found) => Ok(found.map(|t| Caller::Token(Arc::new(t)))),
         Err(e) => Err(ApiError::from(crate::framework::Error::from(e))),
     }

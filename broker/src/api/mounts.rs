@@ -1,4 +1,6 @@
-//! `sys/mounts`: enabling, disabling, listing and tuning secrets engines.
+//! `sys/mounts` and `sys/auth`: enabling, disabling, listing and tuning
+//! secrets engines and auth methods (the same handlers serve both; the
+//! path says which table).
 //!
 //! A path here names a mount exactly: disabling or tuning a path inside a
 //! mount (`db/config`) is refused, never applied to the mount's data. TTL
@@ -41,10 +43,46 @@ fn describe(entry: &MountEntry) -> Value {
     })
 }
 
-/// `GET sys/mounts`.
-pub(crate) async fn list(core: &Core, _req: &Request) -> Result<Reply, Error> {
-    let mounts: serde_json::Map<String, Value> = core
-        .mounts()
+/// Which table a request acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Secrets,
+    Auth,
+}
+
+fn which(req: &Request) -> Which {
+    if req.path == "sys/auth" || req.path.starts_with("sys/auth/") {
+        Which::Auth
+    } else {
+        Which::Secrets
+    }
+}
+
+/// The table `which` names, the token store listed among the auth methods.
+async fn table(core: &Core, which: Which) -> crate::core::MountTable {
+    match which {
+        Which::Secrets => core.mounts().await,
+        Which::Auth => {
+            let mut table = core.auth_mounts().await;
+            table.insert(
+                crate::core::TOKEN_AUTH_PATH.to_owned(),
+                MountEntry {
+                    kind: "token".into(),
+                    description: "token based credentials".into(),
+                    accessor: "auth_token".into(),
+                    default_lease_ttl: 0,
+                    max_lease_ttl: 0,
+                    uuid: String::new(),
+                },
+            );
+            table
+        }
+    }
+}
+
+/// `GET sys/mounts`, `GET sys/auth`.
+pub(crate) async fn list(core: &Core, req: &Request) -> Result<Reply, Error> {
+    let mounts: serde_json::Map<String, Value> = table(core, which(req))
         .await
         .iter()
         .map(|(p, e)| (p.clone(), describe(e)))
@@ -72,20 +110,28 @@ pub(crate) async fn enable(core: &Core, req: &Request) -> Result<Reply, Error> {
         default_lease_ttl: ttl_field(config, "default_lease_ttl")?.unwrap_or(0),
         max_lease_ttl: ttl_field(config, "max_lease_ttl")?.unwrap_or(0),
     };
-    core.mount(req.param("path")?, entry).await?;
+    match which(req) {
+        Which::Secrets => core.mount(req.param("path")?, entry).await?,
+        Which::Auth => core.enable_auth(req.param("path")?, entry).await?,
+    }
     Ok(no_content())
 }
 
 /// `DELETE sys/mounts/{path}`: disables an engine, revoking its leases.
+/// `DELETE sys/auth/{path}`: disables an auth method, revoking the tokens
+/// it issued (and their leases).
 pub(crate) async fn disable(core: &Core, req: &Request) -> Result<Reply, Error> {
-    core.unmount(req.param("path")?).await?;
+    match which(req) {
+        Which::Secrets => core.unmount(req.param("path")?).await?,
+        Which::Auth => core.disable_auth(req.param("path")?).await?,
+    }
     Ok(no_content())
 }
 
 /// `GET sys/mounts/{path}/tune`.
 pub(crate) async fn read_tune(core: &Core, req: &Request) -> Result<Reply, Error> {
     let mount = req.param("path")?;
-    let mounts = core.mounts().await;
+    let mounts = table(core, which(req)).await;
     let entry = mounts
         .get(&format!("{mount}/"))
         .ok_or_else(|| Error::invalid(format!("no mount at {mount}")))?;
@@ -106,12 +152,14 @@ pub(crate) async fn tune(core: &Core, req: &Request) -> Result<Reply, Error> {
         Some(Value::String(d)) => Some(d.clone()),
         Some(_) => return Err(Error::field("description", "description must be a string")),
     };
-    core.tune(
+    let (path, default, max) = (
         req.param("path")?,
-        description,
         ttl_field(Some(&body), "default_lease_ttl")?,
         ttl_field(Some(&body), "max_lease_ttl")?,
-    )
-    .await?;
+    );
+    match which(req) {
+        Which::Secrets => core.tune(path, description, default, max).await?,
+        Which::Auth => core.tune_auth(path, description, default, max).await?,
+    }
     Ok(no_content())
 }

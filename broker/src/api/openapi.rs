@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use crate::core::Core;
 use crate::framework::openapi::Writer;
 
-/// What the document depends on: each mount's path and type.
+/// What the document depends on: each mount's path and type, secrets
+/// engines' first, then auth methods' (their paths begin `auth/`).
 type Shape = Vec<(String, String)>;
 
 /// The last document served, with the mount table shape it was made for:
@@ -20,9 +21,14 @@ static LAST: Mutex<Option<(Shape, Arc<Vec<u8>>)>> = Mutex::new(None);
 /// when the mount table's shape has changed.
 pub(crate) async fn cached_document(core: &Core) -> Result<Arc<Vec<u8>>, String> {
     let mounts = core.mounts().await;
+    let auth = core.auth_mounts().await;
     let shape: Shape = mounts
         .iter()
         .map(|(path, entry)| (path.clone(), entry.kind.clone()))
+        .chain(
+            auth.iter()
+                .map(|(path, entry)| (format!("auth/{path}"), entry.kind.clone())),
+        )
         .collect();
     if let Ok(last) = LAST.lock()
         && let Some((made_for, doc)) = &*last
@@ -49,12 +55,17 @@ fn document(core: &Core, shape: &Shape) -> Result<Vec<u8>, String> {
         .add(super::token::MOUNT, "token", "auth", token.paths())
         .map_err(|e| e.to_string())?;
     for (path, kind) in shape {
+        let (backend, tag) = if path.starts_with("auth/") {
+            (core.auth_backends().get(kind), "auth")
+        } else {
+            (core.backends().get(kind), "secrets")
+        };
         // A mount whose type this broker no longer offers serves nothing.
-        let Some(backend) = core.backends().get(kind) else {
+        let Some(backend) = backend else {
             continue;
         };
         writer
-            .add(path, kind, "secrets", backend.paths())
+            .add(path, kind, tag, backend.paths())
             .map_err(|e| e.to_string())?;
     }
     writer.finish().map_err(|e| e.to_string())

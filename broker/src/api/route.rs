@@ -1,5 +1,6 @@
 //! Where a request path lands: the system's table for `sys/…`, the token
-//! store's for `auth/token/…`, else the
+//! store's for `auth/token/…`, an auth method's for `auth/<mount>/…`, else
+//! the
 //! table of the engine of the longest mount that prefixes the path, and the
 //! entry in that table. Nothing here looks at the caller.
 
@@ -90,6 +91,21 @@ pub(super) async fn find(core: &Core, path: &str) -> Result<Option<Found>, ApiEr
             mount: core.token_mount(),
             target: Target::System(table),
             route: table.find(rest),
+        }));
+    }
+    if let Some(rest) = path.strip_prefix("auth/") {
+        let Some(mount) = core.route_auth(rest).await else {
+            return Ok(None);
+        };
+        let Some(backend) = core.auth_backends().get(&mount.kind).cloned() else {
+            return Ok(None);
+        };
+        let rest = path.get(mount.path.len()..).unwrap_or_default();
+        let route = crate::framework::find(backend.paths(), rest);
+        return Ok(Some(Found {
+            mount,
+            target: Target::Engine(backend),
+            route,
         }));
     }
     let Some(mount) = core.route_mount(path).await else {

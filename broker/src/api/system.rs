@@ -151,6 +151,25 @@ fn paths() -> Vec<Path<Core>> {
             .field(Field::object("config", "default_lease_ttl and max_lease_ttl (durations)").clear())
             .update(|c, r| Box::pin(mounts::enable(c, r)))
             .delete(|c, r| Box::pin(mounts::disable(c, r))),
+        P::new("auth")
+            .summary("The enabled auth methods, the token store included.")
+            .read(|c, r| Box::pin(mounts::list(c, r))),
+        P::new("auth/{path+}/tune")
+            .summary("Read or change an auth method's description and token TTLs.")
+            .access(Access::Sudo)
+            .field(Field::string("description", "free text").clear())
+            .field(Field::duration("default_lease_ttl", TTL).clear())
+            .field(Field::duration("max_lease_ttl", TTL).clear())
+            .read(|c, r| Box::pin(mounts::read_tune(c, r)))
+            .update(|c, r| Box::pin(mounts::tune(c, r))),
+        P::new("auth/{path+}")
+            .summary("Enable (write) or disable (delete) an auth method; disabling revokes the tokens it issued and their leases.")
+            .access(Access::Sudo)
+            .field(Field::string("type", "the method type (approle)").clear().required())
+            .field(Field::string("description", "free text").clear())
+            .field(Field::object("config", "default_lease_ttl and max_lease_ttl (durations)").clear())
+            .update(|c, r| Box::pin(mounts::enable(c, r)))
+            .delete(|c, r| Box::pin(mounts::disable(c, r))),
         P::new("leases/lookup")
             .summary("Look up a lease (write), or list the top level of lease ids (list).")
             .field(lease_id_field())

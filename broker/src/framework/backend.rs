@@ -15,6 +15,10 @@ pub struct Services {
     pub catalog: Arc<Catalog>,
     /// The lease store, for issuing under a lease.
     pub leases: Arc<Leases>,
+    /// The token store, for auth methods' logins.
+    pub tokens: Arc<crate::token::TokenStore>,
+    /// When auth methods lock an identity out.
+    pub lockout: crate::auth::lockout::LockoutSettings,
 }
 
 /// A mount type: its paths, as a table, and what the lease worker asks of

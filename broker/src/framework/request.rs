@@ -127,6 +127,8 @@ pub struct Request {
     pub mount: Arc<Mount>,
     /// Who made it.
     pub caller: Caller,
+    /// The client's address (logins bound to networks check it).
+    pub remote: std::net::IpAddr,
 }
 
 impl std::fmt::Debug for Request {

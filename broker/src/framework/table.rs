@@ -379,6 +379,7 @@ mod tests {
                 storage: StorageView::for_mount(store, "u"),
             }),
             caller: Caller::Root,
+            remote: std::net::IpAddr::from([127, 0, 0, 1]),
         }
     }
 

@@ -359,6 +359,8 @@ pub fn plan(
         role: role.map(|r| r.name.clone()),
         token_type,
         revoking: false,
+        mount_accessor: None,
+        bound_cidrs: Vec::new(),
     })
 }
 

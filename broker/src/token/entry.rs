@@ -79,6 +79,13 @@ pub struct TokenEntry {
     /// Its revocation has begun: it no longer authenticates.
     #[serde(default)]
     pub revoking: bool,
+    /// The accessor of the auth mount that issued it at a login; disabling
+    /// that mount revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_accessor: Option<String>,
+    /// The networks it may be used from (empty: anywhere).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bound_cidrs: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for TokenEntry {
@@ -123,6 +130,11 @@ impl TokenEntry {
             .any(|p| p == crate::policy::Policy::ROOT)
     }
 
+    /// Whether it may be used from `remote`.
+    pub fn usable_from(&self, remote: std::net::IpAddr) -> bool {
+        self.bound_cidrs.is_empty() || self.bound_cidrs.iter().any(|n| n.contains(&remote))
+    }
+
     /// Whether it has expired at `now`.
     pub fn expired(&self, now: i64) -> bool {
         self.expire_time > 0 && self.expire_time <= now
@@ -159,6 +171,7 @@ impl TokenEntry {
             "role": self.role.clone().unwrap_or_default(),
             "ttl": self.ttl_left(now),
             "type": self.token_type.as_str(),
+            "bound_cidrs": self.bound_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })
     }
 

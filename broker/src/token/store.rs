@@ -6,7 +6,9 @@
 //! - `core/token/accessor/<accessor>`: which hash an accessor stands for;
 //! - `core/token/parent/<parent>/<child>`: the tree, by accessors;
 //! - `core/token/roles/<name>`: token roles;
-//! - `core/token/cubbyhole/<accessor>/…`: what a wrapping token guards.
+//! - `core/token/cubbyhole/<accessor>/…`: what a wrapping token guards;
+//! - `core/token/mount/<mount accessor>/<accessor>`: the tokens an auth
+//!   mount issued, revoked when it is disabled.
 //!
 //! Each service token's life is the lease `auth/token/create/<hash>`.
 //! Revoking writes that lease as `revoking` first, so a revocation the
@@ -32,6 +34,7 @@ const ACCESSOR_PREFIX: &str = "core/token/accessor/";
 const PARENT_PREFIX: &str = "core/token/parent/";
 const ROLE_PREFIX: &str = "core/token/roles/";
 const CUBBY_PREFIX: &str = "core/token/cubbyhole/";
+const MOUNT_PREFIX: &str = "core/token/mount/";
 /// What batch tokens are sealed under (the barrier binds a value to it).
 const BATCH_AAD: &str = "core/token/batch";
 
@@ -209,6 +212,11 @@ impl TokenStore {
                 .put(&format!("{PARENT_PREFIX}{parent}/{}", entry.accessor), &())
                 .await?;
         }
+        if let Some(mount) = &entry.mount_accessor {
+            self.store
+                .put(&format!("{MOUNT_PREFIX}{mount}/{}", entry.accessor), &())
+                .await?;
+        }
         crate::metrics::metrics().token_created(entry.token_type.as_str());
         Ok((token, entry))
     }
@@ -266,14 +274,23 @@ impl TokenStore {
         }
     }
 
-    /// [`Self::find`], spending one use of a token limited in uses. The
+    /// [`Self::find`] for a request from `remote`, spending one use of a
+    /// token limited in uses. The
     /// last use marks it revoking (nothing more authenticates with it) and
     /// sets [`TokenCaller::last_use`]: the caller revokes it once the
     /// request is answered.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<TokenCaller>, TokenError> {
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        remote: std::net::IpAddr,
+    ) -> Result<Option<TokenCaller>, TokenError> {
         let Some(mut caller) = self.find(token).await? else {
             return Ok(None);
         };
+        // A token bound to networks is no token elsewhere (and spends no use).
+        if !caller.entry.usable_from(remote) {
+            return Ok(None);
+        }
         if let (Some(id), true) = (&caller.id, caller.entry.num_uses > 0) {
             caller.entry.num_uses -= 1;
             if caller.entry.num_uses == 0 {
@@ -464,6 +481,11 @@ impl TokenStore {
                     .delete(&format!("{PARENT_PREFIX}{parent}/{accessor}"))
                     .await?;
             }
+            if let Some(mount) = entry.as_ref().and_then(|e| e.mount_accessor.as_deref()) {
+                self.store
+                    .delete(&format!("{MOUNT_PREFIX}{mount}/{accessor}"))
+                    .await?;
+            }
             if let Some(id) = &id {
                 self.store.delete(&format!("{ID_PREFIX}{id}")).await?;
             }
@@ -476,6 +498,23 @@ impl TokenStore {
             tracing::info!(accessor, "token revoked");
             Ok(())
         })
+    }
+
+    /// Revokes every token the auth mount with `mount_accessor` issued (its
+    /// method is being disabled), with their children and leases. Returns
+    /// how many.
+    pub async fn revoke_mount(&self, mount_accessor: &str) -> Result<usize, TokenError> {
+        let prefix = format!("{MOUNT_PREFIX}{mount_accessor}/");
+        let mut revoked = 0;
+        for key in self.store.list(&prefix).await? {
+            if let Some(accessor) = key.strip_prefix(&prefix) {
+                self.revoke_tree(accessor).await?;
+                // Should the token be gone already, its link goes too.
+                self.store.delete(&key).await?;
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
     }
 
     /// Every live service token's accessor.
