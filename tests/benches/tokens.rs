@@ -119,7 +119,10 @@ async fn main() {
         "type = \"sqlite\"\npath = \"{}\"",
         dir.path().join("broker.db").display()
     );
-    std::fs::write(&config, config_toml(dir.path(), port, &storage, ""))
+    // No per-client budget: the bench is one client address at thousands
+    // of requests a second.
+    let limits = "[rate_limit]\nper_client_rate = 0\n";
+    std::fs::write(&config, config_toml(dir.path(), port, &storage, limits))
         .unwrap_or_else(|e| panic!("{e}"));
     let exe = env!("CARGO_BIN_EXE_broker-under-test");
     let init = std::process::Command::new(exe)
