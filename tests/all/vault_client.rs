@@ -1,10 +1,11 @@
 //! Compatibility: existing Vault clients, used unchanged against the
 //! broker. `vaultrs` (Rust) drives mounts, the database engine's config,
-//! roles and creds, health, the token store (`auth/token/…`), policies and
-//! response wrapping, with tokens holding only some policies; `hvac`
-//! (Python, `tests/hvac/test_tokens.py`) drives the token store,
-//! capabilities and wrapping. The credentials they get log in to a real
-//! PostgreSQL.
+//! roles and creds, health, the token store (`auth/token/…`), policies,
+//! response wrapping and AppRole (`sys/auth`, `auth/approle/…`), with
+//! tokens holding only some policies; `hvac` (Python) drives the token
+//! store, capabilities and wrapping (`tests/hvac/test_tokens.py`) and
+//! AppRole (`tests/hvac/test_approle.py`). The credentials they get log in
+//! to a real PostgreSQL.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +15,8 @@ use broker_tests::{pg_connect, postgres};
 use reqwest::StatusCode;
 use serde_json::json;
 use vaultrs::api::ResponseWrapper;
+use vaultrs::api::auth::approle::requests::{GenerateNewSecretIDRequest, SetAppRoleRequest};
+use vaultrs::api::auth::approle::responses::GenerateNewSecretIDResponse;
 use vaultrs::api::database::requests::{
     GenerateCredentialsRequest, PostgreSQLConnectionRequest, SetRoleRequest,
 };
@@ -22,6 +25,7 @@ use vaultrs::api::token::requests::{
     LookupTokenSelfRequest, SetTokenRoleRequest,
 };
 use vaultrs::api::token::responses::LookupTokenResponse;
+use vaultrs::auth::approle;
 use vaultrs::error::ClientError;
 use vaultrs::{database, sys, token};
 
@@ -502,6 +506,313 @@ async fn vaultrs_with_a_policy_token_reads_wrapped_creds() {
     assert_eq!(pg_users_with_prefix(&prefix).await, 0);
 }
 
+/// vaultrs's `sys::auth` and `auth::approle` modules, unchanged: the
+/// operator enables AppRole, writes a policy and a role, reads its role id
+/// and hands out a secret id wrapped; the app unwraps it with the wrapping
+/// token as its own, logs in, and with the login token reads database
+/// credentials (a real PostgreSQL login) and nothing else. Then the
+/// operator's side: secret ids listed, looked up and destroyed by secret
+/// id and by accessor, a custom secret id, the role id changed, tidy, the
+/// role read, listed and deleted, and disabling the method ending the
+/// app's token and its database user.
+#[tokio::test]
+async fn vaultrs_drives_approle_with_a_wrapped_secret_id() {
+    let b = Broker::start().await;
+    let prefix = setup_tagged(&b, "app", json!([PG_CREATE])).await;
+    let root = b.vaultrs();
+
+    sys::auth::enable(&root, "approle", "approle", None)
+        .await
+        .unwrap();
+    let methods = sys::auth::list(&root).await.unwrap();
+    assert_eq!(methods["approle/"].mount_type, "approle");
+    assert!(methods["approle/"].accessor.starts_with("approle_"));
+    assert_eq!(methods["token/"].mount_type, "token");
+    assert_eq!(methods["token/"].config.token_type, "default-service");
+
+    sys::policy::set(&root, "app", APP_POLICY).await.unwrap();
+    approle::role::set(
+        &root,
+        "approle",
+        "web",
+        Some(
+            SetAppRoleRequest::builder()
+                .token_policies(vec!["app".to_owned()])
+                .token_ttl("10m")
+                .token_max_ttl("1h")
+                .secret_id_ttl("1h")
+                .secret_id_num_uses(5u64),
+        ),
+    )
+    .await
+    .unwrap();
+    let role = approle::role::read(&root, "approle", "web").await.unwrap();
+    assert!(role.bind_secret_id, "{role:?}");
+    assert_eq!(role.token_policies, ["app"]);
+    assert_eq!((role.token_ttl, role.token_max_ttl), (600, 3600));
+    assert_eq!((role.secret_id_ttl, role.secret_id_num_uses), (3600, 5));
+    assert!(role.token_bound_cidrs.is_empty());
+    assert_eq!(
+        approle::role::list(&root, "approle").await.unwrap().keys,
+        ["web"]
+    );
+    let role_id = approle::role::read_id(&root, "approle", "web")
+        .await
+        .unwrap()
+        .role_id;
+    assert!(!role_id.is_empty());
+
+    // The secret id leaves the broker wrapped: whoever carries it to the
+    // app sees only a single-use wrapping token.
+    let wrapped = GenerateNewSecretIDRequest::builder()
+        .mount("approle")
+        .role_name("web")
+        .metadata(r#"{"team": "payments"}"#)
+        .build()
+        .unwrap()
+        .wrap(&root)
+        .await
+        .unwrap();
+    assert_eq!(
+        wrapped.info.creation_path,
+        "auth/approle/role/web/secret-id"
+    );
+    assert_eq!(wrapped.info.ttl, 600, "vaultrs asks for 10m");
+    // The app unwraps it with the wrapping token as its own.
+    let delivered: GenerateNewSecretIDResponse =
+        sys::wrapping::unwrap(&b.vaultrs_as(&wrapped.info.token), None)
+            .await
+            .unwrap();
+    assert_eq!(delivered.secret_id_ttl, 3600);
+    let (code, _) = api_error(
+        "a second unwrap",
+        sys::wrapping::unwrap::<GenerateNewSecretIDResponse>(
+            &b.vaultrs_as(&wrapped.info.token),
+            None,
+        )
+        .await,
+    );
+    assert!(code == 400 || code == 403, "{code}");
+
+    // It logs in, with no token of its own.
+    let auth = approle::login(&b.vaultrs_as(""), "approle", &role_id, &delivered.secret_id)
+        .await
+        .unwrap();
+    assert_eq!(auth.policies, ["app", "default"]);
+    assert_eq!(auth.token_policies, ["app", "default"]);
+    assert_eq!(auth.lease_duration, 600);
+    assert!(auth.renewable && auth.orphan, "{auth:?}");
+    assert_eq!(auth.token_type, "service");
+    let meta = auth.metadata.clone().unwrap_or_default();
+    assert_eq!(meta.get("role_name").map(String::as_str), Some("web"));
+    assert_eq!(meta.get("team").map(String::as_str), Some("payments"));
+
+    // The login token: database credentials, and nothing else.
+    let app = b.vaultrs_as(&auth.client_token);
+    let creds = database::role::creds(&app, "database", "app")
+        .await
+        .unwrap();
+    assert!(creds.username.starts_with(&prefix), "{}", creds.username);
+    let login = pg_connect(postgres(), &creds.username, &creds.password)
+        .await
+        .expect("the login the AppRole token received works");
+    let one: i32 = login.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    drop(login);
+    let me = token::lookup_self(&app).await.unwrap();
+    assert_eq!(me.path, "auth/approle/login");
+    assert_eq!(me.meta.as_ref().unwrap()["role_name"], "web");
+    for (what, code) in [
+        (
+            "list mounts",
+            api_error("mounts", sys::mount::list(&app).await).0,
+        ),
+        (
+            "list auth methods",
+            api_error("auth", sys::auth::list(&app).await).0,
+        ),
+        (
+            "read the role id",
+            api_error(
+                "role id",
+                approle::role::read_id(&app, "approle", "web").await,
+            )
+            .0,
+        ),
+        (
+            "generate a secret id",
+            api_error(
+                "secret id",
+                approle::role::secret::generate(&app, "approle", "web", None).await,
+            )
+            .0,
+        ),
+        (
+            "read the database role",
+            api_error(
+                "database role",
+                database::role::read(&app, "database", "app").await,
+            )
+            .0,
+        ),
+    ] {
+        assert_eq!(code, 403, "{what}");
+    }
+
+    // The operator's view of the secret id: by accessor, never the secret.
+    let accessors = approle::role::secret::list(&root, "approle", "web")
+        .await
+        .unwrap()
+        .keys;
+    assert_eq!(
+        accessors,
+        std::slice::from_ref(&delivered.secret_id_accessor)
+    );
+    let looked = approle::role::secret::read(&root, "approle", "web", &delivered.secret_id)
+        .await
+        .unwrap();
+    assert_eq!(looked.secret_id_accessor, delivered.secret_id_accessor);
+    assert_eq!(looked.secret_id_num_uses, 4, "one of five used");
+    assert_eq!(looked.secret_id_ttl, 3600);
+    assert_eq!(looked.metadata.as_ref().unwrap()["team"], "payments");
+    assert!(!looked.creation_time.is_empty() && !looked.expiration_time.is_empty());
+    let by_accessor = approle::role::secret::read_accessor(
+        &root,
+        "approle",
+        "web",
+        &delivered.secret_id_accessor,
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_accessor.secret_id_num_uses, 4);
+    assert_eq!(by_accessor.expiration_time, looked.expiration_time);
+
+    // A custom secret id (Vault's push model), destroyed by accessor.
+    let custom = approle::role::secret::custom(
+        &root,
+        "approle",
+        "web",
+        "a-secret-id-chosen-by-the-operator",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(custom.secret_id, "a-secret-id-chosen-by-the-operator");
+    let other = approle::login(&b.vaultrs_as(""), "approle", &role_id, &custom.secret_id)
+        .await
+        .unwrap();
+    assert_ne!(other.client_token, auth.client_token);
+    let (code, _) = api_error(
+        "the same custom secret id again",
+        approle::role::secret::custom(&root, "approle", "web", &custom.secret_id, None).await,
+    );
+    assert_eq!(code, 400);
+    approle::role::secret::delete_accessor(&root, "approle", "web", &custom.secret_id_accessor)
+        .await
+        .unwrap();
+    let (code, errors) = api_error(
+        "a login with a destroyed secret id",
+        approle::login(&b.vaultrs_as(""), "approle", &role_id, &custom.secret_id).await,
+    );
+    assert_eq!(code, 400);
+    assert_eq!(errors, ["invalid role ID or secret ID"]);
+
+    // Destroyed by secret id.
+    approle::role::secret::delete(&root, "approle", "web", &delivered.secret_id)
+        .await
+        .unwrap();
+    let (code, errors) = api_error(
+        "a login with a destroyed secret id",
+        approle::login(&b.vaultrs_as(""), "approle", &role_id, &delivered.secret_id).await,
+    );
+    assert_eq!(code, 400);
+    assert_eq!(errors, ["invalid role ID or secret ID"]);
+    let (code, _) = api_error(
+        "a destroyed secret id's accessor",
+        approle::role::secret::read_accessor(
+            &root,
+            "approle",
+            "web",
+            &delivered.secret_id_accessor,
+        )
+        .await,
+    );
+    assert_eq!(code, 400);
+
+    // A chosen role id; a plain (unwrapped) secret id logs in with it.
+    approle::role::update_id(&root, "approle", "web", "web-role-id")
+        .await
+        .unwrap();
+    assert_eq!(
+        approle::role::read_id(&root, "approle", "web")
+            .await
+            .unwrap()
+            .role_id,
+        "web-role-id"
+    );
+    let plain = approle::role::secret::generate(&root, "approle", "web", None)
+        .await
+        .unwrap();
+    approle::login(
+        &b.vaultrs_as(""),
+        "approle",
+        "web-role-id",
+        &plain.secret_id,
+    )
+    .await
+    .unwrap();
+    approle::tidy(&root, "approle").await.unwrap();
+
+    // A role whose secret ids never expire: Vault's zero time, a string.
+    approle::role::set(
+        &root,
+        "approle",
+        "ci",
+        Some(SetAppRoleRequest::builder().token_policies(vec!["app".to_owned()])),
+    )
+    .await
+    .unwrap();
+    let forever = approle::role::secret::generate(&root, "approle", "ci", None)
+        .await
+        .unwrap();
+    assert_eq!(forever.secret_id_ttl, 0);
+    let looked = approle::role::secret::read(&root, "approle", "ci", &forever.secret_id)
+        .await
+        .unwrap();
+    assert_eq!(looked.expiration_time, "0001-01-01T00:00:00Z");
+    assert_eq!((looked.secret_id_ttl, looked.secret_id_num_uses), (0, 0));
+    assert_eq!(
+        approle::role::list(&root, "approle").await.unwrap().keys,
+        ["ci", "web"]
+    );
+
+    approle::role::delete(&root, "approle", "web")
+        .await
+        .unwrap();
+    let (code, _) = api_error(
+        "a deleted role",
+        approle::role::read(&root, "approle", "web").await,
+    );
+    assert_eq!(code, 404);
+    assert_eq!(
+        approle::role::list(&root, "approle").await.unwrap().keys,
+        ["ci"]
+    );
+
+    // Disabling the method revokes its tokens, and so their database users.
+    sys::auth::disable(&root, "approle").await.unwrap();
+    assert!(!pg_role_exists(&creds.username).await);
+    assert_eq!(pg_users_with_prefix(&prefix).await, 0);
+    let (code, _) = api_error("a revoked login token", token::lookup_self(&app).await);
+    assert_eq!(code, 403);
+    assert!(
+        !sys::auth::list(&root)
+            .await
+            .unwrap()
+            .contains_key("approle/")
+    );
+}
+
 /// `tests/hvac/`, from this package's directory (the workspace's `tests/`).
 fn hvac_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hvac")
@@ -554,28 +865,27 @@ fn hvac_python() -> PathBuf {
     python
 }
 
-/// hvac, unchanged, against the broker: `tests/hvac/test_tokens.py` drives
-/// the token store, policies, capabilities and response wrapping (see the
-/// script for the calls), with the root token and with tokens holding
-/// one policy (403 where it grants nothing).
-#[tokio::test]
-async fn hvac_drives_tokens_capabilities_and_wrapping() {
+/// Runs `tests/hvac/<script>` with the Python [`hvac_python`] finds,
+/// against `b` (`VAULT_ADDR`, and its root token as `VAULT_TOKEN`) with
+/// `env` added; fails the test, with the script's output and the broker's
+/// log, unless the script passes every check.
+fn run_hvac_script(b: &Broker, script: &str, env: &[(&str, &str)]) {
     let python = hvac_python();
-    let b = Broker::start().await;
     let out = Command::new(&python)
-        .arg(hvac_dir().join("test_tokens.py"))
+        .arg(hvac_dir().join(script))
         .env("VAULT_ADDR", b.base.trim_end_matches("/v1"))
         .env("VAULT_TOKEN", &b.token)
         .env_remove("VAULT_NAMESPACE")
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(env.iter().copied())
         .output()
-        .expect("run tests/hvac/test_tokens.py");
+        .unwrap_or_else(|e| panic!("run tests/hvac/{script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "tests/hvac/test_tokens.py failed ({}):\n{stdout}\n{stderr}\nbroker log:\n{}",
+        "tests/hvac/{script} failed ({}):\n{stdout}\n{stderr}\nbroker log:\n{}",
         out.status,
         b.log()
     );
@@ -583,4 +893,37 @@ async fn hvac_drives_tokens_capabilities_and_wrapping() {
         stdout.contains("ok: every check passed"),
         "{stdout}\n{stderr}"
     );
+}
+
+/// hvac, unchanged, against the broker: `tests/hvac/test_tokens.py` drives
+/// the token store, policies, capabilities and response wrapping (see the
+/// script for the calls), with the root token and with tokens holding
+/// one policy (403 where it grants nothing).
+#[tokio::test]
+async fn hvac_drives_tokens_capabilities_and_wrapping() {
+    let b = Broker::start().await;
+    run_hvac_script(&b, "test_tokens.py", &[]);
+}
+
+/// hvac, unchanged, against AppRole: `tests/hvac/test_approle.py` enables
+/// the method, writes a role, hands out a secret id wrapped, logs in as
+/// the app and reads database credentials from the role prepared here
+/// (and gets 403 elsewhere), manages secret ids, and disables the method,
+/// which revokes the login's token and with it the database user.
+#[tokio::test]
+async fn hvac_drives_approle_with_a_wrapped_secret_id() {
+    let b = Broker::start().await;
+    let prefix = setup_tagged(&b, "app", json!([PG_CREATE])).await;
+    run_hvac_script(
+        &b,
+        "test_approle.py",
+        &[
+            ("BROKER_TEST_DB_MOUNT", "database"),
+            ("BROKER_TEST_DB_ROLE", "app"),
+            ("BROKER_TEST_DB_USER_PREFIX", &prefix),
+        ],
+    );
+    // The script saw its credentials' lease go with the method; the
+    // database user went with it.
+    assert_eq!(pg_users_with_prefix(&prefix).await, 0);
 }

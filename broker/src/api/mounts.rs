@@ -25,8 +25,12 @@ fn ttl_field(config: Option<&Value>, name: &str) -> Result<Option<u64>, Error> {
         .map_err(|e| Error::field(name, e))
 }
 
-fn describe(entry: &MountEntry) -> Value {
-    json!({
+/// A mount as `sys/mounts` or `sys/auth` lists it. An auth method's
+/// `config` also names the type of the tokens it issues: Vault's sample
+/// answer has `"token_type": "default-service"` there, and clients (vaultrs's
+/// `AuthConfigResponse`) require it.
+fn describe(entry: &MountEntry, which: Which) -> Value {
+    let mut described = json!({
         "type": entry.kind,
         "description": entry.description,
         "accessor": entry.accessor,
@@ -40,7 +44,11 @@ fn describe(entry: &MountEntry) -> Value {
             "max_lease_ttl": entry.max_lease_ttl,
             "force_no_cache": false,
         },
-    })
+    });
+    if which == Which::Auth {
+        described["config"]["token_type"] = json!("default-service");
+    }
+    described
 }
 
 /// Which table a request acts on.
@@ -82,10 +90,11 @@ async fn table(core: &Core, which: Which) -> crate::core::MountTable {
 
 /// `GET sys/mounts`, `GET sys/auth`.
 pub(crate) async fn list(core: &Core, req: &Request) -> Result<Reply, Error> {
-    let mounts: serde_json::Map<String, Value> = table(core, which(req))
+    let which = which(req);
+    let mounts: serde_json::Map<String, Value> = table(core, which)
         .await
         .iter()
-        .map(|(p, e)| (p.clone(), describe(e)))
+        .map(|(p, e)| (p.clone(), describe(e, which)))
         .collect();
     Ok(data(Value::Object(mounts)))
 }

@@ -371,7 +371,10 @@ impl AppRoleBackend {
             removed += store.tidy(&role, now).await?;
         }
         tracing::info!(mount = %req.mount.path, removed, "approle secret ids tidied");
-        Ok(no_content())
+        // Vault answers with an envelope (202, a warning, no data), not an
+        // empty 204: vaultrs's `approle::tidy` parses one. The token
+        // store's tidy answers the same way.
+        Ok(data(Value::Null))
     }
 
     async fn login(&self, req: &Request) -> Result<Reply, Error> {
@@ -476,6 +479,9 @@ fn metadata(req: &Request) -> Result<BTreeMap<String, String>, Error> {
         .collect()
 }
 
+/// A time as Vault shows a secret id's: RFC 3339, and Go's zero time,
+/// `0001-01-01T00:00:00Z`, for none (a secret id that never expires), never
+/// `null`: clients read a string (vaultrs's `ReadSecretIDResponse`).
 fn rfc3339(unix: i64) -> Value {
     match u64::try_from(unix) {
         Ok(secs) if unix > 0 => json!(
@@ -484,9 +490,12 @@ fn rfc3339(unix: i64) -> Value {
             )
             .to_string()
         ),
-        _ => Value::Null,
+        _ => json!(NO_TIME),
     }
 }
+
+/// Go's zero `time.Time`, which Vault shows for a time that is not set.
+const NO_TIME: &str = "0001-01-01T00:00:00Z";
 
 #[async_trait::async_trait]
 impl TableBackend for AppRoleBackend {
