@@ -317,4 +317,24 @@ async fn roles_without_secret_ids_are_bound_to_networks() {
             .0,
         StatusCode::FORBIDDEN
     );
+
+    // A secret id's own token_bound_cidrs bind the tokens it logs in for.
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "auth/approle/role/web",
+        Some(json!({ "token_policies": "default" })),
+    )
+    .await;
+    let web = crate::approle::role_id(&b, "web").await;
+    for (cidrs, usable) in [("10.0.0.0/8", false), ("127.0.0.1/32", true)] {
+        let (secret, _) = secret_id(&b, "web", json!({ "token_bound_cidrs": cidrs })).await;
+        let (status, body) = login(&b, &web, &secret).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let token = body["auth"]["client_token"].as_str().unwrap();
+        let (status, _) = b
+            .call_as(token, "GET", "auth/token/lookup-self", None)
+            .await;
+        assert_eq!(status == StatusCode::OK, usable, "{cidrs}");
+    }
 }

@@ -238,6 +238,10 @@ impl AppRoleBackend {
             Some(c) => token_fields::parse_cidrs("cidr_list", &c)?,
             None => Vec::new(),
         };
+        let token_bound_cidrs = match req.list("token_bound_cidrs")? {
+            Some(c) => token_fields::parse_cidrs("token_bound_cidrs", &c)?,
+            None => Vec::new(),
+        };
         let num_uses = req
             .uint("num_uses", u64::from(u32::MAX))?
             .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
@@ -273,6 +277,7 @@ impl AppRoleBackend {
             },
             cidr_list,
             metadata,
+            token_bound_cidrs,
         };
         let secret_id = match chosen {
             Some(s) => s,
@@ -344,7 +349,7 @@ impl AppRoleBackend {
             "expiration_time": rfc3339(entry.expiration_time),
             "last_updated_time": rfc3339(entry.creation_time),
             "cidr_list": entry.cidr_list.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "token_bound_cidrs": [],
+            "token_bound_cidrs": entry.token_bound_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "metadata": entry.metadata,
         })))
     }
@@ -415,7 +420,7 @@ impl AppRoleBackend {
             return Ok(None);
         }
         let store = self.store(req).await?;
-        let Some((name, role)) = store.role_by_id(role_id).await? else {
+        let Some((name, mut role)) = store.role_by_id(role_id).await? else {
             return Ok(None);
         };
         let remote = req.remote;
@@ -453,6 +458,11 @@ impl AppRoleBackend {
                 entry.num_uses = n - 1;
                 store.update_secret_id(&name, &hash, &entry).await?;
             }
+        }
+        // A secret id's own token_bound_cidrs bind its tokens, in place
+        // of the role's.
+        if !entry.token_bound_cidrs.is_empty() {
+            role.token.bound_cidrs = entry.token_bound_cidrs.clone();
         }
         Ok(Some((name, role, entry.metadata)))
     }

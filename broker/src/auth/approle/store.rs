@@ -59,6 +59,10 @@ pub struct SecretId {
     /// Metadata, copied into the tokens it logs in for.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Networks the tokens it logs in for may be used from (empty: the
+    /// role's `token_bound_cidrs`).
+    #[serde(default)]
+    pub token_bound_cidrs: Vec<ipnet::IpNet>,
 }
 
 impl SecretId {
