@@ -40,4 +40,5 @@ pub mod policy;
 pub mod server;
 pub mod sql;
 pub mod storage;
+pub mod tls;
 pub mod token;

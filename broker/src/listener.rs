@@ -29,6 +29,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+
+use crate::tls::PeerCertificates;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -213,12 +215,17 @@ pub async fn serve(
         tokio::spawn(async move {
             let _held = (permit, client);
             let io = IdleTimeout::new(stream, limits.idle_timeout);
-            let service = TowerToHyperService::new(app.map_request(
-                move |mut request: axum::http::Request<Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(remote));
-                    request
-                },
-            ));
+            let service = |peer: Option<PeerCertificates>| {
+                TowerToHyperService::new(app.map_request(
+                    move |mut request: axum::http::Request<Incoming>| {
+                        request.extensions_mut().insert(ConnectInfo(remote));
+                        if let Some(peer) = &peer {
+                            request.extensions_mut().insert(peer.clone());
+                        }
+                        request
+                    },
+                ))
+            };
             let (h1, h2) = &*builders;
             let result = match acceptor {
                 Some(acceptor) => {
@@ -228,6 +235,13 @@ pub async fn serve(
                         tracing::debug!(%remote, "TLS handshake failed or timed out");
                         return;
                     };
+                    // What the client presented, for `auth/cert` to judge.
+                    let peer = tls.get_ref().1.peer_certificates().map(|chain| {
+                        PeerCertificates(Arc::new(
+                            chain.iter().map(|c| c.clone().into_owned()).collect(),
+                        ))
+                    });
+                    let service = service(peer);
                     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
                         let conn = h2.serve_connection(TokioIo::new(tls), service);
                         watcher.watch(conn).await
@@ -237,7 +251,7 @@ pub async fn serve(
                     }
                 }
                 None => {
-                    let conn = h1.serve_connection(TokioIo::new(io), service);
+                    let conn = h1.serve_connection(TokioIo::new(io), service(None));
                     watcher.watch(conn).await
                 }
             };

@@ -216,14 +216,16 @@ pub fn tls_config(
             key_file.display()
         ))
     })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| StartError::Tls(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| StartError::Tls(format!("the certificate and key do not fit: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // A client certificate is asked for, never required: `auth/cert`
+    // logs in with one, every other client connects without.
+    let clients = Arc::new(crate::tls::OfferClientCert::new(&provider));
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_client_cert_verifier(clients)
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(format!("the certificate and key do not fit: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -47,6 +47,7 @@ const UNAUTHENTICATED: &[(&str, &str)] = &[
     ("/sys/init", "open"),
     ("/sys/wrapping/lookup", "public"),
     ("/auth/approle/login", "public"),
+    ("/auth/cert/login", "public"),
     ("/pki/ca/pem", "public"),
     ("/pki/ca", "public"),
     ("/pki/ca_chain", "public"),
@@ -63,8 +64,12 @@ const ABSENT: &str = "matrix-x";
 /// For each path with an existence check (`x-vault-createSupported`), the
 /// body root writes to `<path with EXISTING>` so that a write there is an
 /// update. Written in this order.
-fn existing_objects() -> Vec<(&'static str, Value)> {
+fn existing_objects(ca_pem: &str) -> Vec<(&'static str, Value)> {
     vec![
+        (
+            "/auth/cert/certs/{name}",
+            json!({ "certificate": ca_pem, "token_policies": ["default"] }),
+        ),
         (
             "/sys/policies/acl/{name}",
             json!({ "policy": "path \"matrix/nothing\" { capabilities = [\"deny\"] }" }),
@@ -521,21 +526,24 @@ async fn every_path_and_operation_is_refused_without_its_capability_and_served_w
         .await;
     }
     // And every auth method.
-    b.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "sys/auth/approle",
-        Some(json!({ "type": "approle" })),
-    )
-    .await;
-    b.expect(
-        StatusCode::OK,
-        "POST",
-        "pki/root/generate/internal",
-        Some(json!({ "common_name": "Matrix Root", "ttl": "87600h" })),
-    )
-    .await;
-    let existing = existing_objects();
+    for method in ["approle", "cert"] {
+        b.expect(
+            StatusCode::NO_CONTENT,
+            "POST",
+            &format!("sys/auth/{method}"),
+            Some(json!({ "type": method })),
+        )
+        .await;
+    }
+    let ca = b
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "pki/root/generate/internal",
+            Some(json!({ "common_name": "Matrix Root", "ttl": "87600h" })),
+        )
+        .await;
+    let existing = existing_objects(ca["data"]["certificate"].as_str().unwrap());
     let no_samples = Samples {
         lease_id: String::new(),
         lease_prefix: String::new(),

@@ -9,6 +9,7 @@ mod api;
 mod approle;
 mod audit;
 mod audit_chain;
+mod cert_auth;
 mod crash;
 mod deploy;
 mod injection;

@@ -89,6 +89,7 @@ async fn handle(
     method: Method,
     Path(path): Path<String>,
     Query(query): Query<std::collections::HashMap<String, String>>,
+    peer: Option<axum::Extension<crate::tls::PeerCertificates>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -113,6 +114,7 @@ async fn handle(
                 headers: &headers,
                 request_id: &request_id,
                 remote,
+                peer: peer.map(|axum::Extension(p)| p.0),
             };
             dispatch(&state, call, body).await
         }
@@ -159,7 +161,12 @@ struct Call<'a> {
     headers: &'a HeaderMap,
     request_id: &'a str,
     remote: SocketAddr,
+    /// The certificate chain the client presented over TLS, if any.
+    peer: Option<Peer>,
 }
+
+/// A client's certificate chain, leaf first.
+type Peer = Arc<Vec<rustls::pki_types::CertificateDer<'static>>>;
 
 /// Reads a request body, at most [`MAX_BODY_BYTES`] of it, within
 /// `timeout`: a client sending a byte a minute does not hold a task forever.
@@ -246,6 +253,7 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         headers,
         request_id,
         remote,
+        peer,
     } = call;
     let core = &state.core;
     let found = find(core, path).await?;
@@ -282,6 +290,7 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
             mount: found.mount.clone(),
             caller: Caller::Anonymous,
             remote: remote.ip(),
+            peer_certificates: None,
         };
         return found.target.call(core, route.index, &request).await;
     }
@@ -338,6 +347,7 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         mount: f.mount.clone(),
         caller: caller.clone().unwrap_or(Caller::Anonymous),
         remote: remote.ip(),
+        peer_certificates: peer.clone(),
     });
     // A write to a path that tells creates from updates asks whether its
     // object exists, once the caller is known (policies grant the two apart).

@@ -27,4 +27,5 @@ macro_rules! auth_methods {
 
 auth_methods! {
     "approle" => approle,
+    "cert" => cert,
 }

@@ -129,6 +129,10 @@ pub struct Request {
     pub caller: Caller,
     /// The client's address (logins bound to networks check it).
     pub remote: std::net::IpAddr,
+    /// The certificate chain the client presented over TLS, leaf first
+    /// (`auth/cert` logs in with it). Not verified: the handshake only
+    /// proved the client holds the leaf's key.
+    pub peer_certificates: Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>,
 }
 
 impl std::fmt::Debug for Request {

@@ -380,6 +380,7 @@ mod tests {
             }),
             caller: Caller::Root,
             remote: std::net::IpAddr::from([127, 0, 0, 1]),
+            peer_certificates: None,
         }
     }
 
