@@ -83,6 +83,8 @@ fn token(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
+// Each argument is one of axum's extractors: what the request brings.
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     State(state): State<ApiState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,

@@ -162,7 +162,7 @@ mod tests {
         let junk = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01]);
         assert!(!is_ca(junk.as_ref()));
         assert!(names(junk.as_ref()).is_none());
-        assert!(!proves(&[junk.clone()], &junk, &[], UnixTime::now()));
+        assert!(!proves(std::slice::from_ref(&junk), &junk, &[], UnixTime::now()));
         assert!(!proves(&[], &junk, &[], UnixTime::now()));
     }
 
