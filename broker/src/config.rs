@@ -541,13 +541,17 @@ mod tests {
             .skip(1)
             .filter_map(|b| b.split("```").next())
             .collect();
-        assert_eq!(blocks.len(), 2, "the deployment and audit examples");
+        assert_eq!(blocks.len(), 3, "the deployment, audit and lockout examples");
         let c = Config::parse(blocks[0]).unwrap();
         assert_eq!(c.rate_limit.limits().global, Quota::new(500, 1000));
         assert_eq!(c.leases.pending_hold.0, Duration::from_secs(60));
         let c = Config::parse(&format!("{}\n{}", blocks[0], blocks[1])).unwrap();
         assert_eq!(c.audit.devices.len(), 1);
         assert!(c.audit.devices[0].fsync);
+        // The lockout example, on the minimal configuration.
+        let c = Config::parse(&format!("{MINIMAL}\n{}", blocks[2])).unwrap();
+        assert_eq!(c.auth.lockout.threshold, 5);
+        assert_eq!(c.auth.lockout.duration.0, Duration::from_secs(15 * 60));
     }
 
     #[test]
