@@ -541,7 +541,11 @@ mod tests {
             .skip(1)
             .filter_map(|b| b.split("```").next())
             .collect();
-        assert_eq!(blocks.len(), 3, "the deployment, audit and lockout examples");
+        assert_eq!(
+            blocks.len(),
+            3,
+            "the deployment, audit and lockout examples"
+        );
         let c = Config::parse(blocks[0]).unwrap();
         assert_eq!(c.rate_limit.limits().global, Quota::new(500, 1000));
         assert_eq!(c.leases.pending_hold.0, Duration::from_secs(60));

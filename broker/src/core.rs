@@ -119,6 +119,34 @@ pub struct MountEntry {
     pub uuid: String,
 }
 
+impl MountEntry {
+    /// Applies a tune: `None` leaves a field as it is; the default TTL may
+    /// not pass the max.
+    fn retune(
+        &mut self,
+        description: Option<String>,
+        default_lease_ttl: Option<u64>,
+        max_lease_ttl: Option<u64>,
+    ) -> Result<(), Error> {
+        if let Some(d) = description {
+            self.description = d;
+        }
+        if let Some(t) = default_lease_ttl {
+            self.default_lease_ttl = t;
+        }
+        if let Some(t) = max_lease_ttl {
+            self.max_lease_ttl = t;
+        }
+        if self.max_lease_ttl > 0 && self.default_lease_ttl > self.max_lease_ttl {
+            return Err(Error::field(
+                "default_lease_ttl",
+                "default_lease_ttl cannot be greater than max_lease_ttl",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A random id in the UUID form Vault uses for request ids, mount ids and
 /// cluster ids (random bits, not a versioned UUID).
 pub fn random_uuid() -> String {
@@ -591,21 +619,7 @@ impl Core {
             .get(&path)
             .cloned()
             .ok_or_else(|| Error::invalid(format!("no mount at {path}")))?;
-        if let Some(d) = description {
-            entry.description = d;
-        }
-        if let Some(t) = default_lease_ttl {
-            entry.default_lease_ttl = t;
-        }
-        if let Some(t) = max_lease_ttl {
-            entry.max_lease_ttl = t;
-        }
-        if entry.max_lease_ttl > 0 && entry.default_lease_ttl > entry.max_lease_ttl {
-            return Err(Error::field(
-                "default_lease_ttl",
-                "default_lease_ttl cannot be greater than max_lease_ttl",
-            ));
-        }
+        entry.retune(description, default_lease_ttl, max_lease_ttl)?;
         mounts.insert(path, entry);
         self.store.put(MOUNTS_KEY, &*mounts).await?;
         Ok(())

@@ -26,46 +26,18 @@ which check failed; prints one line per step on the way.
 
 import os
 import sys
-import traceback
 from importlib.metadata import version
 
 import hvac
 from hvac import exceptions
+
+from checks import check, expect, finish, step
 
 # Where this script enables AppRole: not the default path, so every call
 # has to be given its mount_point.
 MOUNT = "hvac-approle"
 # The one answer every failed login gets.
 REFUSED = "invalid role ID or secret ID"
-
-
-class CheckFailed(Exception):
-    pass
-
-
-CURRENT_STEP = "start"
-
-
-def step(name):
-    global CURRENT_STEP
-    CURRENT_STEP = name
-    print(f"-- {name}", flush=True)
-
-
-def check(cond, what, got=None):
-    if not cond:
-        raise CheckFailed(f"expected: {what}" + ("" if got is None else f"; got {got!r}"))
-
-
-def expect(exc_type, what, fn, *args, **kwargs):
-    """fn(*args, **kwargs) must raise exc_type (an hvac exception)."""
-    try:
-        result = fn(*args, **kwargs)
-    except exc_type as e:
-        return e
-    except exceptions.VaultError as e:
-        raise CheckFailed(f"{what}: expected {exc_type.__name__}, got {type(e).__name__}: {e}") from e
-    raise CheckFailed(f"{what}: expected {exc_type.__name__}, got success: {result!r}")
 
 
 def run(addr, root_token, db_mount, db_role, user_prefix):
@@ -255,17 +227,7 @@ def main():
         )
         return 2
     print(f"hvac {version('hvac')} against {addr}", flush=True)
-    try:
-        run(addr, token, db_mount, db_role, user_prefix)
-    except CheckFailed as e:
-        print(f"FAILED in step '{CURRENT_STEP}': {e}", file=sys.stderr)
-        return 1
-    except Exception:  # an hvac error where none was expected, above all
-        print(f"FAILED in step '{CURRENT_STEP}' with an unexpected error:", file=sys.stderr)
-        traceback.print_exc()
-        return 1
-    print("ok: every check passed", flush=True)
-    return 0
+    return finish(lambda: run(addr, token, db_mount, db_role, user_prefix))
 
 
 if __name__ == "__main__":

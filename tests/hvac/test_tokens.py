@@ -20,49 +20,17 @@ failed; prints one line per step on the way.
 
 import os
 import sys
-import traceback
 from importlib.metadata import version
 
 import hvac
 from hvac import exceptions
 
+from checks import check, expect, finish, in_range, step
+
 # Only the database credentials (and `default`, which every token holds).
 APP_POLICY = 'path "database/creds/app" { capabilities = ["read"] }'
 # May make child tokens.
 MAKER_POLICY = 'path "auth/token/create" { capabilities = ["update"] }'
-
-
-class CheckFailed(Exception):
-    pass
-
-
-CURRENT_STEP = "start"
-
-
-def step(name):
-    global CURRENT_STEP
-    CURRENT_STEP = name
-    print(f"-- {name}", flush=True)
-
-
-def check(cond, what, got=None):
-    if not cond:
-        raise CheckFailed(f"expected: {what}" + ("" if got is None else f"; got {got!r}"))
-
-
-def expect(exc_type, what, fn, *args, **kwargs):
-    """fn(*args, **kwargs) must raise exc_type (an hvac exception)."""
-    try:
-        result = fn(*args, **kwargs)
-    except exc_type as e:
-        return e
-    except exceptions.VaultError as e:
-        raise CheckFailed(f"{what}: expected {exc_type.__name__}, got {type(e).__name__}: {e}") from e
-    raise CheckFailed(f"{what}: expected {exc_type.__name__}, got success: {result!r}")
-
-
-def in_range(value, low, high):
-    return isinstance(value, int) and low <= value <= high
 
 
 def run(addr, root_token):
@@ -242,17 +210,7 @@ def main():
         print("test_tokens.py: set VAULT_ADDR and VAULT_TOKEN (a root token)", file=sys.stderr)
         return 2
     print(f"hvac {version('hvac')} against {addr}", flush=True)
-    try:
-        run(addr, token)
-    except CheckFailed as e:
-        print(f"FAILED in step '{CURRENT_STEP}': {e}", file=sys.stderr)
-        return 1
-    except Exception:  # an hvac error where none was expected, above all
-        print(f"FAILED in step '{CURRENT_STEP}' with an unexpected error:", file=sys.stderr)
-        traceback.print_exc()
-        return 1
-    print("ok: every check passed", flush=True)
-    return 0
+    return finish(lambda: run(addr, token))
 
 
 if __name__ == "__main__":

@@ -134,21 +134,7 @@ impl Core {
         max_lease_ttl: Option<u64>,
     ) -> Result<(), Error> {
         let (path, mut entry) = self.exact_auth(path).await?;
-        if let Some(d) = description {
-            entry.description = d;
-        }
-        if let Some(t) = default_lease_ttl {
-            entry.default_lease_ttl = t;
-        }
-        if let Some(t) = max_lease_ttl {
-            entry.max_lease_ttl = t;
-        }
-        if entry.max_lease_ttl > 0 && entry.default_lease_ttl > entry.max_lease_ttl {
-            return Err(Error::field(
-                "default_lease_ttl",
-                "default_lease_ttl cannot be greater than max_lease_ttl",
-            ));
-        }
+        entry.retune(description, default_lease_ttl, max_lease_ttl)?;
         let mut table = self.auth.table.write().await;
         table.insert(path, entry);
         self.store.put(AUTH_KEY, &*table).await?;
