@@ -12,6 +12,7 @@ mod audit_chain;
 mod crash;
 mod deploy;
 mod injection;
+mod jwt;
 mod lease_paths;
 mod leases;
 mod listener;

@@ -212,7 +212,10 @@ impl JwtBackend {
                 meta.insert("role".into(), role_name);
                 meta.insert("alias_name".into(), checked.user.clone());
                 let user: String = checked.user.chars().take(MAX_DISPLAY_USER).collect();
-                let display = format!("{}-{user}", req.mount.name().replace('/', "-"));
+                // As Vault names them: the mount's path below `auth/`, then the user.
+                let path = req.mount.name();
+                let path = path.strip_prefix("auth/").unwrap_or(path);
+                let display = format!("{}-{user}", path.replace('/', "-"));
                 login::issue(&self.services, req, &role.token, display, meta).await
             }
             Err(why) => {
@@ -245,7 +248,8 @@ impl JwtBackend {
         let mut candidates = set
             .keys
             .iter()
-            .filter(|k| jwt.kid.is_none() || k.kid == jwt.kid)
+            // A key without a kid (a PEM key) may have signed any token.
+            .filter(|k| jwt.kid.is_none() || k.kid.is_none() || k.kid == jwt.kid)
             .peekable();
         if candidates.peek().is_none() {
             return Err(Refusal::UnknownKey);
