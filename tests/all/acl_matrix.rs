@@ -47,6 +47,7 @@ const UNAUTHENTICATED: &[(&str, &str)] = &[
     ("/sys/init", "open"),
     ("/sys/wrapping/lookup", "public"),
     ("/auth/approle/login", "public"),
+    ("/auth/jwt/login", "public"),
     ("/pki/ca/pem", "public"),
     ("/pki/ca", "public"),
     ("/pki/ca_chain", "public"),
@@ -87,6 +88,10 @@ fn existing_objects() -> Vec<(&'static str, Value)> {
         (
             "/auth/approle/role/{role_name}",
             json!({ "token_policies": ["default"] }),
+        ),
+        (
+            "/auth/jwt/role/{name}",
+            json!({ "role_type": "jwt", "bound_audiences": ["matrix"], "token_policies": ["default"] }),
         ),
         (
             "/pki/roles/{name}",
@@ -521,13 +526,15 @@ async fn every_path_and_operation_is_refused_without_its_capability_and_served_w
         .await;
     }
     // And every auth method.
-    b.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "sys/auth/approle",
-        Some(json!({ "type": "approle" })),
-    )
-    .await;
+    for (path, kind) in [("approle", "approle"), ("jwt", "jwt")] {
+        b.expect(
+            StatusCode::NO_CONTENT,
+            "POST",
+            &format!("sys/auth/{path}"),
+            Some(json!({ "type": kind })),
+        )
+        .await;
+    }
     b.expect(
         StatusCode::OK,
         "POST",
