@@ -29,7 +29,8 @@ const PG_CREATE: &str =
 const REFUSAL: &str = "invalid JWT or role";
 
 /// Lockout settings that let a test make many failures.
-const LENIENT: &str = "[auth.lockout]\nthreshold = 1000\nduration = \"3s\"\ncounter_reset = \"1m\"\n";
+const LENIENT: &str =
+    "[auth.lockout]\nthreshold = 1000\nduration = \"3s\"\ncounter_reset = \"1m\"\n";
 
 /// A signing key of the test issuer, with its public forms.
 struct TestKey {
@@ -106,7 +107,8 @@ impl TestKey {
             URL_SAFE_NO_PAD.encode(header),
             URL_SAFE_NO_PAD.encode(payload)
         );
-        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &self.encoding, self.alg).unwrap();
+        let signature =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &self.encoding, self.alg).unwrap();
         format!("{input}.{signature}")
     }
 }
@@ -308,11 +310,14 @@ async fn a_github_actions_token_logs_in_reads_its_creds_and_nothing_else() {
     )
     .await;
     role(&b, "jwt", "deploy", github_role()).await;
-    let read = b.expect(StatusCode::OK, "GET", "auth/jwt/role/deploy", None).await;
+    let read = b
+        .expect(StatusCode::OK, "GET", "auth/jwt/role/deploy", None)
+        .await;
     assert_eq!(read["data"]["bound_claims_type"], json!("glob"));
     assert_eq!(read["data"]["token_policies"], json!(["deploy"]));
     assert_eq!(
-        b.expect(StatusCode::OK, "LIST", "auth/jwt/role", None).await["data"]["keys"],
+        b.expect(StatusCode::OK, "LIST", "auth/jwt/role", None)
+            .await["data"]["keys"],
         json!(["deploy"])
     );
 
@@ -343,20 +348,29 @@ async fn a_github_actions_token_logs_in_reads_its_creds_and_nothing_else() {
         let (status, _) = b.call_as(&token, method, path, None).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
     }
-    let me = b.call_as(&token, "GET", "auth/token/lookup-self", None).await.1;
+    let me = b
+        .call_as(&token, "GET", "auth/token/lookup-self", None)
+        .await
+        .1;
     assert_eq!(me["data"]["path"], json!("auth/jwt/login"));
     assert_eq!(me["data"]["display_name"], json!("jwt-octo-org/octo-repo"));
 
     // Another repository's token, a tag, another workflow: refused.
     for (what, changes) in [
-        ("another repository", json!({ "repository": "octo-org/other" })),
+        (
+            "another repository",
+            json!({ "repository": "octo-org/other" }),
+        ),
         ("a tag", json!({ "ref": "refs/tags/v1" })),
         (
             "another workflow",
             json!({ "job_workflow_ref": "octo-org/octo-repo/.github/workflows/ci.yml@refs/heads/main" }),
         ),
     ] {
-        assert_refused(&login(&b, "jwt", "deploy", &key.sign(&with(&claims, changes))).await, what);
+        assert_refused(
+            &login(&b, "jwt", "deploy", &key.sign(&with(&claims, changes))).await,
+            what,
+        );
     }
     // The token never reaches the log.
     assert!(!b.log().contains(&jwt));
@@ -366,7 +380,9 @@ async fn a_github_actions_token_logs_in_reads_its_creds_and_nothing_else() {
         .await;
     assert_eq!(pg_users_with_prefix(&prefix).await, 0);
     assert_eq!(
-        b.call_as(&token, "GET", "auth/token/lookup-self", None).await.0,
+        b.call_as(&token, "GET", "auth/token/lookup-self", None)
+            .await
+            .0,
         StatusCode::FORBIDDEN
     );
 }
@@ -408,7 +424,10 @@ async fn every_bad_token_is_refused_alike() {
     let (status, body) = login(&b, "jwt", "app", &key.sign(&good)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // The RSA key of the same set serves too.
-    assert_eq!(login(&b, "jwt", "app", &rsa.sign(&good)).await.0, StatusCode::OK);
+    assert_eq!(
+        login(&b, "jwt", "app", &rsa.sign(&good)).await.0,
+        StatusCode::OK
+    );
 
     let good_jwt = key.sign(&good);
     let (h, rest) = good_jwt.split_once('.').unwrap();
@@ -443,35 +462,86 @@ async fn every_bad_token_is_refused_alike() {
     };
 
     let cases: Vec<(&str, String)> = vec![
-        ("wrong audience", key.sign(&with(&good, json!({ "aud": "someone-else" })))),
-        ("no audience", key.sign(&with(&good, json!({ "aud": null })))),
-        ("non-string audience", key.sign(&with(&good, json!({ "aud": ["broker", 1] })))),
-        ("nested audience", key.sign(&with(&good, json!({ "aud": [["broker"]] })))),
-        ("wrong issuer", key.sign(&with(&good, json!({ "iss": "https://evil.example" })))),
+        (
+            "wrong audience",
+            key.sign(&with(&good, json!({ "aud": "someone-else" }))),
+        ),
+        (
+            "no audience",
+            key.sign(&with(&good, json!({ "aud": null }))),
+        ),
+        (
+            "non-string audience",
+            key.sign(&with(&good, json!({ "aud": ["broker", 1] }))),
+        ),
+        (
+            "nested audience",
+            key.sign(&with(&good, json!({ "aud": [["broker"]] }))),
+        ),
+        (
+            "wrong issuer",
+            key.sign(&with(&good, json!({ "iss": "https://evil.example" }))),
+        ),
         ("no issuer", key.sign(&with(&good, json!({ "iss": null })))),
-        ("wrong subject", key.sign(&with(&good, json!({ "sub": "app-2" })))),
-        ("wrong bound claim", key.sign(&with(&good, json!({ "team": "marketing" })))),
-        ("missing bound claim", key.sign(&with(&good, json!({ "team": null })))),
-        ("expired", key.sign(&with(&good, json!({ "exp": t - 3600 })))),
+        (
+            "wrong subject",
+            key.sign(&with(&good, json!({ "sub": "app-2" }))),
+        ),
+        (
+            "wrong bound claim",
+            key.sign(&with(&good, json!({ "team": "marketing" }))),
+        ),
+        (
+            "missing bound claim",
+            key.sign(&with(&good, json!({ "team": null }))),
+        ),
+        (
+            "expired",
+            key.sign(&with(&good, json!({ "exp": t - 3600 }))),
+        ),
         ("no exp", key.sign(&with(&good, json!({ "exp": null })))),
-        ("exp as text", key.sign(&with(&good, json!({ "exp": (t + 300).to_string() })))),
-        ("not yet valid", key.sign(&with(&good, json!({ "nbf": t + 3600 })))),
-        ("nbf as text", key.sign(&with(&good, json!({ "nbf": (t + 3600).to_string() })))),
-        ("issued in the future", key.sign(&with(&good, json!({ "iat": t + 3600 })))),
+        (
+            "exp as text",
+            key.sign(&with(&good, json!({ "exp": (t + 300).to_string() }))),
+        ),
+        (
+            "not yet valid",
+            key.sign(&with(&good, json!({ "nbf": t + 3600 }))),
+        ),
+        (
+            "nbf as text",
+            key.sign(&with(&good, json!({ "nbf": (t + 3600).to_string() }))),
+        ),
+        (
+            "issued in the future",
+            key.sign(&with(&good, json!({ "iat": t + 3600 }))),
+        ),
         ("unknown key", stranger.sign(&good)),
         ("a known kid, another key", forged_kid.sign(&good)),
         ("tampered", tampered),
         ("alg none, empty signature", none("")),
         ("alg none, some signature", none("AAAA")),
-        ("HS256 keyed with the public key PEM", hs256(rsa.pem.as_bytes())),
-        ("HS256 keyed with the JWK", hs256(rsa.jwk.to_string().as_bytes())),
+        (
+            "HS256 keyed with the public key PEM",
+            hs256(rsa.pem.as_bytes()),
+        ),
+        (
+            "HS256 keyed with the JWK",
+            hs256(rsa.jwk.to_string().as_bytes()),
+        ),
         ("not three parts", "abc.def".to_owned()),
         ("four parts", format!("{good_jwt}.x")),
         ("not a JWT at all", "hello".to_owned()),
         ("empty", String::new()),
         ("huge", key.sign(&huge)),
-        ("deeply nested claims", key.sign_raw(r#"{"alg":"ES256","kid":"ec-1"}"#, &deep)),
-        ("claims not an object", key.sign_raw(r#"{"alg":"ES256","kid":"ec-1"}"#, "[1,2]")),
+        (
+            "deeply nested claims",
+            key.sign_raw(r#"{"alg":"ES256","kid":"ec-1"}"#, &deep),
+        ),
+        (
+            "claims not an object",
+            key.sign_raw(r#"{"alg":"ES256","kid":"ec-1"}"#, "[1,2]"),
+        ),
     ];
     for (what, jwt) in &cases {
         assert_refused(&login(&b, "jwt", "app", jwt).await, what);
@@ -479,8 +549,13 @@ async fn every_bad_token_is_refused_alike() {
     // A role that does not exist, and a login with no role: the same.
     assert_refused(&login(&b, "jwt", "nope", &good_jwt).await, "no such role");
     assert_refused(
-        &b.call_as("", "POST", "auth/jwt/login", Some(json!({ "jwt": good_jwt })))
-            .await,
+        &b.call_as(
+            "",
+            "POST",
+            "auth/jwt/login",
+            Some(json!({ "jwt": good_jwt })),
+        )
+        .await,
         "no role",
     );
     // The good token still logs in.
@@ -512,13 +587,27 @@ async fn pem_keys_and_the_algorithms_a_mount_accepts() {
     .await;
     let t = now();
     let claims = json!({ "sub": "svc-1", "aud": "broker", "iat": t, "exp": t + 60 });
-    assert_eq!(login(&b, "jwt", "svc", &rsa.sign(&claims)).await.0, StatusCode::OK);
-    assert_eq!(login(&b, "jwt", "svc", &ed.sign(&claims)).await.0, StatusCode::OK);
+    assert_eq!(
+        login(&b, "jwt", "svc", &rsa.sign(&claims)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login(&b, "jwt", "svc", &ed.sign(&claims)).await.0,
+        StatusCode::OK
+    );
     // The classic confusion: HMAC keyed with the configured public key.
-    for secret in [rsa.pem.as_bytes(), rsa.pem.trim().as_bytes(), ed.pem.as_bytes()] {
+    for secret in [
+        rsa.pem.as_bytes(),
+        rsa.pem.trim().as_bytes(),
+        ed.pem.as_bytes(),
+    ] {
         for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
-            let jwt = jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret))
-                .unwrap();
+            let jwt = jsonwebtoken::encode(
+                &Header::new(alg),
+                &claims,
+                &EncodingKey::from_secret(secret),
+            )
+            .unwrap();
             assert_refused(&login(&b, "jwt", "svc", &jwt).await, "HMAC with the PEM");
         }
     }
@@ -540,33 +629,72 @@ async fn pem_keys_and_the_algorithms_a_mount_accepts() {
         Some(json!({ "jwt_validation_pubkeys": [rsa.pem, ed.pem], "jwt_supported_algs": "EdDSA" })),
     )
     .await;
-    assert_refused(&login(&b, "jwt", "svc", &rsa.sign(&claims)).await, "RS256 no longer accepted");
-    assert_eq!(login(&b, "jwt", "svc", &ed.sign(&claims)).await.0, StatusCode::OK);
+    assert_refused(
+        &login(&b, "jwt", "svc", &rsa.sign(&claims)).await,
+        "RS256 no longer accepted",
+    );
+    assert_eq!(
+        login(&b, "jwt", "svc", &ed.sign(&claims)).await.0,
+        StatusCode::OK
+    );
     // Bad configs and roles are refused with reasons.
     for (what, body) in [
         ("no source", json!({})),
-        ("two sources", json!({ "jwt_validation_pubkeys": [rsa.pem], "jwks_url": "https://x.example/jwks" })),
-        ("not a key", json!({ "jwt_validation_pubkeys": ["not a key"] })),
-        ("a bad CA", json!({ "jwks_url": "https://x.example/jwks", "jwks_ca_pem": "nope" })),
+        (
+            "two sources",
+            json!({ "jwt_validation_pubkeys": [rsa.pem], "jwks_url": "https://x.example/jwks" }),
+        ),
+        (
+            "not a key",
+            json!({ "jwt_validation_pubkeys": ["not a key"] }),
+        ),
+        (
+            "a bad CA",
+            json!({ "jwks_url": "https://x.example/jwks", "jwks_ca_pem": "nope" }),
+        ),
         ("not http", json!({ "jwks_url": "file:///etc/passwd" })),
-        ("unreachable", json!({ "jwks_url": "http://127.0.0.1:1/jwks" })),
+        (
+            "unreachable",
+            json!({ "jwks_url": "http://127.0.0.1:1/jwks" }),
+        ),
     ] {
         let (status, body) = b.call("POST", "auth/jwt/config", Some(body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
     }
     for (what, body) in [
         ("no bound", json!({ "token_policies": ["default"] })),
-        ("oidc roles", json!({ "role_type": "oidc", "bound_audiences": "x" })),
-        ("bad claims type", json!({ "bound_audiences": "x", "bound_claims_type": "regex" })),
-        ("bad bound claims", json!({ "bound_audiences": "x", "bound_claims": { "a": 1 } })),
-        ("reserved mapping", json!({ "bound_audiences": "x", "claim_mappings": { "a": "role" } })),
-        ("bad leeway", json!({ "bound_audiences": "x", "expiration_leeway": -5 })),
-        ("root policy", json!({ "bound_audiences": "x", "token_policies": "root" })),
+        (
+            "oidc roles",
+            json!({ "role_type": "oidc", "bound_audiences": "x" }),
+        ),
+        (
+            "bad claims type",
+            json!({ "bound_audiences": "x", "bound_claims_type": "regex" }),
+        ),
+        (
+            "bad bound claims",
+            json!({ "bound_audiences": "x", "bound_claims": { "a": 1 } }),
+        ),
+        (
+            "reserved mapping",
+            json!({ "bound_audiences": "x", "claim_mappings": { "a": "role" } }),
+        ),
+        (
+            "bad leeway",
+            json!({ "bound_audiences": "x", "expiration_leeway": -5 }),
+        ),
+        (
+            "root policy",
+            json!({ "bound_audiences": "x", "token_policies": "root" }),
+        ),
     ] {
         let (status, body) = b.call("POST", "auth/jwt/role/bad", Some(body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
     }
-    assert_eq!(b.call("GET", "auth/jwt/role/bad", None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        b.call("GET", "auth/jwt/role/bad", None).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -583,17 +711,35 @@ async fn a_rotated_key_is_picked_up_within_the_refresh_limit() {
     )
     .await;
     let configured = std::time::Instant::now();
-    role(&b, "jwt", "app", json!({ "bound_subject": "app-1", "token_policies": "default" })).await;
+    role(
+        &b,
+        "jwt",
+        "app",
+        json!({ "bound_subject": "app-1", "token_policies": "default" }),
+    )
+    .await;
     let t = now();
     let claims = json!({ "iss": issuer.base, "sub": "app-1", "iat": t, "exp": t + 300 });
-    assert_eq!(login(&b, "jwt", "app", &old.sign(&claims)).await.0, StatusCode::OK);
+    assert_eq!(
+        login(&b, "jwt", "app", &old.sign(&claims)).await.0,
+        StatusCode::OK
+    );
     // The discovered issuer is bound.
     assert_refused(
-        &login(&b, "jwt", "app", &old.sign(&with(&claims, json!({ "iss": "https://other" })))).await,
+        &login(
+            &b,
+            "jwt",
+            "app",
+            &old.sign(&with(&claims, json!({ "iss": "https://other" }))),
+        )
+        .await,
         "another issuer",
     );
     let fetched = issuer.fetches();
-    assert_eq!(fetched, 1, "the config write fetched the keys; logins used the cache");
+    assert_eq!(
+        fetched, 1,
+        "the config write fetched the keys; logins used the cache"
+    );
 
     // The issuer rotates. Within the refresh limit, tokens naming unknown
     // key ids do not make the broker fetch again, however many.
@@ -603,23 +749,50 @@ async fn a_rotated_key_is_picked_up_within_the_refresh_limit() {
             kid: format!("made-up-{i}"),
             ..TestKey::ec("x")
         };
-        assert_refused(&login(&b, "jwt", "app", &stranger.sign(&claims)).await, "unknown kid");
+        assert_refused(
+            &login(&b, "jwt", "app", &stranger.sign(&claims)).await,
+            "unknown kid",
+        );
     }
-    assert_refused(&login(&b, "jwt", "app", &new.sign(&claims)).await, "too soon");
-    assert!(configured.elapsed() < Duration::from_secs(10), "the test ran too slowly to show the limit");
+    assert_refused(
+        &login(&b, "jwt", "app", &new.sign(&claims)).await,
+        "too soon",
+    );
+    assert!(
+        configured.elapsed() < Duration::from_secs(10),
+        "the test ran too slowly to show the limit"
+    );
     assert_eq!(issuer.fetches(), fetched);
 
     // Once the limit has passed, the new key's kid brings the new set.
-    tokio::time::sleep(Duration::from_secs(10).saturating_sub(configured.elapsed()) + Duration::from_millis(500)).await;
+    tokio::time::sleep(
+        Duration::from_secs(10).saturating_sub(configured.elapsed()) + Duration::from_millis(500),
+    )
+    .await;
     let (status, body) = login(&b, "jwt", "app", &new.sign(&claims)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(issuer.fetches(), fetched + 1);
     // The old key is gone with its set.
-    assert_refused(&login(&b, "jwt", "app", &old.sign(&claims)).await, "the retired key");
+    assert_refused(
+        &login(&b, "jwt", "app", &old.sign(&claims)).await,
+        "the retired key",
+    );
 
     // The `oidc` type is the same method.
-    enable(&b, "oidc", "oidc", json!({ "oidc_discovery_url": issuer.base })).await;
-    role(&b, "oidc", "app", json!({ "bound_subject": "app-1", "token_policies": "default" })).await;
+    enable(
+        &b,
+        "oidc",
+        "oidc",
+        json!({ "oidc_discovery_url": issuer.base }),
+    )
+    .await;
+    role(
+        &b,
+        "oidc",
+        "app",
+        json!({ "bound_subject": "app-1", "token_policies": "default" }),
+    )
+    .await;
     let (status, body) = login(&b, "oidc", "app", &new.sign(&claims)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["auth"]["metadata"]["role"], json!("app"));
@@ -644,7 +817,13 @@ async fn failures_lock_a_role_and_identity_only() {
         "[auth.lockout]\nthreshold = 3\nduration = \"3s\"\ncounter_reset = \"1m\"\n",
     )
     .await;
-    enable(&b, "jwt", "jwt", json!({ "jwks_url": format!("{}/jwks", issuer.base) })).await;
+    enable(
+        &b,
+        "jwt",
+        "jwt",
+        json!({ "jwks_url": format!("{}/jwks", issuer.base) }),
+    )
+    .await;
     role(
         &b,
         "jwt",
@@ -656,12 +835,21 @@ async fn failures_lock_a_role_and_identity_only() {
     let claims = |sub: &str| json!({ "sub": sub, "iat": t, "exp": t + 300 });
     // Three forged tokens naming app-1.
     for _ in 0..3 {
-        assert_refused(&login(&b, "jwt", "app", &other.sign(&claims("app-1"))).await, "forged");
+        assert_refused(
+            &login(&b, "jwt", "app", &other.sign(&claims("app-1"))).await,
+            "forged",
+        );
     }
     // app-1 is locked, even with a good token, and told nothing more.
-    assert_refused(&login(&b, "jwt", "app", &key.sign(&claims("app-1"))).await, "locked");
+    assert_refused(
+        &login(&b, "jwt", "app", &key.sign(&claims("app-1"))).await,
+        "locked",
+    );
     // Another identity of the role is not.
-    assert_eq!(login(&b, "jwt", "app", &key.sign(&claims("app-2"))).await.0, StatusCode::OK);
+    assert_eq!(
+        login(&b, "jwt", "app", &key.sign(&claims("app-2"))).await.0,
+        StatusCode::OK
+    );
     tokio::time::sleep(Duration::from_millis(3200)).await;
     let (status, body) = login(&b, "jwt", "app", &key.sign(&claims("app-1"))).await;
     assert_eq!(status, StatusCode::OK, "the lock lifts: {body}");
@@ -713,12 +901,21 @@ async fn gitlab_ci_and_kubernetes_tokens_log_in_with_the_recommended_roles() {
     assert_eq!(meta["namespace_path"], json!("mygroup"));
     assert_eq!(meta["pipeline_id"], json!("574"));
     for (what, changes) in [
-        ("a tag pipeline", json!({ "ref_type": "tag", "ref": "v1.0.0" })),
+        (
+            "a tag pipeline",
+            json!({ "ref_type": "tag", "ref": "v1.0.0" }),
+        ),
         ("an unprotected branch", json!({ "ref_protected": "false" })),
-        ("another project", json!({ "project_path": "mygroup/other" })),
+        (
+            "another project",
+            json!({ "project_path": "mygroup/other" }),
+        ),
         ("another audience", json!({ "aud": "https://gitlab.com" })),
     ] {
-        assert_refused(&login(&b, "gitlab", "deploy", &key.sign(&with(&gitlab, changes))).await, what);
+        assert_refused(
+            &login(&b, "gitlab", "deploy", &key.sign(&with(&gitlab, changes))).await,
+            what,
+        );
     }
 
     // Kubernetes projected service-account tokens, as the README
@@ -762,11 +959,23 @@ async fn gitlab_ci_and_kubernetes_tokens_log_in_with_the_recommended_roles() {
     assert_eq!(meta["pod"], json!("runner-7d9f8b6c5-x2v4q"));
     assert_eq!(body["auth"]["lease_duration"], json!(3600));
     for (what, changes) in [
-        ("another service account", json!({ "sub": "system:serviceaccount:ci:default" })),
-        ("the API server's audience only", json!({ "aud": ["https://kubernetes.default.svc.cluster.local"] })),
-        ("another cluster", json!({ "iss": "https://other-cluster.example" })),
+        (
+            "another service account",
+            json!({ "sub": "system:serviceaccount:ci:default" }),
+        ),
+        (
+            "the API server's audience only",
+            json!({ "aud": ["https://kubernetes.default.svc.cluster.local"] }),
+        ),
+        (
+            "another cluster",
+            json!({ "iss": "https://other-cluster.example" }),
+        ),
     ] {
-        assert_refused(&login(&b, "kubernetes", "runner", &key.sign(&with(&k8s, changes))).await, what);
+        assert_refused(
+            &login(&b, "kubernetes", "runner", &key.sign(&with(&k8s, changes))).await,
+            what,
+        );
     }
     // Bound by namespace instead, through a JSON pointer.
     role(
@@ -780,8 +989,16 @@ async fn gitlab_ci_and_kubernetes_tokens_log_in_with_the_recommended_roles() {
         }),
     )
     .await;
-    assert_eq!(login(&b, "kubernetes", "ci-namespace", &key.sign(&k8s)).await.0, StatusCode::OK);
+    assert_eq!(
+        login(&b, "kubernetes", "ci-namespace", &key.sign(&k8s))
+            .await
+            .0,
+        StatusCode::OK
+    );
     let mut elsewhere = k8s.clone();
     elsewhere["kubernetes.io"]["namespace"] = json!("prod");
-    assert_refused(&login(&b, "kubernetes", "ci-namespace", &key.sign(&elsewhere)).await, "prod");
+    assert_refused(
+        &login(&b, "kubernetes", "ci-namespace", &key.sign(&elsewhere)).await,
+        "prod",
+    );
 }
