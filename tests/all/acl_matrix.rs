@@ -48,6 +48,7 @@ const UNAUTHENTICATED: &[(&str, &str)] = &[
     ("/sys/wrapping/lookup", "public"),
     ("/auth/approle/login", "public"),
     ("/auth/cert/login", "public"),
+    ("/auth/jwt/login", "public"),
     ("/pki/ca/pem", "public"),
     ("/pki/ca", "public"),
     ("/pki/ca_chain", "public"),
@@ -92,6 +93,10 @@ fn existing_objects(ca_pem: &str) -> Vec<(&'static str, Value)> {
         (
             "/auth/approle/role/{role_name}",
             json!({ "token_policies": ["default"] }),
+        ),
+        (
+            "/auth/jwt/role/{name}",
+            json!({ "role_type": "jwt", "bound_audiences": ["matrix"], "token_policies": ["default"] }),
         ),
         (
             "/pki/roles/{name}",
@@ -526,7 +531,7 @@ async fn every_path_and_operation_is_refused_without_its_capability_and_served_w
         .await;
     }
     // And every auth method.
-    for method in ["approle", "cert"] {
+    for method in ["approle", "cert", "jwt"] {
         b.expect(
             StatusCode::NO_CONTENT,
             "POST",

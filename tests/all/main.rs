@@ -13,6 +13,7 @@ mod cert_auth;
 mod crash;
 mod deploy;
 mod injection;
+mod jwt;
 mod lease_paths;
 mod leases;
 mod listener;

@@ -165,7 +165,7 @@ fn paths() -> Vec<Path<Core>> {
         P::new("auth/{path+}")
             .summary("Enable (write) or disable (delete) an auth method; disabling revokes the tokens it issued and their leases.")
             .access(Access::Sudo)
-            .field(Field::string("type", "the method type (approle)").clear().required())
+            .field(Field::string("type", "the method type (approle, jwt or oidc)").clear().required())
             .field(Field::string("description", "free text").clear())
             .field(Field::object("config", "default_lease_ttl and max_lease_ttl (durations)").clear())
             .update(|c, r| Box::pin(mounts::enable(c, r)))

@@ -15,17 +15,26 @@ pub mod token_fields;
 use crate::framework::BackendFactory;
 
 /// Declares the method modules and [`AUTH_METHODS`] from one line each:
-/// its type and its module, which has a `factory`.
+/// its type and its module, which has a `factory`; `aliases` are more
+/// types served by a module declared above (Vault's `oidc` is its JWT
+/// method under another name).
 macro_rules! auth_methods {
-    ($($kind:literal => $module:ident,)*) => {
+    ($($kind:literal => $module:ident,)* aliases { $($alias:literal => $aliased:ident,)* }) => {
         $(pub mod $module;)*
 
         /// The auth methods this broker offers, by type.
-        pub const AUTH_METHODS: &[(&str, BackendFactory)] = &[$(($kind, $module::factory),)*];
+        pub const AUTH_METHODS: &[(&str, BackendFactory)] = &[
+            $(($kind, $module::factory),)*
+            $(($alias, $aliased::factory),)*
+        ];
     };
 }
 
 auth_methods! {
     "approle" => approle,
     "cert" => cert,
+    "jwt" => jwt,
+    aliases {
+        "oidc" => jwt,
+    }
 }
