@@ -5,6 +5,10 @@
 //! skips both), and database credentials (PostgreSQL issue + revoke) with
 //! a token holding a policy beside the root token, alternated in one run.
 //!
+//! Then logins: AppRole (role id and secret id) and JWT (an ES256 token
+//! checked against a configured public key), each issuing a service token
+//! and a batch token, so the login's own cost shows beside the token's.
+//!
 //! Run: `cargo bench -p broker-tests --bench tokens`. `BENCH_CLIENTS`
 //! (default 4), `BENCH_OPS` (token and read operations, default 4000) and
 //! `BENCH_PAIRS` (credential pairs per round, default 400) change it. The
@@ -40,10 +44,10 @@ impl Client {
         path: &str,
         body: Value,
     ) -> Result<Value, String> {
-        let mut request = self
-            .http
-            .request(method, format!("{}/{path}", self.base))
-            .header("X-Vault-Token", token);
+        let mut request = self.http.request(method, format!("{}/{path}", self.base));
+        if !token.is_empty() {
+            request = request.header("X-Vault-Token", token);
+        }
         if !body.is_null() {
             request = request.json(&body);
         }
@@ -240,6 +244,97 @@ async fn main() {
             format!("PostgreSQL credential, issue + revoke ({kind})"),
             *run,
         ));
+    }
+    // Logins: the method's checks, then a token of the role's type.
+    setup("sys/auth/approle", json!({ "type": "approle" })).await;
+    setup("sys/auth/jwt", json!({ "type": "jwt" })).await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap_or_else(|e| panic!("{e}"));
+    setup(
+        "auth/jwt/config",
+        json!({ "jwt_validation_pubkeys": [key.public_key_pem()], "jwt_supported_algs": ["ES256"] }),
+    )
+    .await;
+    let encoding = jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der());
+    let now = broker_tests::now();
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &json!({ "iss": "bench", "sub": "bench-job", "aud": "bench", "iat": now, "exp": now + 3600 }),
+        &encoding,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for kind in ["service", "batch"] {
+        let role = format!("auth/approle/role/{kind}");
+        let body = json!({ "token_policies": "app", "token_type": kind, "token_ttl": "10m" });
+        c.call(&root, reqwest::Method::POST, &role, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let role_id = c
+            .call(
+                &root,
+                reqwest::Method::GET,
+                &format!("{role}/role-id"),
+                Value::Null,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))["data"]["role_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let secret_id = c
+            .call(
+                &root,
+                reqwest::Method::POST,
+                &format!("{role}/secret-id"),
+                Value::Null,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))["data"]["secret_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let (c2, login) = (
+            c.clone(),
+            Arc::new(json!({ "role_id": role_id, "secret_id": secret_id })),
+        );
+        let run = drive(clients, ops, move |_, _| {
+            let (c, login) = (c2.clone(), login.clone());
+            async move {
+                c.call(
+                    "",
+                    reqwest::Method::POST,
+                    "auth/approle/login",
+                    (*login).clone(),
+                )
+                .await
+                .map(drop)
+            }
+        })
+        .await;
+        rows.push((format!("AppRole login ({kind} token)"), run));
+
+        let role = format!("auth/jwt/role/{kind}");
+        let body = json!({ "role_type": "jwt", "bound_audiences": ["bench"], "user_claim": "sub",
+            "token_policies": "app", "token_type": kind, "token_ttl": "10m" });
+        c.call(&root, reqwest::Method::POST, &role, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (c2, login) = (c.clone(), Arc::new(json!({ "role": kind, "jwt": jwt })));
+        let run = drive(clients, ops, move |_, _| {
+            let (c, login) = (c2.clone(), login.clone());
+            async move {
+                c.call(
+                    "",
+                    reqwest::Method::POST,
+                    "auth/jwt/login",
+                    (*login).clone(),
+                )
+                .await
+                .map(drop)
+            }
+        })
+        .await;
+        rows.push((format!("JWT login, ES256 ({kind} token)"), run));
     }
     drop(process);
 
