@@ -32,6 +32,7 @@ def _names(var):
 
 
 MOUNTS = _names("BROKER_ST_MOUNTS")
+AUTH_MOUNTS = _names("BROKER_ST_AUTH_MOUNTS")
 DB_CONFIGS = _names("BROKER_ST_DB_CONFIGS")
 DB_ROLES = _names("BROKER_ST_DB_ROLES")
 PKI_ROLES = _names("BROKER_ST_PKI_ROLES")
@@ -51,6 +52,7 @@ AIMED = [
 # Operations that would replace or remove a planted resource.
 PROTECTED = [
     (re.compile(r"^/sys/mounts/\{path\}$"), "path", MOUNTS),
+    (re.compile(r"^/sys/auth/\{path\}$"), "path", AUTH_MOUNTS),
     (re.compile(r"^/database/config/\{name\}$"), "name", DB_CONFIGS),
     (re.compile(r"^/database/roles/\{name\}$"), "name", DB_ROLES),
     (re.compile(r"^/pki/roles/\{name\}$"), "name", PKI_ROLES),
