@@ -489,6 +489,18 @@ async fn tokens_expire_renew_and_run_out_of_uses() {
 async fn wrapped_responses_unwrap_once() {
     let b = Broker::start().await;
     let prefix = setup_tagged(&b, "app", json!([PG_CREATE])).await;
+    // A wrap TTL that does not parse is refused before anything is made.
+    let (status, _, body) = b
+        .call_with(
+            &b.token,
+            &[("X-Vault-Wrap-TTL", "soon")],
+            "GET",
+            "database/creds/app",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(pg_users_with_prefix(&prefix).await, 0);
     let (_, headers, wrapped) = b
         .call_with(
             &b.token,

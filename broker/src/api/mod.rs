@@ -332,6 +332,10 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
             .map_err(ApiError::too_many_requests)?;
     }
     let mut data = parse_body(&body)?;
+    // A wrap TTL is read before anything is served: a bad one must not
+    // leave a credential made and never handed out.
+    let wrap =
+        wrap_ttl(headers)?.or((path == "sys/wrapping/wrap").then_some(wrapping::DEFAULT_WRAP_TTL));
     if op == Operation::Read {
         data.extend(query_data());
     }
@@ -409,8 +413,6 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
     };
     // A response asked to be wrapped goes behind a single-use token: the
     // audit log and the client see only the wrapping.
-    let wrap =
-        wrap_ttl(headers)?.or((path == "sys/wrapping/wrap").then_some(wrapping::DEFAULT_WRAP_TTL));
     let result = match (result, wrap) {
         (Ok(reply), Some(ttl)) => wrapping::wrap(core, reply, ttl, path).await,
         (result, _) => result,
