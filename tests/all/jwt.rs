@@ -1002,3 +1002,52 @@ async fn gitlab_ci_and_kubernetes_tokens_log_in_with_the_recommended_roles() {
         "prod",
     );
 }
+
+/// vaultrs, unchanged, logs in with a JWT (its `oidc::login` posts to the
+/// JWT login path) and the token it gets holds the role's policy only.
+#[tokio::test]
+async fn vaultrs_logs_in_with_a_jwt() {
+    let key = TestKey::ec("k");
+    let b = Broker::start().await;
+    enable(
+        &b,
+        "jwt",
+        "jwt",
+        json!({ "jwt_validation_pubkeys": [key.pem] }),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/policies/acl/ci",
+        Some(json!({ "policy": "path \"auth/token/lookup-self\" { capabilities = [\"read\"] }" })),
+    )
+    .await;
+    role(
+        &b,
+        "jwt",
+        "ci",
+        json!({ "bound_audiences": ["broker"], "user_claim": "sub",
+            "token_policies": ["ci"], "token_ttl": "5m" }),
+    )
+    .await;
+    let t = now();
+    let jwt = key.sign(&json!({ "sub": "job-7", "aud": "broker", "iat": t, "exp": t + 60 }));
+    let anonymous = b.vaultrs_as("");
+    let auth = vaultrs::auth::oidc::login(&anonymous, "jwt", &jwt, Some("ci".into()))
+        .await
+        .unwrap();
+    assert_eq!(auth.policies, vec!["ci".to_owned(), "default".to_owned()]);
+    assert_eq!(auth.lease_duration, 300);
+    let client = b.vaultrs_as(&auth.client_token);
+    let me = vaultrs::token::lookup_self(&client).await.unwrap();
+    assert_eq!(me.path, "auth/jwt/login");
+    assert!(vaultrs::sys::mount::list(&client).await.is_err());
+    // A token for another audience: refused through the client too.
+    let other = key.sign(&json!({ "sub": "job-7", "aud": "elsewhere", "iat": t, "exp": t + 60 }));
+    assert!(
+        vaultrs::auth::oidc::login(&anonymous, "jwt", &other, Some("ci".into()))
+            .await
+            .is_err()
+    );
+}
