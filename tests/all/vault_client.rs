@@ -927,3 +927,32 @@ async fn hvac_drives_approle_with_a_wrapped_secret_id() {
     // database user went with it.
     assert_eq!(pg_users_with_prefix(&prefix).await, 0);
 }
+
+/// hvac, unchanged, against the JWT method: `tests/hvac/test_jwt.py`
+/// configures it, writes a role, logs in with a JWT signed here and is
+/// refused with one for another audience.
+#[tokio::test]
+async fn hvac_logs_in_with_a_jwt() {
+    let b = Broker::start().await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let encoding = jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der());
+    let now = broker_tests::now();
+    let sign = |aud: &str| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &json!({ "sub": "job-7", "aud": aud, "iat": now, "exp": now + 300 }),
+            &encoding,
+        )
+        .unwrap()
+    };
+    let (jwt, other, pem) = (sign("broker"), sign("elsewhere"), key.public_key_pem());
+    run_hvac_script(
+        &b,
+        "test_jwt.py",
+        &[
+            ("BROKER_TEST_JWT", jwt.as_str()),
+            ("BROKER_TEST_JWT_OTHER", other.as_str()),
+            ("BROKER_TEST_JWT_PUBKEY", pem.as_str()),
+        ],
+    );
+}
