@@ -867,3 +867,52 @@ async fn the_audit_log_names_tokens_but_never_holds_one() {
         json!(["app", "default"])
     );
 }
+
+/// Choosing the id of a token that exists is refused, and leaves the
+/// existing token's life as it was: it still expires, and its leases go.
+#[tokio::test]
+async fn a_chosen_id_never_takes_over_an_existing_token() {
+    let b = Broker::start().await;
+    let prefix = setup_tagged(&b, "app", json!([PG_CREATE])).await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/policies/acl/app",
+        Some(json!({ "policy": APP_POLICY })),
+    )
+    .await;
+    let chosen = "chosen-token-0123456789abcdef";
+    b.expect(
+        StatusCode::OK,
+        "POST",
+        "auth/token/create",
+        Some(json!({ "id": chosen, "policies": ["app"], "ttl": "2s" })),
+    )
+    .await;
+    assert_eq!(
+        b.call_as(chosen, "GET", "database/creds/app", None).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = b
+        .call(
+            "POST",
+            "auth/token/create",
+            Some(json!({ "id": chosen, "policies": ["app"], "ttl": "1h" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pg_users_with_prefix(&prefix).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first token's lease was taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        b.call_as(chosen, "GET", "auth/token/lookup-self", None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+}

@@ -57,6 +57,26 @@ impl Leases {
         })
     }
 
+    /// Writes the lease `id` of a new token, ending it at `expires_at`;
+    /// false (and nothing written) when a lease of that id exists: the
+    /// token itself exists, and its lease must not be taken over.
+    pub async fn insert_token_lease(
+        &self,
+        id: &str,
+        revocation: serde_json::Value,
+        issued_at: i64,
+        expires_at: i64,
+    ) -> Result<bool, LeaseError> {
+        let storage = self.store.storage();
+        if storage.get_lease(id).await?.is_some() {
+            return Ok(false);
+        }
+        let row = self.token_row(id, revocation, issued_at, expires_at)?;
+        // Two creations racing for one chosen id: the second insert fails
+        // on the key, and is refused like the check above.
+        Ok(storage.insert_lease(&row).await.is_ok())
+    }
+
     /// Writes (or moves) the lease `id` that ends a token at `expires_at`:
     /// the worker revokes the token's tree then, through
     /// [`TokenRevoker::revoke_tree`] with `revocation`.
@@ -158,14 +178,5 @@ impl Leases {
                 None => Ok(()),
             }
         })
-    }
-
-    /// Ids of leases made under the token with `accessor` (at most `limit`).
-    pub async fn of_token(&self, accessor: &str, limit: u32) -> Result<Vec<String>, LeaseError> {
-        Ok(self
-            .store
-            .storage()
-            .leases_of_token(accessor, limit)
-            .await?)
     }
 }

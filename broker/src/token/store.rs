@@ -186,14 +186,20 @@ impl TokenStore {
                 .saturating_add(crate::duration::capped_secs(crate::duration::MAX_TTL))
                 .min(LATEST)
         };
-        self.leases
-            .put_token_lease(
+        // A chosen id may name a token that exists: its lease is never
+        // overwritten (that would leave the existing token without one).
+        if !self
+            .leases
+            .insert_token_lease(
                 &lease_id(&id),
                 json!({ "accessor": entry.accessor }),
                 entry.creation_time,
                 expires_at,
             )
-            .await?;
+            .await?
+        {
+            return Err(TokenError::invalid("id", "id: that token already exists"));
+        }
         if !self
             .store
             .create(&format!("{ID_PREFIX}{id}"), &entry)
