@@ -10,7 +10,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::api::{pg_role_exists, pg_url, setup_postgres_at};
-use crate::process::{BROKER, Broker, config_text, free_port, operator_init, sqlite_storage};
+use crate::process::{
+    BROKER, Broker, config_text, free_port, operator_init, sqlite_storage, with_tls,
+};
 
 fn run(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BROKER).args(args).output().unwrap();
@@ -197,13 +199,10 @@ async fn the_listener_serves_tls_from_the_configured_files() {
         .success();
     assert!(ok, "openssl req");
     let port = free_port();
-    let text = config_text(dir.path(), port, &sqlite_storage(dir.path()), "").replace(
-        "[storage]",
-        &format!(
-            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\n[storage]",
-            cert.display(),
-            key.display()
-        ),
+    let text = with_tls(
+        &config_text(dir.path(), port, &sqlite_storage(dir.path()), ""),
+        &cert,
+        &key,
     );
     let config = dir.path().join("broker.toml");
     std::fs::write(&config, &text).unwrap();

@@ -12,6 +12,7 @@ mod audit_chain;
 mod cert_auth;
 mod crash;
 mod deploy;
+mod hvac;
 mod injection;
 mod jwt;
 mod lease_paths;

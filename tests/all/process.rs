@@ -33,6 +33,9 @@ pub struct Broker {
     pub http: reqwest::Client,
     /// The configuration file.
     pub config: PathBuf,
+    /// The certificate the listener serves, PEM, when it serves TLS: the
+    /// one a client must trust.
+    pub tls_cert: Option<PathBuf>,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
@@ -73,6 +76,36 @@ pub fn sqlite_storage(dir: &Path) -> String {
     )
 }
 
+/// A self-signed certificate for `localhost` and 127.0.0.1, written to
+/// `dir` as `tls.pem` and `tls.key`; their paths.
+pub fn loopback_tls(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_file, key_file) = (dir.join("tls.pem"), dir.join("tls.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    (cert_file, key_file)
+}
+
+/// `config` (a [`config_text`]) with its listener serving TLS from
+/// `cert` and `key`.
+pub fn with_tls(config: &str, cert: &Path, key: &Path) -> String {
+    let listener = "[listener]\n";
+    assert!(config.contains(listener), "{config}");
+    config.replacen(
+        listener,
+        &format!(
+            "{listener}tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+        1,
+    )
+}
+
 /// Runs `broker operator init --config FILE --format json`; the root token.
 pub fn operator_init(config: &Path) -> Result<String, String> {
     let out = Command::new(BROKER)
@@ -93,20 +126,42 @@ impl Broker {
         Self::start_with(None, "").await
     }
 
+    /// A broker over SQLite serving TLS ([`loopback_tls`]); its clients
+    /// trust that certificate and present none of their own.
+    pub async fn start_tls() -> Self {
+        Self::start_inner(None, "", true).await
+    }
+
     /// A broker with `storage` (a `[storage]` table; SQLite when `None`)
     /// and `extra` configuration.
     pub async fn start_with(storage: Option<String>, extra: &str) -> Self {
+        Self::start_inner(storage, extra, false).await
+    }
+
+    async fn start_inner(storage: Option<String>, extra: &str, tls: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let storage = storage.unwrap_or_else(|| sqlite_storage(dir.path()));
         let config = dir.path().join("broker.toml");
-        std::fs::write(&config, config_text(dir.path(), port, &storage, extra)).unwrap();
+        let mut text = config_text(dir.path(), port, &storage, extra);
+        let mut http = reqwest::Client::builder();
+        let mut tls_cert = None;
+        if tls {
+            let (cert, key) = loopback_tls(dir.path());
+            text = with_tls(&text, &cert, &key);
+            let pem = std::fs::read(&cert).unwrap();
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+            tls_cert = Some(cert);
+        }
+        std::fs::write(&config, text).unwrap();
         let token = operator_init(&config).expect("operator init");
+        let scheme = if tls { "https" } else { "http" };
         let mut broker = Self {
-            base: format!("http://127.0.0.1:{port}/v1"),
+            base: format!("{scheme}://127.0.0.1:{port}/v1"),
             token,
-            http: reqwest::Client::new(),
+            http: http.build().unwrap(),
             config,
+            tls_cert,
             child: None,
             dir,
         };
@@ -142,6 +197,7 @@ impl Broker {
             token: expected["root_token"].as_str().unwrap().to_owned(),
             http: reqwest::Client::new(),
             config,
+            tls_cert: None,
             child: None,
             dir,
         };
@@ -263,14 +319,35 @@ impl Broker {
 
     /// A `vaultrs` client for this broker that sends `token`.
     pub fn vaultrs_as(&self, token: &str) -> vaultrs::client::VaultClient {
-        vaultrs::client::VaultClient::new(
-            vaultrs::client::VaultClientSettingsBuilder::default()
-                .address(self.base.trim_end_matches("/v1"))
-                .token(token)
-                .build()
-                .unwrap(),
-        )
-        .unwrap()
+        self.vaultrs_client(token, None)
+    }
+
+    /// A `vaultrs` client with no token that presents the client
+    /// certificate `cert_pem` (its key `key_pem`) in the TLS handshake.
+    pub fn vaultrs_with_certificate(
+        &self,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> vaultrs::client::VaultClient {
+        let identity = reqwest::Identity::from_pem(format!("{cert_pem}{key_pem}").as_bytes())
+            .expect("a PEM certificate and key");
+        self.vaultrs_client("", Some(identity))
+    }
+
+    fn vaultrs_client(
+        &self,
+        token: &str,
+        identity: Option<reqwest::Identity>,
+    ) -> vaultrs::client::VaultClient {
+        let mut settings = vaultrs::client::VaultClientSettingsBuilder::default();
+        settings
+            .address(self.base.trim_end_matches("/v1"))
+            .token(token)
+            .identity(identity);
+        if let Some(ca) = &self.tls_cert {
+            settings.ca_certs(vec![ca.display().to_string()]);
+        }
+        vaultrs::client::VaultClient::new(settings.build().unwrap()).unwrap()
     }
 
     /// A request with the root token; the status and the JSON body (`Null`

@@ -1,15 +1,14 @@
 //! Compatibility: existing Vault clients, used unchanged against the
 //! broker. `vaultrs` (Rust) drives mounts, the database engine's config,
 //! roles and creds, health, the token store (`auth/token/…`), policies,
-//! response wrapping and AppRole (`sys/auth`, `auth/approle/…`), with
-//! tokens holding only some policies; `hvac` (Python) drives the token
-//! store, capabilities and wrapping (`tests/hvac/test_tokens.py`) and
-//! AppRole (`tests/hvac/test_approle.py`). The credentials they get log in
-//! to a real PostgreSQL.
+//! response wrapping, and the login methods (`sys/auth`; AppRole, JWT, and
+//! certificates over TLS), with tokens holding only some policies; `hvac`
+//! (Python) drives the token store, capabilities and wrapping
+//! (`tests/hvac/test_tokens.py`), AppRole (`test_approle.py`), JWT
+//! (`test_jwt.py`) and certificates (`test_cert.py`). The credentials they
+//! get log in to a real PostgreSQL.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Command;
 
 use broker_tests::{pg_connect, postgres};
 use reqwest::StatusCode;
@@ -17,6 +16,7 @@ use serde_json::json;
 use vaultrs::api::ResponseWrapper;
 use vaultrs::api::auth::approle::requests::{GenerateNewSecretIDRequest, SetAppRoleRequest};
 use vaultrs::api::auth::approle::responses::GenerateNewSecretIDResponse;
+use vaultrs::api::auth::cert::requests::CreateCaCertificateRoleRequest;
 use vaultrs::api::database::requests::{
     GenerateCredentialsRequest, PostgreSQLConnectionRequest, SetRoleRequest,
 };
@@ -25,11 +25,13 @@ use vaultrs::api::token::requests::{
     LookupTokenSelfRequest, SetTokenRoleRequest,
 };
 use vaultrs::api::token::responses::LookupTokenResponse;
-use vaultrs::auth::approle;
+use vaultrs::auth::{approle, cert};
 use vaultrs::error::ClientError;
 use vaultrs::{database, sys, token};
 
 use crate::api::{pg_role_exists, pg_url, pg_users_with_prefix, setup_tagged};
+use crate::cert_auth::{client_pki, issue as client_cert};
+use crate::hvac::run_hvac_script;
 use crate::process::Broker;
 
 const PG_CREATE: &str =
@@ -813,86 +815,105 @@ async fn vaultrs_drives_approle_with_a_wrapped_secret_id() {
     );
 }
 
-/// `tests/hvac/`, from this package's directory (the workspace's `tests/`).
-fn hvac_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hvac")
-}
-
-/// The Python that has hvac: `BROKER_TEST_HVAC_PYTHON`, else the venv
-/// `tests/hvac/.venv`. Panics with how to get one: a missing hvac fails the
-/// test, never skips it.
-fn hvac_python() -> PathBuf {
-    let dir = hvac_dir();
-    let setup = format!(
-        "set it up with:\n  python3 -m venv {venv}\n  {venv}/bin/pip install -r {req}\n\
-         or point BROKER_TEST_HVAC_PYTHON at a Python that has it",
-        venv = dir.join(".venv").display(),
-        req = dir.join("requirements.txt").display(),
-    );
-    let python = match std::env::var_os("BROKER_TEST_HVAC_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => dir.join(".venv/bin/python"),
-    };
-    let pinned = std::fs::read_to_string(dir.join("requirements.txt"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("hvac==").map(str::to_owned))
-        .expect("tests/hvac/requirements.txt pins hvac==VERSION");
-    let out = Command::new(&python)
-        .args([
-            "-c",
-            "from importlib.metadata import version; import hvac; print(version('hvac'))",
-        ])
-        .output();
-    let found = match out {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        Ok(out) => panic!(
-            "hvac is not importable with {}:\n{}\n{setup}",
-            python.display(),
-            String::from_utf8_lossy(&out.stderr)
+/// vaultrs's `auth::cert` module, unchanged, over TLS: the operator
+/// enables the method and trusts the broker's own PKI CA for logins
+/// (`ca_cert_role::set`, read back with `read` and `list`); an app whose
+/// client presents a certificate that PKI issued logs in
+/// (`cert::login`) and with the token reads database credentials (a real
+/// PostgreSQL login) and nothing else. No certificate, and a certificate
+/// whose name the entry does not allow, are refused; revoking the token
+/// ends the database user.
+#[tokio::test]
+async fn vaultrs_logs_in_with_a_certificate_from_the_brokers_pki() {
+    let b = Broker::start_tls().await;
+    let prefix = setup_tagged(&b, "app", json!([PG_CREATE])).await;
+    let ca = client_pki(&b).await;
+    let root = b.vaultrs();
+    sys::auth::enable(&root, "cert", "cert", None)
+        .await
+        .unwrap();
+    sys::policy::set(&root, "app", APP_POLICY).await.unwrap();
+    cert::ca_cert_role::set(
+        &root,
+        "cert",
+        "apps",
+        &ca,
+        Some(
+            CreateCaCertificateRoleRequest::builder()
+                .token_policies(vec!["app".to_owned()])
+                .allowed_common_names(vec!["app.example.com".to_owned()])
+                .allowed_email_sans(Vec::<String>::new())
+                .token_ttl("10m"),
         ),
-        Err(e) => panic!(
-            "no Python at {} ({e}): this test needs hvac;\n{setup}",
-            python.display()
-        ),
-    };
+    )
+    .await
+    .unwrap();
+    let entry = cert::ca_cert_role::read(&root, "cert", "apps")
+        .await
+        .unwrap();
+    assert_eq!(entry.certificate, ca);
+    assert_eq!(entry.token_policies, ["app"]);
+    assert_eq!(entry.token_ttl, 600);
     assert_eq!(
-        found,
-        pinned,
-        "{} has hvac {found}, tests/hvac/requirements.txt pins {pinned};\n{setup}",
-        python.display()
+        entry.allowed_common_names.as_deref(),
+        Some(&["app.example.com".to_owned()][..])
     );
-    python
-}
+    let listed = cert::ca_cert_role::list(&root, "cert").await.unwrap();
+    assert_eq!(listed.keys, ["apps"]);
 
-/// Runs `tests/hvac/<script>` with the Python [`hvac_python`] finds,
-/// against `b` (`VAULT_ADDR`, and its root token as `VAULT_TOKEN`) with
-/// `env` added; fails the test, with the script's output and the broker's
-/// log, unless the script passes every check.
-fn run_hvac_script(b: &Broker, script: &str, env: &[(&str, &str)]) {
-    let python = hvac_python();
-    let out = Command::new(&python)
-        .arg(hvac_dir().join(script))
-        .env("VAULT_ADDR", b.base.trim_end_matches("/v1"))
-        .env("VAULT_TOKEN", &b.token)
-        .env_remove("VAULT_NAMESPACE")
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap_or_else(|e| panic!("run tests/hvac/{script}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "tests/hvac/{script} failed ({}):\n{stdout}\n{stderr}\nbroker log:\n{}",
-        out.status,
-        b.log()
+    let (pem, key, _) = client_cert(&b, "app.example.com").await;
+    let auth = cert::login(&b.vaultrs_with_certificate(&pem, &key), "cert", "apps")
+        .await
+        .unwrap();
+    assert_eq!(auth.policies, ["app", "default"]);
+    assert_eq!(auth.lease_duration, 600);
+    let meta = auth.metadata.clone().unwrap_or_default();
+    assert_eq!(meta.get("cert_name").map(String::as_str), Some("apps"));
+    assert_eq!(
+        meta.get("common_name").map(String::as_str),
+        Some("app.example.com")
     );
-    assert!(
-        stdout.contains("ok: every check passed"),
-        "{stdout}\n{stderr}"
+
+    // The login token: database credentials, and nothing else.
+    let app = b.vaultrs_as(&auth.client_token);
+    let creds = database::role::creds(&app, "database", "app")
+        .await
+        .unwrap();
+    assert!(creds.username.starts_with(&prefix), "{}", creds.username);
+    let login = pg_connect(postgres(), &creds.username, &creds.password)
+        .await
+        .expect("the login the certificate's token received works");
+    let one: i32 = login.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    drop(login);
+    let (code, _) = api_error("list mounts", sys::mount::list(&app).await);
+    assert_eq!(code, 403);
+    let (code, _) = api_error(
+        "read the cert entry",
+        cert::ca_cert_role::read(&app, "cert", "apps").await,
     );
+    assert_eq!(code, 403);
+
+    // No certificate, or one whose name the entry does not allow.
+    let (code, _) = api_error(
+        "no certificate",
+        cert::login(&b.vaultrs_as(""), "cert", "apps").await,
+    );
+    assert_eq!(code, 400);
+    let (pem, key, _) = client_cert(&b, "db.example.com").await;
+    let (code, _) = api_error(
+        "a name the entry does not allow",
+        cert::login(&b.vaultrs_with_certificate(&pem, &key), "cert", "apps").await,
+    );
+    assert_eq!(code, 400);
+
+    // The token's end is its credentials' end.
+    token::revoke_self(&app).await.unwrap();
+    assert!(!pg_role_exists(&creds.username).await);
+    cert::ca_cert_role::delete(&root, "cert", "apps")
+        .await
+        .unwrap();
+    assert!(cert::ca_cert_role::list(&root, "cert").await.is_err());
 }
 
 /// hvac, unchanged, against the broker: `tests/hvac/test_tokens.py` drives
@@ -955,4 +976,30 @@ async fn hvac_logs_in_with_a_jwt() {
             ("BROKER_TEST_JWT_PUBKEY", pem.as_str()),
         ],
     );
+}
+
+/// hvac, unchanged, against the cert method over TLS:
+/// `tests/hvac/test_cert.py` trusts the CA of the PKI mount prepared here,
+/// gets a client certificate from it, logs in with it, reads database
+/// credentials from the role prepared here (and gets 403 elsewhere), is
+/// refused with a certificate for a name not allowed, and disables the
+/// method, which revokes the login's token and with it the database user.
+#[tokio::test]
+async fn hvac_logs_in_with_a_certificate_from_the_brokers_pki() {
+    let b = Broker::start_tls().await;
+    let prefix = setup_tagged(&b, "app", json!([PG_CREATE])).await;
+    client_pki(&b).await;
+    run_hvac_script(
+        &b,
+        "test_cert.py",
+        &[
+            ("BROKER_TEST_DB_MOUNT", "database"),
+            ("BROKER_TEST_DB_ROLE", "app"),
+            ("BROKER_TEST_DB_USER_PREFIX", &prefix),
+            ("BROKER_TEST_PKI_MOUNT", "pki"),
+            ("BROKER_TEST_PKI_ROLE", "client"),
+            ("BROKER_TEST_PKI_DOMAIN", "example.com"),
+        ],
+    );
+    assert_eq!(pg_users_with_prefix(&prefix).await, 0);
 }

@@ -35,11 +35,31 @@ struct CertRole {
     #[serde(default)]
     allowed_dns_sans: Vec<String>,
     #[serde(default)]
+    allowed_email_sans: Vec<String>,
+    #[serde(default)]
     allowed_uri_sans: Vec<String>,
+    #[serde(default)]
+    allowed_organizational_units: Vec<String>,
+    #[serde(default)]
+    required_extensions: Vec<String>,
     #[serde(default)]
     display_name: String,
     #[serde(default)]
     token: TokenParams,
+}
+
+impl CertRole {
+    /// Whether a leaf that proved this certificate also meets its name
+    /// constraints: every kind configured must match.
+    fn admits(&self, leaf: &verify::Names) -> bool {
+        let cn = leaf.common_name.as_deref().unwrap_or_default();
+        verify::allowed(&self.allowed_common_names, cn)
+            && verify::any_allowed(&self.allowed_dns_sans, &leaf.dns)
+            && verify::any_allowed(&self.allowed_email_sans, &leaf.emails)
+            && verify::any_allowed(&self.allowed_uri_sans, &leaf.uris)
+            && verify::any_allowed(&self.allowed_organizational_units, &leaf.organizational_units)
+            && verify::has_extensions(&self.required_extensions, leaf)
+    }
 }
 
 /// The `cert` auth method.
@@ -74,7 +94,10 @@ fn paths() -> Vec<P> {
             .field(Field::string("certificate", "PEM: a CA, or the one client certificate allowed (required when the entry is made)"))
             .field(Field::comma_list("allowed_common_names", "globs the client's CN must match").clear())
             .field(Field::comma_list("allowed_dns_sans", "globs one of its DNS names must match").clear())
+            .field(Field::comma_list("allowed_email_sans", "globs one of its email addresses must match").clear())
             .field(Field::comma_list("allowed_uri_sans", "globs one of its URIs must match").clear())
+            .field(Field::comma_list("allowed_organizational_units", "globs one of its subject's OUs must match").clear())
+            .field(Field::comma_list("required_extensions", "OID:glob pairs; each extension must be present with a matching string value").clear())
             .field(Field::string("display_name", "the tokens' display name").clear())
             .exists(|b, r| Box::pin(b.cert_exists(r)))
             .read(|b, r| Box::pin(b.read_cert(r)))
@@ -149,7 +172,13 @@ impl CertBackend {
         out.insert("certificate".into(), json!(role.certificate));
         out.insert("allowed_common_names".into(), json!(role.allowed_common_names));
         out.insert("allowed_dns_sans".into(), json!(role.allowed_dns_sans));
+        out.insert("allowed_email_sans".into(), json!(role.allowed_email_sans));
         out.insert("allowed_uri_sans".into(), json!(role.allowed_uri_sans));
+        out.insert(
+            "allowed_organizational_units".into(),
+            json!(role.allowed_organizational_units),
+        );
+        out.insert("required_extensions".into(), json!(role.required_extensions));
         out.insert("display_name".into(), json!(role.display_name));
         role.token.describe(&mut out);
         Ok(data(Value::Object(out)))
@@ -171,8 +200,23 @@ impl CertBackend {
         if let Some(v) = req.list("allowed_dns_sans")? {
             role.allowed_dns_sans = v;
         }
+        if let Some(v) = req.list("allowed_email_sans")? {
+            role.allowed_email_sans = v;
+        }
         if let Some(v) = req.list("allowed_uri_sans")? {
             role.allowed_uri_sans = v;
+        }
+        if let Some(v) = req.list("allowed_organizational_units")? {
+            role.allowed_organizational_units = v;
+        }
+        if let Some(v) = req.list("required_extensions")? {
+            if let Some(bad) = v.iter().find(|r| !r.contains(':')) {
+                return Err(Error::field(
+                    "required_extensions",
+                    format!("{bad:?} is not OID:value"),
+                ));
+            }
+            role.required_extensions = v;
         }
         if let Some(d) = req.str("display_name") {
             role.display_name = d.to_owned();
@@ -259,15 +303,10 @@ impl CertBackend {
             if !verify::proves(&chain, &configured, &crls, now) {
                 continue;
             }
-            let cn = leaf.common_name.clone().unwrap_or_default();
-            let fits = verify::allowed(&role.allowed_common_names, &cn)
-                && (role.allowed_dns_sans.is_empty()
-                    || leaf.dns.iter().any(|d| verify::allowed(&role.allowed_dns_sans, d)))
-                && (role.allowed_uri_sans.is_empty()
-                    || leaf.uris.iter().any(|u| verify::allowed(&role.allowed_uri_sans, u)));
-            if !fits {
+            if !role.admits(&leaf) {
                 continue;
             }
+            let cn = leaf.common_name.clone().unwrap_or_default();
             self.lockout.succeeded(mount, &identity);
             let meta = BTreeMap::from([
                 ("cert_name".to_owned(), cert_name.clone()),
@@ -294,5 +333,53 @@ impl TableBackend for CertBackend {
 
     fn table(&self) -> &Table<Self> {
         &self.table
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn every_configured_constraint_must_match() {
+        let leaf = verify::Names {
+            common_name: Some("app".into()),
+            dns: strings(&["app.example.com"]),
+            emails: strings(&["ops@example.com"]),
+            uris: strings(&["spiffe://example.com/app"]),
+            organizational_units: strings(&["payments"]),
+            extensions: vec![("1.2.3".into(), "prod".into())],
+            serial: "01".into(),
+        };
+        let open = CertRole::default();
+        assert!(open.admits(&leaf));
+        type Set = fn(&mut CertRole, Vec<String>);
+        let cases: [(Set, &str, &str); 6] = [
+            (|r, v| r.allowed_common_names = v, "ap*", "web"),
+            (|r, v| r.allowed_dns_sans = v, "*.example.com", "*.example.org"),
+            (|r, v| r.allowed_email_sans = v, "*@example.com", "root@*"),
+            (|r, v| r.allowed_uri_sans = v, "spiffe://example.com/*", "https://*"),
+            (|r, v| r.allowed_organizational_units = v, "pay*", "eng"),
+            (|r, v| r.required_extensions = v, "1.2.3:pr*", "1.2.3:dev"),
+        ];
+        for (set, good, bad) in cases {
+            let mut role = CertRole::default();
+            set(&mut role, strings(&[good]));
+            assert!(role.admits(&leaf), "{good}");
+            set(&mut role, strings(&[bad]));
+            assert!(!role.admits(&leaf), "{bad}");
+            // A leaf without that kind of name meets no such constraint.
+            set(&mut role, strings(&["*"]));
+            let bare = verify::Names {
+                common_name: Some(String::new()),
+                ..verify::Names::default()
+            };
+            let wants_cn = role.allowed_common_names == ["*"];
+            assert_eq!(role.admits(&bare), wants_cn, "{good} on a bare leaf");
+        }
     }
 }

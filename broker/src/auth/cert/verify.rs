@@ -16,15 +16,22 @@ pub fn is_ca(der: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-/// The names a leaf carries: its subject's common name, DNS names and URIs.
+/// What a leaf says about its holder, for a configured certificate's
+/// constraints to be checked against.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Names {
     /// The subject's CN.
     pub common_name: Option<String>,
     /// DNS subject alternative names.
     pub dns: Vec<String>,
+    /// Email (RFC 822) subject alternative names.
+    pub emails: Vec<String>,
     /// URI subject alternative names.
     pub uris: Vec<String>,
+    /// The subject's organizational units.
+    pub organizational_units: Vec<String>,
+    /// Extensions whose value is an ASN.1 string: (dotted OID, the string).
+    pub extensions: Vec<(String, String)>,
     /// The serial number, hex.
     pub serial: String,
 }
@@ -39,16 +46,33 @@ pub fn names(der: &[u8]) -> Option<Names> {
             .next()
             .and_then(|cn| cn.as_str().ok())
             .map(str::to_owned),
+        organizational_units: cert
+            .subject()
+            .iter_organizational_unit()
+            .filter_map(|ou| ou.as_str().ok())
+            .map(str::to_owned)
+            .collect(),
         serial: cert.raw_serial_as_string().replace(':', "-"),
         ..Names::default()
     };
     if let Ok(Some(san)) = cert.subject_alternative_name() {
+        use x509_parser::extensions::GeneralName;
         for name in &san.value.general_names {
             match name {
-                x509_parser::extensions::GeneralName::DNSName(d) => names.dns.push((*d).to_owned()),
-                x509_parser::extensions::GeneralName::URI(u) => names.uris.push((*u).to_owned()),
+                GeneralName::DNSName(d) => names.dns.push((*d).to_owned()),
+                GeneralName::RFC822Name(e) => names.emails.push((*e).to_owned()),
+                GeneralName::URI(u) => names.uris.push((*u).to_owned()),
                 _ => {}
             }
+        }
+    }
+    for ext in cert.extensions() {
+        // Vault's `required_extensions` compare the value as a string;
+        // an extension whose value is not one matches no pattern.
+        if let Ok((_, value)) = x509_parser::der_parser::parse_der(ext.value)
+            && let Ok(text) = value.as_str()
+        {
+            names.extensions.push((ext.oid.to_id_string(), text.to_owned()));
         }
     }
     Some(names)
@@ -119,6 +143,25 @@ pub fn allowed(patterns: &[String], value: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| glob(p, value))
 }
 
+/// Whether one of `values` matches one of `patterns`; no patterns allow
+/// anything, even a leaf without such values.
+pub fn any_allowed(patterns: &[String], values: &[String]) -> bool {
+    patterns.is_empty() || values.iter().any(|v| allowed(patterns, v))
+}
+
+/// Whether `leaf` carries every extension `required` names, each written
+/// `OID:glob` as Vault's `required_extensions`. A requirement without a
+/// colon is met by no certificate.
+pub fn has_extensions(required: &[String], leaf: &Names) -> bool {
+    required.iter().all(|r| {
+        r.split_once(':').is_some_and(|(oid, pattern)| {
+            leaf.extensions
+                .iter()
+                .any(|(o, v)| o == oid.trim() && glob(pattern, v))
+        })
+    })
+}
+
 /// `*` matches any run of bytes: one pass with backtracking to the last
 /// star only, so a pattern of many stars costs no more than one.
 fn glob(pattern: &str, value: &str) -> bool {
@@ -164,6 +207,57 @@ mod tests {
         assert!(names(junk.as_ref()).is_none());
         assert!(!proves(std::slice::from_ref(&junk), &junk, &[], UnixTime::now()));
         assert!(!proves(&[], &junk, &[], UnixTime::now()));
+    }
+
+    /// A leaf with every kind of name a constraint can look at.
+    fn rich_leaf() -> Vec<u8> {
+        use rcgen::{CertificateParams, CustomExtension, DnType, KeyPair, SanType};
+        let mut params = CertificateParams::new(vec!["app.example.com".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "app");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, "payments");
+        params
+            .subject_alt_names
+            .push(SanType::Rfc822Name("ops@example.com".try_into().unwrap()));
+        params
+            .subject_alt_names
+            .push(SanType::URI("spiffe://example.com/app".try_into().unwrap()));
+        // A UTF8String, as Vault's required_extensions expect.
+        let mut content = vec![0x0c, 4];
+        content.extend_from_slice(b"prod");
+        params
+            .custom_extensions
+            .push(CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 55555, 7], content));
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn names_carry_emails_units_and_string_extensions() {
+        let names = names(&rich_leaf()).unwrap();
+        assert_eq!(names.common_name.as_deref(), Some("app"));
+        assert_eq!(names.dns, ["app.example.com"]);
+        assert_eq!(names.emails, ["ops@example.com"]);
+        assert_eq!(names.uris, ["spiffe://example.com/app"]);
+        assert_eq!(names.organizational_units, ["payments"]);
+        assert!(
+            names
+                .extensions
+                .contains(&("1.3.6.1.4.1.55555.7".to_owned(), "prod".to_owned())),
+            "{:?}",
+            names.extensions
+        );
+        let req = |r: &[&str]| r.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(has_extensions(&[], &names));
+        assert!(has_extensions(&req(&["1.3.6.1.4.1.55555.7:prod"]), &names));
+        assert!(has_extensions(&req(&["1.3.6.1.4.1.55555.7:pr*"]), &names));
+        assert!(!has_extensions(&req(&["1.3.6.1.4.1.55555.7:dev"]), &names));
+        assert!(!has_extensions(&req(&["1.3.6.1.4.1.55555.8:*"]), &names));
+        assert!(!has_extensions(&req(&["1.3.6.1.4.1.55555.7"]), &names));
+        assert!(any_allowed(&[], &[]));
+        assert!(!any_allowed(&req(&["*"]), &[]));
+        assert!(any_allowed(&req(&["*@example.com"]), &names.emails));
     }
 
     proptest::proptest! {
