@@ -662,6 +662,34 @@ impl Core {
         Some(context)
     }
 
+    /// Runs every mounted engine's periodic work due at `now` (see
+    /// [`crate::framework::Backend::periodic`]), one mount after another.
+    /// Nothing while sealed.
+    pub async fn periodic(&self, now: i64) {
+        if self.is_sealed() {
+            return;
+        }
+        let mounts = self.mounts.read().await.clone();
+        for (path, entry) in &mounts {
+            if let Some(backend) = self.backends.get(&entry.kind) {
+                let context = Self::context(&self.store, path, entry);
+                backend.periodic(&context, now).await;
+            }
+        }
+    }
+
+    /// Runs [`Core::periodic`] every `every` until the task is aborted.
+    pub fn spawn_periodic(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                self.periodic(crate::clock::unix_now_signed()).await;
+            }
+        })
+    }
+
     /// The token store's mount (`auth/token/`).
     pub fn token_mount(&self) -> Arc<Mount> {
         self.token_mount.clone()

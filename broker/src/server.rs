@@ -252,13 +252,16 @@ async fn beside(
 ) -> std::io::Result<()> {
     let interval = options.worker_interval.unwrap_or(Duration::from_secs(1));
     let worker = core.leases().clone().spawn_worker(interval);
+    let periodic = core.clone().spawn_periodic(interval);
     let reopen = tokio::spawn(reopen_audit_on_sighup(core.clone()));
     let result = server.await;
     worker.abort();
+    periodic.abort();
     reopen.abort();
     // Wait for the worker to be gone (and its revocations stopped) before
     // the audit heads are saved, so no entry lands after them.
     let _ = worker.await;
+    let _ = periodic.await;
     core.audit().save_heads().await;
     result
 }

@@ -91,6 +91,14 @@ fn existing_objects(ca_pem: &str) -> Vec<(&'static str, Value)> {
             json!({ "db_name": EXISTING, "creation_statements": ["SELECT 1"] }),
         ),
         (
+            "/database/static-roles/{name}",
+            // No rotation: the config's database is never reached.
+            json!({
+                "db_name": EXISTING, "username": "matrix_account",
+                "skip_import_rotation": true, "disable_automated_rotation": true,
+            }),
+        ),
+        (
             "/auth/approle/role/{role_name}",
             json!({ "token_policies": ["default"] }),
         ),

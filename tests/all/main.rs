@@ -27,6 +27,7 @@ mod postgres;
 mod process;
 mod sandbox;
 mod sql_hardening;
+mod static_roles;
 mod storage;
 mod tokens;
 mod upgrade;

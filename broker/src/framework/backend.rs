@@ -52,6 +52,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn unmounted(&self, mount: &Mount) {
         let _ = mount;
     }
+
+    /// Work due on `mount` at `now` (Unix seconds), run by the core every
+    /// worker interval (Vault's periodic function): scheduled rotations,
+    /// settling rotations a crash left half-done. Must not take long for
+    /// a mount with nothing due, and reports its own failures.
+    async fn periodic(&self, mount: &Mount, now: i64) {
+        let _ = (mount, now);
+    }
 }
 
 /// A backend whose paths are a [`Table`] of its own handlers: what an
@@ -73,6 +81,11 @@ pub trait TableBackend: Send + Sync + Sized + 'static {
     /// As [`Backend::unmounted`].
     async fn unmounted(&self, mount: &Mount) {
         let _ = mount;
+    }
+
+    /// As [`Backend::periodic`].
+    async fn periodic(&self, mount: &Mount, now: i64) {
+        let _ = (mount, now);
     }
 }
 
@@ -100,6 +113,10 @@ impl<T: TableBackend> Backend for T {
 
     async fn unmounted(&self, mount: &Mount) {
         TableBackend::unmounted(self, mount).await;
+    }
+
+    async fn periodic(&self, mount: &Mount, now: i64) {
+        TableBackend::periodic(self, mount, now).await;
     }
 }
 

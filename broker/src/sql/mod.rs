@@ -268,6 +268,21 @@ impl Pools {
     }
 }
 
+/// Logs in to `target` once, on a connection of its own that is closed
+/// afterwards, and runs `SELECT 1`: whether its user and password work
+/// (see [`SqlTarget::as_login`]). The error says why not, without the
+/// password.
+pub async fn check_login(target: &SqlTarget) -> Result<(), SqlError> {
+    let pools = Pools::new();
+    let mut conn = pools.connect("login-check", target).await?;
+    conn.set_deadline(std::time::Instant::now() + LOGIN_CHECK_DEADLINE);
+    conn.query("SELECT 1", &[]).await?;
+    Ok(())
+}
+
+/// How long a login check may take.
+const LOGIN_CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Builds a pool, after checking the target's settings; a panic in a
 /// driver is contained to this target.
 fn build(target: &SqlTarget) -> Result<Pool, SqlError> {

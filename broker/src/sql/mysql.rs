@@ -124,10 +124,10 @@ pub(super) fn pool(target: &SqlTarget) -> Result<MySqlPool, SqlError> {
     } else {
         parse_dsn(target)?
     };
-    if addr.user.as_deref().is_none_or(str::is_empty) {
+    if addr.user.as_deref().is_none_or(str::is_empty) || target.login_only() {
         addr.user = target.username().map(str::to_owned);
     }
-    if addr.pass.is_none() {
+    if addr.pass.is_none() || target.login_only() {
         addr.pass = target.password().map(|p| Zeroizing::new(p.to_owned()));
     }
     let constraints = PoolConstraints::new(0, target.max_open_connections())

@@ -19,12 +19,12 @@ pub(super) fn pool(target: &SqlTarget) -> Result<Pool, SqlError> {
     let url = target.rendered_url();
     let mut config = tokio_postgres::Config::from_str(&url)
         .map_err(|_| config_error("expected postgresql://user:password@host:port/database"))?;
-    if config.get_user().is_none()
+    if (config.get_user().is_none() || target.login_only())
         && let Some(user) = target.username()
     {
         config.user(user);
     }
-    if config.get_password().is_none()
+    if (config.get_password().is_none() || target.login_only())
         && let Some(password) = target.password()
     {
         config.password(password);

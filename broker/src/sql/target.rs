@@ -26,6 +26,9 @@ pub struct SqlTarget {
     password: Option<Zeroizing<String>>,
     max_open_connections: usize,
     max_connection_lifetime: Option<std::time::Duration>,
+    /// Whether `username` and `password` win over a user and password the
+    /// URL names: a login check must log in as the account it checks.
+    login_only: bool,
 }
 
 impl std::fmt::Debug for SqlTarget {
@@ -56,7 +59,27 @@ impl SqlTarget {
             password: password.map(|p| Zeroizing::new(p.to_owned())),
             max_open_connections: 4,
             max_connection_lifetime: None,
+            login_only: false,
         }
+    }
+
+    /// The same database, logged in to as `username` with `password`
+    /// whatever the URL says: for checking that an account's password
+    /// works (see [`super::check_login`]).
+    pub fn as_login(&self, username: &str, password: &str) -> Self {
+        Self {
+            username: Some(username.to_owned()),
+            password: Some(Zeroizing::new(password.to_owned())),
+            max_open_connections: 1,
+            max_connection_lifetime: None,
+            login_only: true,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the target's user and password win over the URL's.
+    pub(crate) fn login_only(&self) -> bool {
+        self.login_only
     }
 
     /// Caps the pool's size (Vault's `max_open_connections`; default 4).
@@ -129,7 +152,7 @@ impl SqlTarget {
     /// Tells two versions of a target apart (a rotated password makes a new pool).
     pub(crate) fn fingerprint(&self) -> [u8; 32] {
         let mut h = Sha256::new();
-        h.update([self.dialect as u8]);
+        h.update([self.dialect as u8, u8::from(self.login_only)]);
         for part in [
             Some(self.connection_url.as_str()),
             self.username.as_deref(),

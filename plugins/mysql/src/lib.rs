@@ -45,6 +45,10 @@ pub struct Config {
     /// Statements that change the admin password on `rotate-root`.
     #[serde(default)]
     pub root_rotation_statements: Statements,
+    /// The admin password `rotate-root` sets, made by the host (which
+    /// stores it as pending first); absent from older hosts.
+    #[serde(default)]
+    pub new_password: Option<String>,
 }
 
 impl Config {
@@ -393,7 +397,11 @@ impl Plugin for MySql {
             .and_then(text)
             .unwrap_or_default();
         let host = account.rsplit_once('@').map_or("%", |(_, h)| h).to_owned();
-        let password = password::generate(password::DEFAULT_LENGTH);
+        let password = connection
+            .config
+            .new_password
+            .clone()
+            .unwrap_or_else(|| password::generate(password::DEFAULT_LENGTH));
         let statements = if connection.config.root_rotation_statements.is_empty() {
             Statements(vec![
                 "ALTER USER '{{username}}'@'{{host}}' IDENTIFIED BY {{password}}".into(),
@@ -415,6 +423,9 @@ impl Plugin for MySql {
             username: String,
             #[serde(default)]
             rotation_statements: Statements,
+            /// Made by the host, which stores it as pending first.
+            #[serde(default)]
+            password: Option<String>,
         }
         let role: StaticRole = serde_json::from_value(role).map_err(Error::request)?;
         if role.rotation_statements.is_empty() {
@@ -422,7 +433,10 @@ impl Plugin for MySql {
                 "a MySQL static role needs rotation_statements (the account's host is not known)",
             ));
         }
-        let password = password::generate(password::DEFAULT_LENGTH);
+        let password = role
+            .password
+            .clone()
+            .unwrap_or_else(|| password::generate(password::DEFAULT_LENGTH));
         let vars = user_vars(&role.username).literal("password", &password);
         Database::open()?
             .batch(&role.rotation_statements.render(DIALECT, &vars)?)

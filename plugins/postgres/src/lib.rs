@@ -38,6 +38,10 @@ pub struct Config {
     /// Statements that change the admin password on `rotate-root`.
     #[serde(default)]
     pub root_rotation_statements: Statements,
+    /// The admin password `rotate-root` sets, made by the host (which
+    /// stores it as pending first); absent from older hosts.
+    #[serde(default)]
+    pub new_password: Option<String>,
 }
 
 /// A role (`roles/:name`), with Vault's field names.
@@ -328,7 +332,11 @@ impl Plugin for Postgres {
             .username
             .as_deref()
             .ok_or_else(|| Error::config("rotate-root needs the connection's username"))?;
-        let password = password::generate(password::DEFAULT_LENGTH);
+        let password = connection
+            .config
+            .new_password
+            .clone()
+            .unwrap_or_else(|| password::generate(password::DEFAULT_LENGTH));
         let statements = if connection.config.root_rotation_statements.is_empty() {
             Statements(vec![
                 "ALTER ROLE {{username}} WITH PASSWORD {{password}}".into(),
@@ -349,9 +357,15 @@ impl Plugin for Postgres {
             username: String,
             #[serde(default)]
             rotation_statements: Statements,
+            /// Made by the host, which stores it as pending first.
+            #[serde(default)]
+            password: Option<String>,
         }
         let role: StaticRole = serde_json::from_value(role).map_err(Error::request)?;
-        let password = password::generate(password::DEFAULT_LENGTH);
+        let password = role
+            .password
+            .clone()
+            .unwrap_or_else(|| password::generate(password::DEFAULT_LENGTH));
         let statements = if role.rotation_statements.is_empty() {
             Statements(vec![
                 "ALTER ROLE {{name}} WITH PASSWORD {{password}}".into(),

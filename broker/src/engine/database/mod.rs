@@ -33,6 +33,10 @@ use crate::storage::LeaseRow;
 
 mod paths;
 mod redact;
+mod root;
+mod rotation;
+mod schedule;
+mod static_role;
 
 pub use paths::{DatabaseBackend, factory};
 use redact::redact_url;
@@ -50,6 +54,10 @@ pub struct DbConfig {
     /// The admin password: sealed, never returned.
     #[serde(default)]
     pub password: Option<Zeroizing<String>>,
+    /// A root rotation's new password, until a login shows the database
+    /// took it (see `root.rs`): sealed, never returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_password: Option<Zeroizing<String>>,
     /// Roles allowed to use this config (`*` for all).
     #[serde(default)]
     pub allowed_roles: Vec<String>,
@@ -146,12 +154,21 @@ impl DatabaseEngine {
                 return Err(Error::invalid(format!("{secret_field} must be a string")));
             }
         }
+        // Only a root rotation sets this one.
+        body.remove("pending_password");
         let existing: Option<DbConfig> = self.store.get(&self.key("config", name)).await?;
-        // Vault keeps the stored password when an update leaves it out.
+        // Vault keeps the stored password when an update leaves it out, and
+        // so a root rotation's pending one with it; a new password written
+        // by the operator ends that rotation.
         if !body.contains_key("password")
-            && let Some(pw) = existing.as_ref().and_then(|c| c.password.as_ref())
+            && let Some(existing) = &existing
         {
-            body.insert("password".into(), Value::String(pw.to_string()));
+            if let Some(pw) = &existing.password {
+                body.insert("password".into(), Value::String(pw.to_string()));
+            }
+            if let Some(pw) = &existing.pending_password {
+                body.insert("pending_password".into(), Value::String(pw.to_string()));
+            }
         }
         if let Some(roles) = body.get("allowed_roles").cloned() {
             body.insert("allowed_roles".into(), json!(string_list(Some(&roles))));
@@ -222,6 +239,7 @@ impl DatabaseEngine {
     /// Deletes a connection config. Its leases keep what they need.
     pub async fn delete_config(&self, name: &str) -> Result<(), Error> {
         self.store.delete(&self.key("config", name)).await?;
+        self.store.delete(&self.key("root-pending", name)).await?;
         self.forget_pool(name);
         Ok(())
     }
@@ -404,23 +422,6 @@ impl DatabaseEngine {
             })
             .await?;
         Ok((row, credential.data))
-    }
-
-    /// Rotates the admin password of a connection config and stores the new one.
-    pub async fn rotate_root(&self, name: &str) -> Result<(), Error> {
-        let mut config = self.config(name).await?;
-        let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
-            Error::invalid(format!("unknown plugin_name {:?}", config.plugin_name))
-        })?;
-        let resolved = self.resolved(name, &config)?;
-        let update = plugin
-            .rotate_root(&context(&self.mount, name, &resolved), &resolved.connection)
-            .await?;
-        if let Some(pw) = update.get("password").and_then(Value::as_str) {
-            config.password = Some(Zeroizing::new(pw.to_owned()));
-        }
-        self.store.put(&self.key("config", name), &config).await?;
-        Ok(())
     }
 }
 

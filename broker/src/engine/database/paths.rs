@@ -1,6 +1,7 @@
 //! The database engine's paths, as Vault's database secrets engine has
 //! them: `config/{name}`, `roles/{name}`, `creds/{role}`,
-//! `rotate-root/{name}`.
+//! `rotate-root/{name}`, `static-roles/{name}`, `static-creds/{name}`,
+//! `rotate-role/{name}`.
 
 use std::sync::Arc;
 
@@ -127,6 +128,58 @@ impl DatabaseBackend {
         ))
     }
 
+    async fn static_role_exists(&self, req: &Request) -> Result<bool, Error> {
+        self.engine(&req.mount)
+            .static_role_exists(req.param("name")?)
+            .await
+    }
+
+    async fn list_static_roles(&self, req: &Request) -> Result<Reply, Error> {
+        list(self.engine(&req.mount).list_static_roles().await?)
+    }
+
+    async fn read_static_role(&self, req: &Request) -> Result<Reply, Error> {
+        Ok(data(
+            self.engine(&req.mount)
+                .read_static_role(req.param("name")?)
+                .await?,
+        ))
+    }
+
+    async fn write_static_role(&self, req: &Request) -> Result<Reply, Error> {
+        self.engine(&req.mount)
+            .write_static_role(req.param("name")?, &req.data)
+            .await?;
+        Ok(no_content())
+    }
+
+    async fn delete_static_role(&self, req: &Request) -> Result<Reply, Error> {
+        self.engine(&req.mount)
+            .delete_static_role(req.param("name")?)
+            .await?;
+        Ok(no_content())
+    }
+
+    async fn static_creds(&self, req: &Request) -> Result<Reply, Error> {
+        Ok(Reply::Envelope {
+            lease_id: String::new(),
+            lease_duration: 0,
+            renewable: false,
+            data: self
+                .engine(&req.mount)
+                .static_creds(req.param("name")?)
+                .await?,
+            credential: true,
+        })
+    }
+
+    async fn rotate_role(&self, req: &Request) -> Result<Reply, Error> {
+        self.engine(&req.mount)
+            .rotate_static(req.param("name")?, crate::clock::unix_now_signed())
+            .await?;
+        Ok(no_content())
+    }
+
     async fn rotate_root(&self, req: &Request) -> Result<Reply, Error> {
         self.engine(&req.mount)
             .rotate_root(req.param("name")?)
@@ -228,6 +281,31 @@ fn paths() -> Vec<Path<DatabaseBackend>> {
         P::new("creds/{role}")
             .summary("New credentials for a role, under a lease.")
             .read(|b, r| Box::pin(b.creds(r))),
+        P::new("static-roles")
+            .summary("List static roles.")
+            .list(|b, r| Box::pin(b.list_static_roles(r))),
+        P::new("static-roles/{name}")
+            .summary("A static role: an existing database account whose password the broker owns and rotates.")
+            .field(Field::string("db_name", "the connection config (fixed once written)").clear())
+            .field(Field::string("username", "the database account (fixed once written)").clear())
+            .field(Field::duration("rotation_period", "rotate this long after the last rotation (at least 5s)").clear())
+            .field(Field::string("rotation_schedule", "or: a cron expression, minute hour day-of-month month day-of-week").clear())
+            .field(Field::duration("rotation_window", "how long after a scheduled time it may still run (at least 1h; default: until the next)").clear())
+            .field(Field::string_list("rotation_statements", "with {{name}} and {{password}}; default: the plugin's ALTER"))
+            .field(Field::string("credential_type", "password (the only one)").clear())
+            .field(Field::bool("skip_import_rotation", "do not rotate when the role is made").clear())
+            .field(Field::bool("disable_automated_rotation", "rotate only through rotate-role").clear())
+            .read(|b, r| Box::pin(b.read_static_role(r)))
+            .exists(|b, r| Box::pin(b.static_role_exists(r)))
+            .create(|b, r| Box::pin(b.write_static_role(r)))
+            .update(|b, r| Box::pin(b.write_static_role(r)))
+            .delete(|b, r| Box::pin(b.delete_static_role(r))),
+        P::new("static-creds/{name}")
+            .summary("A static role's username and current password, and the seconds until its next rotation.")
+            .read(|b, r| Box::pin(b.static_creds(r))),
+        P::new("rotate-role/{name}")
+            .summary("Rotate a static role's password now.")
+            .update(|b, r| Box::pin(b.rotate_role(r))),
         P::new("rotate-root/{name}")
             .summary(
                 "Replace the admin password of a connection; only the broker knows the new one.",
@@ -252,5 +330,9 @@ impl TableBackend for DatabaseBackend {
 
     async fn unmounted(&self, mount: &Mount) {
         self.engine(mount).forget_pools().await;
+    }
+
+    async fn periodic(&self, mount: &Mount, now: i64) {
+        self.engine(mount).periodic(now).await;
     }
 }
