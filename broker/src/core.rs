@@ -23,7 +23,7 @@ use crate::framework::{Error, Mount, Registry, Services, StorageView};
 use crate::kms::Kms;
 use crate::lease::{ConnectionResolver, Leases, ResolvedConnection};
 use crate::plugin::Catalog;
-use crate::policy::PolicyStore;
+use crate::policy::{PasswordPolicies, PolicyStore};
 use crate::storage::Storage;
 use crate::token::{TokenError, TokenStore};
 
@@ -314,6 +314,7 @@ pub struct Core {
     cluster_id: String,
     audit: Arc<Auditor>,
     policies: PolicyStore,
+    password_policies: PasswordPolicies,
     tokens: Arc<TokenStore>,
     /// Auth methods mounted under `auth/` (`core/auth.rs`).
     auth: auth::AuthMounts,
@@ -415,6 +416,7 @@ impl Core {
             leases: leases.clone(),
             tokens: tokens.clone(),
             lockout: options.lockout,
+            password_policies: PasswordPolicies::new(store.clone()),
         };
         let backends = Arc::new(Registry::new(&services, crate::engine::ENGINES)?);
         let auth = auth::AuthMounts::open(&store, &services).await?;
@@ -453,6 +455,7 @@ impl Core {
             cluster_id,
             audit,
             policies,
+            password_policies: services.password_policies.clone(),
             tokens,
         }))
     }
@@ -514,6 +517,11 @@ impl Core {
     /// The ACL policies.
     pub fn policies(&self) -> &PolicyStore {
         &self.policies
+    }
+
+    /// The password policies.
+    pub fn password_policies(&self) -> &PasswordPolicies {
+        &self.password_policies
     }
 
     /// The token store.

@@ -45,6 +45,26 @@ fn connection<P: Plugin>(c: wit::Connection) -> Result<Connection<P::Config>, Er
     })
 }
 
+/// The role's JSON without the broker's password, and the password: it
+/// is the host's, not a role field, so the plugin's role type never sees
+/// it (and may deny unknown fields).
+fn role_and_password(json: &str) -> Result<(serde_json::Value, Option<String>), Error> {
+    let mut role: serde_json::Value = parse(json, "role", Error::InvalidRequest)?;
+    let password = match role
+        .as_object_mut()
+        .and_then(|fields| fields.remove(crate::password::HOST_PASSWORD_KEY))
+    {
+        None => None,
+        Some(serde_json::Value::String(password)) => Some(password),
+        Some(_) => {
+            return Err(Error::InvalidRequest(
+                "the broker's password is not a string".into(),
+            ));
+        }
+    };
+    Ok((role, password))
+}
+
 impl From<Error> for wit::PluginError {
     fn from(e: Error) -> Self {
         match e {
@@ -85,8 +105,11 @@ impl<P: Plugin> bindings::Guest for Export<P> {
 
     fn issue(c: wit::Connection, request: wit::IssueRequest) -> WitResult<wit::Credential> {
         let connection = connection::<P>(c)?;
+        let (role, password) = role_and_password(&request.role)?;
         let request = IssueRequest {
-            role: parse(&request.role, "role", Error::InvalidRequest)?,
+            role: serde_json::from_value(role)
+                .map_err(|e| Error::InvalidRequest(format!("role: {e}")))?,
+            password,
             role_name: request.role_name,
             display_name: request.display_name,
             expires_at: request.expires_at,

@@ -1,9 +1,24 @@
-//! Passwords drawn from the host's CSPRNG.
+//! Passwords for new credentials.
 //!
-//! Passwords use letters and digits only, so they need no escaping in any
-//! connection string or statement, and always hold at least one lowercase
-//! letter, one uppercase letter and one digit, which common password
-//! policies ask for.
+//! The broker makes a database user's password itself, from the
+//! connection's password policy (as Vault does), and hands it to the
+//! plugin with the issue request: [`crate::IssueRequest::password`]. A
+//! plugin uses it through [`provided_or_generate`], which falls back to
+//! [`generate`] when the broker sent none (one older than password
+//! policies):
+//!
+//! ```no_run
+//! # use broker_plugin_sdk::{password, IssueRequest};
+//! # fn prepare(request: &IssueRequest<()>) {
+//! let password = password::provided_or_generate(request.password.as_deref());
+//! # }
+//! ```
+//!
+//! [`generate`] draws from the host's CSPRNG. Its passwords use letters and
+//! digits only, so they need no escaping in any connection string or
+//! statement, and always hold at least one lowercase letter, one uppercase
+//! letter and one digit, which common password policies ask for: the
+//! broker's default policy makes the same.
 
 const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
 const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -11,6 +26,23 @@ const DIGIT: &[u8] = b"0123456789";
 
 /// The default length: about 142 bits of entropy.
 pub const DEFAULT_LENGTH: usize = 24;
+
+/// The key of the issue request's role JSON under which the broker sends
+/// the password it made. The SDK takes it out of the role before parsing
+/// the role into the plugin's type, and puts it in
+/// [`crate::IssueRequest::password`]; the broker refuses roles written
+/// with a field of this name, so only the broker sets it.
+pub const HOST_PASSWORD_KEY: &str = "password";
+
+/// The password for a new credential: `provided` (the broker's, made from
+/// the connection's password policy) when there is one, or else one of
+/// [`DEFAULT_LENGTH`] from [`generate`].
+pub fn provided_or_generate(provided: Option<&str>) -> String {
+    match provided {
+        Some(password) if !password.is_empty() => password.to_owned(),
+        _ => generate(DEFAULT_LENGTH),
+    }
+}
 
 /// A password of `len` characters (at least 8) from the host's randomness.
 pub fn generate(len: usize) -> String {
@@ -61,6 +93,11 @@ mod tests {
         assert!(p.bytes().any(|b| b.is_ascii_uppercase()));
         assert!(p.bytes().any(|b| b.is_ascii_digit()));
         assert!(p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn the_hosts_password_is_used_as_given() {
+        assert_eq!(provided_or_generate(Some("h0st-Made!")), "h0st-Made!");
     }
 
     #[test]

@@ -83,8 +83,8 @@ pub struct Connection<C> {
     pub config: C,
 }
 
-/// A request for a new credential.
-#[derive(Debug, Clone)]
+/// A request for a new credential. `Debug` leaves out the password.
+#[derive(Clone)]
 pub struct IssueRequest<R> {
     /// The role's name (`roles/:name`).
     pub role_name: String,
@@ -97,6 +97,23 @@ pub struct IssueRequest<R> {
     /// The request's own fields (e.g. a certificate's `common_name`): a
     /// JSON object, empty when the request had none.
     pub parameters: serde_json::Map<String, serde_json::Value>,
+    /// The password the broker made for this credential from the
+    /// connection's password policy; `None` from a broker that sends none.
+    /// Use it through [`crate::password::provided_or_generate`].
+    pub password: Option<String>,
+}
+
+impl<R: std::fmt::Debug> std::fmt::Debug for IssueRequest<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssueRequest")
+            .field("role_name", &self.role_name)
+            .field("role", &self.role)
+            .field("display_name", &self.display_name)
+            .field("expires_at", &self.expires_at)
+            .field("parameters", &self.parameters)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// A credential decided but not yet created: what the client will get, and

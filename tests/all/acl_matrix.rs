@@ -75,6 +75,10 @@ fn existing_objects(ca_pem: &str) -> Vec<(&'static str, Value)> {
             "/sys/policies/acl/{name}",
             json!({ "policy": "path \"matrix/nothing\" { capabilities = [\"deny\"] }" }),
         ),
+        (
+            "/sys/policies/password/{name}",
+            json!({ "policy": "length = 8\nrule \"charset\" {\n  charset = \"abc\"\n}\n" }),
+        ),
         ("/auth/token/roles/{role_name}", json!({})),
         (
             "/database/config/{name}",

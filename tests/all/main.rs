@@ -21,6 +21,7 @@ mod listener;
 mod mysql;
 mod openapi;
 mod outage;
+mod password_policies;
 mod pki;
 mod policies;
 mod postgres;

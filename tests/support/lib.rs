@@ -473,3 +473,138 @@ impl Drop for Outage {
         self.down();
     }
 }
+
+/// A MariaDB server of one test's own: a fresh data directory
+/// (`mariadb-install-db`), its own port and socket, started with
+/// `extra_args` (a plugin the shared server must not load, say) and
+/// killed when dropped. Root logs in over TCP with no password. It
+/// panics, saying why, if it cannot start one.
+#[derive(Debug)]
+pub struct PrivateMariaDb {
+    /// How to reach it as root.
+    pub server: Server,
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateMariaDb {
+    /// Starts one; ready when root can run a query.
+    pub async fn start(extra_args: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("broker-test-mariadb-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        let data = dir.path().join("data");
+        // `--user` names the OS account the server runs as; as root it
+        // must be said outright.
+        let os_user = if is_root() { Some("--user=root") } else { None };
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .args(os_user);
+        let out = install.output().unwrap_or_else(|e| {
+            panic!(
+                "cannot run mariadb-install-db ({e}): install Debian's mariadb-server to run this test"
+            )
+        });
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let log = dir.path().join("error.log");
+        let child = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!(
+                "--socket={}",
+                dir.path().join("mysqld.sock").display()
+            ))
+            .arg(format!(
+                "--pid-file={}",
+                dir.path().join("mysqld.pid").display()
+            ))
+            .arg(format!("--log-error={}", log.display()))
+            .args(["--skip-log-bin", "--innodb-buffer-pool-size=16M"])
+            .args(os_user)
+            .args(extra_args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start mariadbd ({e}): install Debian's mariadb-server to run this test"
+                )
+            });
+        // Should this test process be killed outright, the server goes with it.
+        let watchdog = format!(
+            "while kill -0 {me} 2>/dev/null && kill -0 {server} 2>/dev/null; do sleep 0.5; done; \
+             kill -9 {server} 2>/dev/null",
+            me = std::process::id(),
+            server = child.id(),
+        );
+        // The watchdog ends by itself; it is never waited for.
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the cleanup watchdog: {e}"));
+        let mut db = Self {
+            server: Server {
+                host: "127.0.0.1".into(),
+                port,
+                user: "root".into(),
+                password: String::new(),
+                database: String::new(),
+            },
+            child,
+            dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let error = match mysql_async::Conn::new(db.server.mysql_opts("root", "")).await {
+                Ok(conn) => {
+                    drop(conn.disconnect().await);
+                    return db;
+                }
+                Err(e) => e,
+            };
+            if let Ok(Some(status)) = db.child.try_wait() {
+                panic!("mariadbd exited ({status}):\n{}", db.log());
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("mariadbd did not come up ({error}):\n{}", db.log());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The server's error log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+
+    /// A root connection.
+    pub async fn admin(&self) -> mysql_async::Conn {
+        mysql_async::Conn::new(self.server.mysql_opts("root", ""))
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the private MariaDB as root: {e}"))
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -194,6 +194,20 @@ fn paths() -> Vec<Path<Core>> {
             .create(|c, r| Box::pin(policies::write(c, r)))
             .update(|c, r| Box::pin(policies::write(c, r)))
             .delete(|c, r| Box::pin(policies::delete(c, r))),
+        P::new("policies/password")
+            .summary("The names of the password policies.")
+            .list(|c, r| Box::pin(policies::password_list(c, r))),
+        P::new("policies/password/{name}")
+            .summary("Read, write or delete a password policy: how passwords the broker generates look (a database config names one in password_policy). length (4 to 100) and rule \"charset\" blocks with charset and min-chars, in Vault's HCL or JSON.")
+            .field(Field::string("policy", "the policy: length = 20 and rule \"charset\" { charset = \"abc...\" min-chars = 1 } blocks, one key per line").required())
+            .exists(|c, r| Box::pin(policies::password_exists(c, r)))
+            .read(|c, r| Box::pin(policies::password_read(c, r)))
+            .create(|c, r| Box::pin(policies::password_write(c, r)))
+            .update(|c, r| Box::pin(policies::password_write(c, r)))
+            .delete(|c, r| Box::pin(policies::password_delete(c, r))),
+        P::new("policies/password/{name}/generate")
+            .summary("A password made from the password policy, every rule met.")
+            .read(|c, r| Box::pin(policies::password_generate(c, r))),
         P::new("policy")
             .summary("The names of the ACL policies (the older path: keys and policies).")
             .read(|c, r| Box::pin(policies::list_legacy(c, r))),

@@ -19,6 +19,8 @@ pub struct Services {
     pub tokens: Arc<crate::token::TokenStore>,
     /// When auth methods lock an identity out.
     pub lockout: crate::auth::lockout::LockoutSettings,
+    /// The password policies, for engines that generate passwords.
+    pub password_policies: crate::policy::PasswordPolicies,
 }
 
 /// A mount type: its paths, as a table, and what the lease worker asks of

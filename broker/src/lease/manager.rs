@@ -102,8 +102,9 @@ pub trait LeaseEvents: Send + Sync {
     async fn forgotten(&self, lease_id: &str);
 }
 
-/// What [`Leases::issue`] needs.
-#[derive(Debug, Clone)]
+/// What [`Leases::issue`] needs. `Debug` leaves out the role and the
+/// request's fields: the role may carry the password the host made.
+#[derive(Clone)]
 pub struct IssueParams {
     /// What the lease covers (so what revokes it).
     pub kind: LeaseKind,
@@ -135,6 +136,21 @@ pub struct IssueParams {
     pub ttl: Duration,
     /// The longest it may ever last, renewals included.
     pub max_ttl: Duration,
+}
+
+impl std::fmt::Debug for IssueParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssueParams")
+            .field("kind", &self.kind)
+            .field("mount", &self.mount)
+            .field("endpoint", &self.endpoint)
+            .field("role_name", &self.role_name)
+            .field("config_name", &self.config_name)
+            .field("plugin", &self.plugin)
+            .field("ttl", &self.ttl)
+            .field("max_ttl", &self.max_ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who a lease is issued to, as the engines pass it on.

@@ -117,8 +117,9 @@ pub struct ConnectionView {
     pub config: serde_json::Value,
 }
 
-/// A request for a new credential.
-#[derive(Debug, Clone)]
+/// A request for a new credential. `Debug` leaves out the role and the
+/// request's fields: the role may carry the password the host made.
+#[derive(Clone)]
 pub struct IssueRequest {
     /// The role's name.
     pub role_name: String,
@@ -130,6 +131,16 @@ pub struct IssueRequest {
     pub expires_at: u64,
     /// The request's own fields (`{}` or `Null` when none).
     pub parameters: serde_json::Value,
+}
+
+impl std::fmt::Debug for IssueRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssueRequest")
+            .field("role_name", &self.role_name)
+            .field("display_name", &self.display_name)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A credential a plugin issued. `Debug` shows field names only: the values

@@ -1,6 +1,8 @@
 //! Path-based access policies, as Vault writes them: named documents of
 //! `path "…" { capabilities = […] }` rules, stored sealed, and merged into
 //! an [`Acl`] that answers what a token may do at a path. Deny by default.
+//! Beside them, Vault's password policies ([`password`]): how generated
+//! passwords look.
 //!
 //! This module decides; it never serves, and it never widens a rule it
 //! does not understand: an unknown or unenforced key refuses the policy.
@@ -21,11 +23,13 @@
 mod acl;
 mod capability;
 mod parse;
+pub mod password;
 mod store;
 
 pub use acl::Acl;
 pub use capability::{Capabilities, Capability};
 pub use parse::{PathRule, Policy, normalize_name};
+pub use password::{PasswordPolicies, PasswordPolicy, PasswordPolicyError};
 pub use store::{DEFAULT_POLICY, PolicyStore, RESPONSE_WRAPPING_POLICY};
 
 /// Why a policy could not be parsed, stored or found.

@@ -318,7 +318,7 @@ impl Plugin for MySql {
             },
             config.username_limit(),
         );
-        let password = password::generate(password::DEFAULT_LENGTH);
+        let password = password::provided_or_generate(request.password.as_deref());
         // Render now, so a bad template fails before the lease is recorded.
         creation_statements(role, &username, &password, request.expires_at)?;
         // Revocation will drop this name: it must not belong to someone

@@ -15,6 +15,15 @@
 //! | `max_open_connections` | 0 to 1000 | pool size; 0 or unset: 4 |
 //! | `max_idle_connections` | 0 to 1000 | accepted as Vault does; the pool keeps at most `max_open_connections` |
 //! | `max_connection_lifetime` | 0 to 30 days (seconds or `"5m"`) | pooled connections older than this are closed; 0: never |
+//!
+//! Passwords for new users are made here, by the host, from the config's
+//! `password_policy` (a [password policy](crate::policy::password); the
+//! broker's default when it names none), as Vault makes them. The
+//! plugin gets the password in the issue request's role, under the
+//! reserved key [`HOST_PASSWORD_KEY`]; a role written with a field of
+//! that name is refused, so no one but the host sets it. A config naming
+//! a policy that does not exist is refused when written, and issuing
+//! through one whose policy was deleted since fails with a 400 saying so.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +37,7 @@ use crate::duration::Ttl;
 use crate::framework::{Error, Mount, StorageView};
 use crate::lease::{IssueParams, LeaseKind, Leases, ResolvedConnection};
 use crate::plugin::{Catalog, ConnectionView, HostCapability};
+use crate::policy::{PasswordPolicies, PasswordPolicy, PasswordPolicyError};
 use crate::sql::{Dialect, MAX_CONNECTION_LIFETIME, MAX_OPEN_CONNECTIONS, SqlTarget};
 use crate::storage::LeaseRow;
 
@@ -40,6 +50,10 @@ mod static_role;
 
 pub use paths::{DatabaseBackend, factory};
 use redact::redact_url;
+
+/// The key of the issue request's role under which the host hands the
+/// plugin the password it made (the SDK's `password::HOST_PASSWORD_KEY`).
+pub const HOST_PASSWORD_KEY: &str = "password";
 
 /// A stored connection config (`config/:name`).
 #[derive(Clone, Serialize, Deserialize)]
@@ -64,6 +78,10 @@ pub struct DbConfig {
     /// Pool size (range-checked when written, and again by the pool).
     #[serde(default)]
     pub max_open_connections: Option<usize>,
+    /// The password policy new users' passwords are made from; `None`:
+    /// the broker's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_policy: Option<String>,
     /// Other fields, passed to the plugin (username_template, …).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -75,6 +93,7 @@ impl std::fmt::Debug for DbConfig {
             .field("plugin_name", &self.plugin_name)
             .field("connection_url", &redact_url(&self.connection_url))
             .field("username", &self.username)
+            .field("password_policy", &self.password_policy)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +121,8 @@ pub struct DatabaseEngine {
     mount: String,
     store: StorageView,
     catalog: Arc<Catalog>,
+    /// Where a config's `password_policy` is looked up.
+    password_policies: PasswordPolicies,
     /// The mount's lease TTLs.
     default_ttl: Duration,
     max_ttl: Duration,
@@ -124,11 +145,16 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
 
 impl DatabaseEngine {
     /// The engine at `mount`.
-    pub fn new(mount: &Mount, catalog: Arc<Catalog>) -> Self {
+    pub fn new(
+        mount: &Mount,
+        catalog: Arc<Catalog>,
+        password_policies: PasswordPolicies,
+    ) -> Self {
         Self {
             mount: mount.name().to_owned(),
             store: mount.storage.clone(),
             catalog,
+            password_policies,
             default_ttl: mount.default_ttl,
             max_ttl: mount.max_ttl,
         }
@@ -174,11 +200,13 @@ impl DatabaseEngine {
             body.insert("allowed_roles".into(), json!(string_list(Some(&roles))));
         }
         check_numeric_fields(&mut body)?;
+        Self::normalize_password_policy(&mut body)?;
         let config: DbConfig = serde_json::from_value(Value::Object(body))
             .map_err(|e| Error::invalid(format!("invalid connection config: {e}")))?;
         let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
             Error::invalid(format!("unknown plugin_name {:?}", config.plugin_name))
         })?;
+        self.password_policy(&config).await?;
         if verify {
             let resolved = self.resolved(name, &config)?;
             let ctx = context(&self.mount, name, &resolved);
@@ -191,6 +219,75 @@ impl DatabaseEngine {
         // A pool that failed for the old settings is no longer this config's.
         self.forget_pool(name);
         Ok(())
+    }
+
+    /// Reads a config's `password_policy` into one form: a policy's name,
+    /// or nothing for empty (the default).
+    fn normalize_password_policy(body: &mut Map<String, Value>) -> Result<(), Error> {
+        let field = "password_policy";
+        match body.get(field) {
+            None | Some(Value::Null) => {
+                body.remove(field);
+            }
+            Some(Value::String(name)) if name.trim().is_empty() => {
+                body.remove(field);
+            }
+            Some(Value::String(name)) => {
+                let name = name.trim().to_owned();
+                body.insert(field.into(), Value::String(name));
+            }
+            Some(_) => {
+                return Err(Error::field(
+                    field,
+                    "must be a string: a password policy's name",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The policy new users' passwords are made from for `config`: the one
+    /// it names, which must exist, or the default; and one whose passwords
+    /// the plugin's statements can hold. A 400 about `password_policy`.
+    async fn password_policy(&self, config: &DbConfig) -> Result<PasswordPolicy, Error> {
+        let field = "password_policy";
+        let policy = self
+            .password_policies
+            .resolve(config.password_policy.as_deref())
+            .await
+            .map_err(|e| match e {
+                PasswordPolicyError::Storage(e) => e.into(),
+                PasswordPolicyError::NotFound(name) => Error::field(
+                    field,
+                    format!(
+                        "password policy {name:?} does not exist; write it first (sys/policies/password/{name})"
+                    ),
+                ),
+                e => Error::field(field, e.to_string()),
+            })?;
+        // The SDK's statement templates refuse a '$' in any PostgreSQL value
+        // (it could open or close a dollar-quoted body): a policy that can
+        // draw one would fail issuances at random. Refused whole, up front.
+        if self.dialect(config) == Some(Dialect::Postgres) && policy.alphabet().contains('$') {
+            return Err(Error::field(
+                field,
+                format!(
+                    "password policy {:?} can make passwords holding '$', which PostgreSQL statements cannot hold safely; take '$' out of its charsets",
+                    config.password_policy.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(policy)
+    }
+
+    /// The SQL dialect of `config`'s plugin, if it speaks one.
+    fn dialect(&self, config: &DbConfig) -> Option<Dialect> {
+        let plugin = self.catalog.get(&config.plugin_name)?;
+        plugin.info().capabilities.iter().find_map(|c| match c {
+            HostCapability::SqlPostgres => Some(Dialect::Postgres),
+            HostCapability::SqlMysql => Some(Dialect::MySql),
+            HostCapability::Signer => None,
+        })
     }
 
     fn pool_key(&self, name: &str) -> String {
@@ -225,6 +322,7 @@ impl DatabaseEngine {
             "plugin_name": config.plugin_name,
             "connection_details": details,
             "allowed_roles": config.allowed_roles,
+            "password_policy": config.password_policy.unwrap_or_default(),
             "verify_connection": true,
         }))
     }
@@ -256,6 +354,14 @@ impl DatabaseEngine {
     /// Writes a role.
     pub async fn write_role(&self, name: &str, mut body: Map<String, Value>) -> Result<(), Error> {
         valid_name(name)?;
+        // The issue request's role carries the host's password under this
+        // key: a role must not be able to choose it.
+        if body.contains_key(HOST_PASSWORD_KEY) {
+            return Err(Error::field(
+                HOST_PASSWORD_KEY,
+                "a role cannot set a password: the broker generates each one from the connection's password_policy",
+            ));
+        }
         for ttl in ["default_ttl", "max_ttl"] {
             if let Some(parsed) = Ttl::field(&body, ttl).map_err(Error::invalid)? {
                 body.insert(ttl.into(), json!(parsed.secs()));
@@ -403,6 +509,29 @@ impl DatabaseEngine {
             self.default_ttl
         }
         .min(max);
+        // The policy may have been deleted or rewritten since the config
+        // was written: checked again, and a 400 naming the connection.
+        let policy = self
+            .password_policy(&config)
+            .await
+            .map_err(|e| match e {
+                Error::Invalid { message, .. } => Error::invalid(format!(
+                    "connection {:?} cannot make a password: {message}",
+                    role.db_name
+                )),
+                e => e,
+            })?;
+        let password = policy
+            .try_generate()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        // The stored role never holds this key (refused when written); one
+        // stored before that rule is overwritten here.
+        let mut role_fields = role.fields.clone();
+        role_fields.insert(
+            HOST_PASSWORD_KEY.into(),
+            Value::String(password.as_str().to_owned()),
+        );
+        drop(password);
         let (row, credential) = leases
             .issue(IssueParams {
                 kind: LeaseKind::Credential,
@@ -410,7 +539,7 @@ impl DatabaseEngine {
                 endpoint: "creds",
                 role_name: role_name.to_owned(),
                 parameters: Value::Null,
-                role: Value::Object(role.fields.clone()),
+                role: Value::Object(role_fields),
                 config_name: role.db_name.clone(),
                 plugin: config.plugin_name.clone(),
                 connection: self.resolved(&role.db_name, &config)?,

@@ -43,7 +43,11 @@ pub fn factory(services: &Services) -> Result<Arc<dyn Backend>, PatternError> {
 
 impl DatabaseBackend {
     fn engine(&self, mount: &Mount) -> DatabaseEngine {
-        DatabaseEngine::new(mount, self.services.catalog.clone())
+        DatabaseEngine::new(
+            mount,
+            self.services.catalog.clone(),
+            self.services.password_policies.clone(),
+        )
     }
 
     /// Whether a write to `config/{name}` creates it (policies grant
@@ -227,6 +231,13 @@ fn paths() -> Vec<Path<DatabaseBackend>> {
                 "username_template",
                 "how generated usernames look",
             ))
+            .field(
+                Field::string(
+                    "password_policy",
+                    "the password policy new users' passwords are made from (sys/policies/password); empty: 24 letters and digits",
+                )
+                .clear(),
+            )
             .field(
                 Field::int(
                     "max_open_connections",
