@@ -246,10 +246,19 @@ impl DatabaseEngine {
         Ok(())
     }
 
+    /// A new password from `config`'s policy (users', static accounts' and
+    /// the root's alike).
+    pub(super) async fn new_password(&self, config: &DbConfig) -> Result<Zeroizing<String>, Error> {
+        self.password_policy(config)
+            .await?
+            .try_generate()
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
     /// The policy new users' passwords are made from for `config`: the one
     /// it names, which must exist, or the default; and one whose passwords
     /// the plugin's statements can hold. A 400 about `password_policy`.
-    async fn password_policy(&self, config: &DbConfig) -> Result<PasswordPolicy, Error> {
+    pub(super) async fn password_policy(&self, config: &DbConfig) -> Result<PasswordPolicy, Error> {
         let field = "password_policy";
         let policy = self
             .password_policies

@@ -14,7 +14,7 @@
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::rotation::{Claim, Settled, new_password, which_works};
+use super::rotation::{Claim, Settled, which_works};
 use super::{DatabaseEngine, DbConfig, context};
 use crate::framework::Error;
 
@@ -65,7 +65,7 @@ impl DatabaseEngine {
             )));
         }
         // 1. Durable before the database hears of it.
-        let pending = new_password()?;
+        let pending = self.new_password(&config).await?;
         config.pending_password = Some(pending.clone());
         self.put_config_pending(name, &config).await?;
         // 2. The plugin sets it, connected with the current password.

@@ -1,13 +1,9 @@
 //! What both kinds of rotation (a static role's account, a connection's
-//! root) share: new passwords, one rotation of a thing at a time in this
-//! process, and the login check that settles a pending password.
+//! root) share: one rotation of a thing at a time in this process, and
+//! the login check that settles a pending password.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
-
-use zeroize::Zeroizing;
-
-use crate::framework::Error;
 
 /// Rotations running in this process now, by mount UUID and what they
 /// rotate (a static role, a connection's root).
@@ -33,39 +29,6 @@ impl Drop for Claim {
         let mut set = IN_FLIGHT.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(set) = set.as_mut() {
             set.remove(&self.0);
-        }
-    }
-}
-
-/// A password for a database account, from the OS's CSPRNG: 24 letters and
-/// digits with at least one of each kind, as the SDK makes them.
-pub(super) fn new_password() -> Result<Zeroizing<String>, Error> {
-    const SETS: [&[u8]; 3] = [
-        b"abcdefghijklmnopqrstuvwxyz",
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-        b"0123456789",
-    ];
-    let all: Vec<u8> = SETS.concat();
-    let draw = |set: &[u8]| -> Result<u8, Error> {
-        // Rejection sampling: no byte value is favoured.
-        let limit = 256 - 256 % set.len();
-        loop {
-            let mut b = [0u8; 1];
-            getrandom::fill(&mut b).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
-            if usize::from(b[0]) < limit {
-                return Ok(set[usize::from(b[0]) % set.len()]);
-            }
-        }
-    };
-    loop {
-        let mut bytes = Zeroizing::new(Vec::with_capacity(24));
-        for _ in 0..24 {
-            bytes.push(draw(&all)?);
-        }
-        if SETS.iter().all(|set| bytes.iter().any(|b| set.contains(b))) {
-            return Ok(Zeroizing::new(
-                bytes.iter().map(|b| char::from(*b)).collect(),
-            ));
         }
     }
 }
@@ -101,20 +64,6 @@ pub(super) async fn which_works(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_hold_every_kind_and_differ() {
-        let a = new_password().unwrap();
-        let b = new_password().unwrap();
-        assert_ne!(*a, *b);
-        for p in [&a, &b] {
-            assert_eq!(p.len(), 24);
-            assert!(p.chars().any(|c| c.is_ascii_lowercase()));
-            assert!(p.chars().any(|c| c.is_ascii_uppercase()));
-            assert!(p.chars().any(|c| c.is_ascii_digit()));
-        }
-    }
-
 
     #[test]
     fn a_claim_is_held_until_dropped() {

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
-use super::rotation::{Claim, Settled, new_password, which_works};
+use super::rotation::{Claim, Settled, which_works};
 use super::schedule::Rotation;
 use super::{DatabaseEngine, context, string_list};
 use crate::clock;
@@ -373,7 +373,7 @@ impl DatabaseEngine {
         }
         // 1. The new password, durable before the database hears of it.
         account.pending = Some(Pending {
-            password: new_password()?,
+            password: self.new_password(&config).await?,
             since: now,
         });
         self.put_account(name, &account).await?;
