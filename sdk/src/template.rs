@@ -33,6 +33,8 @@ pub enum Kind {
     Identifier,
     /// A string: `'…'`.
     Literal,
+    /// A SCRAM verifier: a string, see [`Vars::scram_verifier`].
+    Verifier,
 }
 
 /// The values a template may refer to, by placeholder name. `Debug` shows
@@ -67,6 +69,19 @@ impl Vars {
     pub fn literal(mut self, name: &str, value: &str) -> Self {
         self.entries
             .push((name.to_owned(), Kind::Literal, value.to_owned()));
+        self
+    }
+
+    /// Adds a PostgreSQL SCRAM-SHA-256 verifier (`SCRAM-SHA-256$<iterations>:
+    /// <salt>$<StoredKey>:<ServerKey>`, base64) standing for a password. It
+    /// is the one value that may hold `$` on PostgreSQL, in a string
+    /// literal outside any dollar-quoted body only: each of its `$` is
+    /// followed by a digit or stands between base64 runs, so it can neither
+    /// open nor close a body. Anything not of that exact form is refused
+    /// when rendered, as any other value with `$` is.
+    pub fn scram_verifier(mut self, name: &str, value: &str) -> Self {
+        self.entries
+            .push((name.to_owned(), Kind::Verifier, value.to_owned()));
         self
     }
 
@@ -417,8 +432,13 @@ impl Renderer<'_> {
         }
         let pg = self.dialect == Dialect::Postgres;
         // On PostgreSQL a `$` could open or close a dollar-quoted body, whatever
-        // the quoting around it: no value may hold one.
-        if pg && value.contains('$') {
+        // the quoting around it: no value may hold one, bar a well-formed
+        // SCRAM verifier inside a string literal outside any body.
+        let verifier_in_string = kind == Kind::Verifier
+            && is_scram_verifier(value)
+            && self.in_dollar().is_none()
+            && matches!(self.top(), Context::Str { .. });
+        if pg && value.contains('$') && !verifier_in_string {
             return Err(TemplateError::Dollar(name.to_owned()));
         }
         // A dollar-quoted body is usually PL/pgSQL whose strings run as SQL
@@ -467,11 +487,38 @@ impl Renderer<'_> {
         match (kind, pg) {
             (Kind::Identifier, true) => quoted(&mut self.out, value, '"', false),
             (Kind::Identifier, false) => quoted(&mut self.out, value, '`', false),
-            (Kind::Literal, true) => quoted(&mut self.out, value, '\'', false),
-            (Kind::Literal, false) => quoted(&mut self.out, value, '\'', true),
+            (Kind::Literal | Kind::Verifier, true) => quoted(&mut self.out, value, '\'', false),
+            (Kind::Literal | Kind::Verifier, false) => quoted(&mut self.out, value, '\'', true),
         }
         Ok(())
     }
+}
+
+/// Whether `value` is exactly `SCRAM-SHA-256$<digits>:<base64>$<base64>:<base64>`.
+fn is_scram_verifier(value: &str) -> bool {
+    let base64 = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 88
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+    };
+    let Some(rest) = value.strip_prefix("SCRAM-SHA-256$") else {
+        return false;
+    };
+    let Some((params, keys)) = rest.split_once('$') else {
+        return false;
+    };
+    let (Some((iterations, salt)), Some((stored, server))) =
+        (params.split_once(':'), keys.split_once(':'))
+    else {
+        return false;
+    };
+    !iterations.is_empty()
+        && iterations.len() <= 7
+        && iterations.bytes().all(|b| b.is_ascii_digit())
+        && base64(salt)
+        && base64(stored)
+        && base64(server)
 }
 
 fn escape_into(out: &mut String, value: &str, quote: char, backslash: bool) {
@@ -626,6 +673,43 @@ mod tests {
             pg_with(r"SELECT U&'\' UESCAPE '!'{{v}}", " AS a; DROP TABLE t; --").unwrap(),
             r"SELECT U&'\' UESCAPE '!'' AS a; DROP TABLE t; --'"
         );
+    }
+
+    #[test]
+    fn a_scram_verifier_may_stand_in_a_string_and_nowhere_else() {
+        let v = "SCRAM-SHA-256$4096:c2FsdHNhbHQ=$c3RvcmVk+a/Q=:c2VydmVy";
+        let render = |t: &str, value: &str| {
+            Template::new(t).render(
+                Dialect::Postgres,
+                &Vars::new().scram_verifier("password", value),
+            )
+        };
+        assert_eq!(
+            render("ALTER ROLE x PASSWORD '{{password}}'", v).unwrap(),
+            format!("ALTER ROLE x PASSWORD '{v}'")
+        );
+        // Not in a dollar-quoted body, not bare, not as a name.
+        for t in [
+            "DO $$BEGIN EXECUTE 'ALTER ROLE x PASSWORD ''{{password}}'''; END$$",
+            "ALTER ROLE x PASSWORD {{password}}",
+            "ALTER ROLE \"{{password}}\"",
+        ] {
+            assert!(render(t, v).is_err(), "{t}");
+        }
+        // Only that exact form.
+        for bad in [
+            "SCRAM-SHA-256$4096:a$$b:c",
+            "SCRAM-SHA-256$x:a$b:c",
+            "SCRAM-SHA-256$4096:a$b'; DROP ROLE y; --:c",
+            "MD5$4096:a$b:c",
+            "SCRAM-SHA-256$4096:a$b",
+        ] {
+            assert_eq!(
+                render("SELECT '{{password}}'", bad),
+                Err(TemplateError::Dollar("password".into())),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
