@@ -161,14 +161,27 @@ impl Writer {
             if !parameters.is_empty() {
                 item.insert("parameters".into(), Value::Array(parameters));
             }
+            // A path both read and listed (a KV secret and the folder of
+            // that name) has one GET per path item: the list is documented
+            // on the path with a trailing `/`, as Vault's document does,
+            // and as a LIST of the path is checked by policies (`path/`).
+            let listed_apart = info.operations.contains(&Operation::Read)
+                && info.operations.contains(&Operation::List);
+            let mut list_item = listed_apart.then(|| item.clone());
             for &op in &info.operations {
-                // A path both read and listed documents one GET; the list
-                // form is told by its query parameter.
-                item.entry(method(op))
+                let target = match &mut list_item {
+                    Some(list_item) if op == Operation::List => list_item,
+                    _ => &mut item,
+                };
+                target
+                    .entry(method(op))
                     .or_insert_with(|| operation(op, tag, info, body.as_deref()));
             }
             if info.access == Access::Sudo {
                 item.insert("x-vault-sudo".into(), json!(true));
+                if let Some(list_item) = &mut list_item {
+                    list_item.insert("x-vault-sudo".into(), json!(true));
+                }
             }
             // Vault's own extension: a write here is a `create` when its
             // object does not exist yet and an `update` when it does (the
@@ -176,18 +189,28 @@ impl Writer {
             if info.existence_check {
                 item.insert("x-vault-createSupported".into(), json!(true));
             }
-            if self.paths > 0 {
-                self.out.push(b',');
+            let path = format!("/{prefix}{}", info.pattern.openapi());
+            self.path_item(&path, &item)?;
+            if let Some(list_item) = list_item {
+                self.path_item(&format!("{path}/"), &list_item)?;
             }
-            self.paths += 1;
-            serde_json::to_writer(
-                &mut self.out,
-                &format!("/{prefix}{}", info.pattern.openapi()),
-            )?;
-            self.out.push(b':');
-            serde_json::to_writer(&mut self.out, &item)?;
         }
         Ok(())
+    }
+
+    /// Writes one path item.
+    fn path_item(
+        &mut self,
+        path: &str,
+        item: &Map<String, Value>,
+    ) -> Result<(), serde_json::Error> {
+        if self.paths > 0 {
+            self.out.push(b',');
+        }
+        self.paths += 1;
+        serde_json::to_writer(&mut self.out, path)?;
+        self.out.push(b':');
+        serde_json::to_writer(&mut self.out, item)
     }
 
     /// The document's text.
@@ -310,5 +333,42 @@ mod tests {
             serde_json::json!([])
         );
         assert!(paths["/toy/rotate"]["post"].get("security").is_none());
+    }
+
+    /// A path that is read and listed (a secret and the folder of its
+    /// name) documents its list on the path with a trailing `/`: one GET
+    /// per path item, and nothing left out.
+    #[test]
+    fn a_path_read_and_listed_documents_its_list_apart() {
+        let table = Table::new(vec![
+            Path::<Toy>::new("secrets/{path+}")
+                .summary("a secret, or a folder")
+                .access(Access::Sudo)
+                .read(|t, r| Box::pin(t.write(r)))
+                .list(|t, r| Box::pin(t.write(r)))
+                .update(|t, r| Box::pin(t.write(r))),
+            Path::<Toy>::new("folders")
+                .summary("list only")
+                .list(|t, r| Box::pin(t.write(r))),
+        ])
+        .unwrap();
+        let mut writer = Writer::new();
+        writer.add("toy/", "toy", "secrets", table.paths()).unwrap();
+        let doc: Value = serde_json::from_slice(&writer.finish().unwrap()).unwrap();
+        let paths = &doc["paths"];
+        let item = &paths["/toy/secrets/{path}"];
+        assert!(item["get"]["parameters"].is_null(), "the GET is the read");
+        assert!(item["post"].is_object());
+        let listed = &paths["/toy/secrets/{path}/"];
+        assert_eq!(listed["get"]["parameters"][0]["name"], "list");
+        assert!(listed.get("post").is_none());
+        assert_eq!(listed["x-vault-sudo"], true);
+        assert_eq!(listed["parameters"][0]["name"], "path");
+        // A path that only lists keeps its list where it is.
+        assert_eq!(
+            paths["/toy/folders"]["get"]["parameters"][0]["name"],
+            "list"
+        );
+        assert!(paths.get("/toy/folders/").is_none());
     }
 }
