@@ -248,11 +248,13 @@ impl KvBackend {
         let view = &req.mount.storage;
         let _held = self.locks.lock(&req.mount.uuid, path.as_str()).await;
         let config = load_config(view).await?;
+        // A new secret's metadata is made when its first version is.
+        let now = Timestamp::now();
         let meta = load_metadata(view, &path)
             .await?
-            .unwrap_or_else(|| KeyMetadata::new(Timestamp::now()));
+            .unwrap_or_else(|| KeyMetadata::new(now));
         meta.check_cas(cas, &config)?;
-        commit(view, &path, meta, &config, value.clone()).await
+        commit(view, &path, meta, &config, value.clone(), now).await
     }
 
     pub(super) async fn data_patch(&self, req: &Request) -> Result<Reply, Error> {
@@ -290,7 +292,7 @@ impl KvBackend {
             ));
         };
         check_size(&value)?;
-        commit(view, &path, meta, &config, value).await
+        commit(view, &path, meta, &config, value, Timestamp::now()).await
     }
 
     /// `DELETE data/<path>`: soft-deletes the newest version.
@@ -517,18 +519,19 @@ impl KvBackend {
     }
 }
 
-/// Stores `value` as the next version of the secret at `path` (its
-/// metadata `meta`, already checked), then the metadata, then removes the
-/// values of versions past `max_versions`. Answers Vault's write response:
-/// the new version's metadata.
+/// Stores `value` as the next version, made at `now`, of the secret at
+/// `path` (its metadata `meta`, already checked), then the metadata, then
+/// removes the values of versions past `max_versions`. Answers Vault's
+/// write response: the new version's metadata.
 async fn commit(
     view: &StorageView,
     path: &SecretPath,
     mut meta: KeyMetadata,
     config: &Config,
     value: Map<String, Value>,
+    now: Timestamp,
 ) -> Result<Reply, Error> {
-    let (version, removed) = meta.add_version(Timestamp::now(), config);
+    let (version, removed) = meta.add_version(now, config);
     view.put(
         &store::version_key(path, version),
         &VersionRecord { data: value },
