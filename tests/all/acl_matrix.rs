@@ -334,7 +334,9 @@ async fn read_document(b: &Broker, doc: &Value, samples: &Samples) -> Vec<DocPat
             let schema = op["requestBody"]["$ref"]
                 .as_str()
                 .and_then(|r| r.strip_prefix("#/components/requestBodies/"))
-                .map(|key| bodies[key]["content"]["application/json"]["schema"].clone());
+                // JSON, or a PATCH's merge patch: the one media type given.
+                .and_then(|key| bodies[key]["content"].as_object()?.values().next())
+                .map(|content| content["schema"].clone());
             for &o in these {
                 ops.insert(o);
                 if let Some(s) = &schema {

@@ -44,6 +44,7 @@ use route::{Found, find};
 
 use crate::audit::{AuditAuth, AuditRequest, AuditResponse};
 use crate::core::Core;
+use crate::framework::openapi::MERGE_PATCH;
 use crate::framework::{Access, Caller, Operation, PathInfo, Reply, Request};
 use crate::policy::Capability;
 use crate::server::ServeOptions;
@@ -533,9 +534,6 @@ async fn permits(
     let granted = acl.granted(acl_path, op == Operation::List);
     Ok(granted.allows(capability(op)) && (!sudo || granted.allows(Capability::Sudo)))
 }
-
-/// The one media type a PATCH body may have: a JSON merge patch (RFC 7396).
-const MERGE_PATCH: &str = "application/merge-patch+json";
 
 /// A PATCH to a path that takes one must say its body is a merge patch, as
 /// Vault requires (415 otherwise): a client sending a whole object as JSON

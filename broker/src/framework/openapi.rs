@@ -75,13 +75,33 @@ fn operation(op: Operation, tag: &str, info: &PathInfo, body: Option<&str>) -> V
     if matches!(op, Operation::Create | Operation::Update | Operation::Patch)
         && let Some(key) = body
     {
+        let key = if op == Operation::Patch {
+            patch_key(key)
+        } else {
+            key.to_owned()
+        };
         operation["requestBody"] = json!({ "$ref": format!("#/components/requestBodies/{key}") });
     }
     operation
 }
 
+/// The media type of a PATCH body: a JSON merge patch (RFC 7396), as
+/// Vault documents and requires it.
+pub const MERGE_PATCH: &str = "application/merge-patch+json";
+
+/// The key of a path's PATCH body, which differs from its write body in
+/// its media type only.
+fn patch_key(key: &str) -> String {
+    format!("{key}.patch")
+}
+
 /// A path's request body schema, written once in `components`.
 pub fn request_body(info: &PathInfo) -> Value {
+    request_body_as(info, "application/json")
+}
+
+/// [`request_body`] as `media` (a PATCH's is [`MERGE_PATCH`]).
+fn request_body_as(info: &PathInfo, media: &str) -> Value {
     let properties: Map<String, Value> = info
         .fields
         .iter()
@@ -107,7 +127,7 @@ pub fn request_body(info: &PathInfo) -> Value {
     if !required.is_empty() {
         schema["required"] = json!(required);
     }
-    json!({ "content": { "application/json": { "schema": schema } } })
+    json!({ "content": { media: { "schema": schema } } })
 }
 
 /// A document being written.
@@ -151,6 +171,10 @@ impl Writer {
                 && !self.bodies.contains_key(key)
             {
                 self.bodies.insert(key.clone(), request_body(info));
+                if info.operations.contains(&Operation::Patch) {
+                    self.bodies
+                        .insert(patch_key(key), request_body_as(info, MERGE_PATCH));
+                }
             }
             let mut item = Map::new();
             item.insert("summary".into(), json!(info.summary));
@@ -364,6 +388,34 @@ mod tests {
         assert!(listed.get("post").is_none());
         assert_eq!(listed["x-vault-sudo"], true);
         assert_eq!(listed["parameters"][0]["name"], "path");
+        // A PATCH body is documented as the merge patch it must be.
+        let patched = Table::new(vec![
+            Path::<Toy>::new("p")
+                .summary("patched")
+                .field(crate::framework::Field::object("data", "d"))
+                .patch(|t, r| Box::pin(t.write(r)))
+                .update(|t, r| Box::pin(t.write(r))),
+        ])
+        .unwrap();
+        let mut writer = Writer::new();
+        writer
+            .add("toy/", "toy", "secrets", patched.paths())
+            .unwrap();
+        let doc2: Value = serde_json::from_slice(&writer.finish().unwrap()).unwrap();
+        let key = doc2["paths"]["/toy/p"]["patch"]["requestBody"]["$ref"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let bodies = &doc2["components"]["requestBodies"];
+        assert!(bodies[&key]["content"][super::MERGE_PATCH]["schema"].is_object());
+        let post = doc2["paths"]["/toy/p"]["post"]["requestBody"]["$ref"]
+            .as_str()
+            .unwrap();
+        let post = post.rsplit('/').next().unwrap();
+        assert!(bodies[post]["content"]["application/json"]["schema"].is_object());
         // A path that only lists keeps its list where it is.
         assert_eq!(
             paths["/toy/folders"]["get"]["parameters"][0]["name"],
