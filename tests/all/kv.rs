@@ -621,6 +621,54 @@ async fn kv_v2_patch_subkeys_lists_and_delete_version_after() {
     assert_eq!(config["data"]["delete_version_after"], "-1s");
 }
 
+/// Writes to one secret at once: with check-and-set, exactly one wins;
+/// without, each gets a version of its own, none lost or repeated.
+#[tokio::test]
+async fn concurrent_writes_to_one_secret_never_share_a_version() {
+    let b = Broker::start().await;
+    mount(&b, "secret", json!({ "type": "kv-v2" })).await;
+    const WRITERS: usize = 16;
+    let answers = futures_util::future::join_all(
+        (0..WRITERS).map(|i| write(&b, "race/cas", json!({ "writer": i }), json!({ "cas": 0 }))),
+    )
+    .await;
+    let won: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .map(|(_, body)| body)
+        .collect();
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| s.as_u16()).collect();
+    assert_eq!(won.len(), 1, "one write wins: {statuses:?}");
+    assert_eq!(won[0]["data"]["version"], 1);
+    for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::OK) {
+        assert_eq!(*status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            first_error(body),
+            "check-and-set parameter did not match the current version"
+        );
+    }
+
+    let answers = futures_util::future::join_all(
+        (0..WRITERS).map(|i| write(&b, "race/free", json!({ "writer": i }), json!({}))),
+    )
+    .await;
+    let mut versions: Vec<u64> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            body["data"]["version"].as_u64().unwrap()
+        })
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=WRITERS as u64).collect::<Vec<_>>());
+    let meta = b
+        .expect(StatusCode::OK, "GET", "secret/metadata/race/free", None)
+        .await;
+    assert_eq!(meta["data"]["current_version"], WRITERS as u64);
+    // The default max_versions, 10, kept the newest ten.
+    assert_eq!(meta["data"]["versions"].as_object().unwrap().len(), 10);
+}
+
 #[tokio::test]
 async fn kv_refuses_bad_input_with_a_clear_400() {
     let b = Broker::start().await;
