@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{AuditError, AuditPolicy, Auditor, DeviceConfig};
 use crate::barrier::{Barrier, Keyring, SealedStorage};
-use crate::framework::{Error, Mount, Registry, Services, StorageView};
+use crate::framework::{Error, Mount, MountOptions, Registry, Services, StorageView};
 use crate::kms::Kms;
 use crate::lease::{ConnectionResolver, Leases, ResolvedConnection};
 use crate::plugin::Catalog;
@@ -117,6 +117,10 @@ pub struct MountEntry {
     /// A random id, fixed at mount time, as Vault reports it.
     #[serde(default)]
     pub uuid: String,
+    /// Its options (`{"version": "2"}` for KV version 2), as its backend
+    /// accepted them when it was enabled.
+    #[serde(default, skip_serializing_if = "MountOptions::is_empty")]
+    pub options: MountOptions,
 }
 
 impl MountEntry {
@@ -431,6 +435,7 @@ impl Core {
             default_ttl: SYSTEM_DEFAULT_TTL,
             max_ttl: SYSTEM_DEFAULT_TTL,
             storage: StorageView::new(store.clone(), "core/system"),
+            options: Default::default(),
         });
         let token_mount = Arc::new(Mount {
             path: "auth/token/".into(),
@@ -440,6 +445,7 @@ impl Core {
             default_ttl: SYSTEM_DEFAULT_TTL,
             max_ttl: SYSTEM_DEFAULT_TTL,
             storage: StorageView::new(store.clone(), "core/token"),
+            options: Default::default(),
         });
         Ok(Arc::new(Self {
             auth,
@@ -540,9 +546,9 @@ impl Core {
     }
 
     /// Enables an engine at `path` (see [`mount_path`] for what it may be).
-    pub async fn mount(&self, path: &str, entry: MountEntry) -> Result<(), Error> {
+    pub async fn mount(&self, path: &str, mut entry: MountEntry) -> Result<(), Error> {
         let path = mount_path(path)?;
-        if self.backends.get(&entry.kind).is_none() {
+        let Some(backend) = self.backends.get(&entry.kind) else {
             return Err(Error::field(
                 "type",
                 format!(
@@ -551,7 +557,8 @@ impl Core {
                     self.backends.kinds().collect::<Vec<_>>().join(", ")
                 ),
             ));
-        }
+        };
+        entry.options = backend.mount_options(std::mem::take(&mut entry.options))?;
         let mut mounts = self.mounts.write().await;
         if mounts
             .keys()
@@ -645,6 +652,7 @@ impl Core {
             default_ttl: ttls.default,
             max_ttl: ttls.max,
             storage: StorageView::for_mount(store.clone(), &entry.uuid),
+            options: entry.options.clone(),
         }
     }
 

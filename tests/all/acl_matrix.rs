@@ -117,6 +117,9 @@ fn existing_objects(ca_pem: &str) -> Vec<(&'static str, Value)> {
                 "generate_lease": true, "max_ttl": "72h",
             }),
         ),
+        ("/secret/data/{path}", json!({ "data": { "k": "v" } })),
+        ("/secret/metadata/{path}", json!({ "max_versions": 3 })),
+        ("/kv1/{path}", json!({ "k": "v" })),
     ]
 }
 
@@ -232,9 +235,10 @@ impl Cell {
         format!("{} {} ({})", self.op.capability(), self.path, self.template)
     }
 
-    /// The path the ACL checks: a list's ends in `/`.
+    /// The path the ACL checks: a list's ends in `/` (a list form's
+    /// path already does).
     fn acl_path(&self) -> String {
-        if self.op == Op::List {
+        if self.op == Op::List && !self.path.ends_with('/') {
             format!("{}/", self.path)
         } else {
             self.path.clone()
@@ -303,7 +307,19 @@ fn body_for(schema: Option<&Value>) -> Value {
 async fn read_document(b: &Broker, doc: &Value, samples: &Samples) -> Vec<DocPath> {
     let mut out = Vec::new();
     let bodies = &doc["components"]["requestBodies"];
+    let templates: BTreeSet<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     for (template, item) in doc["paths"].as_object().unwrap() {
+        // A path read and listed documents its list on the path with a
+        // trailing `/` (its list form); its help is the same table entry.
+        let list_form = template.len() > 1
+            && template.ends_with('/')
+            && templates.contains(template.trim_end_matches('/'));
+        let listed_apart = templates.contains(format!("{template}/").as_str());
         let item = item.as_object().unwrap();
         let create = item.get("x-vault-createSupported") == Some(&json!(true));
         let sudo = item.get("x-vault-sudo") == Some(&json!(true));
@@ -330,7 +346,9 @@ async fn read_document(b: &Broker, doc: &Value, samples: &Samples) -> Vec<DocPat
             let schema = op["requestBody"]["$ref"]
                 .as_str()
                 .and_then(|r| r.strip_prefix("#/components/requestBodies/"))
-                .map(|key| bodies[key]["content"]["application/json"]["schema"].clone());
+                // JSON, or a PATCH's merge patch: the one media type given.
+                .and_then(|key| bodies[key]["content"].as_object()?.values().next())
+                .map(|content| content["schema"].clone());
             for &o in these {
                 ops.insert(o);
                 if let Some(s) = &schema {
@@ -353,7 +371,7 @@ async fn read_document(b: &Broker, doc: &Value, samples: &Samples) -> Vec<DocPat
         let help = help["help"].as_str().unwrap();
         let access = Access::from_help(help)
             .unwrap_or_else(|| panic!("{template}: no 'Who may call' in its help:\n{help}"));
-        let helped: BTreeSet<Op> = help
+        let mut helped: BTreeSet<Op> = help
             .lines()
             .find_map(|l| l.strip_prefix("Operations: "))
             .unwrap_or_else(|| panic!("{template}: no 'Operations' in its help:\n{help}"))
@@ -365,6 +383,15 @@ async fn read_document(b: &Broker, doc: &Value, samples: &Samples) -> Vec<DocPat
                     .unwrap_or_else(|| panic!("{template}: unknown operation {name}"))
             })
             .collect();
+        if list_form {
+            assert!(
+                helped.contains(&Op::List),
+                "{template}: a list form of a path that does not list"
+            );
+            helped = BTreeSet::from([Op::List]);
+        } else if listed_apart {
+            helped.remove(&Op::List);
+        }
         let reads = |set: &BTreeSet<Op>| -> BTreeSet<Op> {
             set.iter()
                 .copied()
@@ -533,7 +560,12 @@ async fn every_path_and_operation_is_refused_without_its_capability_and_served_w
     let b = Broker::start().await;
 
     // Engines, a CA, and the objects the cells act on.
-    for (mount, kind) in [("database", "database"), ("pki", "pki")] {
+    for (mount, kind) in [
+        ("database", "database"),
+        ("pki", "pki"),
+        ("secret", "kv-v2"),
+        ("kv1", "kv"),
+    ] {
         b.expect(
             StatusCode::NO_CONTENT,
             "POST",
@@ -599,7 +631,15 @@ async fn every_path_and_operation_is_refused_without_its_capability_and_served_w
         .await;
     let paths = read_document(&b, &doc, &samples).await;
     let templates: BTreeSet<&str> = paths.iter().map(|p| p.template.as_str()).collect();
-    for prefix in ["/sys/", "/auth/token/", "/database/", "/pki/"] {
+    for prefix in [
+        "/sys/",
+        "/auth/token/",
+        "/database/",
+        "/pki/",
+        "/secret/data/",
+        "/secret/metadata/",
+        "/kv1/",
+    ] {
         assert!(
             templates.iter().any(|t| t.starts_with(prefix)),
             "no {prefix} path in the document"
@@ -744,7 +784,16 @@ async fn every_path_and_operation_is_refused_without_its_capability_and_served_w
     let call = |token: String, cell: &Cell| {
         let b = &b;
         let (method, path, body) = (cell.op.method(), cell.path.clone(), cell.body.clone());
-        async move { b.call_as(&token, method, &path, body).await }
+        // A PATCH says its body is a merge patch, as Vault requires.
+        let headers: &'static [(&'static str, &'static str)] = if cell.op == Op::Patch {
+            &[("Content-Type", "application/merge-patch+json")]
+        } else {
+            &[]
+        };
+        async move {
+            let (status, _, body) = b.call_with(&token, headers, method, &path, body).await;
+            (status, body)
+        }
     };
 
     // Refused: 403, and storage untouched.

@@ -15,6 +15,7 @@ mod deploy;
 mod hvac;
 mod injection;
 mod jwt;
+mod kv;
 mod lease_paths;
 mod leases;
 mod listener;

@@ -36,6 +36,7 @@ AUTH_MOUNTS = _names("BROKER_ST_AUTH_MOUNTS")
 DB_CONFIGS = _names("BROKER_ST_DB_CONFIGS")
 DB_ROLES = _names("BROKER_ST_DB_ROLES")
 PKI_ROLES = _names("BROKER_ST_PKI_ROLES")
+KV_SECRETS = _names("BROKER_ST_KV_SECRETS")
 
 # Operations whose path parameter may name a planted resource, with the
 # methods that only read it or issue from it (never replace or delete it).
@@ -47,6 +48,7 @@ AIMED = [
     (re.compile(r"^/database/creds/\{role\}$"), "role", DB_ROLES, {"GET"}),
     (re.compile(r"^/pki/roles/\{name\}$"), "name", PKI_ROLES, {"GET"}),
     (re.compile(r"^/pki/(issue|sign)/\{role\}$"), "role", PKI_ROLES, {"POST"}),
+    (re.compile(r"^/secret/(data|metadata|subkeys)/\{path\}$"), "path", KV_SECRETS, {"GET", "PATCH"}),
 ]
 
 # Operations that would replace or remove a planted resource.
@@ -56,6 +58,7 @@ PROTECTED = [
     (re.compile(r"^/database/config/\{name\}$"), "name", DB_CONFIGS),
     (re.compile(r"^/database/roles/\{name\}$"), "name", DB_ROLES),
     (re.compile(r"^/pki/roles/\{name\}$"), "name", PKI_ROLES),
+    (re.compile(r"^/secret/(data|metadata|delete|destroy)/\{path\}$"), "path", KV_SECRETS),
 ]
 
 

@@ -159,6 +159,23 @@ pub(crate) fn render(reply: Reply, request_id: &str) -> Response {
             "auth": null,
         }))
         .into_response(),
+        // Vault's envelope with a 404. `errors` is there too, empty, as in
+        // every other 404: the document's error schema holds for it.
+        Reply::Missing { data } => (
+            StatusCode::NOT_FOUND,
+            Json(json!({
+                "request_id": request_id,
+                "lease_id": "",
+                "lease_duration": 0,
+                "renewable": false,
+                "data": data,
+                "wrap_info": null,
+                "warnings": null,
+                "auth": null,
+                "errors": [],
+            })),
+        )
+            .into_response(),
         Reply::Bare(status, body) => (status, Json(body)).into_response(),
         Reply::NoContent => StatusCode::NO_CONTENT.into_response(),
         Reply::Raw { content_type, body } => {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::core::{Core, MountEntry};
 use crate::duration::Ttl;
-use crate::framework::{Error, Reply, Request, data, no_content};
+use crate::framework::{Error, MountOptions, Reply, Request, data, no_content};
 
 /// A TTL field, `None` when absent. Vault's `"system"` means the default.
 fn ttl_field(config: Option<&Value>, name: &str) -> Result<Option<u64>, Error> {
@@ -38,7 +38,9 @@ fn describe(entry: &MountEntry, which: Which) -> Value {
         "local": false,
         "seal_wrap": false,
         "external_entropy_access": false,
-        "options": null,
+        // Vault lists `null` for a mount without options; hvac and vaultrs
+        // read a KV mount's version here.
+        "options": if entry.options.is_empty() { Value::Null } else { json!(entry.options) },
         "config": {
             "default_lease_ttl": entry.default_lease_ttl,
             "max_lease_ttl": entry.max_lease_ttl,
@@ -81,6 +83,7 @@ async fn table(core: &Core, which: Which) -> crate::core::MountTable {
                     default_lease_ttl: 0,
                     max_lease_ttl: 0,
                     uuid: String::new(),
+                    options: MountOptions::new(),
                 },
             );
             table
@@ -99,6 +102,55 @@ pub(crate) async fn list(core: &Core, req: &Request) -> Result<Reply, Error> {
     Ok(data(Value::Object(mounts)))
 }
 
+/// The most options a mount may be given, and the longest name and value:
+/// they are kept in the mount table, which every request reads.
+const MAX_OPTIONS: usize = 16;
+const MAX_OPTION_NAME: usize = 64;
+const MAX_OPTION_VALUE: usize = 256;
+
+/// The `options` field: text to text, as Vault keeps them (a number or a
+/// boolean is taken as its text, as Vault's clients send `"version": 2`).
+fn options_field(req: &Request) -> Result<MountOptions, Error> {
+    let bad = |why: String| Error::field("options", format!("options: {why}"));
+    let map = match req.data.get("options") {
+        None | Some(Value::Null) => return Ok(MountOptions::new()),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(bad("must be an object of text values".into())),
+    };
+    if map.len() > MAX_OPTIONS {
+        return Err(bad(format!("at most {MAX_OPTIONS} options")));
+    }
+    let mut options = MountOptions::new();
+    for (name, value) in map {
+        let value = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => return Err(bad(format!("{name:.64} must be text"))),
+        };
+        if name.is_empty() || name.len() > MAX_OPTION_NAME || value.len() > MAX_OPTION_VALUE {
+            return Err(bad(format!(
+                "names are 1-{MAX_OPTION_NAME} bytes and values at most {MAX_OPTION_VALUE}"
+            )));
+        }
+        options.insert(name.clone(), value);
+    }
+    Ok(options)
+}
+
+/// Vault's shorthand types: `kv-v1` and `kv-v2` are `kv` with
+/// `options.version` set (Vault's `sys/mounts` handler does the same), and
+/// are listed as `kv`.
+fn alias(kind: String, options: &mut MountOptions) -> String {
+    let version = match kind.as_str() {
+        "kv-v1" => "1",
+        "kv-v2" => "2",
+        _ => return kind,
+    };
+    options.insert("version".into(), version.into());
+    "kv".to_owned()
+}
+
 /// `POST sys/mounts/{path}`: enables an engine.
 pub(crate) async fn enable(core: &Core, req: &Request) -> Result<Reply, Error> {
     let kind = req.str("type").unwrap_or_default().to_owned();
@@ -108,6 +160,11 @@ pub(crate) async fn enable(core: &Core, req: &Request) -> Result<Reply, Error> {
             "type is required, e.g. {\"type\": \"database\"}",
         ));
     }
+    let mut options = options_field(req)?;
+    let kind = match which(req) {
+        Which::Secrets => alias(kind, &mut options),
+        Which::Auth => kind,
+    };
     let config = req.data.get("config");
     let mut accessor = [0u8; 4];
     let _ = getrandom::fill(&mut accessor);
@@ -118,6 +175,7 @@ pub(crate) async fn enable(core: &Core, req: &Request) -> Result<Reply, Error> {
         description: req.str("description").unwrap_or_default().to_owned(),
         default_lease_ttl: ttl_field(config, "default_lease_ttl")?.unwrap_or(0),
         max_lease_ttl: ttl_field(config, "max_lease_ttl")?.unwrap_or(0),
+        options,
     };
     match which(req) {
         Which::Secrets => core.mount(req.param("path")?, entry).await?,
@@ -145,11 +203,15 @@ pub(crate) async fn read_tune(core: &Core, req: &Request) -> Result<Reply, Error
         .get(&format!("{mount}/"))
         .ok_or_else(|| Error::invalid(format!("no mount at {mount}")))?;
     let ttls = Core::ttls(entry);
-    Ok(data(json!({
+    let mut tune = json!({
         "description": entry.description,
         "default_lease_ttl": ttls.default.as_secs(),
         "max_lease_ttl": ttls.max.as_secs(),
-    })))
+    });
+    if !entry.options.is_empty() {
+        tune["options"] = json!(entry.options);
+    }
+    Ok(data(tune))
 }
 
 /// `POST sys/mounts/{path}/tune`. Vault takes the TTLs at the top level
@@ -166,6 +228,25 @@ pub(crate) async fn tune(core: &Core, req: &Request) -> Result<Reply, Error> {
         ttl_field(Some(&body), "default_lease_ttl")?,
         ttl_field(Some(&body), "max_lease_ttl")?,
     );
+    // Options are fixed when a mount is enabled: a KV mount is not upgraded
+    // from version 1 to 2 in place (Vault's tune does that, by rewriting
+    // every key). Asking for a change is refused rather than ignored.
+    let options = options_field(req)?;
+    if !options.is_empty() {
+        let mounts = table(core, which(req)).await;
+        let current = mounts
+            .get(&format!("{}/", path.trim_matches('/')))
+            .map(|e| &e.options);
+        if let Some(current) = current
+            && options.iter().any(|(k, v)| current.get(k) != Some(v))
+        {
+            return Err(Error::field(
+                "options",
+                "options: a mount's options cannot be changed once it is enabled \
+                 (a kv mount is not upgraded to version 2 in place: enable a kv-v2 mount and copy the secrets)",
+            ));
+        }
+    }
     match which(req) {
         Which::Secrets => core.tune(path, description, default, max).await?,
         Which::Auth => core.tune_auth(path, description, default, max).await?,

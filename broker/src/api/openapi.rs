@@ -7,11 +7,13 @@
 use std::sync::{Arc, Mutex};
 
 use crate::core::Core;
+use crate::framework::MountOptions;
 use crate::framework::openapi::Writer;
 
-/// What the document depends on: each mount's path and type, secrets
-/// engines' first, then auth methods' (their paths begin `auth/`).
-type Shape = Vec<(String, String)>;
+/// What the document depends on: each mount's path, type and options (a
+/// `kv` mount's version chooses its table), secrets engines' first, then
+/// auth methods' (their paths begin `auth/`).
+type Shape = Vec<(String, String, MountOptions)>;
 
 /// The last document served, with the mount table shape it was made for:
 /// clients fetch it often and mount tables change rarely.
@@ -24,11 +26,14 @@ pub(crate) async fn cached_document(core: &Core) -> Result<Arc<Vec<u8>>, String>
     let auth = core.auth_mounts().await;
     let shape: Shape = mounts
         .iter()
-        .map(|(path, entry)| (path.clone(), entry.kind.clone()))
-        .chain(
-            auth.iter()
-                .map(|(path, entry)| (format!("auth/{path}"), entry.kind.clone())),
-        )
+        .map(|(path, entry)| (path.clone(), entry.kind.clone(), entry.options.clone()))
+        .chain(auth.iter().map(|(path, entry)| {
+            (
+                format!("auth/{path}"),
+                entry.kind.clone(),
+                entry.options.clone(),
+            )
+        }))
         .collect();
     if let Ok(last) = LAST.lock()
         && let Some((made_for, doc)) = &*last
@@ -54,7 +59,7 @@ fn document(core: &Core, shape: &Shape) -> Result<Vec<u8>, String> {
     writer
         .add(super::token::MOUNT, "token", "auth", token.paths())
         .map_err(|e| e.to_string())?;
-    for (path, kind) in shape {
+    for (path, kind, options) in shape {
         let (backend, tag) = if path.starts_with("auth/") {
             (core.auth_backends().get(kind), "auth")
         } else {
@@ -65,7 +70,7 @@ fn document(core: &Core, shape: &Shape) -> Result<Vec<u8>, String> {
             continue;
         };
         writer
-            .add(path, kind, tag, backend.paths())
+            .add(path, kind, tag, backend.paths_for(options))
             .map_err(|e| e.to_string())?;
     }
     writer.finish().map_err(|e| e.to_string())

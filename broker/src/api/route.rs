@@ -17,10 +17,11 @@ pub(super) enum Target {
 }
 
 impl Target {
-    pub(super) fn paths(&self) -> &[PathInfo] {
+    /// The table serving `mount` (an engine's may depend on its options).
+    pub(super) fn paths(&self, mount: &Mount) -> &[PathInfo] {
         match self {
             Self::System(table) => table.paths(),
-            Self::Engine(backend) => backend.paths(),
+            Self::Engine(backend) => backend.paths_for(&mount.options),
         }
     }
 
@@ -61,7 +62,7 @@ impl Found {
     pub(super) fn info(&self) -> Option<&PathInfo> {
         self.route
             .as_ref()
-            .and_then(|r| self.target.paths().get(r.index))
+            .and_then(|r| self.target.paths(&self.mount).get(r.index))
     }
 
     pub(super) fn access(&self) -> Access {
@@ -101,7 +102,7 @@ pub(super) async fn find(core: &Core, path: &str) -> Result<Option<Found>, ApiEr
             return Ok(None);
         };
         let rest = path.get(mount.path.len()..).unwrap_or_default();
-        let route = crate::framework::find(backend.paths(), rest);
+        let route = crate::framework::find(backend.paths_for(&mount.options), rest);
         return Ok(Some(Found {
             mount,
             target: Target::Engine(backend),
@@ -116,7 +117,7 @@ pub(super) async fn find(core: &Core, path: &str) -> Result<Option<Found>, ApiEr
     let Some(backend) = core.backends().get(&mount.kind).cloned() else {
         return Ok(None);
     };
-    let route = crate::framework::find(backend.paths(), rest);
+    let route = crate::framework::find(backend.paths_for(&mount.options), rest);
     Ok(Some(Found {
         mount,
         target: Target::Engine(backend),

@@ -146,9 +146,10 @@ fn paths() -> Vec<Path<Core>> {
             .update(|c, r| Box::pin(mounts::tune(c, r))),
         P::new("mounts/{path+}")
             .summary("Enable (write) or disable (delete) a secrets engine; disabling revokes its leases.")
-            .field(Field::string("type", "the engine type (sys/mounts lists what is mounted; database and pki are offered)").clear().required())
+            .field(Field::string("type", "the engine type (sys/mounts lists what is mounted; database, kv (kv-v2: kv version 2) and pki are offered)").clear().required())
             .field(Field::string("description", "free text").clear())
             .field(Field::object("config", "default_lease_ttl and max_lease_ttl (durations)").clear())
+            .field(Field::object("options", "the engine's options, text to text: {\"version\": \"2\"} for kv version 2").clear())
             .update(|c, r| Box::pin(mounts::enable(c, r)))
             .delete(|c, r| Box::pin(mounts::disable(c, r))),
         P::new("auth")

@@ -783,14 +783,18 @@ impl Auditor {
         entry
     }
 
-    /// Every string HMAC'd, except under the keys in `clear` (at any
-    /// depth), which are logged in clear but bounded, as keys are.
+    /// Every string and number HMAC'd (a number as its JSON text: a PIN
+    /// stored in a KV secret is a secret too; Vault hashes numbers it was
+    /// sent as well), except under the keys in `clear` (at any depth),
+    /// which are logged in clear but bounded, as keys are. `true`, `false`
+    /// and `null` stay as they are.
     fn redact(&self, value: &Value, clear: &[&str], raw: bool) -> Value {
         if raw {
             return value.clone();
         }
         match value {
             Value::String(s) => Value::String(self.salt.hmac(s)),
+            Value::Number(n) => Value::String(self.salt.hmac(&n.to_string())),
             Value::Array(items) => {
                 Value::Array(items.iter().map(|v| self.redact(v, clear, raw)).collect())
             }

@@ -66,9 +66,9 @@ impl Core {
     }
 
     /// Enables an auth method at `auth/<path>`.
-    pub async fn enable_auth(&self, path: &str, entry: MountEntry) -> Result<(), Error> {
+    pub async fn enable_auth(&self, path: &str, mut entry: MountEntry) -> Result<(), Error> {
         let path = auth_path(path)?;
-        if self.auth.backends.get(&entry.kind).is_none() {
+        let Some(backend) = self.auth.backends.get(&entry.kind) else {
             return Err(Error::field(
                 "type",
                 format!(
@@ -77,7 +77,8 @@ impl Core {
                     self.auth.backends.kinds().collect::<Vec<_>>().join(", ")
                 ),
             ));
-        }
+        };
+        entry.options = backend.mount_options(std::mem::take(&mut entry.options))?;
         let mut table = self.auth.table.write().await;
         if table
             .keys()

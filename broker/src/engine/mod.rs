@@ -22,6 +22,7 @@ macro_rules! engines {
 
 engines! {
     "database" => database,
+    "kv" => kv,
     "pki" => pki,
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Access, Error, Mount, PathInfo, PatternError, Reply, Request, Table};
+use super::{Access, Error, Mount, MountOptions, PathInfo, PatternError, Reply, Request, Table};
 use crate::lease::{Leases, ResolvedConnection};
 use crate::plugin::Catalog;
 
@@ -31,8 +31,32 @@ pub trait Backend: Send + Sync + 'static {
     /// One line for `sys/mounts` listings and errors.
     fn description(&self) -> &'static str;
 
-    /// The paths, as data (routing, 405s, help, OpenAPI, audit, access).
+    /// The paths, as data (routing, 405s, help, OpenAPI, audit, access),
+    /// of a mount enabled without options.
     fn paths(&self) -> &[PathInfo];
+
+    /// The paths a mount enabled with `options` serves. Most backends serve
+    /// one table whatever the options; `kv` serves version 1's or version
+    /// 2's. [`Self::exists`] and [`Self::handle`] take their `index` in this
+    /// table, for the request's mount.
+    fn paths_for(&self, options: &MountOptions) -> &[PathInfo] {
+        let _ = options;
+        self.paths()
+    }
+
+    /// Every table [`Self::paths_for`] may answer, for checks made once
+    /// when the registry is built.
+    fn tables(&self) -> Vec<&[PathInfo]> {
+        vec![self.paths()]
+    }
+
+    /// Checks the options a new mount of this type is enabled with
+    /// (`sys/mounts`'s `options`) and returns them as the mount keeps them.
+    /// The default keeps them as given: Vault ignores options an engine does
+    /// not read.
+    fn mount_options(&self, options: MountOptions) -> Result<MountOptions, Error> {
+        Ok(options)
+    }
 
     /// Whether the object a write to path `index` names exists (`None`:
     /// the path does not tell creates from updates).
@@ -157,7 +181,9 @@ impl Registry {
         let mut backends = BTreeMap::new();
         for (kind, factory) in factories {
             let backend = factory(services)?;
-            no_open_paths(backend.paths())?;
+            for table in backend.tables() {
+                no_open_paths(table)?;
+            }
             backends.insert(*kind, backend);
         }
         Ok(Self { backends })

@@ -23,10 +23,16 @@ pub enum FieldType {
     Bool,
     /// Seconds, or text such as `"1h30m"`.
     Duration,
+    /// A duration that may be negative (`-1`, `"-1s"`): Vault's signed
+    /// durations, where a negative value turns a setting off.
+    SignedDuration,
     /// A list of strings, or one comma-separated string.
     CommaStringList,
     /// A list of strings, or one string.
     StringList,
+    /// A list of whole numbers (or their text), or one comma-separated
+    /// string of them, or one number.
+    CommaIntList,
     /// A JSON object.
     Object,
 }
@@ -38,9 +44,14 @@ impl FieldType {
             Self::String => serde_json::json!({ "type": "string" }),
             Self::Int => serde_json::json!({ "type": "integer" }),
             Self::Bool => serde_json::json!({ "type": "boolean" }),
-            Self::Duration => serde_json::json!({ "type": "string", "format": "duration" }),
+            Self::Duration | Self::SignedDuration => {
+                serde_json::json!({ "type": "string", "format": "duration" })
+            }
             Self::CommaStringList | Self::StringList => {
                 serde_json::json!({ "type": "array", "items": { "type": "string" } })
+            }
+            Self::CommaIntList => {
+                serde_json::json!({ "type": "array", "items": { "type": "integer" } })
             }
             Self::Object => serde_json::json!({ "type": "object" }),
         }
@@ -53,8 +64,12 @@ impl FieldType {
             Self::Int => "a whole number",
             Self::Bool => "true or false",
             Self::Duration => "a duration (seconds, or text such as \"1h30m\")",
+            Self::SignedDuration => {
+                "a duration, negative to turn it off (seconds, or text such as \"1h30m\" or \"-1s\")"
+            }
             Self::CommaStringList => "a list of strings (or one comma-separated string)",
             Self::StringList => "a list of strings (or one string)",
+            Self::CommaIntList => "a list of whole numbers (or one comma-separated string of them)",
             Self::Object => "an object",
         }
     }
@@ -70,7 +85,15 @@ impl FieldType {
             (Self::Bool, Value::Bool(_)) => true,
             (Self::Bool, Value::String(s)) => matches!(s.as_str(), "true" | "false"),
             (Self::Duration, Value::Number(n)) => n.as_u64().is_some(),
-            (Self::Duration, Value::String(_)) => true,
+            (Self::Duration | Self::SignedDuration, Value::String(_)) => true,
+            (Self::SignedDuration, Value::Number(n)) => n.as_i64().is_some(),
+            (Self::CommaIntList, Value::Number(n)) => n.as_u64().is_some(),
+            (Self::CommaIntList, Value::String(_)) => true,
+            (Self::CommaIntList, Value::Array(items)) => items.iter().all(|v| match v {
+                Value::Number(n) => n.as_u64().is_some(),
+                Value::String(_) => true,
+                _ => false,
+            }),
             (Self::CommaStringList | Self::StringList, Value::String(_)) => true,
             (Self::CommaStringList | Self::StringList, Value::Array(items)) => {
                 items.iter().all(Value::is_string)
@@ -153,6 +176,17 @@ impl Field {
         Self::new(name, FieldType::StringList, description)
     }
 
+    /// A duration field that may be negative (a negative value turns the
+    /// setting off).
+    pub fn signed_duration(name: &'static str, description: &'static str) -> Self {
+        Self::new(name, FieldType::SignedDuration, description)
+    }
+
+    /// A list of whole numbers that may also come comma-separated.
+    pub fn comma_int_list(name: &'static str, description: &'static str) -> Self {
+        Self::new(name, FieldType::CommaIntList, description)
+    }
+
     /// An object field.
     pub fn object(name: &'static str, description: &'static str) -> Self {
         Self::new(name, FieldType::Object, description)
@@ -227,6 +261,14 @@ mod tests {
         assert!(!FieldType::Bool.accepts(&json!("yes")));
         assert!(!FieldType::Int.accepts(&json!(1.5)));
         assert!(!FieldType::String.accepts(&json!({})));
+        assert!(FieldType::SignedDuration.accepts(&json!(-1)));
+        assert!(FieldType::SignedDuration.accepts(&json!("-1s")));
+        assert!(!FieldType::Duration.accepts(&json!(-1)));
+        assert!(FieldType::CommaIntList.accepts(&json!([1, "2"])));
+        assert!(FieldType::CommaIntList.accepts(&json!("1,2")));
+        assert!(FieldType::CommaIntList.accepts(&json!(3)));
+        assert!(!FieldType::CommaIntList.accepts(&json!([-1])));
+        assert!(!FieldType::CommaIntList.accepts(&json!([[1]])));
     }
 
     #[test]
@@ -243,9 +285,10 @@ mod tests {
     proptest! {
         /// Checking never panics and never quotes the value.
         #[test]
-        fn checking_never_echoes(value in "[a-z]{6,12}", kind in 0usize..7) {
+        fn checking_never_echoes(value in "[a-z]{6,12}", kind in 0usize..9) {
             let kinds = [FieldType::String, FieldType::Int, FieldType::Bool, FieldType::Duration,
-                FieldType::CommaStringList, FieldType::StringList, FieldType::Object];
+                FieldType::CommaStringList, FieldType::StringList, FieldType::Object,
+                FieldType::SignedDuration, FieldType::CommaIntList];
             let mut field = Field::string("f", "");
             field.kind = kinds[kind];
             for v in [json!(value), json!([value]), json!({ "k": value }), json!(7)] {

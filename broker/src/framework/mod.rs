@@ -35,7 +35,7 @@ pub use backend::{Backend, BackendFactory, Registry, Services, TableBackend};
 pub use error::Error;
 pub use field::{Field, FieldType};
 pub use path::{Access, Operation, Params, Pattern, PatternError};
-pub use request::{Caller, Mount, Request};
+pub use request::{Caller, Mount, MountOptions, Request};
 pub use response::{Reply, credential, data, list, no_content, secret};
 pub use storage::StorageView;
 pub use table::{Handler, Path, PathInfo, Route, Table, find};

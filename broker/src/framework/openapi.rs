@@ -75,13 +75,33 @@ fn operation(op: Operation, tag: &str, info: &PathInfo, body: Option<&str>) -> V
     if matches!(op, Operation::Create | Operation::Update | Operation::Patch)
         && let Some(key) = body
     {
+        let key = if op == Operation::Patch {
+            patch_key(key)
+        } else {
+            key.to_owned()
+        };
         operation["requestBody"] = json!({ "$ref": format!("#/components/requestBodies/{key}") });
     }
     operation
 }
 
+/// The media type of a PATCH body: a JSON merge patch (RFC 7396), as
+/// Vault documents and requires it.
+pub const MERGE_PATCH: &str = "application/merge-patch+json";
+
+/// The key of a path's PATCH body, which differs from its write body in
+/// its media type only.
+fn patch_key(key: &str) -> String {
+    format!("{key}.patch")
+}
+
 /// A path's request body schema, written once in `components`.
 pub fn request_body(info: &PathInfo) -> Value {
+    request_body_as(info, "application/json")
+}
+
+/// [`request_body`] as `media` (a PATCH's is [`MERGE_PATCH`]).
+fn request_body_as(info: &PathInfo, media: &str) -> Value {
     let properties: Map<String, Value> = info
         .fields
         .iter()
@@ -107,7 +127,7 @@ pub fn request_body(info: &PathInfo) -> Value {
     if !required.is_empty() {
         schema["required"] = json!(required);
     }
-    json!({ "content": { "application/json": { "schema": schema } } })
+    json!({ "content": { media: { "schema": schema } } })
 }
 
 /// A document being written.
@@ -151,6 +171,10 @@ impl Writer {
                 && !self.bodies.contains_key(key)
             {
                 self.bodies.insert(key.clone(), request_body(info));
+                if info.operations.contains(&Operation::Patch) {
+                    self.bodies
+                        .insert(patch_key(key), request_body_as(info, MERGE_PATCH));
+                }
             }
             let mut item = Map::new();
             item.insert("summary".into(), json!(info.summary));
@@ -161,14 +185,27 @@ impl Writer {
             if !parameters.is_empty() {
                 item.insert("parameters".into(), Value::Array(parameters));
             }
+            // A path both read and listed (a KV secret and the folder of
+            // that name) has one GET per path item: the list is documented
+            // on the path with a trailing `/`, as Vault's document does,
+            // and as a LIST of the path is checked by policies (`path/`).
+            let listed_apart = info.operations.contains(&Operation::Read)
+                && info.operations.contains(&Operation::List);
+            let mut list_item = listed_apart.then(|| item.clone());
             for &op in &info.operations {
-                // A path both read and listed documents one GET; the list
-                // form is told by its query parameter.
-                item.entry(method(op))
+                let target = match &mut list_item {
+                    Some(list_item) if op == Operation::List => list_item,
+                    _ => &mut item,
+                };
+                target
+                    .entry(method(op))
                     .or_insert_with(|| operation(op, tag, info, body.as_deref()));
             }
             if info.access == Access::Sudo {
                 item.insert("x-vault-sudo".into(), json!(true));
+                if let Some(list_item) = &mut list_item {
+                    list_item.insert("x-vault-sudo".into(), json!(true));
+                }
             }
             // Vault's own extension: a write here is a `create` when its
             // object does not exist yet and an `update` when it does (the
@@ -176,18 +213,28 @@ impl Writer {
             if info.existence_check {
                 item.insert("x-vault-createSupported".into(), json!(true));
             }
-            if self.paths > 0 {
-                self.out.push(b',');
+            let path = format!("/{prefix}{}", info.pattern.openapi());
+            self.path_item(&path, &item)?;
+            if let Some(list_item) = list_item {
+                self.path_item(&format!("{path}/"), &list_item)?;
             }
-            self.paths += 1;
-            serde_json::to_writer(
-                &mut self.out,
-                &format!("/{prefix}{}", info.pattern.openapi()),
-            )?;
-            self.out.push(b':');
-            serde_json::to_writer(&mut self.out, &item)?;
         }
         Ok(())
+    }
+
+    /// Writes one path item.
+    fn path_item(
+        &mut self,
+        path: &str,
+        item: &Map<String, Value>,
+    ) -> Result<(), serde_json::Error> {
+        if self.paths > 0 {
+            self.out.push(b',');
+        }
+        self.paths += 1;
+        serde_json::to_writer(&mut self.out, path)?;
+        self.out.push(b':');
+        serde_json::to_writer(&mut self.out, item)
     }
 
     /// The document's text.
@@ -310,5 +357,70 @@ mod tests {
             serde_json::json!([])
         );
         assert!(paths["/toy/rotate"]["post"].get("security").is_none());
+    }
+
+    /// A path that is read and listed (a secret and the folder of its
+    /// name) documents its list on the path with a trailing `/`: one GET
+    /// per path item, and nothing left out.
+    #[test]
+    fn a_path_read_and_listed_documents_its_list_apart() {
+        let table = Table::new(vec![
+            Path::<Toy>::new("secrets/{path+}")
+                .summary("a secret, or a folder")
+                .access(Access::Sudo)
+                .read(|t, r| Box::pin(t.write(r)))
+                .list(|t, r| Box::pin(t.write(r)))
+                .update(|t, r| Box::pin(t.write(r))),
+            Path::<Toy>::new("folders")
+                .summary("list only")
+                .list(|t, r| Box::pin(t.write(r))),
+        ])
+        .unwrap();
+        let mut writer = Writer::new();
+        writer.add("toy/", "toy", "secrets", table.paths()).unwrap();
+        let doc: Value = serde_json::from_slice(&writer.finish().unwrap()).unwrap();
+        let paths = &doc["paths"];
+        let item = &paths["/toy/secrets/{path}"];
+        assert!(item["get"]["parameters"].is_null(), "the GET is the read");
+        assert!(item["post"].is_object());
+        let listed = &paths["/toy/secrets/{path}/"];
+        assert_eq!(listed["get"]["parameters"][0]["name"], "list");
+        assert!(listed.get("post").is_none());
+        assert_eq!(listed["x-vault-sudo"], true);
+        assert_eq!(listed["parameters"][0]["name"], "path");
+        // A PATCH body is documented as the merge patch it must be.
+        let patched = Table::new(vec![
+            Path::<Toy>::new("p")
+                .summary("patched")
+                .field(crate::framework::Field::object("data", "d"))
+                .patch(|t, r| Box::pin(t.write(r)))
+                .update(|t, r| Box::pin(t.write(r))),
+        ])
+        .unwrap();
+        let mut writer = Writer::new();
+        writer
+            .add("toy/", "toy", "secrets", patched.paths())
+            .unwrap();
+        let doc2: Value = serde_json::from_slice(&writer.finish().unwrap()).unwrap();
+        let key = doc2["paths"]["/toy/p"]["patch"]["requestBody"]["$ref"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let bodies = &doc2["components"]["requestBodies"];
+        assert!(bodies[&key]["content"][super::MERGE_PATCH]["schema"].is_object());
+        let post = doc2["paths"]["/toy/p"]["post"]["requestBody"]["$ref"]
+            .as_str()
+            .unwrap();
+        let post = post.rsplit('/').next().unwrap();
+        assert!(bodies[post]["content"]["application/json"]["schema"].is_object());
+        // A path that only lists keeps its list where it is.
+        assert_eq!(
+            paths["/toy/folders"]["get"]["parameters"][0]["name"],
+            "list"
+        );
+        assert!(paths.get("/toy/folders/").is_none());
     }
 }

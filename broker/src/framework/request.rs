@@ -85,6 +85,12 @@ impl Caller {
     }
 }
 
+/// A mount's options, as `sys/mounts` takes and lists them (Vault's
+/// `options`, text to text: `{"version": "2"}` for a KV version 2 mount).
+/// Its engine checks them when the mount is enabled
+/// ([`super::Backend::mount_options`]).
+pub type MountOptions = std::collections::BTreeMap<String, String>;
+
 /// The mount a request reached, as its handler sees it.
 #[derive(Debug, Clone)]
 pub struct Mount {
@@ -102,6 +108,8 @@ pub struct Mount {
     pub max_ttl: Duration,
     /// Its storage, rooted at `logical/<uuid>/`.
     pub storage: StorageView,
+    /// Its options, fixed when it was enabled.
+    pub options: MountOptions,
 }
 
 impl Mount {

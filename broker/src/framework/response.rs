@@ -36,6 +36,13 @@ pub enum Reply {
     /// A body outside the envelope (`sys/health`), with its status:
     /// `sys/health` answers its state in the status code.
     Bare(StatusCode, Value),
+    /// A 404 in Vault's envelope whose `data` says why there is nothing
+    /// to read: a KV version that was deleted or destroyed answers with its
+    /// metadata (clients read its `deletion_time`).
+    Missing {
+        /// What is known of the missing object.
+        data: Value,
+    },
     /// A 204, as Vault answers writes that return nothing.
     NoContent,
     /// A 200 with a body that is not JSON (a PEM or DER certificate or CRL).
@@ -75,6 +82,9 @@ impl Reply {
             response.lease_duration = *lease_duration;
             response.credential = *credential;
         }
+        if let Self::Missing { data } = self {
+            response.data = Some(data.clone());
+        }
         if let Self::Auth { auth } = self {
             response.auth = Some(auth.clone());
             response.credential = true;
@@ -90,6 +100,7 @@ impl Reply {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoContent => StatusCode::NO_CONTENT,
+            Self::Missing { .. } => StatusCode::NOT_FOUND,
             Self::Bare(status, _) => *status,
             _ => StatusCode::OK,
         }

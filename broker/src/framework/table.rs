@@ -377,6 +377,7 @@ mod tests {
                 default_ttl: std::time::Duration::from_secs(60),
                 max_ttl: std::time::Duration::from_secs(60),
                 storage: StorageView::for_mount(store, "u"),
+                options: Default::default(),
             }),
             caller: Caller::Root,
             remote: std::net::IpAddr::from([127, 0, 0, 1]),
