@@ -31,4 +31,5 @@ mod sql_hardening;
 mod storage;
 mod tokens;
 mod upgrade;
+mod username_templates;
 mod vault_client;
