@@ -33,4 +33,5 @@ mod static_roles;
 mod storage;
 mod tokens;
 mod upgrade;
+mod username_templates;
 mod vault_client;

@@ -566,3 +566,25 @@ async fn mariadb_with_simple_password_check_takes_the_policys_passwords() {
         .unwrap();
     assert_eq!(left, Some(0), "revoked users are gone");
 }
+
+/// hvac, unchanged: `tests/hvac/test_password_policies.py` writes a
+/// password policy through hvac's generic paths, configures a PostgreSQL
+/// connection with hvac's database helper (`password_policy` and a
+/// `username_template` in Vault's syntax) and checks what it issues.
+#[tokio::test]
+async fn hvac_writes_password_policies_and_issues_from_them() {
+    let b = Broker::start().await;
+    let s = postgres();
+    let port = s.port.to_string();
+    crate::hvac::run_hvac_script(
+        &b,
+        "test_password_policies.py",
+        &[
+            ("PG_HOST", &s.host),
+            ("PG_PORT", &port),
+            ("PG_USER", &s.user),
+            ("PG_PASSWORD", &s.password),
+            ("PG_DATABASE", &s.database),
+        ],
+    );
+}

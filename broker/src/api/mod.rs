@@ -105,7 +105,7 @@ async fn handle(
     } else {
         Operation::from_method(
             method.as_str(),
-            query.get("list").is_some_and(|v| v == "true"),
+            query.get("list").is_some_and(|v| query_true(v)),
         )
     };
     let result = match op {
@@ -260,7 +260,7 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
     } = call;
     let core = &state.core;
     let found = find(core, path).await?;
-    let help = query.get("help").is_some_and(|v| v == "1" || v == "true");
+    let help = query.get("help").is_some_and(|v| query_true(v));
     // GET's query parameters are its data, as in Vault (`sys/health?standbyok=true`).
     let query_data = || -> Map<String, Value> {
         query
@@ -612,4 +612,10 @@ async fn serve(
         }
         other => other,
     }
+}
+
+/// Whether a query flag (`?list=…`, `?help=…`) is set, read as Vault reads
+/// it (Go's `strconv.ParseBool`): hvac sends `list=True`.
+fn query_true(value: &str) -> bool {
+    matches!(value, "1" | "t" | "T" | "true" | "TRUE" | "True")
 }

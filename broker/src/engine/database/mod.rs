@@ -201,6 +201,7 @@ impl DatabaseEngine {
         }
         check_numeric_fields(&mut body)?;
         Self::normalize_password_policy(&mut body)?;
+        check_username_template(&mut body)?;
         let config: DbConfig = serde_json::from_value(Value::Object(body))
             .map_err(|e| Error::invalid(format!("invalid connection config: {e}")))?;
         let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
@@ -572,6 +573,29 @@ fn context(mount: &str, name: &str, resolved: &ResolvedConnection) -> crate::plu
     }
 }
 
+/// Checks a config's `username_template` with the parser the plugins use
+/// (the SDK's, Vault's syntax), so a template that cannot work is refused
+/// when written rather than at every issuance. An empty one is dropped:
+/// the plugin's default, as in Vault.
+fn check_username_template(body: &mut Map<String, Value>) -> Result<(), Error> {
+    let field = "username_template";
+    match body.get(field) {
+        None => Ok(()),
+        Some(Value::Null) => {
+            body.remove(field);
+            Ok(())
+        }
+        Some(Value::String(text)) if text.trim().is_empty() => {
+            body.remove(field);
+            Ok(())
+        }
+        Some(Value::String(text)) => broker_plugin_sdk::username::UsernameTemplate::parse(text)
+            .map(drop)
+            .map_err(|e| Error::field(field, e.to_string())),
+        Some(_) => Err(Error::field(field, "must be a string")),
+    }
+}
+
 /// A whole number from a request body, as Vault takes one: a JSON number
 /// or its text (`"4"`). `None` for anything else.
 fn whole_number(v: &Value) -> Option<u64> {
@@ -691,6 +715,36 @@ mod tests {
                 assert!(!e.contains(text.as_str()), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn username_templates_are_checked_when_written() {
+        let Value::Object(mut body) = json!({
+            "username_template": r#"{{ printf "v-%s-%s" (.RoleName | truncate 8) (random 8) | lowercase }}"#,
+        }) else {
+            unreachable!()
+        };
+        check_username_template(&mut body).unwrap();
+        assert!(body.contains_key("username_template"));
+        for (template, reason) in [
+            (json!("{{ .Nope }}"), "unknown field .Nope"),
+            (json!("{{ random 0 }}"), "from 1 to 64"),
+            (json!("v-{{ .RoleName"), "no closing"),
+            (json!(7), "must be a string"),
+        ] {
+            let Value::Object(mut body) = json!({ "username_template": template }) else {
+                unreachable!()
+            };
+            let e = check_username_template(&mut body).unwrap_err();
+            assert_eq!(e.field_name(), Some("username_template"));
+            assert!(e.to_string().contains(reason), "{e}");
+        }
+        // Empty: the plugin's default.
+        let Value::Object(mut body) = json!({ "username_template": " " }) else {
+            unreachable!()
+        };
+        check_username_template(&mut body).unwrap();
+        assert!(body.is_empty());
     }
 
     #[test]
