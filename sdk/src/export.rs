@@ -45,24 +45,23 @@ fn connection<P: Plugin>(c: wit::Connection) -> Result<Connection<P::Config>, Er
     })
 }
 
-/// The role's JSON without the broker's password, and the password: it
-/// is the host's, not a role field, so the plugin's role type never sees
-/// it (and may deny unknown fields).
-fn role_and_password(json: &str) -> Result<(serde_json::Value, Option<String>), Error> {
+/// The role's JSON without the broker's password and its verifier, and
+/// those two: they are the host's, not role fields, so the plugin's role
+/// type never sees them (and may deny unknown fields).
+type HostPassword = (serde_json::Value, Option<String>, Option<String>);
+
+fn role_and_password(json: &str) -> Result<HostPassword, Error> {
     let mut role: serde_json::Value = parse(json, "role", Error::InvalidRequest)?;
-    let password = match role
-        .as_object_mut()
-        .and_then(|fields| fields.remove(crate::password::HOST_PASSWORD_KEY))
-    {
-        None => None,
-        Some(serde_json::Value::String(password)) => Some(password),
-        Some(_) => {
-            return Err(Error::InvalidRequest(
-                "the broker's password is not a string".into(),
-            ));
-        }
+    let mut take = |key: &str| match role.as_object_mut().and_then(|f| f.remove(key)) {
+        None => Ok(None),
+        Some(serde_json::Value::String(value)) => Ok(Some(value)),
+        Some(_) => Err(Error::InvalidRequest(format!(
+            "the broker's {key} is not a string"
+        ))),
     };
-    Ok((role, password))
+    let password = take(crate::password::HOST_PASSWORD_KEY)?;
+    let verifier = take(crate::password::HOST_VERIFIER_KEY)?;
+    Ok((role, password, verifier))
 }
 
 impl From<Error> for wit::PluginError {
@@ -105,11 +104,12 @@ impl<P: Plugin> bindings::Guest for Export<P> {
 
     fn issue(c: wit::Connection, request: wit::IssueRequest) -> WitResult<wit::Credential> {
         let connection = connection::<P>(c)?;
-        let (role, password) = role_and_password(&request.role)?;
+        let (role, password, password_verifier) = role_and_password(&request.role)?;
         let request = IssueRequest {
             role: serde_json::from_value(role)
                 .map_err(|e| Error::InvalidRequest(format!("role: {e}")))?,
             password,
+            password_verifier,
             role_name: request.role_name,
             display_name: request.display_name,
             expires_at: request.expires_at,

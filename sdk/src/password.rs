@@ -34,6 +34,12 @@ pub const DEFAULT_LENGTH: usize = 24;
 /// with a field of this name, so only the broker sets it.
 pub const HOST_PASSWORD_KEY: &str = "password";
 
+/// The key under which the broker may also send what PostgreSQL stores for
+/// that password, a SCRAM-SHA-256 verifier, when the connection's
+/// `password_authentication` is `scram-sha-256`: statements then carry the
+/// verifier, never the password (see [`crate::IssueRequest::password_verifier`]).
+pub const HOST_VERIFIER_KEY: &str = "password_verifier";
+
 /// The password for a new credential: `provided` (the broker's, made from
 /// the connection's password policy) when there is one, or else one of
 /// [`DEFAULT_LENGTH`] from [`generate`].

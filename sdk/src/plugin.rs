@@ -101,6 +101,11 @@ pub struct IssueRequest<R> {
     /// connection's password policy; `None` from a broker that sends none.
     /// Use it through [`crate::password::provided_or_generate`].
     pub password: Option<String>,
+    /// What the database should store for that password instead of the
+    /// password itself (a PostgreSQL SCRAM-SHA-256 verifier), when the
+    /// connection asks for it; render it with
+    /// [`crate::template::Vars::scram_verifier`].
+    pub password_verifier: Option<String>,
 }
 
 impl<R: std::fmt::Debug> std::fmt::Debug for IssueRequest<R> {
@@ -112,6 +117,10 @@ impl<R: std::fmt::Debug> std::fmt::Debug for IssueRequest<R> {
             .field("expires_at", &self.expires_at)
             .field("parameters", &self.parameters)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "password_verifier",
+                &self.password_verifier.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

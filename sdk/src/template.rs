@@ -75,7 +75,8 @@ impl Vars {
     /// Adds a PostgreSQL SCRAM-SHA-256 verifier (`SCRAM-SHA-256$<iterations>:
     /// <salt>$<StoredKey>:<ServerKey>`, base64) standing for a password. It
     /// is the one value that may hold `$` on PostgreSQL, in a string
-    /// literal outside any dollar-quoted body only: each of its `$` is
+    /// literal (or bare, quoted as one) outside any dollar-quoted body
+    /// only: each of its `$` is
     /// followed by a digit or stands between base64 runs, so it can neither
     /// open nor close a body. Anything not of that exact form is refused
     /// when rendered, as any other value with `$` is.
@@ -433,11 +434,12 @@ impl Renderer<'_> {
         let pg = self.dialect == Dialect::Postgres;
         // On PostgreSQL a `$` could open or close a dollar-quoted body, whatever
         // the quoting around it: no value may hold one, bar a well-formed
-        // SCRAM verifier inside a string literal outside any body.
+        // SCRAM verifier in a string literal, or bare (where it is quoted
+        // as one), outside any body.
         let verifier_in_string = kind == Kind::Verifier
             && is_scram_verifier(value)
             && self.in_dollar().is_none()
-            && matches!(self.top(), Context::Str { .. });
+            && matches!(self.top(), Context::Str { .. } | Context::Code);
         if pg && value.contains('$') && !verifier_in_string {
             return Err(TemplateError::Dollar(name.to_owned()));
         }
@@ -688,10 +690,14 @@ mod tests {
             render("ALTER ROLE x PASSWORD '{{password}}'", v).unwrap(),
             format!("ALTER ROLE x PASSWORD '{v}'")
         );
-        // Not in a dollar-quoted body, not bare, not as a name.
+        // Bare, it is quoted as a string.
+        assert_eq!(
+            render("ALTER ROLE x PASSWORD {{password}}", v).unwrap(),
+            format!("ALTER ROLE x PASSWORD '{v}'")
+        );
+        // Not in a dollar-quoted body, not as a name.
         for t in [
             "DO $$BEGIN EXECUTE 'ALTER ROLE x PASSWORD ''{{password}}'''; END$$",
-            "ALTER ROLE x PASSWORD {{password}}",
             "ALTER ROLE \"{{password}}\"",
         ] {
             assert!(render(t, v).is_err(), "{t}");

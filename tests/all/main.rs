@@ -28,6 +28,7 @@ mod policies;
 mod postgres;
 mod process;
 mod sandbox;
+mod scram;
 mod sql_hardening;
 mod static_roles;
 mod storage;

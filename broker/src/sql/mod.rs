@@ -19,6 +19,7 @@
 
 mod mysql;
 mod postgres;
+pub mod scram;
 mod target;
 
 use std::collections::HashMap;

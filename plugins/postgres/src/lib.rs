@@ -42,6 +42,9 @@ pub struct Config {
     /// stores it as pending first); absent from older hosts.
     #[serde(default)]
     pub new_password: Option<String>,
+    /// Its SCRAM verifier, when `password_authentication` asks for one.
+    #[serde(default)]
+    pub new_password_verifier: Option<String>,
 }
 
 /// A role (`roles/:name`), with Vault's field names.
@@ -82,6 +85,7 @@ const CONNECTION_SCHEMA: &str = r#"{
     "username": {"type": "string"},
     "password": {"type": "string", "writeOnly": true},
     "username_template": {"type": "string"},
+    "password_authentication": {"enum": ["password", "scram-sha-256"]},
     "root_rotation_statements": {"type": ["string", "array"], "items": {"type": "string"}},
     "max_open_connections": {"type": "integer", "minimum": 0, "maximum": 1000, "description": "pool size; 0: the default, 4"},
     "max_idle_connections": {"type": "integer", "minimum": 0, "maximum": 1000},
@@ -110,16 +114,24 @@ fn user_vars(username: &str) -> Vars {
         .identifier("username", username)
 }
 
+/// `username`'s variables with `{{password}}`: the SCRAM verifier the
+/// broker computed when there is one (PostgreSQL stores it as is, and the
+/// password never reaches the server or its logs), else the password.
+fn password_vars(username: &str, password: &str, verifier: Option<&str>) -> Vars {
+    match verifier {
+        Some(v) => user_vars(username).scram_verifier("password", v),
+        None => user_vars(username).literal("password", password),
+    }
+}
+
 fn creation_statements(
-    role: &Role,
+    request: &IssueRequest<Role>,
     username: &str,
     password: &str,
-    expires_at: u64,
 ) -> Result<Vec<String>> {
-    let vars = user_vars(username)
-        .literal("password", password)
-        .literal("expiration", &DIALECT.timestamp(expires_at));
-    Ok(role.creation_statements.render(DIALECT, &vars)?)
+    let vars = password_vars(username, password, request.password_verifier.as_deref())
+        .literal("expiration", &DIALECT.timestamp(request.expires_at));
+    Ok(request.role.creation_statements.render(DIALECT, &vars)?)
 }
 
 /// This plugin's advisory locks take the two-key form under this class,
@@ -245,7 +257,7 @@ impl Plugin for Postgres {
         );
         let password = password::provided_or_generate(request.password.as_deref());
         // Render now, so a bad template fails before the lease is recorded.
-        creation_statements(role, &username, &password, request.expires_at)?;
+        creation_statements(request, &username, &password)?;
         // Revocation will drop this name: it must not belong to someone
         // else, now or by the time `create` runs. The claim makes this call
         // the only one checking and creating it until it is done.
@@ -285,12 +297,7 @@ impl Plugin for Postgres {
         prepared: &Prepared<Revocation>,
     ) -> Result<()> {
         let password = prepared.field("password")?;
-        let statements = creation_statements(
-            &request.role,
-            &prepared.revocation.username,
-            password,
-            request.expires_at,
-        )?;
+        let statements = creation_statements(request, &prepared.revocation.username, password)?;
         let db = match CLAIMED.with(|held| held.borrow_mut().take()) {
             Some(db) => db,
             None => Database::open()?,
@@ -344,7 +351,11 @@ impl Plugin for Postgres {
         } else {
             connection.config.root_rotation_statements.clone()
         };
-        let vars = user_vars(username).literal("password", &password);
+        let vars = password_vars(
+            username,
+            &password,
+            connection.config.new_password_verifier.as_deref(),
+        );
         Database::open()?
             .batch(&statements.render(DIALECT, &vars)?)
             .map_err(|e| e.redact(&password))?;
@@ -360,6 +371,9 @@ impl Plugin for Postgres {
             /// Made by the host, which stores it as pending first.
             #[serde(default)]
             password: Option<String>,
+            /// Its SCRAM verifier, when the connection asks for one.
+            #[serde(default)]
+            password_verifier: Option<String>,
         }
         let role: StaticRole = serde_json::from_value(role).map_err(Error::request)?;
         let password = role
@@ -373,7 +387,7 @@ impl Plugin for Postgres {
         } else {
             role.rotation_statements
         };
-        let vars = user_vars(&role.username).literal("password", &password);
+        let vars = password_vars(&role.username, &password, role.password_verifier.as_deref());
         Database::open()?
             .batch(&statements.render(DIALECT, &vars)?)
             .map_err(|e| e.redact(&password))?;

@@ -24,6 +24,13 @@
 //! that name is refused, so no one but the host sets it. A config naming
 //! a policy that does not exist is refused when written, and issuing
 //! through one whose policy was deleted since fails with a 400 saying so.
+//!
+//! On PostgreSQL, `password_authentication = "scram-sha-256"` (Vault's
+//! field; the default for configs written since it exists, while older
+//! configs keep sending passwords) makes the host compute the password's
+//! SCRAM verifier too ([`crate::sql::scram`]) and hand it over under
+//! [`HOST_VERIFIER_KEY`]: the plugin's statements carry the verifier, so
+//! the password never reaches the server, and the server does not hash.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +61,14 @@ use redact::redact_url;
 /// The key of the issue request's role under which the host hands the
 /// plugin the password it made (the SDK's `password::HOST_PASSWORD_KEY`).
 pub const HOST_PASSWORD_KEY: &str = "password";
+
+/// The key beside it for the password's SCRAM verifier (the SDK's
+/// `password::HOST_VERIFIER_KEY`).
+pub const HOST_VERIFIER_KEY: &str = "password_verifier";
+
+/// `password_authentication`'s values: Vault's names.
+const SCRAM: &str = "scram-sha-256";
+const PLAINTEXT: &str = "password";
 
 /// A stored connection config (`config/:name`).
 #[derive(Clone, Serialize, Deserialize)]
@@ -200,13 +215,50 @@ impl DatabaseEngine {
             body.insert("allowed_roles".into(), json!(string_list(Some(&roles))));
         }
         check_numeric_fields(&mut body)?;
+        let authentication = match body.remove("password_authentication") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(v)) if v == SCRAM || v == PLAINTEXT => Some(v),
+            Some(_) => {
+                return Err(Error::field(
+                    "password_authentication",
+                    "must be \"scram-sha-256\" or \"password\"",
+                ));
+            }
+        };
         Self::normalize_password_policy(&mut body)?;
         check_username_template(&mut body)?;
-        let config: DbConfig = serde_json::from_value(Value::Object(body))
+        let mut config: DbConfig = serde_json::from_value(Value::Object(body))
             .map_err(|e| Error::invalid(format!("invalid connection config: {e}")))?;
         let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
             Error::invalid(format!("unknown plugin_name {:?}", config.plugin_name))
         })?;
+        // Left out: as it was (an older config keeps sending passwords);
+        // a new PostgreSQL config sends verifiers.
+        let kept = existing
+            .as_ref()
+            .and_then(|c| c.extra.get("password_authentication"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let postgres = self.dialect(&config) == Some(Dialect::Postgres);
+        let authentication = match (authentication, existing.is_some()) {
+            (Some(v), _) => Some(v),
+            (None, true) => kept,
+            (None, false) => postgres.then(|| SCRAM.to_owned()),
+        };
+        match authentication {
+            Some(v) if v == SCRAM && !postgres => {
+                return Err(Error::field(
+                    "password_authentication",
+                    "scram-sha-256 is for PostgreSQL connections",
+                ));
+            }
+            Some(v) => {
+                config
+                    .extra
+                    .insert("password_authentication".into(), Value::String(v));
+            }
+            None => {}
+        }
         self.password_policy(&config).await?;
         if verify {
             let resolved = self.resolved(name, &config)?;
@@ -290,6 +342,22 @@ impl DatabaseEngine {
         Ok(policy)
     }
 
+    /// Whether `config` sends SCRAM verifiers instead of passwords.
+    pub(super) fn scram(&self, config: &DbConfig) -> bool {
+        config.extra.get("password_authentication").and_then(Value::as_str) == Some(SCRAM)
+            && self.dialect(config) == Some(Dialect::Postgres)
+    }
+
+    /// `password`'s SCRAM verifier, when `config` sends verifiers.
+    pub(super) fn verifier(&self, config: &DbConfig, password: &str) -> Result<Option<String>, Error> {
+        if !self.scram(config) {
+            return Ok(None);
+        }
+        crate::sql::scram::verifier(password)
+            .map(Some)
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
     /// The SQL dialect of `config`'s plugin, if it speaks one.
     fn dialect(&self, config: &DbConfig) -> Option<Dialect> {
         let plugin = self.catalog.get(&config.plugin_name)?;
@@ -328,6 +396,12 @@ impl DatabaseEngine {
                 details.insert(field.into(), v.clone());
             }
         }
+        if self.dialect(&config) == Some(Dialect::Postgres) {
+            details.insert(
+                "password_authentication".into(),
+                json!(if self.scram(&config) { SCRAM } else { PLAINTEXT }),
+            );
+        }
         Ok(json!({
             "plugin_name": config.plugin_name,
             "connection_details": details,
@@ -364,13 +438,15 @@ impl DatabaseEngine {
     /// Writes a role.
     pub async fn write_role(&self, name: &str, mut body: Map<String, Value>) -> Result<(), Error> {
         valid_name(name)?;
-        // The issue request's role carries the host's password under this
-        // key: a role must not be able to choose it.
-        if body.contains_key(HOST_PASSWORD_KEY) {
-            return Err(Error::field(
-                HOST_PASSWORD_KEY,
-                "a role cannot set a password: the broker generates each one from the connection's password_policy",
-            ));
+        // The issue request's role carries the host's password (and its
+        // verifier) under these keys: a role must not be able to choose them.
+        for key in [HOST_PASSWORD_KEY, HOST_VERIFIER_KEY] {
+            if body.contains_key(key) {
+                return Err(Error::field(
+                    key,
+                    "a role cannot set a password: the broker generates each one from the connection's password_policy",
+                ));
+            }
         }
         for ttl in ["default_ttl", "max_ttl"] {
             if let Some(parsed) = Ttl::field(&body, ttl).map_err(Error::invalid)? {
@@ -541,6 +617,9 @@ impl DatabaseEngine {
             HOST_PASSWORD_KEY.into(),
             Value::String(password.as_str().to_owned()),
         );
+        if let Some(verifier) = self.verifier(&config, &password)? {
+            role_fields.insert(HOST_VERIFIER_KEY.into(), Value::String(verifier));
+        }
         drop(password);
         let (row, credential) = leases
             .issue(IssueParams {

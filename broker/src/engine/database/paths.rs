@@ -239,6 +239,13 @@ fn paths() -> Vec<Path<DatabaseBackend>> {
                 .clear(),
             )
             .field(
+                Field::string(
+                    "password_authentication",
+                    "PostgreSQL: scram-sha-256 (the default for new configs) sends the server a SCRAM verifier, never the password; password sends the password",
+                )
+                .clear(),
+            )
+            .field(
                 Field::int(
                     "max_open_connections",
                     "pool size, 0 to 1000 (0: the default, 4)",

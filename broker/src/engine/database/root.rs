@@ -73,6 +73,9 @@ impl DatabaseEngine {
         let mut connection = resolved.connection.clone();
         if let Value::Object(view) = &mut connection.config {
             view.insert("new_password".into(), json!(pending.as_str()));
+            if let Some(verifier) = self.verifier(&config, &pending)? {
+                view.insert("new_password_verifier".into(), json!(verifier));
+            }
         }
         let outcome = plugin
             .rotate_root(&context(&self.mount, name, &resolved), &connection)

@@ -386,11 +386,17 @@ impl DatabaseEngine {
         let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
             Error::invalid(format!("unknown plugin_name {:?}", config.plugin_name))
         })?;
-        let request = json!({
+        let mut request = json!({
             "username": role.username,
             "rotation_statements": role.rotation_statements,
             "password": pending.as_str(),
         });
+        if let (Some(verifier), Some(fields)) = (
+            self.verifier(&config, &pending)?,
+            request.as_object_mut(),
+        ) {
+            fields.insert(super::HOST_VERIFIER_KEY.into(), json!(verifier));
+        }
         let outcome = plugin
             .rotate_static(
                 &context(&self.mount, &role.db_name, &resolved),
