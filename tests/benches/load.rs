@@ -4,13 +4,15 @@
 //! and signing straight through the crypto library — and their ratio.
 //!
 //! Scenarios: PostgreSQL credentials (issue + revoke), MariaDB/MySQL
-//! credentials (issue + revoke), certificate issuance (ECDSA P-256), and
-//! lease renewal.
+//! credentials (issue + revoke), certificate issuance (ECDSA P-256),
+//! lease renewal, and `scram`: PostgreSQL credentials with
+//! `password_authentication` `password` and `scram-sha-256`, both beside
+//! one raw baseline that sends the password (the server hashes it).
 //!
 //! Run: `cargo bench -p broker-tests --bench load`. `BENCH_CLIENTS`
 //! (default 4), `BENCH_PAIRS` (database pairs, default 400), `BENCH_CERTS`
 //! (default 2000), `BENCH_RENEWALS` (default 2000) and `BENCH_SCENARIOS`
-//! (comma-separated: `postgres,mysql,pki,renew`) change it. The databases
+//! (comma-separated: `postgres,mysql,pki,renew,scram`) change it. The databases
 //! come from `BROKER_TEST_POSTGRES_URL` / `BROKER_TEST_MYSQL_URL` as in the
 //! tests. The broker stores its leases in SQLite unless `BENCH_STORAGE` is
 //! `postgres`: then in a scratch database on `BENCH_POSTGRES_URL` (an admin
@@ -196,27 +198,37 @@ fn pg_url() -> String {
     )
 }
 
-async fn postgres_pairs(t: &Arc<Target>, clients: usize, pairs: usize) -> Row {
+/// `database/config/{name}` and role `{name}` on the test PostgreSQL,
+/// with `password_authentication` set when given.
+async fn pg_setup(t: &Arc<Target>, name: &str, clients: usize, authentication: Option<&str>) {
     let s = postgres();
+    let mut config = json!({ "plugin_name": "postgresql-database-plugin", "connection_url": pg_url(),
+        "username": s.user, "password": s.password, "allowed_roles": "*",
+        "max_open_connections": clients });
+    if let (Some(a), Some(fields)) = (authentication, config.as_object_mut()) {
+        fields.insert("password_authentication".into(), json!(a));
+    }
+    t.setup(&format!("database/config/{name}"), config).await;
     t.setup(
-        "database/config/pg",
-        json!({ "plugin_name": "postgresql-database-plugin", "connection_url": pg_url(),
-            "username": s.user, "password": s.password, "allowed_roles": "*",
-            "max_open_connections": clients }),
+        &format!("database/roles/{name}"),
+        json!({ "db_name": name, "default_ttl": "1h", "creation_statements": PG_CREATE }),
     )
     .await;
-    t.setup(
-        "database/roles/pg",
-        json!({ "db_name": "pg", "default_ttl": "1h", "creation_statements": PG_CREATE }),
-    )
-    .await;
-    let target = t.clone();
-    let broker = drive(clients, pairs, move |_, _| {
-        let t = target.clone();
-        async move { t.issue_revoke("pg").await }
-    })
-    .await;
+}
 
+async fn pg_broker_pairs(t: &Arc<Target>, role: &'static str, clients: usize, pairs: usize) -> Run {
+    let target = t.clone();
+    drive(clients, pairs, move |_, _| {
+        let t = target.clone();
+        async move { t.issue_revoke(role).await }
+    })
+    .await
+}
+
+/// The raw baseline: the plugin's statements straight through the driver,
+/// the password sent as it is (so the server hashes it).
+async fn pg_raw_pairs(clients: usize, pairs: usize) -> Run {
+    let s = postgres();
     let mut conns = Vec::new();
     for _ in 0..clients {
         conns.push(Arc::new(
@@ -227,15 +239,42 @@ async fn postgres_pairs(t: &Arc<Target>, clients: usize, pairs: usize) -> Row {
     }
     let conns = Arc::new(conns);
     let pid = std::process::id();
-    let raw = drive(clients, pairs, move |c, i| {
+    drive(clients, pairs, move |c, i| {
         let conns = conns.clone();
         async move { pg_direct_pair(&conns[c], &format!("v-direct-{pid}-{c}-{i}")).await }
     })
-    .await;
+    .await
+}
+
+/// PostgreSQL credentials sending the password and sending its SCRAM
+/// verifier, each against the same raw baseline, in one run.
+async fn scram_pairs(t: &Arc<Target>, clients: usize, pairs: usize) -> Vec<Row> {
+    pg_setup(t, "pg-plain", clients, Some("password")).await;
+    pg_setup(t, "pg-scram", clients, Some("scram-sha-256")).await;
+    let plain = pg_broker_pairs(t, "pg-plain", clients, pairs).await;
+    let scram = pg_broker_pairs(t, "pg-scram", clients, pairs).await;
+    let raw = pg_raw_pairs(clients, pairs).await;
+    vec![
+        Row {
+            scenario: "PostgreSQL credential, password_authentication=password",
+            broker: plain,
+            raw,
+        },
+        Row {
+            scenario: "PostgreSQL credential, password_authentication=scram-sha-256",
+            broker: scram,
+            raw,
+        },
+    ]
+}
+
+async fn postgres_pairs(t: &Arc<Target>, clients: usize, pairs: usize) -> Row {
+    pg_setup(t, "pg", clients, None).await;
+    let broker = pg_broker_pairs(t, "pg", clients, pairs).await;
     Row {
         scenario: "PostgreSQL credential, issue + revoke",
         broker,
-        raw,
+        raw: pg_raw_pairs(clients, pairs).await,
     }
 }
 
@@ -537,14 +576,15 @@ async fn main() {
     for scenario in scenarios.split(',') {
         for b in &brokers {
             let t = &b.target;
-            let row = match scenario.trim() {
-                "postgres" => postgres_pairs(t, clients, pairs).await,
-                "mysql" => mysql_pairs(t, clients, pairs).await,
-                "pki" => certificates(t, clients, certs).await,
-                "renew" => renewals(t, clients, renew).await,
+            let new = match scenario.trim() {
+                "postgres" => vec![postgres_pairs(t, clients, pairs).await],
+                "mysql" => vec![mysql_pairs(t, clients, pairs).await],
+                "pki" => vec![certificates(t, clients, certs).await],
+                "renew" => vec![renewals(t, clients, renew).await],
+                "scram" => scram_pairs(t, clients, pairs).await,
                 other => panic!("BENCH_SCENARIOS: unknown scenario {other}"),
             };
-            rows.push((b.label.clone(), row));
+            rows.extend(new.into_iter().map(|row| (b.label.clone(), row)));
         }
     }
 
