@@ -61,8 +61,8 @@ fn hvac_python() -> PathBuf {
 /// Runs `tests/hvac/<script>` with the Python [`hvac_python`] finds,
 /// against `b` (`VAULT_ADDR`, and its root token as `VAULT_TOKEN`) with
 /// `env` added; fails the test, with the script's output and the broker's
-/// log, unless the script passes every check.
-pub fn run_hvac_script(b: &Broker, script: &str, env: &[(&str, &str)]) {
+/// log, unless the script passes every check. Returns what it printed.
+pub fn run_hvac_script(b: &Broker, script: &str, env: &[(&str, &str)]) -> String {
     let python = hvac_python();
     let out = Command::new(&python)
         .arg(hvac_dir().join(script))
@@ -88,4 +88,5 @@ pub fn run_hvac_script(b: &Broker, script: &str, env: &[(&str, &str)]) {
         stdout.contains("ok: every check passed"),
         "{stdout}\n{stderr}"
     );
+    stdout.into_owned()
 }

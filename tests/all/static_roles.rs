@@ -483,3 +483,79 @@ fn chrono_free_seconds(t: &str) -> Option<i64> {
     let days = era * 146_097 + doe - 719_468;
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
+
+/// vaultrs's `database::static_role`, unchanged: set, read, list, creds
+/// (a real PostgreSQL login), rotate, delete.
+#[tokio::test]
+async fn vaultrs_drives_static_roles() {
+    use vaultrs::api::database::requests::SetStaticRoleRequest;
+    use vaultrs::database::static_role;
+
+    let b = Broker::start().await;
+    mount_database(&b).await;
+    pg_config(&b, "pg").await;
+    let user = unique("static_vaultrs");
+    pg_account(&user, "initial-Pw-1").await;
+    let client = b.vaultrs();
+    static_role::set(
+        &client,
+        "database",
+        "svc",
+        Some(
+            SetStaticRoleRequest::builder()
+                .db_name("pg")
+                .username(user.clone())
+                .rotation_period("1h"),
+        ),
+    )
+    .await
+    .unwrap();
+    let role = static_role::read(&client, "database", "svc").await.unwrap();
+    assert_eq!((role.db_name.as_str(), role.rotation_period), ("pg", 3600));
+    assert_eq!(role.username, user);
+    let listed = static_role::list(&client, "database").await.unwrap();
+    assert_eq!(listed.keys, ["svc"]);
+    let first = static_role::creds(&client, "database", "svc")
+        .await
+        .unwrap();
+    assert_eq!(first.username, user);
+    assert!(first.ttl <= 3600 && first.ttl > 3500, "{first:?}");
+    assert!(pg_logs_in(&user, &first.password).await);
+    static_role::rotate(&client, "database", "svc")
+        .await
+        .unwrap();
+    let second = static_role::creds(&client, "database", "svc")
+        .await
+        .unwrap();
+    assert_ne!(first.password, second.password);
+    assert!(pg_logs_in(&user, &second.password).await);
+    assert!(!pg_logs_in(&user, &first.password).await);
+    static_role::delete(&client, "database", "svc")
+        .await
+        .unwrap();
+    assert!(static_role::read(&client, "database", "svc").await.is_err());
+}
+
+/// hvac, unchanged: `tests/hvac/test_static_roles.py` drives static roles
+/// on an account made here; the last password it saw logs in.
+#[tokio::test]
+async fn hvac_drives_static_roles() {
+    let b = Broker::start().await;
+    mount_database(&b).await;
+    pg_config(&b, "pg").await;
+    let user = unique("static_hvac");
+    pg_account(&user, "initial-Pw-1").await;
+    let out = crate::hvac::run_hvac_script(
+        &b,
+        "test_static_roles.py",
+        &[
+            ("BROKER_TEST_DB_CONFIG", "pg"),
+            ("BROKER_TEST_DB_ACCOUNT", user.as_str()),
+        ],
+    );
+    let last = out
+        .lines()
+        .find_map(|l| l.strip_prefix("last password: "))
+        .expect("the script prints the last password");
+    assert!(pg_logs_in(&user, last).await);
+}
