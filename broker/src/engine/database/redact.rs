@@ -20,7 +20,7 @@ fn is_password_key(key: &str) -> bool {
 /// (`host=h password=*****`). The `{{password}}` placeholder is shown: it
 /// is not a secret. Errs towards masking.
 pub(crate) fn redact_url(url: &str) -> String {
-    let is_url = url.contains("://");
+    let is_url = split_scheme(url).is_some();
     let shown = if !is_url && looks_key_value(url) {
         redact_key_values(url)
     } else {
@@ -108,8 +108,19 @@ fn looks_key_value(text: &str) -> bool {
     key_end > 0 && text[key_end..].trim_start().starts_with('=')
 }
 
+/// `scheme://rest` split, when what comes before `://` is a URL scheme
+/// (a letter, then letters, digits, `+`, `-`, `.`). A Go DSN's password
+/// may hold `://` (`user:pa://ss@tcp(h)/`): that is no scheme.
+fn split_scheme(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some((scheme, rest))
+}
+
 fn redact_userinfo(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
+    let (scheme, rest) = match split_scheme(url) {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, url),
     };
@@ -285,6 +296,11 @@ mod tests {
         assert_eq!(
             redact_url("admin:x@tcp(db:3306)/app"),
             "admin:*****@tcp(db:3306)/app"
+        );
+        // A password holding `://` does not make the DSN a URL.
+        assert_eq!(
+            redact_url("a:Zq9://a@tcp(a:3306)/a"),
+            "a:*****@tcp(a:3306)/a"
         );
     }
 
