@@ -22,6 +22,7 @@
 
 mod acl;
 mod capability;
+mod json;
 mod parse;
 pub mod password;
 mod store;

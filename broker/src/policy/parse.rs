@@ -5,6 +5,7 @@
 //! `min_wrapping_ttl`, …) is refused, never skipped: a rule that was meant
 //! to narrow access must not silently grant more.
 
+use super::json::Json;
 use super::{Capabilities, Capability, PolicyError};
 
 /// Keys Vault accepts in a path rule that this broker does not enforce.
@@ -299,80 +300,18 @@ fn from_hcl(text: &str) -> Result<Vec<RawRule>, PolicyError> {
         .collect()
 }
 
-/// A JSON value read with its object members in order and repeats kept:
-/// `serde_json::Value` keeps only the last of a repeated key, and a
-/// repeated path must merge (so that a `deny` in either copy wins), as
-/// Vault's parser does.
-enum Json {
-    Text(String),
-    List(Vec<Json>),
-    Object(Vec<(String, Json)>),
-    /// Anything else, by the name of its kind, for the error.
-    Other(&'static str),
-}
-
-impl<'de> serde::Deserialize<'de> for Json {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(JsonVisitor)
-    }
-}
-
-struct JsonVisitor;
-
-impl<'de> serde::de::Visitor<'de> for JsonVisitor {
-    type Value = Json;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
-        Ok(Json::Text(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Json, E> {
-        Ok(Json::Text(v))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Json, E> {
-        Ok(Json::Other("a boolean"))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Json, E> {
-        Ok(Json::Other("a number"))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Json, E> {
-        Ok(Json::Other("a number"))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Json, E> {
-        Ok(Json::Other("a number"))
-    }
-    fn visit_unit<E>(self) -> Result<Json, E> {
-        Ok(Json::Other("null"))
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Json::List(items))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut members = Vec::new();
-        while let Some(member) = map.next_entry()? {
-            members.push(member);
-        }
-        Ok(Json::Object(members))
-    }
-}
-
 impl Json {
     fn kind(&self) -> &'static str {
         match self {
             Self::Text(_) => "a string",
             Self::List(_) => "a list",
             Self::Object(_) => "an object",
+            Self::Number(_) => "a number",
             Self::Other(kind) => kind,
         }
     }
 
-    fn into_raw(self) -> RawValue {
+    fn into_rule_value(self) -> RawValue {
         match self {
             Self::Text(s) => RawValue::Text(s),
             Self::List(items) => items
@@ -388,6 +327,8 @@ impl Json {
     }
 }
 
+/// Read through [`Json`], members in order: a repeated path must merge (so
+/// that a `deny` in either copy wins), as Vault's parser does.
 fn from_json(text: &str) -> Result<Vec<RawRule>, PolicyError> {
     let Json::Object(document) =
         serde_json::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?
@@ -407,7 +348,7 @@ fn from_json(text: &str) -> Result<Vec<RawRule>, PolicyError> {
                     };
                     let keys = block
                         .into_iter()
-                        .map(|(key, value)| (key, value.into_raw()))
+                        .map(|(key, value)| (key, value.into_rule_value()))
                         .collect();
                     rules.push(RawRule { path, keys });
                 }

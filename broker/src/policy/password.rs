@@ -55,6 +55,7 @@ use std::collections::BTreeSet;
 
 use zeroize::{Zeroize, Zeroizing};
 
+use super::json::Json;
 use crate::barrier::{SealedError, SealedStorage};
 
 /// The shortest password a policy may ask for (Vault's bound).
@@ -609,75 +610,8 @@ fn from_hcl(text: &str) -> Result<RawPolicy, PasswordPolicyError> {
     Ok(raw)
 }
 
-/// A JSON value read with its object members in order and repeats kept,
-/// so that a repeated key is refused rather than one copy silently lost.
-enum Json {
-    Text(String),
-    Number(Option<u64>),
-    List(Vec<Json>),
-    Object(Vec<(String, Json)>),
-    Other(&'static str),
-}
-
-impl<'de> serde::Deserialize<'de> for Json {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(JsonVisitor)
-    }
-}
-
-struct JsonVisitor;
-
-impl<'de> serde::de::Visitor<'de> for JsonVisitor {
-    type Value = Json;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
-        Ok(Json::Text(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Json, E> {
-        Ok(Json::Text(v))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Json, E> {
-        Ok(Json::Other("a boolean"))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
-        Ok(Json::Number(u64::try_from(v).ok()))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
-        Ok(Json::Number(Some(v)))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Json, E> {
-        Ok(Json::Number(None))
-    }
-    fn visit_unit<E>(self) -> Result<Json, E> {
-        Ok(Json::Other("null"))
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Json::List(items))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut members: Vec<(String, Json)> = Vec::new();
-        while let Some((key, value)) = map.next_entry::<String, Json>()? {
-            if members.iter().any(|(k, _)| *k == key) {
-                return Err(serde::de::Error::custom(format!(
-                    "key {} is given twice",
-                    quoted(&key)
-                )));
-            }
-            members.push((key, value));
-        }
-        Ok(Json::Object(members))
-    }
-}
-
 impl Json {
-    fn into_raw(self) -> RawValue {
+    fn into_policy_value(self) -> RawValue {
         match self {
             Self::Text(s) => RawValue::Text(s),
             Self::Number(n) => RawValue::Number(n),
@@ -707,13 +641,38 @@ impl Json {
     }
 }
 
+/// Refuses a key given twice in any object of `json`: one copy would be
+/// silently lost.
+fn no_repeated_keys(json: &Json) -> Result<(), PasswordPolicyError> {
+    match json {
+        Json::Object(members) => {
+            // A set, not a scan per key: an object of many keys must not
+            // cost their square.
+            let mut seen = std::collections::HashSet::with_capacity(members.len());
+            for (key, value) in members {
+                if !seen.insert(key.as_str()) {
+                    return Err(PasswordPolicyError::Syntax(format!(
+                        "key {} is given twice",
+                        quoted(key)
+                    )));
+                }
+                no_repeated_keys(value)?;
+            }
+            Ok(())
+        }
+        Json::List(items) => items.iter().try_for_each(no_repeated_keys),
+        _ => Ok(()),
+    }
+}
+
 /// Vault's JSON form: `{"length": 20, "rule": [{"charset": {"charset":
 /// "abc", "min-chars": 1}}]}`, where each object may also be a list of
 /// objects, as HCL's JSON form allows.
 fn from_json(text: &str) -> Result<RawPolicy, PasswordPolicyError> {
-    let Json::Object(document) =
-        serde_json::from_str(text).map_err(|e| PasswordPolicyError::Syntax(e.to_string()))?
-    else {
+    let json: Json =
+        serde_json::from_str(text).map_err(|e| PasswordPolicyError::Syntax(e.to_string()))?;
+    no_repeated_keys(&json)?;
+    let Json::Object(document) = json else {
         return Err(PasswordPolicyError::Invalid(
             "a JSON password policy is an object".into(),
         ));
@@ -721,14 +680,17 @@ fn from_json(text: &str) -> Result<RawPolicy, PasswordPolicyError> {
     let mut raw = RawPolicy::default();
     for (key, value) in document {
         match key.as_str() {
-            "length" => raw.length = Some(value.into_raw()),
+            "length" => raw.length = Some(value.into_policy_value()),
             "rule" => {
                 for rules in value.objects("\"rule\"")? {
                     for (kind, bodies) in rules {
                         for body in bodies.objects("a rule")? {
                             raw.rules.push(RawRule {
                                 kind: kind.clone(),
-                                keys: body.into_iter().map(|(k, v)| (k, v.into_raw())).collect(),
+                                keys: body
+                                    .into_iter()
+                                    .map(|(k, v)| (k, v.into_policy_value()))
+                                    .collect(),
                             });
                         }
                     }
