@@ -94,6 +94,9 @@ struct Pending {
     since: i64,
 }
 
+/// How long a failed scheduled rotation waits before it is tried again.
+const RETRY_SECS: i64 = 30;
+
 /// The queue key of a rotation due at `due`: listing the queue shows what
 /// is due without opening any record.
 fn due_key(due: i64, name: &str) -> String {
@@ -529,7 +532,18 @@ impl DatabaseEngine {
                 break;
             }
             if let Err(e) = self.rotate_if_due(name, now).await {
-                tracing::warn!(mount = %self.mount, role = %name, error = %e, "scheduled rotation failed; it is tried again");
+                tracing::warn!(mount = %self.mount, role = %name, error = %e, retry_in_secs = RETRY_SECS, "scheduled rotation failed; it is tried again");
+                // Not on every pass: a database that is down would be
+                // tried (and logged) every second.
+                let retry = async {
+                    self.store
+                        .put(&due_key(now + RETRY_SECS, name), &name.to_owned())
+                        .await?;
+                    self.store.delete(&format!("static-due/{entry}")).await
+                };
+                if let Err(e) = retry.await {
+                    tracing::warn!(mount = %self.mount, role = %name, error = %e, "cannot put off a failed rotation");
+                }
             }
         }
     }
