@@ -99,7 +99,11 @@ impl Target {
 
 /// The plugin's statements for one PostgreSQL pair, sent directly: the
 /// name check, the creation in a transaction, and the default revocation.
-async fn pg_direct_pair(client: &tokio_postgres::Client, name: &str) -> Result<(), String> {
+async fn pg_direct_pair(
+    client: &tokio_postgres::Client,
+    name: &str,
+    password: &str,
+) -> Result<(), String> {
     let e = |e: tokio_postgres::Error| e.to_string();
     client
         .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
@@ -107,7 +111,7 @@ async fn pg_direct_pair(client: &tokio_postgres::Client, name: &str) -> Result<(
         .map_err(e)?;
     client
         .batch_execute(&format!(
-            "BEGIN; CREATE ROLE \"{name}\" WITH LOGIN PASSWORD 'Aa1bench0direct0password0' \
+            "BEGIN; CREATE ROLE \"{name}\" WITH LOGIN PASSWORD '{password}' \
              VALID UNTIL '2100-01-01 00:00:00+00'; COMMIT;"
         ))
         .await
@@ -226,8 +230,9 @@ async fn pg_broker_pairs(t: &Arc<Target>, role: &'static str, clients: usize, pa
 }
 
 /// The raw baseline: the plugin's statements straight through the driver,
-/// the password sent as it is (so the server hashes it).
-async fn pg_raw_pairs(clients: usize, pairs: usize) -> Run {
+/// the password sent as it is (so the server hashes it), or with `scram`
+/// its SCRAM verifier, computed here for each pair.
+async fn pg_raw_pairs(clients: usize, pairs: usize, scram: bool) -> Run {
     let s = postgres();
     let mut conns = Vec::new();
     for _ in 0..clients {
@@ -241,7 +246,15 @@ async fn pg_raw_pairs(clients: usize, pairs: usize) -> Run {
     let pid = std::process::id();
     drive(clients, pairs, move |c, i| {
         let conns = conns.clone();
-        async move { pg_direct_pair(&conns[c], &format!("v-direct-{pid}-{c}-{i}")).await }
+        async move {
+            let password = "Aa1bench0direct0password0";
+            let sent = if scram {
+                broker::sql::scram::verifier(password).map_err(|e| e.to_string())?
+            } else {
+                password.to_owned()
+            };
+            pg_direct_pair(&conns[c], &format!("v-direct-{pid}-{c}-{i}"), &sent).await
+        }
     })
     .await
 }
@@ -253,8 +266,14 @@ async fn scram_pairs(t: &Arc<Target>, clients: usize, pairs: usize) -> Vec<Row> 
     pg_setup(t, "pg-scram", clients, Some("scram-sha-256")).await;
     let plain = pg_broker_pairs(t, "pg-plain", clients, pairs).await;
     let scram = pg_broker_pairs(t, "pg-scram", clients, pairs).await;
-    let raw = pg_raw_pairs(clients, pairs).await;
+    let raw = pg_raw_pairs(clients, pairs, false).await;
+    let raw_scram = pg_raw_pairs(clients, pairs, true).await;
     vec![
+        Row {
+            scenario: "PostgreSQL credential, raw driver sending a SCRAM verifier (against the raw plaintext)",
+            broker: raw_scram,
+            raw,
+        },
         Row {
             scenario: "PostgreSQL credential, password_authentication=password",
             broker: plain,
@@ -274,7 +293,7 @@ async fn postgres_pairs(t: &Arc<Target>, clients: usize, pairs: usize) -> Row {
     Row {
         scenario: "PostgreSQL credential, issue + revoke",
         broker,
-        raw: pg_raw_pairs(clients, pairs).await,
+        raw: pg_raw_pairs(clients, pairs, false).await,
     }
 }
 
