@@ -322,6 +322,11 @@ pub struct Core {
     tokens: Arc<TokenStore>,
     /// Auth methods mounted under `auth/` (`core/auth.rs`).
     auth: auth::AuthMounts,
+    /// What wraps the keyring in storage: a rotation stores the new one.
+    kms: Arc<dyn Kms>,
+    /// One keyring rotation at a time: two made from the same keyring
+    /// would each store a different key for the same term.
+    rotation: tokio::sync::Mutex<()>,
 }
 
 /// How the core runs.
@@ -382,7 +387,7 @@ impl Core {
     /// the audit devices (those enabled before, and `options.audit_devices`).
     pub async fn open(
         storage: Storage,
-        kms: &dyn Kms,
+        kms: Arc<dyn Kms>,
         catalog: Arc<Catalog>,
         options: CoreOptions,
     ) -> Result<Arc<Self>, CoreError> {
@@ -448,6 +453,8 @@ impl Core {
             options: Default::default(),
         });
         Ok(Arc::new(Self {
+            kms,
+            rotation: tokio::sync::Mutex::new(()),
             auth,
             token_mount,
             store,
@@ -518,6 +525,36 @@ impl Core {
     pub fn seal(&self) {
         self.store.barrier().seal_keys();
         tracing::warn!("the broker is sealed; restart it to unseal");
+    }
+
+    /// Rotates the barrier key (`sys/rotate`): a new term, stored wrapped
+    /// by the KMS *before* anything is sealed with it; older terms stay, so
+    /// what they sealed still opens. Returns the new term.
+    pub async fn rotate_keyring(&self) -> Result<u32, Error> {
+        let _one_at_a_time = self.rotation.lock().await;
+        let barrier = self.store.barrier();
+        let next = barrier
+            .rotated_keyring()
+            .map_err(|e| Error::Internal(format!("cannot rotate the keyring: {e}")))?;
+        let term = next.term().0;
+        let wrapped = self
+            .kms
+            .wrap(&next.to_bytes())
+            .map_err(|e| Error::Unavailable(format!("the KMS cannot wrap the new keyring: {e}")))?;
+        self.store.storage().put(KEYRING_KEY, &wrapped).await?;
+        barrier
+            .install(next)
+            .map_err(|e| Error::Internal(format!("cannot use the new keyring: {e}")))?;
+        tracing::info!(term, "barrier key rotated");
+        Ok(term)
+    }
+
+    /// The barrier key's active term and when it was made (if known).
+    pub fn key_term(&self) -> Result<(u32, Option<i64>), Error> {
+        self.store
+            .barrier()
+            .term()
+            .map_err(|e| Error::Unavailable(e.to_string()))
     }
 
     /// The ACL policies.

@@ -153,7 +153,7 @@ pub async fn open(config: &Config) -> Result<Arc<Core>, StartError> {
         catalog.load_directory(&runtime, dir).await?;
     }
     let catalog = Arc::new(catalog);
-    Ok(Core::open(storage, kms.as_ref(), catalog, core_options(config)).await?)
+    Ok(Core::open(storage, Arc::from(kms), catalog, core_options(config)).await?)
 }
 
 /// A dev-mode core over `dir`: SQLite storage and a local KMS key file there
@@ -183,7 +183,7 @@ pub async fn open_dev_core(
         audit_devices: Vec::new(),
         lockout: Default::default(),
     };
-    let core = Core::open(storage, &kms, catalog, options).await?;
+    let core = Core::open(storage, Arc::new(kms), catalog, options).await?;
     core.set_root_token(root_token).await?;
     Ok(core)
 }

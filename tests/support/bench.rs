@@ -57,7 +57,7 @@ impl InProcess {
                 .await
                 .unwrap_or_else(|e| panic!("{e}")),
         );
-        let core = Core::open(storage, &kms, catalog, options)
+        let core = Core::open(storage, Arc::new(kms), catalog, options)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

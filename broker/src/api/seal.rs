@@ -1,5 +1,6 @@
 //! The broker's state as load balancers and operators see it: `sys/health`,
-//! `sys/seal-status`, and `sys/seal`.
+//! `sys/seal-status`, and `sys/seal`; and the barrier key's rotation,
+//! `sys/rotate` and `sys/key-status`.
 //!
 //! Health and seal status answer without a token, without audit and past
 //! the rate limit, as Vault's do: a load balancer polls them. They must
@@ -106,6 +107,30 @@ pub(crate) async fn seal_status(core: &Core, _req: &Request) -> Result<Reply, Er
 /// init` came first).
 pub(crate) async fn init(_core: &Core, _req: &Request) -> Result<Reply, Error> {
     Ok(Reply::Bare(StatusCode::OK, json!({ "initialized": true })))
+}
+
+/// `PUT sys/rotate` (sudo): a new barrier key term, as Vault's.
+pub(crate) async fn rotate(core: &Core, _req: &Request) -> Result<Reply, Error> {
+    core.rotate_keyring().await?;
+    Ok(no_content())
+}
+
+/// `GET sys/key-status` (sudo): the active term and its install time, in
+/// Vault's shape (`install_time` is empty for a term made before install
+/// times were kept).
+pub(crate) async fn key_status(core: &Core, _req: &Request) -> Result<Reply, Error> {
+    let (term, installed) = core.key_term()?;
+    let install_time = installed
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    Ok(crate::framework::data(json!({
+        "term": term,
+        "install_time": install_time,
+    })))
 }
 
 /// `PUT sys/seal` (root only): drops the keyring from memory. Every later

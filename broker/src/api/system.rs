@@ -134,6 +134,14 @@ fn paths() -> Vec<Path<Core>> {
             .summary("Seal the broker: its keyring leaves memory and every request but health gets 503 until a restart.")
             .access(Access::Sudo)
             .update(|c, r| Box::pin(seal::seal(c, r))),
+        P::new("rotate")
+            .summary("Rotate the barrier key: a new term seals from now on; older terms still open what they sealed.")
+            .access(Access::Sudo)
+            .update(|c, r| Box::pin(seal::rotate(c, r))),
+        P::new("key-status")
+            .summary("The barrier key's active term and when it was made.")
+            .access(Access::Sudo)
+            .read(|c, r| Box::pin(seal::key_status(c, r))),
         P::new("mounts")
             .summary("The mounted secrets engines.")
             .read(|c, r| Box::pin(mounts::list(c, r))),

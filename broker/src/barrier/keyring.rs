@@ -9,9 +9,13 @@ use zeroize::Zeroizing;
 type Key = Zeroizing<[u8; 32]>;
 
 /// Versioned data keys; one is active for sealing.
+#[derive(Clone)]
 pub struct Keyring {
     active: u32,
     keys: BTreeMap<u32, Key>,
+    /// When each term was made (Unix seconds); terms made before this was
+    /// kept have none.
+    installed: BTreeMap<u32, i64>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -27,6 +31,8 @@ impl std::fmt::Debug for Keyring {
 struct Stored {
     active: u32,
     keys: BTreeMap<u32, String>,
+    #[serde(default)]
+    installed: BTreeMap<u32, i64>,
 }
 
 fn random_key() -> Result<Key, String> {
@@ -41,7 +47,22 @@ impl Keyring {
         Ok(Self {
             active: 1,
             keys: BTreeMap::from([(1, random_key()?)]),
+            installed: BTreeMap::from([(1, crate::clock::unix_now_signed())]),
         })
+    }
+
+    /// The active term, and when it was made (if known).
+    pub fn term(&self) -> (u32, Option<i64>) {
+        (self.active, self.installed.get(&self.active).copied())
+    }
+
+    /// This keyring with one more term, active, made now: the old terms
+    /// stay, so what they sealed still opens.
+    pub fn rotated(&self) -> Result<Self, String> {
+        let mut next = self.clone();
+        let term = next.rotate()?;
+        next.installed.insert(term, crate::clock::unix_now_signed());
+        Ok(next)
     }
 
     pub(crate) fn active(&self) -> (u32, &[u8; 32]) {
@@ -57,7 +78,10 @@ impl Keyring {
     }
 
     pub(crate) fn rotate(&mut self) -> Result<u32, String> {
-        let next = self.active + 1;
+        let next = self
+            .active
+            .checked_add(1)
+            .ok_or("the keyring has no term left")?;
         self.keys.insert(next, random_key()?);
         self.active = next;
         Ok(next)
@@ -67,6 +91,7 @@ impl Keyring {
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let stored = Stored {
             active: self.active,
+            installed: self.installed.clone(),
             keys: self
                 .keys
                 .iter()
@@ -99,6 +124,7 @@ impl Keyring {
         Ok(Self {
             active: stored.active,
             keys,
+            installed: stored.installed,
         })
     }
 }

@@ -147,6 +147,45 @@ impl Barrier {
             .map_err(BarrierError::Random)
     }
 
+    /// The keyring with a new term, not yet in use: the caller stores it
+    /// (wrapped) first, then [`Self::install`]s it, so nothing is sealed
+    /// under a key storage does not hold.
+    pub fn rotated_keyring(&self) -> Result<Keyring, BarrierError> {
+        self.keyring
+            .read()
+            .map_err(|_| BarrierError::Poisoned)?
+            .as_ref()
+            .ok_or(BarrierError::Sealed)?
+            .rotated()
+            .map_err(BarrierError::Random)
+    }
+
+    /// Puts `next` (from [`Self::rotated_keyring`]) in use, if it is the
+    /// successor of the keyring in use; refused otherwise, so a keyring
+    /// made from an older one never drops a term.
+    pub fn install(&self, next: Keyring) -> Result<(), BarrierError> {
+        let mut keyring = self.keyring.write().map_err(|_| BarrierError::Poisoned)?;
+        let current = keyring.as_ref().ok_or(BarrierError::Sealed)?;
+        let successor = next.term().0 == current.term().0.saturating_add(1)
+            && (1..=current.term().0).all(|t| current.get(t) == next.get(t));
+        if !successor {
+            return Err(BarrierError::Malformed);
+        }
+        *keyring = Some(next);
+        Ok(())
+    }
+
+    /// The active term and when it was made (if known).
+    pub fn term(&self) -> Result<(u32, Option<i64>), BarrierError> {
+        Ok(self
+            .keyring
+            .read()
+            .map_err(|_| BarrierError::Poisoned)?
+            .as_ref()
+            .ok_or(BarrierError::Sealed)?
+            .term())
+    }
+
     /// The keyring, serialised for wrapping by the KMS.
     pub fn export_keyring(&self) -> Result<Zeroizing<Vec<u8>>, BarrierError> {
         Ok(self
@@ -165,6 +204,36 @@ mod tests {
 
     fn barrier() -> Barrier {
         Barrier::new(Keyring::generate().unwrap())
+    }
+
+    #[test]
+    fn a_rotated_keyring_is_installed_only_as_the_successor() {
+        let b = barrier();
+        let old = b.seal("k", b"term one").unwrap();
+        let next = b.rotated_keyring().unwrap();
+        assert_eq!(b.term().unwrap().0, 1, "not in use until installed");
+        // One made from the same keyring is not a successor once the
+        // first is in use: it would hold another key for term 2.
+        let rival = b.rotated_keyring().unwrap();
+        b.install(next).unwrap();
+        assert!(b.install(rival).is_err());
+        let (term, installed) = b.term().unwrap();
+        assert_eq!(term, 2);
+        assert!(installed.is_some());
+        let new = b.seal("k", b"term two").unwrap();
+        assert_eq!(&new[..4], &2u32.to_be_bytes());
+        assert_eq!(&*b.open("k", &old).unwrap(), b"term one");
+        // Stored and read back, both terms still open.
+        let again = Barrier::new(Keyring::from_bytes(&b.export_keyring().unwrap()).unwrap());
+        assert_eq!(&*again.open("k", &old).unwrap(), b"term one");
+        assert_eq!(&*again.open("k", &new).unwrap(), b"term two");
+    }
+
+    #[test]
+    fn a_keyring_stored_before_install_times_still_opens() {
+        let stored = format!(r#"{{"active":1,"keys":{{"1":"{}"}}}}"#, "ab".repeat(32));
+        let keyring = Keyring::from_bytes(stored.as_bytes()).unwrap();
+        assert_eq!(keyring.term(), (1, None));
     }
 
     #[test]
