@@ -114,14 +114,9 @@ async fn api() -> Api {
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     );
-    let core = Core::open(
-        storage,
-        std::sync::Arc::new(kms),
-        catalog,
-        CoreOptions::default(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let core = Core::open(storage, Arc::new(kms), catalog, CoreOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     core.set_root_token(TOKEN)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
