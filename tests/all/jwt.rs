@@ -633,6 +633,31 @@ async fn pem_keys_and_the_algorithms_a_mount_accepts() {
         &login(&b, "jwt", "svc", &rsa.sign(&claims)).await,
         "RS256 no longer accepted",
     );
+    // Configured keys are parsed once and kept; replacing them takes
+    // effect at once.
+    let other = TestKey::ed("o");
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "auth/jwt/config",
+        Some(json!({ "jwt_validation_pubkeys": [other.pem] })),
+    )
+    .await;
+    assert_refused(
+        &login(&b, "jwt", "svc", &ed.sign(&claims)).await,
+        "a key no longer configured",
+    );
+    assert_eq!(
+        login(&b, "jwt", "svc", &other.sign(&claims)).await.0,
+        StatusCode::OK
+    );
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "auth/jwt/config",
+        Some(json!({ "jwt_validation_pubkeys": [rsa.pem, ed.pem], "jwt_supported_algs": "EdDSA" })),
+    )
+    .await;
     assert_eq!(
         login(&b, "jwt", "svc", &ed.sign(&claims)).await.0,
         StatusCode::OK

@@ -206,7 +206,10 @@ impl Config {
             &self.oidc_discovery_ca_pem,
             &self.jwks_url,
             &self.jwks_ca_pem,
-        ] {
+        ]
+        .into_iter()
+        .chain(&self.jwt_validation_pubkeys)
+        {
             h.update(part.len().to_be_bytes());
             h.update(part.as_bytes());
         }

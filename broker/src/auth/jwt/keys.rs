@@ -531,10 +531,17 @@ impl KeyCache {
         kid: Option<&str>,
     ) -> Result<Arc<KeySet>, String> {
         let source = config.source();
-        if !source.is_remote() {
-            return fetch(&source).await.map(Arc::new);
-        }
         let fingerprint = config.fingerprint();
+        if !source.is_remote() {
+            // Configured keys, parsed once per config (the fingerprint
+            // covers them), not on every login.
+            if let Some((set, _)) = self.cached(mount, &fingerprint) {
+                return Ok(set);
+            }
+            let set = Arc::new(fetch(&source).await?);
+            self.store(mount, fingerprint, set.clone());
+            return Ok(set);
+        }
         let current = self.cached(mount, &fingerprint);
         let fresh = |c: &(Arc<KeySet>, Instant)| {
             c.1.elapsed() < MAX_AGE && kid.is_none_or(|k| c.0.has_kid(k))
