@@ -176,6 +176,11 @@ async fn a_postgres_static_role_rotates_and_survives_a_crash_before_the_database
             .is_empty()
     })
     .await;
+    // Meanwhile the reported password may be about to stop working: a
+    // read waits for the rotation, and says so when it does not end.
+    let (status, body) = b.call("GET", "database/static-creds/app", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.to_string().contains("being rotated"), "{body}");
     b.kill();
     pg_admin()
         .await

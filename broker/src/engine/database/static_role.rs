@@ -94,6 +94,10 @@ struct Pending {
     since: i64,
 }
 
+/// How long a read of a static role's credentials waits for a rotation in
+/// flight before answering 503.
+const CREDS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long a failed scheduled rotation waits before it is tried again.
 const RETRY_SECS: i64 = 30;
 
@@ -317,13 +321,16 @@ impl DatabaseEngine {
             e => e,
         })?;
         let mut account = self.account(name).await?;
-        if account.pending.is_some()
-            && let Some(_claim) = Claim::take(self.claim_key(name))
-        {
-            // Nothing rotates it in this process now: what is pending is
-            // left from a crash or a failure. Settle it before answering.
-            let target = self.login_target(&role).await?;
-            self.settle(name, &mut account, &target, &role).await?;
+        if account.pending.is_some() {
+            // A rotation in flight may have changed the database already:
+            // the current password may no longer work. Wait for it to end
+            // (or take over what a crash or a failure left), then settle.
+            let _claim = self.wait_for_claim(name).await?;
+            account = self.account(name).await?;
+            if account.pending.is_some() {
+                let target = self.login_target(&role).await?;
+                self.settle(name, &mut account, &target, &role).await?;
+            }
         }
         let Some(password) = account.password.as_ref() else {
             return Err(Error::invalid(format!(
@@ -347,6 +354,23 @@ impl DatabaseEngine {
 
     fn claim_key(&self, name: &str) -> String {
         format!("{}/{name}", self.store.root())
+    }
+
+    /// The role's rotation slot, waiting up to [`CREDS_WAIT`] for a
+    /// rotation in flight to end; a 503 after that.
+    async fn wait_for_claim(&self, name: &str) -> Result<Claim, Error> {
+        let deadline = tokio::time::Instant::now() + CREDS_WAIT;
+        loop {
+            if let Some(claim) = Claim::take(self.claim_key(name)) {
+                return Ok(claim);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "static role {name:?} is being rotated and its new password is not checked yet; try again in a moment"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     fn claim(&self, name: &str) -> Result<Claim, Error> {
