@@ -108,13 +108,29 @@ impl CallContext {
 }
 
 /// The connection config handed to the plugin: its name and its fields as
-/// JSON, *without* secrets (the host keeps the admin password).
-#[derive(Debug, Clone)]
+/// JSON, without the admin password (the host keeps it). A `rotate-root`
+/// call's view does carry the new password the plugin is to set, so
+/// `Debug` shows the fields' names, never their values.
+#[derive(Clone)]
 pub struct ConnectionView {
     /// The config's name.
     pub name: String,
-    /// The non-secret fields.
+    /// The fields the plugin sees.
     pub config: serde_json::Value,
+}
+
+impl std::fmt::Debug for ConnectionView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fields: Vec<&str> = self
+            .config
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        f.debug_struct("ConnectionView")
+            .field("name", &self.name)
+            .field("fields", &fields)
+            .finish()
+    }
 }
 
 /// A request for a new credential. `Debug` leaves out the role and the
@@ -624,5 +640,27 @@ impl Plugin {
                 "rotate-static did not return a JSON object".into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_view_shows_field_names_not_values() {
+        let view = ConnectionView {
+            name: "main".into(),
+            config: serde_json::json!({ "username": "admin", "new_password": "Zq9-new-root" }),
+        };
+        let shown = format!("{view:?}");
+        assert!(
+            shown.contains("new_password") && shown.contains("main"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("Zq9-new-root") && !shown.contains("admin"),
+            "{shown}"
+        );
     }
 }
