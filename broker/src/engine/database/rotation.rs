@@ -2,12 +2,12 @@
 //! root) share: one rotation of a thing at a time in this process, and
 //! the login check that settles a pending password.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
 
 /// Rotations running in this process now, by mount UUID and what they
 /// rotate (a static role, a connection's root).
-static IN_FLIGHT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+static IN_FLIGHT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// A rotation's slot, given back on drop.
 pub(super) struct Claim(String);
@@ -18,18 +18,16 @@ impl Claim {
         // key already taken, would free the other holder's slot (and take
         // this lock again while it is held).
         let mut set = IN_FLIGHT.lock().unwrap_or_else(PoisonError::into_inner);
-        set.get_or_insert_with(HashSet::new)
-            .insert(key.clone())
-            .then(|| Self(key))
+        set.insert(key.clone()).then(|| Self(key))
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        let mut set = IN_FLIGHT.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(set) = set.as_mut() {
-            set.remove(&self.0);
-        }
+        IN_FLIGHT
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.0);
     }
 }
 
