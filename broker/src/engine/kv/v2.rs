@@ -214,30 +214,14 @@ impl KvBackend {
     }
 
     pub(super) async fn data_read(&self, req: &Request) -> Result<Reply, Error> {
-        let path = secret_path(req)?;
-        let asked = req.uint("version", u64::MAX)?.filter(|&v| v > 0);
-        let view = &req.mount.storage;
-        let Some(meta) = load_metadata(view, &path).await? else {
-            return Err(Error::NotFound(String::new()));
-        };
-        let version = asked.unwrap_or(meta.current_version);
-        let Some(vm) = meta.versions.get(&version) else {
-            return Err(Error::NotFound(String::new()));
-        };
-        let metadata = vm.to_json(version, &meta.custom_metadata);
-        if !vm.readable(Timestamp::now()) {
-            return Ok(Reply::Missing {
+        Ok(match find_version(req).await? {
+            Found::Readable { record, metadata } => {
+                data(json!({ "data": record.data, "metadata": metadata }))
+            }
+            Found::Unreadable { metadata } => Reply::Missing {
                 data: json!({ "data": null, "metadata": metadata }),
-            });
-        }
-        // Gone since the metadata was read (destroyed meanwhile): nothing.
-        let Some(record) = view
-            .get::<VersionRecord>(&store::version_key(&path, version))
-            .await?
-        else {
-            return Err(Error::NotFound(String::new()));
-        };
-        Ok(data(json!({ "data": record.data, "metadata": metadata })))
+            },
+        })
     }
 
     pub(super) async fn data_write(&self, req: &Request) -> Result<Reply, Error> {
@@ -488,34 +472,52 @@ impl KvBackend {
     // --- subkeys/<path> -------------------------------------------------
 
     pub(super) async fn subkeys_read(&self, req: &Request) -> Result<Reply, Error> {
-        let path = secret_path(req)?;
         let depth = req.uint("depth", u64::from(u32::MAX))?.unwrap_or(0);
-        let asked = req.uint("version", u64::MAX)?.filter(|&v| v > 0);
-        let view = &req.mount.storage;
-        let Some(meta) = load_metadata(view, &path).await? else {
-            return Err(Error::NotFound(String::new()));
-        };
-        let version = asked.unwrap_or(meta.current_version);
-        let Some(vm) = meta.versions.get(&version) else {
-            return Err(Error::NotFound(String::new()));
-        };
-        let metadata = vm.to_json(version, &meta.custom_metadata);
-        if !vm.readable(Timestamp::now()) {
-            return Ok(Reply::Missing {
-                data: json!({ "subkeys": null, "metadata": metadata }),
-            });
-        }
-        let Some(record) = view
-            .get::<VersionRecord>(&store::version_key(&path, version))
-            .await?
-        else {
-            return Err(Error::NotFound(String::new()));
-        };
         let depth = u32::try_from(depth).unwrap_or(u32::MAX);
-        Ok(data(json!({
-            "subkeys": subkeys(&record.data, depth),
-            "metadata": metadata,
-        })))
+        Ok(match find_version(req).await? {
+            Found::Readable { record, metadata } => data(json!({
+                "subkeys": subkeys(&record.data, depth),
+                "metadata": metadata,
+            })),
+            Found::Unreadable { metadata } => Reply::Missing {
+                data: json!({ "subkeys": null, "metadata": metadata }),
+            },
+        })
+    }
+}
+
+/// A version a read asked for (`?version=`, else the newest).
+enum Found {
+    /// Its value, and its metadata as Vault shows it.
+    Readable { record: VersionRecord, metadata: Value },
+    /// Deleted or destroyed: its metadata only (Vault's 404 with data).
+    Unreadable { metadata: Value },
+}
+
+/// The version `req` asks for of the secret at its path; `NotFound` when
+/// the secret or the version does not exist (or was destroyed since its
+/// metadata was read).
+async fn find_version(req: &Request) -> Result<Found, Error> {
+    let path = secret_path(req)?;
+    let asked = req.uint("version", u64::MAX)?.filter(|&v| v > 0);
+    let view = &req.mount.storage;
+    let Some(meta) = load_metadata(view, &path).await? else {
+        return Err(Error::NotFound(String::new()));
+    };
+    let version = asked.unwrap_or(meta.current_version);
+    let Some(vm) = meta.versions.get(&version) else {
+        return Err(Error::NotFound(String::new()));
+    };
+    let metadata = vm.to_json(version, &meta.custom_metadata);
+    if !vm.readable(Timestamp::now()) {
+        return Ok(Found::Unreadable { metadata });
+    }
+    match view
+        .get::<VersionRecord>(&store::version_key(&path, version))
+        .await?
+    {
+        Some(record) => Ok(Found::Readable { record, metadata }),
+        None => Err(Error::NotFound(String::new())),
     }
 }
 
