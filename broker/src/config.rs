@@ -12,7 +12,7 @@
 //! type = "sqlite"            # or "postgres" with `url = "postgres://…"`
 //! path = "/var/lib/broker/broker.db"
 //!
-//! [kms]
+//! [seal]                   # absent: "shamir" (key shares, as Vault)
 //! type = "local"
 //! key_file = "/var/lib/broker/kms.key"
 //! ```
@@ -64,8 +64,11 @@ pub struct Config {
     pub listener: ListenerConfig,
     /// Where sealed entries and leases are kept.
     pub storage: StorageConfig,
-    /// What wraps the storage keyring.
-    pub kms: KmsConfig,
+    /// What wraps the root key (`[seal]`; `[kms]`, its old name, is
+    /// still read). Absent, `shamir`: the broker starts sealed until
+    /// enough key shares are given.
+    #[serde(default, alias = "kms")]
+    pub seal: SealSettings,
     /// Plugin runtime settings.
     #[serde(default)]
     pub plugins: PluginsConfig,
@@ -280,15 +283,29 @@ impl std::fmt::Debug for StorageConfig {
     }
 }
 
-/// `[kms]`: `type = "local"`.
-#[derive(Debug, Deserialize)]
+/// `[seal]`: what wraps the root key, by `type`.
+#[derive(Debug, Default, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum KmsConfig {
+pub enum SealSettings {
+    /// Key shares handed out by `sys/init`; the broker starts sealed and
+    /// `sys/unseal` takes shares until the threshold is met.
+    #[default]
+    Shamir,
     /// A key file, created with mode 0600 by `broker operator init`.
     Local {
         /// The key file. Keep it off the disk that holds the storage.
         key_file: PathBuf,
     },
+}
+
+impl SealSettings {
+    /// The provider this names.
+    pub fn kind(&self) -> crate::seal::SealKind {
+        match self {
+            Self::Shamir => crate::seal::SealKind::Shamir,
+            Self::Local { .. } => crate::seal::SealKind::Local,
+        }
+    }
 }
 
 /// `[plugins]`.

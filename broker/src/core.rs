@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditError, AuditPolicy, Auditor, DeviceConfig};
-use crate::barrier::{Barrier, Keyring, SealedStorage};
+use crate::barrier::{Barrier, SealedStorage};
 use crate::framework::{Error, Mount, MountOptions, Registry, Services, StorageView};
-use crate::kms::Kms;
+use crate::seal::Seal;
 use crate::lease::{ConnectionResolver, Leases, ResolvedConnection};
 use crate::plugin::Catalog;
 use crate::policy::{PasswordPolicies, PolicyStore};
@@ -28,11 +28,11 @@ use crate::storage::Storage;
 use crate::token::{TokenError, TokenStore};
 
 mod auth;
+pub mod keys;
 mod layout;
 
 pub use auth::TOKEN_AUTH_PATH;
 
-const KEYRING_KEY: &str = "core/keyring";
 const MOUNTS_KEY: &str = "core/mounts";
 const ROOT_TOKEN_KEY: &str = "core/root-token";
 const CLUSTER_ID_KEY: &str = "core/cluster-id";
@@ -68,9 +68,9 @@ pub enum CoreError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
-    /// The KMS could not wrap or unwrap the keyring.
+    /// The seal could not wrap or unwrap the root key.
     #[error(transparent)]
-    Kms(#[from] crate::kms::KmsError),
+    Seal(#[from] crate::seal::SealError),
     /// The keyring is damaged.
     #[error("keyring: {0}")]
     Keyring(String),
@@ -322,8 +322,10 @@ pub struct Core {
     tokens: Arc<TokenStore>,
     /// Auth methods mounted under `auth/` (`core/auth.rs`).
     auth: auth::AuthMounts,
-    /// What wraps the keyring in storage: a rotation stores the new one.
-    kms: Arc<dyn Kms>,
+    /// What wraps the root key: rekeys and seal migrations wrap it again.
+    seal: Arc<dyn Seal>,
+    /// What encrypts the keyring in storage: a rotation stores the new one.
+    root_key: keys::RootKey,
     /// One keyring rotation at a time: two made from the same keyring
     /// would each store a different key for the same term.
     rotation: tokio::sync::Mutex<()>,
@@ -361,20 +363,16 @@ impl std::fmt::Debug for Core {
 }
 
 impl Core {
-    /// Initializes empty storage: generates the keyring (wrapped by `kms`)
-    /// and a root token, whose hash alone is stored. Returns the root token,
-    /// which is never shown again. Refuses storage that already has a keyring.
+    /// Initializes empty storage: a root key wrapped by `seal`, a keyring
+    /// under it, and a root token, whose hash alone is stored. Returns the
+    /// root token, which is never shown again. Refuses storage that already
+    /// has a keyring.
     pub async fn initialize(
         storage: &Storage,
-        kms: &dyn Kms,
+        seal: &dyn Seal,
+        config: &keys::SealConfig,
     ) -> Result<Zeroizing<String>, CoreError> {
-        if storage.get(KEYRING_KEY).await?.is_some() {
-            return Err(CoreError::AlreadyInitialized);
-        }
-        let keyring = Keyring::generate().map_err(CoreError::Keyring)?;
-        storage
-            .put(KEYRING_KEY, &kms.wrap(&keyring.to_bytes())?)
-            .await?;
+        let (_root, keyring) = keys::initialize(storage, seal, config).await?;
         let store = SealedStorage::new(storage.clone(), Arc::new(Barrier::new(keyring)));
         let token = RootToken::generate().map_err(CoreError::Keyring)?;
         store.put(ROOT_TOKEN_KEY, &RootToken::hash(&token)).await?;
@@ -383,19 +381,16 @@ impl Core {
         Ok(token)
     }
 
-    /// Opens initialized storage, unwrapping its keyring with `kms`, and
-    /// the audit devices (those enabled before, and `options.audit_devices`).
+    /// Opens initialized storage, unwrapping its root key with `seal` and
+    /// the keyring with that, and the audit devices (those enabled before,
+    /// and `options.audit_devices`).
     pub async fn open(
         storage: Storage,
-        kms: Arc<dyn Kms>,
+        seal: Arc<dyn Seal>,
         catalog: Arc<Catalog>,
         options: CoreOptions,
     ) -> Result<Arc<Self>, CoreError> {
-        let wrapped = storage
-            .get(KEYRING_KEY)
-            .await?
-            .ok_or(CoreError::NotInitialized)?;
-        let keyring = Keyring::from_bytes(&kms.unwrap(&wrapped)?).map_err(CoreError::Keyring)?;
+        let (root_key, keyring) = keys::unseal(&storage, seal.as_ref()).await?;
         let store = SealedStorage::new(storage, Arc::new(Barrier::new(keyring)));
         let root_token: [u8; 32] = store
             .get(ROOT_TOKEN_KEY)
@@ -453,7 +448,8 @@ impl Core {
             options: Default::default(),
         });
         Ok(Arc::new(Self {
-            kms,
+            seal,
+            root_key,
             rotation: tokio::sync::Mutex::new(()),
             auth,
             token_mount,
@@ -527,8 +523,8 @@ impl Core {
         tracing::warn!("the broker is sealed; restart it to unseal");
     }
 
-    /// Rotates the barrier key (`sys/rotate`): a new term, stored wrapped
-    /// by the KMS *before* anything is sealed with it; older terms stay, so
+    /// Rotates the barrier key (`sys/rotate`): a new term, stored under
+    /// the root key *before* anything is sealed with it; older terms stay, so
     /// what they sealed still opens. Returns the new term.
     pub async fn rotate_keyring(&self) -> Result<u32, Error> {
         let _one_at_a_time = self.rotation.lock().await;
@@ -537,11 +533,9 @@ impl Core {
             .rotated_keyring()
             .map_err(|e| Error::Internal(format!("cannot rotate the keyring: {e}")))?;
         let term = next.term().0;
-        let wrapped = self
-            .kms
-            .wrap(&next.to_bytes())
-            .map_err(|e| Error::Unavailable(format!("the KMS cannot wrap the new keyring: {e}")))?;
-        self.store.storage().put(KEYRING_KEY, &wrapped).await?;
+        keys::store_keyring(self.store.storage(), &self.root_key, &next)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot store the new keyring: {e}")))?;
         barrier
             .install(next)
             .map_err(|e| Error::Internal(format!("cannot use the new keyring: {e}")))?;

@@ -11,7 +11,7 @@
 //! - [`pki`] holds CA keys and signs what the `pki` plugin builds.
 //! - [`policy`] holds Vault-style path policies and the ACL they make.
 //! - [`audit`] records every request, response and revocation, fail closed.
-//! - [`barrier`] seals every stored value; [`kms`] wraps the barrier's keyring.
+//! - [`barrier`] seals every stored value; [`seal`] wraps the root key, which encrypts the keyring.
 //! - [`metrics`] counts what `sys/metrics` reports.
 //! - [`config`] reads the server's configuration file; [`server`] starts
 //!   and serves; [`cli`] is the `broker` command, the only place `anyhow`
@@ -30,7 +30,7 @@ pub mod core;
 pub mod duration;
 pub mod engine;
 pub mod framework;
-pub mod kms;
+pub mod seal;
 pub mod lease;
 pub mod listener;
 pub mod metrics;
