@@ -200,7 +200,7 @@ fn seal_setup(config: &Config) -> SealSetup {
         seal,
         error,
         previous,
-        reopen: Some(Box::new(move || open_seal(&settings, false))),
+        reopen: Some(Box::new(move |create| open_seal(&settings, create))),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use broker::core::{Core, CoreOptions};
+use broker::core::CoreOptions;
 use broker::plugin::{Catalog, Limits};
 use broker::seal::LocalSeal;
 use broker::storage::{SqliteBackend, Storage};

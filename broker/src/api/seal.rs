@@ -91,6 +91,10 @@ impl From<UnsealError> for Error {
             UnsealError::Invalid(m) => Error::invalid(m),
             UnsealError::Share(e) => Error::field("key", e.to_string()),
             UnsealError::Unavailable(m) => Error::Unavailable(m),
+            UnsealError::Core(
+                e @ (crate::core::CoreError::AlreadyInitialized
+                | crate::core::CoreError::NotInitialized),
+            ) => Error::invalid(e.to_string()),
             // The cause names the seal and what failed (never a key).
             UnsealError::Core(e) => Error::Unavailable(format!("cannot unseal: {e}")),
         }

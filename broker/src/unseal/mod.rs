@@ -239,9 +239,10 @@ impl std::fmt::Debug for SealSetup {
     }
 }
 
-/// Opens a seal provider from its settings.
+/// Opens a seal provider from its settings. With `true`, it may create the
+/// provider's key (a `local` key file, at `sys/init`).
 pub type Reopen =
-    Box<dyn Fn() -> Result<Option<Arc<dyn Seal>>, crate::seal::SealError> + Send + Sync>;
+    Box<dyn Fn(bool) -> Result<Option<Arc<dyn Seal>>, crate::seal::SealError> + Send + Sync>;
 
 /// Starts and stops what runs beside an unsealed core (the expiration
 /// worker, periodic jobs); the server provides it.
@@ -412,11 +413,16 @@ impl Unsealer {
 
     /// The configured seal, opening it again if it failed before.
     fn configured_seal(&self) -> Result<Arc<dyn Seal>, UnsealError> {
+        self.open_seal(false)
+    }
+
+    /// The configured seal; with `create`, its key may be made (at init).
+    fn open_seal(&self, create: bool) -> Result<Arc<dyn Seal>, UnsealError> {
         if let Ok(Ok(seal)) = self.seal.read().as_deref() {
             return Ok(seal.clone());
         }
         let reopened = match &self.setup.reopen {
-            Some(reopen) => match reopen() {
+            Some(reopen) => match reopen(create) {
                 Ok(Some(seal)) => Ok(seal),
                 Ok(None) => Err(format!("the {} seal is not open", self.setup.kind)),
                 Err(e) => Err(e.to_string()),
@@ -537,7 +543,7 @@ impl Unsealer {
         let response = {
             let _one = self.transition.lock().await;
             let seal = if self.setup.kind.auto_unseals() {
-                Some(self.configured_seal()?)
+                Some(self.open_seal(true)?)
             } else {
                 None
             };
