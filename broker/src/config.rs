@@ -85,6 +85,10 @@ pub struct Config {
     /// Auth methods' settings.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// `[hsm]`: the PKCS#11 token CA keys may be generated in
+    /// (`pki/root/generate/kms`). Absent, a `pkcs11` seal's token is used.
+    #[serde(default)]
+    pub hsm: Option<crate::hsm::HsmSettings>,
 }
 
 /// `[auth]`.
@@ -296,6 +300,8 @@ pub enum SealSettings {
         /// The key file. Keep it off the disk that holds the storage.
         key_file: PathBuf,
     },
+    /// A non-extractable AES key in an HSM, through PKCS#11.
+    Pkcs11(crate::seal::Pkcs11SealSettings),
 }
 
 impl SealSettings {
@@ -304,6 +310,7 @@ impl SealSettings {
         match self {
             Self::Shamir => crate::seal::SealKind::Shamir,
             Self::Local { .. } => crate::seal::SealKind::Local,
+            Self::Pkcs11(_) => crate::seal::SealKind::Pkcs11,
         }
     }
 }
@@ -483,7 +490,23 @@ impl Config {
                 lockout.threshold
             )));
         }
+        if let SealSettings::Pkcs11(pkcs11) = &self.seal {
+            pkcs11.check().map_err(|e| ConfigError::Invalid(format!("seal: {e}")))?;
+        }
+        if let Some(hsm) = &self.hsm {
+            hsm.check().map_err(|e| ConfigError::Invalid(format!("hsm: {e}")))?;
+        }
         Ok(())
+    }
+
+    /// The token CA keys are generated in (`pki/…/generate/kms`): `[hsm]`,
+    /// else the `pkcs11` seal's token; `None` without either.
+    pub fn managed_key_hsm(&self) -> Option<crate::hsm::HsmSettings> {
+        match (&self.hsm, &self.seal) {
+            (Some(hsm), _) => Some(hsm.clone()),
+            (None, SealSettings::Pkcs11(seal)) => Some(seal.hsm()),
+            (None, _) => None,
+        }
     }
 }
 
@@ -514,6 +537,30 @@ mod tests {
         type = "local"
         key_file = "/etc/broker/kms.key"
     "#;
+
+    #[test]
+    fn a_pkcs11_seal_and_an_hsm_section_parse() {
+        let text = MINIMAL.replace(
+            "[kms]\n        type = \"local\"\n        key_file = \"/etc/broker/kms.key\"",
+            "[seal]\ntype = \"pkcs11\"\nlib = \"/usr/lib/softhsm/libsofthsm2.so\"\n\
+             token_label = \"broker\"\nkey_label = \"root\"\npin = \"9876\"\n\
+             [hsm]\nlib = \"/usr/lib/softhsm/libsofthsm2.so\"\nslot = 3\n",
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.seal.kind(), crate::seal::SealKind::Pkcs11);
+        assert_eq!(c.managed_key_hsm().unwrap().slot, Some(3));
+        assert!(!format!("{c:?}").contains("9876"), "the PIN never shows");
+        let both = text.replace("slot = 3", "slot = 3\ntoken_label = \"x\"");
+        let e = Config::parse(&both).unwrap_err().to_string();
+        assert!(e.contains("hsm: give token_label or slot, not both"), "{e}");
+        let no_hsm = text.split("[hsm]").next().unwrap().to_owned();
+        let c = Config::parse(&no_hsm).unwrap();
+        assert_eq!(
+            c.managed_key_hsm().unwrap().token_label.as_deref(),
+            Some("broker"),
+            "the seal's token holds CA keys when [hsm] is absent"
+        );
+    }
 
     #[test]
     fn a_minimal_file_gets_defaults() {
