@@ -491,10 +491,13 @@ impl Config {
             )));
         }
         if let SealSettings::Pkcs11(pkcs11) = &self.seal {
-            pkcs11.check().map_err(|e| ConfigError::Invalid(format!("seal: {e}")))?;
+            pkcs11
+                .check()
+                .map_err(|e| ConfigError::Invalid(format!("seal: {e}")))?;
         }
         if let Some(hsm) = &self.hsm {
-            hsm.check().map_err(|e| ConfigError::Invalid(format!("hsm: {e}")))?;
+            hsm.check()
+                .map_err(|e| ConfigError::Invalid(format!("hsm: {e}")))?;
         }
         Ok(())
     }

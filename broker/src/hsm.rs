@@ -60,6 +60,13 @@ impl Pin {
     }
 }
 
+/// Whether two PINs are equal, taking as long whatever their first
+/// difference.
+fn same_pin(a: &Pin, b: &Pin) -> bool {
+    let (a, b) = (a.0.as_bytes(), b.0.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 impl std::fmt::Debug for Pin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Pin(redacted)")
@@ -262,6 +269,16 @@ fn session_lost(rv: RvError) -> bool {
 /// Each PKCS#11 library, loaded and initialised once per process.
 static LIBRARIES: LazyLock<Mutex<HashMap<PathBuf, Pkcs11>>> = LazyLock::new(Default::default);
 
+/// Each token this process is logged in to, by library and slot. A token
+/// answers a second login with `CKR_USER_ALREADY_LOGGED_IN` without
+/// looking at the PIN, so a second connection shares the first (and must
+/// give the same PIN) instead of logging in again.
+static TOKENS: LazyLock<Mutex<HashMap<TokenKey, std::sync::Weak<Hsm>>>> =
+    LazyLock::new(Default::default);
+
+/// A token: its library's path and its slot.
+type TokenKey = (PathBuf, u64);
+
 /// The library at `lib`, loaded and initialised (once per process).
 pub fn library(lib: &Path) -> Result<Pkcs11, HsmError> {
     let load_error = |cause: String| HsmError::Load {
@@ -301,7 +318,7 @@ pub struct Hsm {
     slot: Slot,
     lib: PathBuf,
     token_label: String,
-    pin: AuthPin,
+    pin: Pin,
     sessions: Mutex<Vec<Session>>,
 }
 
@@ -360,12 +377,27 @@ impl Hsm {
                 found,
             });
         };
+        let key = (
+            std::fs::canonicalize(&lib).unwrap_or_else(|_| lib.clone()),
+            slot.id(),
+        );
+        let mut tokens = TOKENS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = tokens.get(&key).and_then(std::sync::Weak::upgrade) {
+            if !same_pin(&open.pin, &pin) {
+                // The token checked the first PIN; it has one user PIN.
+                return Err(HsmError::Login {
+                    token: open.token_name(),
+                    cause: login_cause(RvError::PinIncorrect),
+                });
+            }
+            return Ok(open);
+        }
         let hsm = Self {
             ctx,
             slot,
             lib,
             token_label,
-            pin: AuthPin::new(pin.0.as_str().into()),
+            pin,
             sessions: Mutex::new(Vec::new()),
         };
         // Log in now, so a wrong PIN shows at start, and keep the session:
@@ -376,7 +408,9 @@ impl Hsm {
             .unwrap_or_else(PoisonError::into_inner)
             .push(session);
         tracing::info!(lib = %hsm.lib.display(), token = %hsm.token_label, "HSM token logged in");
-        Ok(Arc::new(hsm))
+        let hsm = Arc::new(hsm);
+        tokens.insert(key, Arc::downgrade(&hsm));
+        Ok(hsm)
     }
 
     /// [`Hsm::connect`] on a blocking thread.
@@ -409,7 +443,8 @@ impl Hsm {
             .ctx
             .open_rw_session(self.slot)
             .map_err(|e| operation("opening a session", e))?;
-        match session.login(UserType::User, Some(&self.pin)) {
+        let pin = AuthPin::new(self.pin.0.as_str().into());
+        match session.login(UserType::User, Some(&pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
             Err(CkError::Pkcs11(rv, _)) => Err(HsmError::Login {
                 token: self.token_name(),
@@ -541,11 +576,7 @@ impl Hsm {
     /// How the key labelled `label` of `class` is protected, read from the
     /// token: what an operator (and the tests) check to know it cannot
     /// leave.
-    pub fn protection(
-        &self,
-        class: ObjectClass,
-        label: &str,
-    ) -> Result<KeyProtection, HsmError> {
+    pub fn protection(&self, class: ObjectClass, label: &str) -> Result<KeyProtection, HsmError> {
         self.with_session(|session| {
             let handle = self.find_required(session, class, label, "key")?;
             let attributes = session
@@ -610,7 +641,9 @@ mod tests {
 
     #[test]
     fn a_relative_library_path_is_refused() {
-        let e = library(Path::new("libsofthsm2.so")).unwrap_err().to_string();
+        let e = library(Path::new("libsofthsm2.so"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("absolute path"), "{e}");
     }
 

@@ -82,9 +82,7 @@ fn assert_locked_in(session: &Session, class: ObjectClass, label: &str) {
     assert!(has(Attribute::Extractable(false)), "{attributes:?}");
     assert!(has(Attribute::NeverExtractable(true)), "{attributes:?}");
     assert!(
-        !attributes
-            .iter()
-            .any(|a| matches!(a, Attribute::Value(_))),
+        !attributes.iter().any(|a| matches!(a, Attribute::Value(_))),
         "the token gave out the key's value: {attributes:?}"
     );
 }
@@ -216,7 +214,10 @@ fn a_wrong_pin_an_unknown_token_or_no_library_keep_the_seal_closed_and_say_why()
 
             let mut settings = hsm.seal_settings("root-wrap");
             settings.token_label = Some("no-such-token".into());
-            let e = Pkcs11Seal::connect(&settings).await.unwrap_err().to_string();
+            let e = Pkcs11Seal::connect(&settings)
+                .await
+                .unwrap_err()
+                .to_string();
             assert_eq!(
                 e,
                 format!(
@@ -227,11 +228,12 @@ fn a_wrong_pin_an_unknown_token_or_no_library_keep_the_seal_closed_and_say_why()
 
             let mut settings = hsm.seal_settings("root-wrap");
             settings.lib = "/nonexistent/libsofthsm2.so".into();
-            let e = Pkcs11Seal::connect(&settings).await.unwrap_err().to_string();
+            let e = Pkcs11Seal::connect(&settings)
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(
-                e.starts_with(
-                    "pkcs11 seal unavailable: cannot load /nonexistent/libsofthsm2.so: "
-                ),
+                e.starts_with("pkcs11 seal unavailable: cannot load /nonexistent/libsofthsm2.so: "),
                 "{e}"
             );
 
@@ -239,7 +241,10 @@ fn a_wrong_pin_an_unknown_token_or_no_library_keep_the_seal_closed_and_say_why()
             assert!(std::env::var(broker::hsm::PIN_ENV).is_err());
             let mut settings = hsm.seal_settings("root-wrap");
             settings.pin = None;
-            let e = Pkcs11Seal::connect(&settings).await.unwrap_err().to_string();
+            let e = Pkcs11Seal::connect(&settings)
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("no PIN"), "{e}");
             assert!(e.contains("BROKER_PKCS11_PIN"), "{e}");
 
@@ -351,8 +356,9 @@ fn a_root_and_an_intermediate_with_keys_in_the_hsm_issue_certificates_openssl_ac
                 .await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
             assert!(
-                body.to_string()
-                    .contains("a private key labelled 'ca-root' already exists in token 'broker-test'"),
+                body.to_string().contains(
+                    "a private key labelled 'ca-root' already exists in token 'broker-test'"
+                ),
                 "{body}"
             );
             let (status, body) = b
@@ -371,7 +377,10 @@ fn a_root_and_an_intermediate_with_keys_in_the_hsm_issue_certificates_openssl_ac
                 )
                 .await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-            assert!(body.to_string().contains("managed_key_name is required"), "{body}");
+            assert!(
+                body.to_string().contains("managed_key_name is required"),
+                "{body}"
+            );
 
             // Leaves from the root verify.
             web_role(&b, "pki").await;
@@ -454,8 +463,15 @@ fn a_root_and_an_intermediate_with_keys_in_the_hsm_issue_certificates_openssl_ac
                 .await
                 .unwrap();
             let crl = write(dir.path(), "crl.pem", &crl_pem);
-            let (ok, text) =
-                openssl(&["crl", "-in", s(&crl), "-CAfile", s(&int_file), "-noout", "-text"]);
+            let (ok, text) = openssl(&[
+                "crl",
+                "-in",
+                s(&crl),
+                "-CAfile",
+                s(&int_file),
+                "-noout",
+                "-text",
+            ]);
             assert!(ok && text.contains("verify OK"), "{text}");
             assert!(
                 text.to_ascii_uppercase()

@@ -180,7 +180,8 @@ async fn main() {
         })
         .collect();
     for t in threads {
-        t.join().unwrap_or_else(|_| panic!("a signing thread panicked"));
+        t.join()
+            .unwrap_or_else(|_| panic!("a signing thread panicked"));
     }
     let sign_rate = certs as f64 / started.elapsed().as_secs_f64();
 

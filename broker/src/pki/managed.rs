@@ -140,7 +140,12 @@ impl ManagedKey {
             }
             generate_pair(session, label, key_type)
         })?;
-        tracing::info!(token = hsm.token_label(), label, ?key_type, "generated a CA key pair in the HSM");
+        tracing::info!(
+            token = hsm.token_label(),
+            label,
+            ?key_type,
+            "generated a CA key pair in the HSM"
+        );
         Self::new(
             hsm,
             ManagedKeyRef {
@@ -210,7 +215,10 @@ impl PublicKeyData for ManagedKey {
 impl SigningKey for ManagedKey {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
         self.sign_message(msg).map_err(|e| {
-            *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+            *self
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
             rcgen::Error::RemoteKeyError
         })
     }
@@ -357,7 +365,7 @@ fn rsa_public_key(n: &[u8], e: &[u8]) -> Result<Vec<u8>, String> {
 /// §2.2.3) from the token's raw `r || s` (PKCS#11 v2.40 §2.3.1), each half
 /// as long as the curve's order.
 pub fn ecdsa_der(raw: &[u8]) -> Result<Vec<u8>, String> {
-    if raw.is_empty() || raw.len() % 2 != 0 || raw.len() > 132 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) || raw.len() > 132 {
         return Err(format!(
             "an ECDSA signature of {} bytes is not r || s",
             raw.len()
@@ -505,9 +513,8 @@ mod tests {
         use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let key =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         for message in [&b"tbs"[..], &[0u8; 1000][..]] {
             let raw = key.sign(&rng, message).unwrap();
             let der = ecdsa_der(raw.as_ref()).unwrap();

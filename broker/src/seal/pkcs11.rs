@@ -192,7 +192,10 @@ fn create_key(session: &Session, label: &str) -> Result<ObjectHandle, HsmError> 
 }
 
 /// Whether the token's answer to a decryption means "this blob does not
-/// open with this key" rather than "the token failed".
+/// open with this key" rather than "the token failed". PKCS#11 says
+/// `CKR_ENCRYPTED_DATA_INVALID`; SoftHSM2 answers a GCM tag that does not
+/// match with `CKR_GENERAL_ERROR`, so that counts too (the key was found
+/// and the session worked a moment before).
 fn is_unwrap_failure(rv: RvError) -> bool {
     matches!(
         rv,
@@ -201,6 +204,7 @@ fn is_unwrap_failure(rv: RvError) -> bool {
             | RvError::DataInvalid
             | RvError::DataLenRange
             | RvError::FunctionFailed
+            | RvError::GeneralError
     )
 }
 
@@ -339,7 +343,10 @@ mod tests {
             key_label: "k".into(),
             generate_key: true,
         };
-        let e = Pkcs11Seal::connect(&settings).await.unwrap_err().to_string();
+        let e = Pkcs11Seal::connect(&settings)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("pkcs11 seal unavailable: cannot load /nonexistent/libsofthsm2.so: "),
             "{e}"
