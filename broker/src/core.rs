@@ -345,7 +345,7 @@ pub struct CoreOptions {
     pub lockout: crate::auth::lockout::LockoutSettings,
     /// The HSM token CA keys may be generated in (`[hsm]`, or the pkcs11
     /// seal's token).
-    pub hsm: Option<Arc<crate::hsm::Hsm>>,
+    pub hsm: Option<Arc<crate::hsm::HsmConnection>>,
 }
 
 impl Default for CoreOptions {

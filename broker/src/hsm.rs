@@ -605,6 +605,46 @@ impl Hsm {
     }
 }
 
+/// The HSM as configured, connected at first use (on a blocking thread)
+/// and kept: a broker starts, and stays up sealed, with its HSM out of
+/// reach, and a failed connection is tried again at the next use.
+#[derive(Debug)]
+pub struct HsmConnection {
+    settings: Option<HsmSettings>,
+    connected: tokio::sync::OnceCell<Arc<Hsm>>,
+}
+
+impl HsmConnection {
+    /// A connection to make when first used.
+    pub fn new(settings: HsmSettings) -> Self {
+        Self {
+            settings: Some(settings),
+            connected: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// A connection already made.
+    pub fn ready(hsm: Arc<Hsm>) -> Self {
+        Self {
+            settings: None,
+            connected: tokio::sync::OnceCell::new_with(Some(hsm)),
+        }
+    }
+
+    /// The logged-in token, connecting first if need be.
+    pub async fn get(&self) -> Result<Arc<Hsm>, HsmError> {
+        self.connected
+            .get_or_try_init(|| async {
+                let settings = self.settings.clone().ok_or_else(|| {
+                    HsmError::Settings("no HSM settings to connect with".into())
+                })?;
+                Hsm::connect_async(settings).await
+            })
+            .await
+            .cloned()
+    }
+}
+
 /// A key's protection attributes, as the token reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeyProtection {

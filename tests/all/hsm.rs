@@ -139,7 +139,7 @@ fn the_seal_wraps_in_the_token_with_a_key_that_cannot_leave() {
             assert_locked_in(&session, ObjectClass::SECRET_KEY, "root-wrap");
 
             // A new key label wraps new blobs; the old key still opens old ones.
-            let rotated = Pkcs11Seal::new(seal.hsm().clone(), "root-wrap-2", true).unwrap();
+            let rotated = Pkcs11Seal::new(seal.hsm().await.unwrap(), "root-wrap-2", true).unwrap();
             let newer = rotated.encrypt(&root_key, b"core/root-key").await.unwrap();
             assert_eq!(newer.key_id, "root-wrap-2");
             assert_eq!(
@@ -164,7 +164,7 @@ fn the_seal_wraps_in_the_token_with_a_key_that_cannot_leave() {
                 e,
                 "pkcs11 seal unavailable: no AES key labelled 'absent-key' in token 'broker-test'"
             );
-            let fixed = Pkcs11Seal::new(seal.hsm().clone(), "absent-key", false).unwrap();
+            let fixed = Pkcs11Seal::new(seal.hsm().await.unwrap(), "absent-key", false).unwrap();
             let e = fixed
                 .encrypt(&root_key, b"core/root-key")
                 .await
@@ -178,7 +178,7 @@ fn the_seal_wraps_in_the_token_with_a_key_that_cannot_leave() {
 
             // Many wraps at once make one key, not one each.
             let fresh = std::sync::Arc::new(
-                Pkcs11Seal::new(seal.hsm().clone(), "made-once", true).unwrap(),
+                Pkcs11Seal::new(seal.hsm().await.unwrap(), "made-once", true).unwrap(),
             );
             let mut tasks = Vec::new();
             for _ in 0..8 {

@@ -82,7 +82,9 @@ async fn main() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let broker = InProcess::start(CoreOptions {
-        hsm: Some(hsm.clone()),
+        hsm: Some(std::sync::Arc::new(broker::hsm::HsmConnection::ready(
+            hsm.clone(),
+        ))),
         ..CoreOptions::default()
     })
     .await;

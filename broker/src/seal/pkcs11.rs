@@ -37,7 +37,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::{Seal, SealError, SealKind, WrappedBlob};
-use crate::hsm::{Hsm, HsmError, HsmSettings, Pin, operation};
+use crate::hsm::{Hsm, HsmConnection, HsmError, HsmSettings, Pin, operation};
 
 const IV_LEN: usize = 12;
 const TAG_BITS: u64 = 128;
@@ -99,7 +99,7 @@ fn check_label(label: &str) -> Result<(), String> {
 
 /// A non-extractable AES-256 key in an HSM.
 pub struct Pkcs11Seal {
-    hsm: Arc<Hsm>,
+    hsm: Arc<HsmConnection>,
     key_label: String,
     generate_key: bool,
     /// Serializes "find, else create" so two wraps at once cannot make two
@@ -137,28 +137,41 @@ impl From<HsmError> for SealError {
 }
 
 impl Pkcs11Seal {
-    /// Connects to the token the settings name and logs in; the key is
+    /// The seal the settings describe; it connects to the token (and logs
+    /// in) when first used, so a missing HSM or a wrong PIN shows then,
+    /// and the next use tries again.
+    pub fn open(settings: &Pkcs11SealSettings) -> Result<Self, SealError> {
+        settings.check().map_err(unavailable)?;
+        Ok(Self {
+            hsm: Arc::new(HsmConnection::new(settings.hsm())),
+            key_label: settings.key_label.clone(),
+            generate_key: settings.generate_key,
+            creating: Arc::default(),
+        })
+    }
+
+    /// Connects to the token the settings name and logs in now; the key is
     /// looked up when first used.
     pub async fn connect(settings: &Pkcs11SealSettings) -> Result<Self, SealError> {
-        settings.check().map_err(unavailable)?;
-        let hsm = Hsm::connect_async(settings.hsm()).await?;
-        Self::new(hsm, &settings.key_label, settings.generate_key)
+        let seal = Self::open(settings)?;
+        seal.hsm().await?;
+        Ok(seal)
     }
 
     /// The seal over an HSM already connected (shared with CA keys).
     pub fn new(hsm: Arc<Hsm>, key_label: &str, generate_key: bool) -> Result<Self, SealError> {
         check_label(key_label).map_err(unavailable)?;
         Ok(Self {
-            hsm,
+            hsm: Arc::new(HsmConnection::ready(hsm)),
             key_label: key_label.to_owned(),
             generate_key,
             creating: Arc::default(),
         })
     }
 
-    /// The token this seal uses.
-    pub fn hsm(&self) -> &Arc<Hsm> {
-        &self.hsm
+    /// The token this seal uses, connecting first if need be.
+    pub async fn hsm(&self) -> Result<Arc<Hsm>, SealError> {
+        Ok(self.hsm.get().await?)
     }
 
     /// The label of the key new blobs are wrapped with.
@@ -221,7 +234,8 @@ impl Seal for Pkcs11Seal {
         let generate = self.generate_key;
         let creating = self.creating.clone();
         let ciphertext = self
-            .hsm
+            .hsm()
+            .await?
             .run("wrapping the root key", move |hsm, session| {
                 let key = {
                     let _one_at_a_time = creating.lock().unwrap_or_else(PoisonError::into_inner);
@@ -283,7 +297,8 @@ impl Seal for Pkcs11Seal {
         let sealed = blob.ciphertext.clone();
         let aad = aad.to_vec();
         let opened = self
-            .hsm
+            .hsm()
+            .await?
             .run("unwrapping the root key", move |hsm, session| {
                 let key = hsm.find_required(session, ObjectClass::SECRET_KEY, &label, WHAT)?;
                 let (iv, body) = sealed.split_at(IV_LEN);

@@ -17,7 +17,7 @@ use super::valid_name;
 use crate::duration::Ttl;
 use crate::framework::{Error, Mount, StorageView};
 use crate::lease::{IssueParams, LeaseKind, Leases, ResolvedConnection};
-use crate::hsm::Hsm;
+use crate::hsm::{Hsm, HsmConnection};
 use crate::pki::managed::{self, ManagedKey, ManagedKeyRef};
 use crate::pki::{Ca, CaBundle, MountCa, PkiError, ca, crl, keys, parse_serial};
 use crate::plugin::{CallContext, Catalog, ConnectionView, IssueRequest, RevocationRecorder};
@@ -79,7 +79,7 @@ pub struct PkiEngine {
     default_ttl: Duration,
     max_ttl: Duration,
     /// The token CA keys of type `kms` live in, when one is configured.
-    hsm: Option<Arc<Hsm>>,
+    hsm: Option<Arc<HsmConnection>>,
 }
 
 /// A certificate made for a request. `Debug` shows no data: it holds the
@@ -199,25 +199,33 @@ impl PkiEngine {
     }
 
     /// With `hsm` holding the CA keys of type `kms`.
-    pub fn with_hsm(mut self, hsm: Option<Arc<Hsm>>) -> Self {
+    pub fn with_hsm(mut self, hsm: Option<Arc<HsmConnection>>) -> Self {
         self.hsm = hsm;
         self
     }
 
-    /// The HSM for `kms` keys; a 400 without one.
-    fn hsm(&self) -> Result<Arc<Hsm>, Error> {
-        self.hsm.clone().ok_or_else(|| {
+    /// The HSM for `kms` keys, connected; a 400 without one, a 503 when
+    /// it cannot be reached.
+    async fn hsm(&self) -> Result<Arc<Hsm>, Error> {
+        let connection = self.hsm.as_ref().ok_or_else(|| {
             Error::invalid(
                 "type kms needs an HSM, and none is configured: add an [hsm] section (lib, \
                  token_label, pin) to the server's configuration, or use a pkcs11 seal",
             )
-        })
+        })?;
+        Ok(connection.get().await.map_err(PkiError::from)?)
     }
 
     /// The mount's CA.
     pub async fn ca(&self) -> Result<Arc<Ca>, Error> {
         let bundle: CaBundle = self.store.get("ca").await?.ok_or(PkiError::NoCa)?;
-        Ok(Arc::new(Ca::load_with(bundle, self.hsm.as_ref())?))
+        let hsm = match (&bundle.managed_key, &self.hsm) {
+            (Some(_), Some(connection)) => {
+                Some(connection.get().await.map_err(PkiError::from)?)
+            }
+            _ => None,
+        };
+        Ok(Arc::new(Ca::load_with(bundle, hsm.as_ref())?))
     }
 
     async fn install(&self, ca: &Arc<Ca>) -> Result<(), Error> {
@@ -284,7 +292,7 @@ impl PkiEngine {
         ttl: Duration,
         key_type: crate::plugin::KeyType,
     ) -> Result<Value, Error> {
-        let hsm = self.hsm()?;
+        let hsm = self.hsm().await?;
         managed::supported(key_type)?;
         let label = managed_key_label(body)?;
         // Checked before the key is made, so a refused ttl leaves no key.
@@ -333,7 +341,7 @@ impl PkiEngine {
             .to_owned();
         let key_type = key_type_field(body)?;
         if mode == KeyMode::Kms {
-            let hsm = self.hsm()?;
+            let hsm = self.hsm().await?;
             managed::supported(key_type)?;
             let label = managed_key_label(body)?;
             let key_label = label.clone();
@@ -378,7 +386,7 @@ impl PkiEngine {
             .get::<ManagedKeyRef>(PENDING_MANAGED_KEY)
             .await?
         {
-            let ca = Ca::from_chain_managed(&certs, &reference, &self.hsm()?)?;
+            let ca = Ca::from_chain_managed(&certs, &reference, &self.hsm().await?)?;
             self.install(&Arc::new(ca)).await?;
             self.store.delete(PENDING_MANAGED_KEY).await?;
             return Ok(());
