@@ -610,8 +610,8 @@ mod tests {
             .collect();
         assert_eq!(
             blocks.len(),
-            3,
-            "the deployment, audit and lockout examples"
+            4,
+            "the deployment, audit, HSM and lockout examples"
         );
         let c = Config::parse(blocks[0]).unwrap();
         assert_eq!(c.rate_limit.limits().global, Quota::new(500, 1000));
@@ -619,8 +619,20 @@ mod tests {
         let c = Config::parse(&format!("{}\n{}", blocks[0], blocks[1])).unwrap();
         assert_eq!(c.audit.devices.len(), 1);
         assert!(c.audit.devices[0].fsync);
-        // The lockout example, on the minimal configuration.
-        let c = Config::parse(&format!("{MINIMAL}\n{}", blocks[2])).unwrap();
+        // The HSM and lockout examples, on the minimal configuration.
+        let block = |table: &str| {
+            blocks
+                .iter()
+                .find(|b| b.contains(table) && !b.contains("[listener]"))
+                .copied()
+                .unwrap_or_else(|| panic!("no README example with {table}"))
+        };
+        let c = Config::parse(&format!("{MINIMAL}\n{}", block("[hsm]"))).unwrap();
+        assert_eq!(
+            c.managed_key_hsm().unwrap().token_label.as_deref(),
+            Some("broker")
+        );
+        let c = Config::parse(&format!("{MINIMAL}\n{}", block("[auth.lockout]"))).unwrap();
         assert_eq!(c.auth.lockout.threshold, 5);
         assert_eq!(c.auth.lockout.duration.0, Duration::from_secs(15 * 60));
     }

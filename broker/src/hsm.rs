@@ -635,9 +635,10 @@ impl HsmConnection {
     pub async fn get(&self) -> Result<Arc<Hsm>, HsmError> {
         self.connected
             .get_or_try_init(|| async {
-                let settings = self.settings.clone().ok_or_else(|| {
-                    HsmError::Settings("no HSM settings to connect with".into())
-                })?;
+                let settings = self
+                    .settings
+                    .clone()
+                    .ok_or_else(|| HsmError::Settings("no HSM settings to connect with".into()))?;
                 Hsm::connect_async(settings).await
             })
             .await

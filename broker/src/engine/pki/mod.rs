@@ -16,8 +16,8 @@ use zeroize::Zeroizing;
 use super::valid_name;
 use crate::duration::Ttl;
 use crate::framework::{Error, Mount, StorageView};
-use crate::lease::{IssueParams, LeaseKind, Leases, ResolvedConnection};
 use crate::hsm::{Hsm, HsmConnection};
+use crate::lease::{IssueParams, LeaseKind, Leases, ResolvedConnection};
 use crate::pki::managed::{self, ManagedKey, ManagedKeyRef};
 use crate::pki::{Ca, CaBundle, MountCa, PkiError, ca, crl, keys, parse_serial};
 use crate::plugin::{CallContext, Catalog, ConnectionView, IssueRequest, RevocationRecorder};
@@ -220,9 +220,7 @@ impl PkiEngine {
     pub async fn ca(&self) -> Result<Arc<Ca>, Error> {
         let bundle: CaBundle = self.store.get("ca").await?.ok_or(PkiError::NoCa)?;
         let hsm = match (&bundle.managed_key, &self.hsm) {
-            (Some(_), Some(connection)) => {
-                Some(connection.get().await.map_err(PkiError::from)?)
-            }
+            (Some(_), Some(connection)) => Some(connection.get().await.map_err(PkiError::from)?),
             _ => None,
         };
         Ok(Arc::new(Ca::load_with(bundle, hsm.as_ref())?))
@@ -381,11 +379,7 @@ impl PkiEngine {
         let text = field_str(body, "certificate")?
             .ok_or_else(|| Error::invalid("certificate is required"))?;
         let (certs, _) = ca::split_bundle(text)?;
-        if let Some(reference) = self
-            .store
-            .get::<ManagedKeyRef>(PENDING_MANAGED_KEY)
-            .await?
-        {
+        if let Some(reference) = self.store.get::<ManagedKeyRef>(PENDING_MANAGED_KEY).await? {
             let ca = Ca::from_chain_managed(&certs, &reference, &self.hsm().await?)?;
             self.install(&Arc::new(ca)).await?;
             self.store.delete(PENDING_MANAGED_KEY).await?;
