@@ -90,6 +90,10 @@ pub struct Config {
     /// Auth methods' settings.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// `[hsm]`: the PKCS#11 token CA keys may be generated in
+    /// (`pki/root/generate/kms`). Absent, a `pkcs11` seal's token is used.
+    #[serde(default)]
+    pub hsm: Option<crate::hsm::HsmSettings>,
 }
 
 /// `[auth]`.
@@ -301,6 +305,8 @@ pub enum SealSettings {
         /// The key file. Keep it off the disk that holds the storage.
         key_file: PathBuf,
     },
+    /// A non-extractable AES key in an HSM, through PKCS#11.
+    Pkcs11(crate::seal::Pkcs11SealSettings),
 }
 
 impl SealSettings {
@@ -309,6 +315,7 @@ impl SealSettings {
         match self {
             Self::Shamir => crate::seal::SealKind::Shamir,
             Self::Local { .. } => crate::seal::SealKind::Local,
+            Self::Pkcs11(_) => crate::seal::SealKind::Pkcs11,
         }
     }
 }
@@ -488,7 +495,26 @@ impl Config {
                 lockout.threshold
             )));
         }
+        if let SealSettings::Pkcs11(pkcs11) = &self.seal {
+            pkcs11
+                .check()
+                .map_err(|e| ConfigError::Invalid(format!("seal: {e}")))?;
+        }
+        if let Some(hsm) = &self.hsm {
+            hsm.check()
+                .map_err(|e| ConfigError::Invalid(format!("hsm: {e}")))?;
+        }
         Ok(())
+    }
+
+    /// The token CA keys are generated in (`pki/…/generate/kms`): `[hsm]`,
+    /// else the `pkcs11` seal's token; `None` without either.
+    pub fn managed_key_hsm(&self) -> Option<crate::hsm::HsmSettings> {
+        match (&self.hsm, &self.seal) {
+            (Some(hsm), _) => Some(hsm.clone()),
+            (None, SealSettings::Pkcs11(seal)) => Some(seal.hsm()),
+            (None, _) => None,
+        }
     }
 }
 
@@ -519,6 +545,30 @@ mod tests {
         type = "local"
         key_file = "/etc/broker/kms.key"
     "#;
+
+    #[test]
+    fn a_pkcs11_seal_and_an_hsm_section_parse() {
+        let text = MINIMAL.replace(
+            "[kms]\n        type = \"local\"\n        key_file = \"/etc/broker/kms.key\"",
+            "[seal]\ntype = \"pkcs11\"\nlib = \"/usr/lib/softhsm/libsofthsm2.so\"\n\
+             token_label = \"broker\"\nkey_label = \"root\"\npin = \"9876\"\n\
+             [hsm]\nlib = \"/usr/lib/softhsm/libsofthsm2.so\"\nslot = 3\n",
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.seal.kind(), crate::seal::SealKind::Pkcs11);
+        assert_eq!(c.managed_key_hsm().unwrap().slot, Some(3));
+        assert!(!format!("{c:?}").contains("9876"), "the PIN never shows");
+        let both = text.replace("slot = 3", "slot = 3\ntoken_label = \"x\"");
+        let e = Config::parse(&both).unwrap_err().to_string();
+        assert!(e.contains("hsm: give token_label or slot, not both"), "{e}");
+        let no_hsm = text.split("[hsm]").next().unwrap().to_owned();
+        let c = Config::parse(&no_hsm).unwrap();
+        assert_eq!(
+            c.managed_key_hsm().unwrap().token_label.as_deref(),
+            Some("broker"),
+            "the seal's token holds CA keys when [hsm] is absent"
+        );
+    }
 
     #[test]
     fn a_minimal_file_gets_defaults() {
@@ -565,8 +615,8 @@ mod tests {
             .collect();
         assert_eq!(
             blocks.len(),
-            3,
-            "the deployment, audit and lockout examples"
+            4,
+            "the deployment, audit, HSM and lockout examples"
         );
         let c = Config::parse(blocks[0]).unwrap();
         assert_eq!(c.rate_limit.limits().global, Quota::new(500, 1000));
@@ -574,8 +624,20 @@ mod tests {
         let c = Config::parse(&format!("{}\n{}", blocks[0], blocks[1])).unwrap();
         assert_eq!(c.audit.devices.len(), 1);
         assert!(c.audit.devices[0].fsync);
-        // The lockout example, on the minimal configuration.
-        let c = Config::parse(&format!("{MINIMAL}\n{}", blocks[2])).unwrap();
+        // The HSM and lockout examples, on the minimal configuration.
+        let block = |table: &str| {
+            blocks
+                .iter()
+                .find(|b| b.contains(table) && !b.contains("[listener]"))
+                .copied()
+                .unwrap_or_else(|| panic!("no README example with {table}"))
+        };
+        let c = Config::parse(&format!("{MINIMAL}\n{}", block("[hsm]"))).unwrap();
+        assert_eq!(
+            c.managed_key_hsm().unwrap().token_label.as_deref(),
+            Some("broker")
+        );
+        let c = Config::parse(&format!("{MINIMAL}\n{}", block("[auth.lockout]"))).unwrap();
         assert_eq!(c.auth.lockout.threshold, 5);
         assert_eq!(c.auth.lockout.duration.0, Duration::from_secs(15 * 60));
     }

@@ -346,6 +346,9 @@ pub struct CoreOptions {
     pub audit_devices: Vec<(String, DeviceConfig)>,
     /// When auth methods lock an identity out.
     pub lockout: crate::auth::lockout::LockoutSettings,
+    /// The HSM token CA keys may be generated in (`[hsm]`, or the pkcs11
+    /// seal's token).
+    pub hsm: Option<Arc<crate::hsm::HsmConnection>>,
 }
 
 impl Default for CoreOptions {
@@ -355,6 +358,7 @@ impl Default for CoreOptions {
             audit_policy: AuditPolicy::default(),
             audit_devices: Vec::new(),
             lockout: Default::default(),
+            hsm: None,
         }
     }
 }
@@ -424,6 +428,7 @@ impl Core {
             tokens: tokens.clone(),
             lockout: options.lockout,
             password_policies: PasswordPolicies::new(store.clone()),
+            hsm: options.hsm.clone(),
         };
         let backends = Arc::new(Registry::new(&services, crate::engine::ENGINES)?);
         let auth = auth::AuthMounts::open(&store, &services).await?;

@@ -30,6 +30,7 @@ pub mod core;
 pub mod duration;
 pub mod engine;
 pub mod framework;
+pub mod hsm;
 pub mod lease;
 pub mod listener;
 pub mod metrics;

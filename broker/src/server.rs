@@ -93,6 +93,8 @@ pub fn open_seal(
             Some(Arc::new(LocalSeal::open_or_create(key_file)?))
         }
         SealSettings::Local { key_file } => Some(Arc::new(LocalSeal::open(key_file)?)),
+        // Connects at first use, on a blocking thread (see `hsm`).
+        SealSettings::Pkcs11(settings) => Some(Arc::new(crate::seal::Pkcs11Seal::open(settings)?)),
     })
 }
 
@@ -157,6 +159,9 @@ pub fn core_options(config: &Config) -> CoreOptions {
                 )
             })
             .collect(),
+        hsm: config
+            .managed_key_hsm()
+            .map(|settings| Arc::new(crate::hsm::HsmConnection::new(settings))),
     }
 }
 
@@ -263,6 +268,7 @@ pub async fn open_dev(
         },
         audit_devices: Vec::new(),
         lockout: Default::default(),
+        hsm: None,
     };
     let setup = SealSetup {
         kind: SealKind::Local,

@@ -13,6 +13,7 @@ mod barrier_rotation;
 mod cert_auth;
 mod crash;
 mod deploy;
+mod hsm;
 mod hvac;
 mod injection;
 mod jwt;

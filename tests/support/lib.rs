@@ -10,11 +10,13 @@
 //!   and never depend on the machine's own `pg_hba.conf`.
 //! - MySQL/MariaDB: `BROKER_TEST_MYSQL_URL`, default
 //!   `mysql://root@127.0.0.1:3306/` (the compose file's MariaDB).
+//! - SoftHSM2 ([`softhsm`]): a token per test, in a temporary directory.
 //!
-//! A missing database fails the test with a message saying how to get one;
-//! nothing is skipped silently.
+//! A missing database (or SoftHSM2) fails the test with a message saying
+//! how to get one; nothing is skipped silently.
 
 pub mod bench;
+pub mod softhsm;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

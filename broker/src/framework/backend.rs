@@ -21,6 +21,8 @@ pub struct Services {
     pub lockout: crate::auth::lockout::LockoutSettings,
     /// The password policies, for engines that generate passwords.
     pub password_policies: crate::policy::PasswordPolicies,
+    /// The HSM token CA keys may be generated in (`pki/…/generate/kms`).
+    pub hsm: Option<Arc<crate::hsm::HsmConnection>>,
 }
 
 /// A mount type: its paths, as a table, and what the lease worker asks of

@@ -1,5 +1,9 @@
 //! A mount's CA: its certificate and key, sealed in storage as a
 //! [`CaBundle`], loaded as a [`Ca`] that signs what it agrees to sign.
+//! The key is either held (PKCS#8 in the sealed record) or in an HSM, the
+//! record naming it ([`super::managed`]).
+
+use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
@@ -9,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use x509_parser::prelude::*;
 use zeroize::Zeroizing;
 
+use super::managed::{ManagedKey, ManagedKeyRef};
 use super::{PkiError, datetime, keys, random_serial, serial_text};
 use crate::clock::unix_now;
+use crate::hsm::Hsm;
 use crate::plugin::{IssuerInfo, KeyType};
 
 /// What storage keeps of a CA (sealed).
@@ -18,11 +24,15 @@ use crate::plugin::{IssuerInfo, KeyType};
 pub struct CaBundle {
     /// The CA certificate, PEM.
     pub certificate_pem: String,
-    /// Its key, PKCS#8 PEM.
+    /// Its key, PKCS#8 PEM; empty when the key is in an HSM.
+    #[serde(default)]
     pub key_pem: Zeroizing<String>,
     /// The certificates above it, nearest first (empty for a root).
     #[serde(default)]
     pub chain_pem: Vec<String>,
+    /// The key in an HSM that signs for this CA, instead of `key_pem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_key: Option<ManagedKeyRef>,
 }
 
 impl std::fmt::Debug for CaBundle {
@@ -31,11 +41,42 @@ impl std::fmt::Debug for CaBundle {
     }
 }
 
+/// A CA's key: held in memory while the CA is loaded, or in an HSM.
+enum CaKey {
+    Held(KeyPair),
+    Managed(ManagedKey),
+}
+
+impl rcgen::PublicKeyData for CaKey {
+    fn der_bytes(&self) -> &[u8] {
+        match self {
+            Self::Held(k) => k.der_bytes(),
+            Self::Managed(k) => k.der_bytes(),
+        }
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            Self::Held(k) => rcgen::PublicKeyData::algorithm(k),
+            Self::Managed(k) => k.algorithm(),
+        }
+    }
+}
+
+impl rcgen::SigningKey for CaKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        match self {
+            Self::Held(k) => k.sign(msg),
+            Self::Managed(k) => k.sign(msg),
+        }
+    }
+}
+
 /// A CA ready to sign.
 pub struct Ca {
     bundle: CaBundle,
     cert_der: Vec<u8>,
-    key: KeyPair,
+    key: CaKey,
     key_type: KeyType,
     subject: Vec<(String, String)>,
     key_id: Vec<u8>,
@@ -85,12 +126,31 @@ fn name_attributes(name: &X509Name<'_>) -> Vec<(String, String)> {
 
 impl Ca {
     /// Loads a stored bundle, checking that the key matches the certificate.
+    /// A bundle whose key is in an HSM needs [`Self::load_with`].
     pub fn load(bundle: CaBundle) -> Result<Self, PkiError> {
+        Self::load_with(bundle, None)
+    }
+
+    /// Loads a stored bundle whose key may be in `hsm`'s token.
+    pub fn load_with(bundle: CaBundle, hsm: Option<&Arc<Hsm>>) -> Result<Self, PkiError> {
+        use rcgen::PublicKeyData;
         let cert_der = pem_to_der(&bundle.certificate_pem, "the CA certificate")?;
-        let key = keys::load(&bundle.key_pem)?;
+        let key = match &bundle.managed_key {
+            None => CaKey::Held(keys::load(&bundle.key_pem)?),
+            Some(reference) => {
+                let hsm = hsm.ok_or_else(|| {
+                    PkiError::Hsm(format!(
+                        "this CA's key is in an HSM (key '{}'), and the broker has no HSM \
+                         configured ([hsm], or a pkcs11 seal)",
+                        reference.label
+                    ))
+                })?;
+                CaKey::Managed(ManagedKey::new(hsm.clone(), reference.clone())?)
+            }
+        };
         let (_, cert) = X509Certificate::from_der(&cert_der)
             .map_err(|e| PkiError::Invalid(format!("the CA certificate does not parse: {e}")))?;
-        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        if cert.public_key().subject_public_key.data.as_ref() != key.der_bytes() {
             return Err(PkiError::Invalid(
                 "the private key does not belong to the CA certificate".into(),
             ));
@@ -100,7 +160,7 @@ impl Ca {
                 "the certificate is not a CA (basicConstraints cA is not set)".into(),
             ));
         }
-        let key_type = keys::key_type_of(key.algorithm(), key.public_key_raw())?;
+        let key_type = keys::key_type_of(key.algorithm(), key.der_bytes())?;
         let key_id = cert
             .iter_extensions()
             .find_map(|e| match e.parsed_extension() {
@@ -133,7 +193,46 @@ impl Ca {
             certificate_pem: first.clone(),
             key_pem,
             chain_pem: chain.to_vec(),
+            managed_key: None,
         })
+    }
+
+    /// A CA from PEM certificates (its own first, then those above it)
+    /// whose key is `key`, in an HSM.
+    pub fn from_chain_managed(
+        certs: &[String],
+        key: &ManagedKeyRef,
+        hsm: &Arc<Hsm>,
+    ) -> Result<Self, PkiError> {
+        let Some((first, chain)) = certs.split_first() else {
+            return Err(PkiError::Invalid("no PEM certificate given".into()));
+        };
+        Self::load_with(
+            CaBundle {
+                certificate_pem: first.clone(),
+                key_pem: Zeroizing::default(),
+                chain_pem: chain.to_vec(),
+                managed_key: Some(key.clone()),
+            },
+            Some(hsm),
+        )
+    }
+
+    /// Whether the key is in an HSM: signing then blocks on the token, so
+    /// async callers sign on a blocking thread.
+    pub fn signs_in_hsm(&self) -> bool {
+        matches!(self.key, CaKey::Managed(_))
+    }
+
+    /// rcgen's error, with the HSM's reason when the HSM failed (rcgen's
+    /// error for a remote key says nothing of why).
+    pub(crate) fn rcgen_error(&self, e: rcgen::Error) -> PkiError {
+        if let (rcgen::Error::RemoteKeyError, CaKey::Managed(key)) = (&e, &self.key)
+            && let Some(why) = key.take_error()
+        {
+            return PkiError::Hsm(why);
+        }
+        e.into()
     }
 
     /// The bundle to store.
@@ -168,8 +267,9 @@ impl Ca {
         chain
     }
 
-    /// rcgen's view of this CA as an issuer.
-    pub fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, PkiError> {
+    /// rcgen's view of this CA as an issuer. Signing through it blocks
+    /// when [`Self::signs_in_hsm`].
+    pub fn issuer(&self) -> Result<Issuer<'_, impl rcgen::SigningKey + '_>, PkiError> {
         Ok(Issuer::from_ca_cert_der(
             &self.cert_der.as_slice().into(),
             &self.key,
@@ -193,10 +293,29 @@ impl Ca {
         self.sign_checked(tbs)
     }
 
-    /// Signs `tbs`, which [`Self::check_tbs`] accepted.
+    /// Signs `tbs`, which [`Self::check_tbs`] accepted. Blocks on the
+    /// token when [`Self::signs_in_hsm`].
     pub(crate) fn sign_checked(&self, tbs: &[u8]) -> Result<Vec<u8>, PkiError> {
         use rcgen::SigningKey;
-        Ok(self.key.sign(tbs)?)
+        match &self.key {
+            CaKey::Held(key) => Ok(key.sign(tbs)?),
+            CaKey::Managed(key) => key.sign_message(tbs),
+        }
+    }
+
+    /// [`Self::sign_checked`], on a blocking thread when the key is in an
+    /// HSM.
+    pub(crate) async fn sign_checked_async(
+        self: &Arc<Self>,
+        tbs: &[u8],
+    ) -> Result<Vec<u8>, PkiError> {
+        if !self.signs_in_hsm() {
+            return self.sign_checked(tbs);
+        }
+        let (ca, tbs) = (self.clone(), tbs.to_vec());
+        tokio::task::spawn_blocking(move || ca.sign_checked(&tbs))
+            .await
+            .map_err(|e| PkiError::Hsm(format!("signing stopped: {e}")))?
     }
 
     /// Checks that `tbs` is a leaf this CA may sign (not a CA, this issuer's
@@ -312,7 +431,9 @@ impl Ca {
         }
         make_ca(params, not_after, &serial);
         params.use_authority_key_identifier_extension = true;
-        let cert = csr.signed_by(&self.issuer()?)?;
+        let cert = csr
+            .signed_by(&self.issuer()?)
+            .map_err(|e| self.rcgen_error(e))?;
         Ok((cert.pem(), serial_text(&serial)))
     }
 }
@@ -374,14 +495,13 @@ fn make_ca(params: &mut CertificateParams, not_after: u64, serial: &[u8]) {
     params.serial_number = Some(serial.to_vec().into());
 }
 
-/// A new self-signed root CA.
-pub fn generate_root(common_name: &str, ttl_secs: u64, key_type: KeyType) -> Result<Ca, PkiError> {
+/// The certificate of a new root CA, before it is signed.
+fn root_params(common_name: &str, ttl_secs: u64) -> Result<CertificateParams, PkiError> {
     if unix_now().saturating_add(ttl_secs) > super::MAX_NOT_AFTER {
         return Err(PkiError::Invalid(
             "ttl: a certificate cannot end after the year 9999".into(),
         ));
     }
-    let key = keys::generate(key_type)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params
@@ -392,12 +512,46 @@ pub fn generate_root(common_name: &str, ttl_secs: u64, key_type: KeyType) -> Res
         unix_now().saturating_add(ttl_secs),
         &random_serial()?,
     );
+    Ok(params)
+}
+
+/// A new self-signed root CA.
+pub fn generate_root(common_name: &str, ttl_secs: u64, key_type: KeyType) -> Result<Ca, PkiError> {
+    let params = root_params(common_name, ttl_secs)?;
+    let key = keys::generate(key_type)?;
     let cert = params.self_signed(&key)?;
     Ca::load(CaBundle {
         certificate_pem: cert.pem(),
         key_pem: Zeroizing::new(key.serialize_pem()),
         chain_pem: Vec::new(),
+        managed_key: None,
     })
+}
+
+/// A new self-signed root CA whose key is `key`, in an HSM. Blocking.
+pub fn generate_root_managed(
+    common_name: &str,
+    ttl_secs: u64,
+    key: &ManagedKey,
+) -> Result<Ca, PkiError> {
+    let params = root_params(common_name, ttl_secs)?;
+    let cert = params.self_signed(key).map_err(|e| managed_error(key, e))?;
+    Ca::load_with(
+        CaBundle {
+            certificate_pem: cert.pem(),
+            key_pem: Zeroizing::default(),
+            chain_pem: Vec::new(),
+            managed_key: Some(key.reference().clone()),
+        },
+        Some(key.hsm()),
+    )
+}
+
+fn managed_error(key: &ManagedKey, e: rcgen::Error) -> PkiError {
+    match (&e, key.take_error()) {
+        (rcgen::Error::RemoteKeyError, Some(why)) => PkiError::Hsm(why),
+        _ => e.into(),
+    }
 }
 
 /// A key and a CSR for an intermediate CA; the key waits for the signed
@@ -415,6 +569,24 @@ pub fn generate_intermediate_csr(
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let csr = params.serialize_request(&key)?;
     Ok((csr.pem()?, Zeroizing::new(key.serialize_pem())))
+}
+
+/// A CSR for an intermediate CA whose key is `key`, in an HSM; the
+/// certificate comes back through `intermediate/set-signed`. Blocking.
+pub fn generate_intermediate_csr_managed(
+    common_name: &str,
+    key: &ManagedKey,
+) -> Result<String, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let csr = params
+        .serialize_request(key)
+        .map_err(|e| managed_error(key, e))?;
+    Ok(csr.pem()?)
 }
 
 /// Splits a PEM bundle into its certificates and its private key.

@@ -57,7 +57,7 @@ fn rebuild_lock(root: &str) -> Arc<tokio::sync::Mutex<()>> {
 /// Puts `serial` on the CRL (idempotent); returns when it was revoked.
 pub async fn revoke(
     store: &StorageView,
-    ca: &Ca,
+    ca: &Arc<Ca>,
     serial: &[u8],
     not_after: Option<u64>,
 ) -> Result<u64, PkiError> {
@@ -105,7 +105,7 @@ pub async fn tidy(store: &StorageView, before: u64) -> Result<usize, PkiError> {
 }
 
 /// Signs a new CRL with every revoked serial and stores it.
-pub async fn rebuild(store: &StorageView, ca: &Ca) -> Result<Vec<u8>, PkiError> {
+pub async fn rebuild(store: &StorageView, ca: &Arc<Ca>) -> Result<Vec<u8>, PkiError> {
     let lock = rebuild_lock(store.root());
     let _serialized = lock.lock().await;
     let mut revoked = Vec::new();
@@ -136,7 +136,15 @@ pub async fn rebuild(store: &StorageView, ca: &Ca) -> Result<Vec<u8>, PkiError> 
         revoked_certs: revoked,
         key_identifier_method: rcgen::KeyIdMethod::PreSpecified(ca.info().key_id),
     };
-    let der = params.signed_by(&ca.issuer()?)?.der().to_vec();
+    // A key in an HSM signs on a blocking thread (the token's API blocks).
+    let der = if ca.signs_in_hsm() {
+        let ca = ca.clone();
+        tokio::task::spawn_blocking(move || sign(&params, &ca))
+            .await
+            .map_err(|e| PkiError::Hsm(format!("signing the CRL stopped: {e}")))??
+    } else {
+        sign(&params, ca)?
+    };
     store
         .put(
             CRL,
@@ -150,9 +158,16 @@ pub async fn rebuild(store: &StorageView, ca: &Ca) -> Result<Vec<u8>, PkiError> 
     Ok(der)
 }
 
+fn sign(params: &rcgen::CertificateRevocationListParams, ca: &Ca) -> Result<Vec<u8>, PkiError> {
+    params
+        .signed_by(&ca.issuer()?)
+        .map(|crl| crl.der().to_vec())
+        .map_err(|e| ca.rcgen_error(e))
+}
+
 /// The current CRL, DER: rebuilt on first use, and once half its lifetime
 /// has passed, so clients never fetch one past its nextUpdate.
-pub async fn current(store: &StorageView, ca: &Ca) -> Result<Vec<u8>, PkiError> {
+pub async fn current(store: &StorageView, ca: &Arc<Ca>) -> Result<Vec<u8>, PkiError> {
     match store.get::<CrlState>(CRL).await? {
         Some(state) if unix_now() < state.built_at.saturating_add(CRL_LIFETIME_SECS / 2) => {
             Ok(state.der)

@@ -5,12 +5,15 @@
 //! builds a leaf certificate and asks, through the `signer` capability,
 //! for a signature over its TBSCertificate; [`ca::Ca::check_tbs`] refuses
 //! anything a leaf must not be (a CA, another issuer's name, a lifetime
-//! past the CA's) before signing. This module must never hand out a CA key
-//! or sign a CA certificate on a plugin's behalf.
+//! past the CA's) before signing. A CA key may instead live in an HSM
+//! ([`managed`]), where it signs and which it never leaves. This module
+//! must never hand out a CA key or sign a CA certificate on a plugin's
+//! behalf.
 
 pub mod ca;
 pub mod crl;
 pub mod keys;
+pub mod managed;
 pub mod signer;
 
 pub use ca::{Ca, CaBundle};
@@ -33,6 +36,9 @@ pub enum PkiError {
     /// Sealed storage failed.
     #[error(transparent)]
     Sealed(#[from] crate::barrier::SealedError),
+    /// The HSM holding the CA key failed or is out of reach.
+    #[error("the CA key's HSM: {0}")]
+    Hsm(String),
 }
 
 impl From<rcgen::Error> for PkiError {

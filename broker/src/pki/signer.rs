@@ -148,7 +148,7 @@ impl CaSigner for MountCa {
                 super::serial_text(&facts.serial)
             )));
         }
-        self.ca.sign_checked(tbs).map_err(refused)
+        self.ca.sign_checked_async(tbs).await.map_err(refused)
     }
 
     fn parse_csr(&self, pem: &str) -> Result<CsrInfo, SignerError> {

@@ -9,19 +9,21 @@
 //! - `shamir` ([`ShamirSeal`]): the wrapping key is split into shares held
 //!   by operators; the broker starts sealed until enough are given.
 //! - `local` ([`LocalSeal`]): a key file, for development and one host.
-//! - `pkcs11`: a non-extractable AES key inside an HSM.
+//! - `pkcs11` ([`Pkcs11Seal`]): a non-extractable AES key inside an HSM.
 //! - `awskms`: a key in AWS KMS (or anything speaking its API).
 //!
 //! A provider must never write a key it holds, or what it unwraps,
 //! anywhere; and its errors name the provider and the cause, never a key.
 
 mod local;
+mod pkcs11;
 pub mod shamir;
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 pub use local::LocalSeal;
+pub use pkcs11::{Pkcs11Seal, Pkcs11SealSettings};
 pub use shamir::ShamirSeal;
 
 /// Which provider a seal is; also the `type` of `sys/seal-status`.

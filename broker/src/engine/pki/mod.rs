@@ -3,7 +3,8 @@
 //! built by the sandboxed `pki` plugin and signed here, revocation and the
 //! CRL.
 //!
-//! The CA key is sealed in storage and never leaves [`crate::pki`]; the
+//! The CA key is sealed in storage and never leaves [`crate::pki`] (or,
+//! generated with type `kms`, lives in the HSM and never leaves it); the
 //! plugin only ever gets signatures over leaves the CA agreed to sign.
 
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use zeroize::Zeroizing;
 use super::valid_name;
 use crate::duration::Ttl;
 use crate::framework::{Error, Mount, StorageView};
+use crate::hsm::{Hsm, HsmConnection};
 use crate::lease::{IssueParams, LeaseKind, Leases, ResolvedConnection};
+use crate::pki::managed::{self, ManagedKey, ManagedKeyRef};
 use crate::pki::{Ca, CaBundle, MountCa, PkiError, ca, crl, keys, parse_serial};
 use crate::plugin::{CallContext, Catalog, ConnectionView, IssueRequest, RevocationRecorder};
 use crate::storage::LeaseRow;
@@ -25,6 +28,23 @@ const PEM: &str = "application/pem-certificate-chain";
 
 /// The plugin that builds certificates.
 pub const PLUGIN: &str = "pki";
+
+/// Where an intermediate's HSM-held key waits for its certificate.
+const PENDING_MANAGED_KEY: &str = "pending-managed-key";
+/// Where an intermediate's held key waits for its certificate.
+const PENDING_KEY: &str = "pending-key";
+
+/// How `root/generate/:type` and `intermediate/generate/:type` keep the
+/// key (Vault's types, but `existing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMode {
+    /// Sealed in storage; never returned.
+    Internal,
+    /// Sealed in storage, and returned once.
+    Exported,
+    /// Generated in the HSM, where it stays (`managed_key_name`).
+    Kms,
+}
 
 /// The "connection" a certificate lease names: the mount's CA. Not a valid
 /// database config name, so the two can never be confused.
@@ -37,6 +57,7 @@ impl From<PkiError> for Error {
             PkiError::NoCa => Self::invalid(e.to_string()),
             PkiError::Crypto(m) => Self::Internal(m),
             PkiError::Sealed(e) => e.into(),
+            PkiError::Hsm(m) => Self::Unavailable(m),
         }
     }
 }
@@ -57,6 +78,8 @@ pub struct PkiEngine {
     catalog: Arc<Catalog>,
     default_ttl: Duration,
     max_ttl: Duration,
+    /// The token CA keys of type `kms` live in, when one is configured.
+    hsm: Option<Arc<HsmConnection>>,
 }
 
 /// A certificate made for a request. `Debug` shows no data: it holds the
@@ -127,6 +150,29 @@ fn key_type_field(body: &Map<String, Value>) -> Result<crate::plugin::KeyType, E
     Ok(keys::from_vault(key_type, key_bits_field(body)?)?)
 }
 
+/// The label of a `kms` key: `managed_key_name`, or `managed_key_id`
+/// (which, here, is the same label: keys are named by label in the token).
+fn managed_key_label(body: &Map<String, Value>) -> Result<String, Error> {
+    let name = field_str(body, "managed_key_name")?;
+    let id = field_str(body, "managed_key_id")?;
+    let label = match (name, id) {
+        (Some(name), Some(id)) if name != id => {
+            return Err(Error::invalid(
+                "managed_key_name and managed_key_id name different keys: give one",
+            ));
+        }
+        (Some(label), _) | (None, Some(label)) => label,
+        (None, None) => {
+            return Err(Error::invalid(
+                "managed_key_name is required with type kms: the label of the key pair to \
+                 generate in the HSM",
+            ));
+        }
+    };
+    managed::check_label(label)?;
+    Ok(label.to_owned())
+}
+
 /// A CA's `common_name`, required and within X.509's bound.
 fn common_name_field<'a>(
     body: &'a Map<String, Value>,
@@ -148,16 +194,39 @@ impl PkiEngine {
             catalog,
             default_ttl: mount.default_ttl,
             max_ttl: mount.max_ttl,
+            hsm: None,
         }
+    }
+
+    /// With `hsm` holding the CA keys of type `kms`.
+    pub fn with_hsm(mut self, hsm: Option<Arc<HsmConnection>>) -> Self {
+        self.hsm = hsm;
+        self
+    }
+
+    /// The HSM for `kms` keys, connected; a 400 without one, a 503 when
+    /// it cannot be reached.
+    async fn hsm(&self) -> Result<Arc<Hsm>, Error> {
+        let connection = self.hsm.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "type kms needs an HSM, and none is configured: add an [hsm] section (lib, \
+                 token_label, pin) to the server's configuration, or use a pkcs11 seal",
+            )
+        })?;
+        Ok(connection.get().await.map_err(PkiError::from)?)
     }
 
     /// The mount's CA.
     pub async fn ca(&self) -> Result<Arc<Ca>, Error> {
         let bundle: CaBundle = self.store.get("ca").await?.ok_or(PkiError::NoCa)?;
-        Ok(Arc::new(Ca::load(bundle)?))
+        let hsm = match (&bundle.managed_key, &self.hsm) {
+            (Some(_), Some(connection)) => Some(connection.get().await.map_err(PkiError::from)?),
+            _ => None,
+        };
+        Ok(Arc::new(Ca::load_with(bundle, hsm.as_ref())?))
     }
 
-    async fn install(&self, ca: &Ca) -> Result<(), Error> {
+    async fn install(&self, ca: &Arc<Ca>) -> Result<(), Error> {
         self.store.put("ca", ca.bundle()).await?;
         crl::rebuild(&self.store, ca).await?;
         Ok(())
@@ -182,11 +251,12 @@ impl PkiEngine {
     }
 
     /// `root/generate/:type`: a new self-signed root. `exported` returns
-    /// the key once (Vault's `exported`); `internal` never does.
+    /// the key once (Vault's `exported`); `internal` never does; `kms`
+    /// generates it in the HSM, labelled `managed_key_name`.
     pub async fn generate_root(
         &self,
         body: &Map<String, Value>,
-        exported: bool,
+        mode: KeyMode,
     ) -> Result<Value, Error> {
         self.refuse_if_ca().await?;
         let cn = common_name_field(body, "common_name")?
@@ -194,16 +264,53 @@ impl PkiEngine {
         let ttl = field_ttl(body, "ttl")?.unwrap_or(Duration::from_secs(10 * 365 * 86400));
         let key_type = key_type_field(body)?;
         let cn = cn.to_owned();
+        if mode == KeyMode::Kms {
+            return self.generate_root_kms(body, cn, ttl, key_type).await;
+        }
         let ca =
             tokio::task::spawn_blocking(move || ca::generate_root(&cn, ttl.as_secs(), key_type))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
+        let ca = Arc::new(ca);
         self.install(&ca).await?;
         let mut data = Self::ca_data(&ca);
-        if exported {
+        if mode == KeyMode::Exported {
             data.insert("private_key".into(), json!(*ca.bundle().key_pem));
             data.insert("private_key_type".into(), json!(key_kind(key_type)));
         }
+        Ok(Value::Object(data))
+    }
+
+    /// `root/generate/kms`: the key pair is generated in the HSM, the root
+    /// certificate signed there; the record keeps the label and public key.
+    async fn generate_root_kms(
+        &self,
+        body: &Map<String, Value>,
+        cn: String,
+        ttl: Duration,
+        key_type: crate::plugin::KeyType,
+    ) -> Result<Value, Error> {
+        let hsm = self.hsm().await?;
+        managed::supported(key_type)?;
+        let label = managed_key_label(body)?;
+        // Checked before the key is made, so a refused ttl leaves no key.
+        if crate::clock::unix_now().saturating_add(ttl.as_secs()) > crate::pki::MAX_NOT_AFTER {
+            return Err(Error::invalid(
+                "ttl: a certificate cannot end after the year 9999",
+            ));
+        }
+        let key_label = label.clone();
+        let ca = tokio::task::spawn_blocking(move || {
+            let key = ManagedKey::generate(hsm, &key_label, key_type)?;
+            ca::generate_root_managed(&cn, ttl.as_secs(), &key)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let ca = Arc::new(ca);
+        self.install(&ca).await?;
+        let mut data = Self::ca_data(&ca);
+        data.insert("managed_key_name".into(), json!(label));
+        data.insert("key_type".into(), json!(key_kind(key_type)));
         Ok(Value::Object(data))
     }
 
@@ -216,7 +323,7 @@ impl PkiEngine {
         let (certs, key) = ca::split_bundle(text)?;
         let key =
             key.ok_or_else(|| Error::invalid("pem_bundle holds no private key for the CA"))?;
-        self.install(&Ca::from_chain(&certs, key)?).await
+        self.install(&Arc::new(Ca::from_chain(&certs, key)?)).await
     }
 
     /// `intermediate/generate/:type`: a key and a CSR; the key waits for
@@ -224,20 +331,41 @@ impl PkiEngine {
     pub async fn generate_intermediate(
         &self,
         body: &Map<String, Value>,
-        exported: bool,
+        mode: KeyMode,
     ) -> Result<Value, Error> {
         self.refuse_if_ca().await?;
         let cn = common_name_field(body, "common_name")?
             .ok_or_else(|| Error::invalid("common_name is required"))?
             .to_owned();
         let key_type = key_type_field(body)?;
+        if mode == KeyMode::Kms {
+            let hsm = self.hsm().await?;
+            managed::supported(key_type)?;
+            let label = managed_key_label(body)?;
+            let key_label = label.clone();
+            let (csr, reference) = tokio::task::spawn_blocking(move || {
+                let key = ManagedKey::generate(hsm, &key_label, key_type)?;
+                let csr = ca::generate_intermediate_csr_managed(&cn, &key)?;
+                Ok::<_, PkiError>((csr, key.reference().clone()))
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+            self.store.put(PENDING_MANAGED_KEY, &reference).await?;
+            self.store.delete(PENDING_KEY).await?;
+            return Ok(json!({
+                "csr": csr,
+                "managed_key_name": label,
+                "key_type": key_kind(key_type),
+            }));
+        }
         let (csr, key) =
             tokio::task::spawn_blocking(move || ca::generate_intermediate_csr(&cn, key_type))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
-        self.store.put("pending-key", &key).await?;
+        self.store.put(PENDING_KEY, &key).await?;
+        self.store.delete(PENDING_MANAGED_KEY).await?;
         let mut data = json!({ "csr": csr });
-        if exported {
+        if mode == KeyMode::Exported {
             data["private_key"] = json!(*key);
             data["private_key_type"] = json!(key_kind(key_type));
         }
@@ -250,12 +378,19 @@ impl PkiEngine {
         self.refuse_if_ca().await?;
         let text = field_str(body, "certificate")?
             .ok_or_else(|| Error::invalid("certificate is required"))?;
-        let key: Zeroizing<String> = self.store.get("pending-key").await?.ok_or_else(|| {
+        let (certs, _) = ca::split_bundle(text)?;
+        if let Some(reference) = self.store.get::<ManagedKeyRef>(PENDING_MANAGED_KEY).await? {
+            let ca = Ca::from_chain_managed(&certs, &reference, &self.hsm().await?)?;
+            self.install(&Arc::new(ca)).await?;
+            self.store.delete(PENDING_MANAGED_KEY).await?;
+            return Ok(());
+        }
+        let key: Zeroizing<String> = self.store.get(PENDING_KEY).await?.ok_or_else(|| {
             Error::invalid("no pending intermediate key: call intermediate/generate/internal first")
         })?;
-        let (certs, _) = ca::split_bundle(text)?;
-        self.install(&Ca::from_chain(&certs, key)?).await?;
-        self.store.delete("pending-key").await?;
+        self.install(&Arc::new(Ca::from_chain(&certs, key)?))
+            .await?;
+        self.store.delete(PENDING_KEY).await?;
         Ok(())
     }
 
@@ -264,8 +399,17 @@ impl PkiEngine {
         let ca = self.ca().await?;
         let csr = field_str(body, "csr")?.ok_or_else(|| Error::invalid("csr is required"))?;
         let ttl = field_ttl(body, "ttl")?.unwrap_or(Duration::from_secs(5 * 365 * 86400));
-        let (pem, serial) =
-            ca.sign_intermediate(csr, field_str(body, "common_name")?, ttl.as_secs())?;
+        let common_name = field_str(body, "common_name")?.map(str::to_owned);
+        let (pem, serial) = if ca.signs_in_hsm() {
+            let (signer, csr) = (ca.clone(), csr.to_owned());
+            tokio::task::spawn_blocking(move || {
+                signer.sign_intermediate(&csr, common_name.as_deref(), ttl.as_secs())
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??
+        } else {
+            ca.sign_intermediate(csr, common_name.as_deref(), ttl.as_secs())?
+        };
         let mut chain = vec![pem.clone()];
         chain.extend(ca.chain_pem());
         Ok(json!({

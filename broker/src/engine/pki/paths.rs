@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{PEM, PkiEngine, crl_pem};
+use super::{KeyMode, PEM, PkiEngine, crl_pem};
 use crate::framework::{
     Access, Backend, Error, Field, Mount, Path, PatternError, Reply, Request, Services, Table,
     TableBackend, credential, data, list, no_content, secret,
@@ -33,23 +33,31 @@ pub fn factory(services: &Services) -> Result<Arc<dyn Backend>, PatternError> {
 
 impl PkiBackend {
     fn engine(&self, mount: &Mount) -> PkiEngine {
-        PkiEngine::new(mount, self.services.catalog.clone())
+        PkiEngine::new(mount, self.services.catalog.clone()).with_hsm(self.services.hsm.clone())
     }
 
-    async fn generate_root(&self, req: &Request, exported: bool) -> Result<Reply, Error> {
+    async fn generate_root(&self, req: &Request, mode: KeyMode) -> Result<Reply, Error> {
         let ca = self
             .engine(&req.mount)
-            .generate_root(&req.data, exported)
+            .generate_root(&req.data, mode)
             .await?;
-        Ok(if exported { credential(ca) } else { data(ca) })
+        Ok(if mode == KeyMode::Exported {
+            credential(ca)
+        } else {
+            data(ca)
+        })
     }
 
-    async fn generate_intermediate(&self, req: &Request, exported: bool) -> Result<Reply, Error> {
+    async fn generate_intermediate(&self, req: &Request, mode: KeyMode) -> Result<Reply, Error> {
         let csr = self
             .engine(&req.mount)
-            .generate_intermediate(&req.data, exported)
+            .generate_intermediate(&req.data, mode)
             .await?;
-        Ok(if exported { credential(csr) } else { data(csr) })
+        Ok(if mode == KeyMode::Exported {
+            credential(csr)
+        } else {
+            data(csr)
+        })
     }
 
     async fn delete_ca(&self, req: &Request) -> Result<Reply, Error> {
@@ -215,6 +223,17 @@ fn key_fields(path: Path<PkiBackend>) -> Path<PkiBackend> {
     )
 }
 
+fn managed_key_fields(path: Path<PkiBackend>) -> Path<PkiBackend> {
+    path.field(
+        Field::string(
+            "managed_key_name",
+            "the label (CKA_LABEL) of the key pair to generate in the HSM",
+        )
+        .clear(),
+    )
+    .field(Field::string("managed_key_id", "the same label (managed_key_name wins)").clear())
+}
+
 fn paths() -> Vec<Path<PkiBackend>> {
     vec![
         key_fields(
@@ -225,7 +244,7 @@ fn paths() -> Vec<Path<PkiBackend>> {
                 )
                 .field(Field::duration("ttl", TTL).clear()),
         )
-        .update(|b, r| Box::pin(b.generate_root(r, false))),
+        .update(|b, r| Box::pin(b.generate_root(r, KeyMode::Internal))),
         key_fields(
             P::new("root/generate/exported")
                 .summary("Generate the mount's root CA and return its key, once.")
@@ -234,7 +253,18 @@ fn paths() -> Vec<Path<PkiBackend>> {
                 )
                 .field(Field::duration("ttl", TTL).clear()),
         )
-        .update(|b, r| Box::pin(b.generate_root(r, true))),
+        .update(|b, r| Box::pin(b.generate_root(r, KeyMode::Exported))),
+        managed_key_fields(key_fields(
+            P::new("root/generate/kms")
+                .summary(
+                    "Generate the mount's root CA with its key pair in the HSM, which it never leaves.",
+                )
+                .field(
+                    Field::string("common_name", "the CA's CN (at most 64 characters)").required(),
+                )
+                .field(Field::duration("ttl", TTL).clear()),
+        ))
+        .update(|b, r| Box::pin(b.generate_root(r, KeyMode::Kms))),
         P::new("root")
             .summary("Delete the mount's CA.")
             .delete(|b, r| Box::pin(b.delete_ca(r))),
@@ -259,13 +289,19 @@ fn paths() -> Vec<Path<PkiBackend>> {
                 .summary("Generate an intermediate CA's key and CSR.")
                 .field(Field::string("common_name", "the CA's CN").required()),
         )
-        .update(|b, r| Box::pin(b.generate_intermediate(r, false))),
+        .update(|b, r| Box::pin(b.generate_intermediate(r, KeyMode::Internal))),
         key_fields(
             P::new("intermediate/generate/exported")
                 .summary("Generate an intermediate CA's key and CSR, returning the key once.")
                 .field(Field::string("common_name", "the CA's CN").required()),
         )
-        .update(|b, r| Box::pin(b.generate_intermediate(r, true))),
+        .update(|b, r| Box::pin(b.generate_intermediate(r, KeyMode::Exported))),
+        managed_key_fields(key_fields(
+            P::new("intermediate/generate/kms")
+                .summary("Generate an intermediate CA's key pair in the HSM, and its CSR.")
+                .field(Field::string("common_name", "the CA's CN").required()),
+        ))
+        .update(|b, r| Box::pin(b.generate_intermediate(r, KeyMode::Kms))),
         P::new("intermediate/set-signed")
             .summary("Install the signed intermediate certificate.")
             .field(
