@@ -296,6 +296,10 @@ pub enum SealSettings {
         /// The key file. Keep it off the disk that holds the storage.
         key_file: PathBuf,
     },
+    /// A key in AWS KMS, or a KMS API server at `endpoint`; see
+    /// [`crate::seal::awskms`] for the settings and their environment
+    /// fallbacks.
+    Awskms(crate::seal::AwsKmsConfig),
 }
 
 impl SealSettings {
@@ -304,6 +308,7 @@ impl SealSettings {
         match self {
             Self::Shamir => crate::seal::SealKind::Shamir,
             Self::Local { .. } => crate::seal::SealKind::Local,
+            Self::Awskms(_) => crate::seal::SealKind::Awskms,
         }
     }
 }

@@ -10,17 +10,20 @@
 //!   by operators; the broker starts sealed until enough are given.
 //! - `local` ([`LocalSeal`]): a key file, for development and one host.
 //! - `pkcs11`: a non-extractable AES key inside an HSM.
-//! - `awskms`: a key in AWS KMS (or anything speaking its API).
+//! - `awskms` ([`AwsKmsSeal`]): a key in AWS KMS (or anything speaking
+//!   its API).
 //!
 //! A provider must never write a key it holds, or what it unwraps,
 //! anywhere; and its errors name the provider and the cause, never a key.
 
+pub mod awskms;
 mod local;
 pub mod shamir;
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+pub use awskms::{AwsKmsConfig, AwsKmsSeal};
 pub use local::LocalSeal;
 pub use shamir::ShamirSeal;
 
