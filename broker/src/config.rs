@@ -69,6 +69,11 @@ pub struct Config {
     /// enough key shares are given.
     #[serde(default, alias = "kms")]
     pub seal: SealSettings,
+    /// The seal storage was wrapped with before, during a seal migration:
+    /// the broker unwraps the root key with it and wraps it again with
+    /// `[seal]`. Remove it once the migration is done.
+    #[serde(default)]
+    pub previous_seal: Option<SealSettings>,
     /// Plugin runtime settings.
     #[serde(default)]
     pub plugins: PluginsConfig,
@@ -284,7 +289,7 @@ impl std::fmt::Debug for StorageConfig {
 }
 
 /// `[seal]`: what wraps the root key, by `type`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SealSettings {
     /// Key shares handed out by `sys/init`; the broker starts sealed and

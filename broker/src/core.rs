@@ -20,10 +20,10 @@ use zeroize::Zeroizing;
 use crate::audit::{AuditError, AuditPolicy, Auditor, DeviceConfig};
 use crate::barrier::{Barrier, SealedStorage};
 use crate::framework::{Error, Mount, MountOptions, Registry, Services, StorageView};
-use crate::seal::Seal;
 use crate::lease::{ConnectionResolver, Leases, ResolvedConnection};
 use crate::plugin::Catalog;
 use crate::policy::{PasswordPolicies, PolicyStore};
+use crate::seal::Seal;
 use crate::storage::Storage;
 use crate::token::{TokenError, TokenStore};
 
@@ -326,6 +326,9 @@ pub struct Core {
     seal: Arc<dyn Seal>,
     /// What encrypts the keyring in storage: a rotation stores the new one.
     root_key: keys::RootKey,
+    /// The seal state this core runs under (set once it is installed), for
+    /// `sys/seal-status`, `sys/unseal`, `sys/seal` and rekeys.
+    unsealer: std::sync::OnceLock<std::sync::Weak<crate::unseal::Unsealer>>,
     /// One keyring rotation at a time: two made from the same keyring
     /// would each store a different key for the same term.
     rotation: tokio::sync::Mutex<()>,
@@ -450,6 +453,7 @@ impl Core {
         Ok(Arc::new(Self {
             seal,
             root_key,
+            unsealer: std::sync::OnceLock::new(),
             rotation: tokio::sync::Mutex::new(()),
             auth,
             token_mount,
@@ -521,6 +525,27 @@ impl Core {
     pub fn seal(&self) {
         self.store.barrier().seal_keys();
         tracing::warn!("the broker is sealed; restart it to unseal");
+    }
+
+    /// Ties this core to the seal state that runs it (once).
+    pub(crate) fn attach_unsealer(&self, unsealer: std::sync::Weak<crate::unseal::Unsealer>) {
+        let _ = self.unsealer.set(unsealer);
+    }
+
+    /// The seal state this core runs under; `None` for a core opened
+    /// directly (benchmarks, unit tests).
+    pub(crate) fn unsealer(&self) -> Option<Arc<crate::unseal::Unsealer>> {
+        self.unsealer.get().and_then(std::sync::Weak::upgrade)
+    }
+
+    /// The seal that wraps the root key.
+    pub fn seal_provider(&self) -> &Arc<dyn Seal> {
+        &self.seal
+    }
+
+    /// The root key (rekeys wrap it again).
+    pub(crate) fn root_key(&self) -> &keys::RootKey {
+        &self.root_key
     }
 
     /// Rotates the barrier key (`sys/rotate`): a new term, stored under

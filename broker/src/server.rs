@@ -9,16 +9,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use zeroize::Zeroizing;
-
 use crate::api::RateLimits;
 use crate::audit::{AuditPolicy, DeviceConfig, DeviceOptions};
-use crate::config::{Config, KmsConfig, StorageConfig};
+use crate::config::{Config, SealSettings, StorageConfig};
 use crate::core::{Core, CoreError, CoreOptions};
-use crate::kms::{Kms, KmsError, LocalKms};
 use crate::listener::ListenerLimits;
 use crate::plugin::{Catalog, PluginError, PluginRuntime, RuntimeConfig};
+use crate::seal::{LocalSeal, Seal, SealError, SealKind};
 use crate::storage::{PostgresBackend, SqliteBackend, Storage, StorageError};
+use crate::unseal::{Beside, InitRequest, InitResponse, SealSetup, UnsealError, Unsealer};
 
 /// Why the broker could not start or initialize.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +31,9 @@ pub enum StartError {
     /// The listener's certificate or key.
     #[error("TLS: {0}")]
     Tls(String),
+    /// Initialization was refused.
+    #[error("{0}")]
+    Init(String),
 }
 
 impl From<StorageError> for StartError {
@@ -40,9 +42,9 @@ impl From<StorageError> for StartError {
     }
 }
 
-impl From<KmsError> for StartError {
-    fn from(e: KmsError) -> Self {
-        Self::Core(CoreError::Kms(e))
+impl From<SealError> for StartError {
+    fn from(e: SealError) -> Self {
+        Self::Core(CoreError::Seal(e))
     }
 }
 
@@ -50,8 +52,6 @@ impl From<KmsError> for StartError {
 /// configuration file without `[rate_limit]` or listener bounds gets.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
-    /// How often the expiration worker runs (default 1 s).
-    pub worker_interval: Option<Duration>,
     /// Request budgets, per client and global.
     pub rate_limits: RateLimits,
     /// Connection bounds and timeouts.
@@ -62,7 +62,6 @@ impl ServeOptions {
     /// The options a configuration file asks for.
     pub fn from_config(config: &Config) -> Self {
         Self {
-            worker_interval: Some(config.leases.worker_interval.0),
             rate_limits: config.rate_limit.limits(),
             listener: config.listener.limits(),
         }
@@ -82,10 +81,18 @@ async fn open_storage(config: &StorageConfig, create: bool) -> Result<Storage, S
     })
 }
 
-fn open_kms(config: &KmsConfig, create: bool) -> Result<Box<dyn Kms>, StartError> {
-    Ok(match config {
-        KmsConfig::Local { key_file } if create => Box::new(LocalKms::open_or_create(key_file)?),
-        KmsConfig::Local { key_file } => Box::new(LocalKms::open(key_file)?),
+/// Opens the configured seal; `None` for `shamir`, whose key comes from
+/// shares. With `create`, a `local` key file is made if missing.
+pub fn open_seal(
+    settings: &SealSettings,
+    create: bool,
+) -> Result<Option<Arc<dyn Seal>>, SealError> {
+    Ok(match settings {
+        SealSettings::Shamir => None,
+        SealSettings::Local { key_file } if create => {
+            Some(Arc::new(LocalSeal::open_or_create(key_file)?))
+        }
+        SealSettings::Local { key_file } => Some(Arc::new(LocalSeal::open(key_file)?)),
     })
 }
 
@@ -98,12 +105,22 @@ fn runtime(cache_dir: Option<&Path>) -> Result<PluginRuntime, PluginError> {
     })
 }
 
-/// `broker operator init`: creates the KMS key (local provider) and the
-/// storage's keyring, and returns the root token, which is shown once.
-pub async fn initialize(config: &Config) -> Result<Zeroizing<String>, StartError> {
+/// `broker operator init`: creates the seal's key (a `local` key file,
+/// mode 0600), the root key and keyring, and returns the root token and
+/// the key shares (unseal shares for `shamir`, recovery shares for the
+/// others), which are shown once.
+pub async fn initialize(
+    config: &Config,
+    request: &InitRequest,
+) -> Result<InitResponse, StartError> {
     let storage = open_storage(&config.storage, true).await?;
-    let kms = open_kms(&config.kms, true)?;
-    Ok(Core::initialize(&storage, kms.as_ref()).await?)
+    let seal = open_seal(&config.seal, true).map_err(CoreError::from)?;
+    crate::unseal::initialize(&storage, config.seal.kind(), seal.as_deref(), request)
+        .await
+        .map_err(|e| match e {
+            UnsealError::Core(e) => StartError::Core(e),
+            other => StartError::Init(other.to_string()),
+        })
 }
 
 /// What the core needs from a configuration file.
@@ -143,34 +160,98 @@ pub fn core_options(config: &Config) -> CoreOptions {
     }
 }
 
-/// Opens the core a configuration file describes; it must be initialized.
-pub async fn open(config: &Config) -> Result<Arc<Core>, StartError> {
-    let storage = open_storage(&config.storage, false).await?;
-    let kms = open_kms(&config.kms, false)?;
+/// The workers that run beside an unsealed core.
+struct Workers {
+    interval: Duration,
+}
+
+impl Beside for Workers {
+    fn start(&self, core: Arc<Core>) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            core.leases().clone().spawn_worker(self.interval),
+            core.clone().spawn_periodic(self.interval),
+            tokio::spawn(reopen_audit_on_sighup(core)),
+        ]
+    }
+}
+
+/// The configured seal (and the previous one, for a migration), opened.
+/// A provider that fails to open is not fatal: the broker serves sealed,
+/// saying why, and retries.
+fn seal_setup(config: &Config) -> SealSetup {
+    let (seal, error) = match open_seal(&config.seal, false) {
+        Ok(seal) => (seal, None),
+        Err(e) => {
+            tracing::error!(error = %e, "the seal cannot be opened; the broker stays sealed");
+            (None, Some(e.to_string()))
+        }
+    };
+    let previous = match config.previous_seal.as_ref().map(|p| open_seal(p, false)) {
+        Some(Ok(previous)) => previous,
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "the previous seal (for the migration) cannot be opened");
+            None
+        }
+        None => None,
+    };
+    let settings = config.seal.clone();
+    SealSetup {
+        kind: config.seal.kind(),
+        seal,
+        error,
+        previous,
+        reopen: Some(Box::new(move || open_seal(&settings, false))),
+    }
+}
+
+/// Opens the broker a configuration file describes, sealed; an
+/// auto-unseal seal unseals it before this returns (or the error is
+/// logged and it stays sealed). `shamir` storage waits for `sys/unseal`.
+pub async fn open(config: &Config) -> Result<Arc<Unsealer>, StartError> {
+    let storage = open_storage(&config.storage, true).await?;
     let runtime = runtime(config.plugins.cache_dir.as_deref())?;
     let mut catalog = Catalog::builtin(&runtime).await?;
     if let Some(dir) = &config.plugins.directory {
         catalog.load_directory(&runtime, dir).await?;
     }
-    let catalog = Arc::new(catalog);
-    Ok(Core::open(storage, Arc::from(kms), catalog, core_options(config)).await?)
+    let unsealer = Unsealer::new(
+        storage,
+        seal_setup(config),
+        Arc::new(catalog),
+        core_options(config),
+        Some(Box::new(Workers {
+            interval: config.leases.worker_interval.0,
+        })),
+    );
+    if let Err(e) = unsealer.auto_unseal().await {
+        tracing::error!(error = %e, "cannot unseal; the broker stays sealed");
+    }
+    Ok(unsealer)
 }
 
-/// A dev-mode core over `dir`: SQLite storage and a local KMS key file there
-/// (both created on first start, reused after), the built-in plugins, and
-/// `root_token`. Pending leases are held for `pending_hold` before the
-/// expiration worker may revoke them.
-pub async fn open_dev_core(
+/// A dev-mode broker over `dir`: SQLite storage and a `local` key file
+/// there (both created on first start, reused after), the built-in
+/// plugins, and `root_token`; unsealed. Pending leases are held for
+/// `pending_hold` before the expiration worker may revoke them.
+pub async fn open_dev(
     dir: &Path,
     root_token: &str,
     pending_hold: Duration,
-) -> Result<Arc<Core>, StartError> {
+    worker_interval: Duration,
+) -> Result<Arc<Unsealer>, StartError> {
     let storage: Storage = Arc::new(SqliteBackend::open(&dir.join("broker.db")).await?);
-    let kms = LocalKms::open_or_create(&dir.join("kms.key"))?;
-    match Core::initialize(&storage, &kms).await {
+    let seal: Arc<dyn Seal> =
+        Arc::new(LocalSeal::open_or_create(&dir.join("kms.key")).map_err(CoreError::from)?);
+    let request = InitRequest {
+        recovery_shares: Some(0),
+        ..Default::default()
+    };
+    match crate::unseal::initialize(&storage, SealKind::Local, Some(seal.as_ref()), &request).await
+    {
         // The generated token is replaced by the chosen one below.
-        Ok(_) | Err(CoreError::AlreadyInitialized) => {}
-        Err(e) => return Err(e.into()),
+        Ok(_) | Err(UnsealError::Core(CoreError::AlreadyInitialized)) => {}
+        Err(UnsealError::Core(e)) => return Err(e.into()),
+        Err(e) => return Err(StartError::Init(e.to_string())),
     }
     let catalog = Arc::new(Catalog::builtin(&runtime(None)?).await?);
     let options = CoreOptions {
@@ -183,9 +264,28 @@ pub async fn open_dev_core(
         audit_devices: Vec::new(),
         lockout: Default::default(),
     };
-    let core = Core::open(storage, Arc::new(kms), catalog, options).await?;
+    let setup = SealSetup {
+        kind: SealKind::Local,
+        seal: Some(seal.clone()),
+        error: None,
+        previous: None,
+        reopen: None,
+    };
+    let unsealer = Unsealer::new(
+        storage,
+        setup,
+        catalog,
+        options,
+        Some(Box::new(Workers {
+            interval: worker_interval,
+        })),
+    );
+    let core = unsealer.open_now(seal).await.map_err(|e| match e {
+        UnsealError::Core(e) => StartError::Core(e),
+        other => StartError::Init(other.to_string()),
+    })?;
     core.set_root_token(root_token).await?;
-    Ok(core)
+    Ok(unsealer)
 }
 
 /// The listener's TLS configuration from PEM files: rustls with the ring
@@ -231,38 +331,22 @@ pub fn tls_config(
 }
 
 /// Serves the API on `listener` until Ctrl-C or SIGTERM, finishing
-/// requests in flight; runs the expiration worker meanwhile. With `tls`,
-/// over TLS.
+/// requests in flight; the workers run beside the core while it is
+/// unsealed. With `tls`, over TLS.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    core: Arc<Core>,
+    unsealer: Arc<Unsealer>,
     options: ServeOptions,
 ) -> std::io::Result<()> {
-    let app = crate::api::router(core.clone(), &options);
-    let server = crate::listener::serve(listener, tls, app, options.listener, shutdown_signal());
-    beside(core, &options, server).await
-}
-
-/// Runs `server` with the expiration worker and the SIGHUP handler beside it.
-async fn beside(
-    core: Arc<Core>,
-    options: &ServeOptions,
-    server: impl std::future::Future<Output = std::io::Result<()>>,
-) -> std::io::Result<()> {
-    let interval = options.worker_interval.unwrap_or(Duration::from_secs(1));
-    let worker = core.leases().clone().spawn_worker(interval);
-    let periodic = core.clone().spawn_periodic(interval);
-    let reopen = tokio::spawn(reopen_audit_on_sighup(core.clone()));
-    let result = server.await;
-    worker.abort();
-    periodic.abort();
-    reopen.abort();
-    // Wait for the worker to be gone (and its revocations stopped) before
-    // the audit heads are saved, so no entry lands after them.
-    let _ = worker.await;
-    let _ = periodic.await;
-    core.audit().save_heads().await;
+    let app = crate::api::router(unsealer.clone(), &options);
+    let retry = unsealer.spawn_auto_unseal(Duration::from_secs(5));
+    let result =
+        crate::listener::serve(listener, tls, app, options.listener, shutdown_signal()).await;
+    retry.abort();
+    // Workers stop (and their revocations end) before the audit heads are
+    // saved, so no entry lands after them.
+    unsealer.stop().await;
     result
 }
 

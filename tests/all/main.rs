@@ -31,6 +31,7 @@ mod postgres;
 mod process;
 mod sandbox;
 mod scram;
+mod seal;
 mod sql_hardening;
 mod static_roles;
 mod storage;

@@ -44,6 +44,16 @@ pub struct Broker {
 /// its directory, pending leases held 2 s, the worker every 200 ms.
 /// `extra` is appended (more TOML tables).
 pub fn config_text(dir: &Path, port: u16, storage: &str, extra: &str) -> String {
+    let seal = format!(
+        "[seal]\ntype = \"local\"\nkey_file = \"{}\"",
+        dir.join("kms.key").display()
+    );
+    config_text_sealed_by(port, storage, &seal, extra)
+}
+
+/// A configuration whose `[seal]` section is `seal` (empty: the default,
+/// `shamir`).
+pub fn config_text_sealed_by(port: u16, storage: &str, seal: &str, extra: &str) -> String {
     format!(
         r#"
 [listener]
@@ -51,9 +61,7 @@ address = "127.0.0.1:{port}"
 
 {storage}
 
-[kms]
-type = "local"
-key_file = "{key}"
+{seal}
 
 [plugins]
 cache_dir = "{cache}"
@@ -63,7 +71,6 @@ pending_hold = "2s"
 worker_interval = 1
 {extra}
 "#,
-        key = dir.join("kms.key").display(),
         cache = plugin_cache_dir().display(),
     )
 }
@@ -172,6 +179,62 @@ impl Broker {
     /// A broker over a copy of a fixture's storage: its SQLite files
     /// (`broker.db*`) and `kms.key`, with the root token its
     /// `expected.json` records (returned whole, for the test to check).
+    /// A broker on fresh storage, not initialized, sealed by `seal` (a
+    /// `[seal]` section; empty for the default, `shamir`): the caller
+    /// initializes it (PUT sys/init) and unseals it. `token` is empty
+    /// until the caller sets it.
+    pub async fn start_uninitialized(seal: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("broker.toml");
+        let text = config_text_sealed_by(port, &sqlite_storage(dir.path()), seal, extra);
+        std::fs::write(&config, text).unwrap();
+        let mut broker = Self {
+            base: format!("http://127.0.0.1:{port}/v1"),
+            token: String::new(),
+            http: reqwest::Client::new(),
+            config,
+            tls_cert: None,
+            child: None,
+            dir,
+        };
+        broker.spawn_sealed().await;
+        broker
+    }
+
+    /// The directory holding its storage, key files and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts the process again (SIGKILL first if it runs), waiting only
+    /// for it to answer, sealed or not.
+    pub async fn restart_sealed(&mut self) {
+        self.kill();
+        self.spawn_sealed().await;
+    }
+
+    async fn spawn_sealed(&mut self) {
+        self.launch();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self
+                .http
+                .get(format!("{}/sys/seal-status", self.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("the broker exited ({status}):\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the broker did not come up:\n{}", self.log());
+    }
+
     pub async fn start_from_fixture(fixture: &Path) -> (Self, Value) {
         let dir = tempfile::tempdir().unwrap();
         for entry in std::fs::read_dir(fixture).unwrap() {
@@ -206,19 +269,17 @@ impl Broker {
     }
 
     /// The broker's storage opened beside it (stop the broker first), as
-    /// an operator's tool would: the SQLite file, the keyring unwrapped with
-    /// the local KMS key.
+    /// an operator's tool would: the SQLite file, the keyring opened through
+    /// the root key the local seal unwraps.
     pub async fn sealed_storage(&self) -> broker::barrier::SealedStorage {
-        use broker::kms::Kms;
         let dir = self.dir.path();
         let storage: broker::storage::Storage = std::sync::Arc::new(
             broker::storage::SqliteBackend::open(&dir.join("broker.db"))
                 .await
                 .unwrap(),
         );
-        let kms = broker::kms::LocalKms::open(&dir.join("kms.key")).unwrap();
-        let wrapped = storage.get("core/keyring").await.unwrap().unwrap();
-        let keyring = broker::barrier::Keyring::from_bytes(&kms.unwrap(&wrapped).unwrap()).unwrap();
+        let seal = broker::seal::LocalSeal::open(&dir.join("kms.key")).unwrap();
+        let (_root, keyring) = broker::core::keys::unseal(&storage, &seal).await.unwrap();
         broker::barrier::SealedStorage::new(
             storage,
             std::sync::Arc::new(broker::barrier::Barrier::new(keyring)),
@@ -231,21 +292,7 @@ impl Broker {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("broker.log"))
-            .unwrap();
-        let child = Command::new(BROKER)
-            .args(["server", "--config"])
-            .arg(&self.config)
-            .env("BROKER_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the broker");
-        self.child = Some(child);
+        self.launch();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(r) = self
@@ -263,6 +310,24 @@ impl Broker {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the broker did not come up:\n{}", self.log());
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .unwrap();
+        let child = Command::new(BROKER)
+            .args(["server", "--config"])
+            .arg(&self.config)
+            .env("BROKER_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the broker");
+        self.child = Some(child);
     }
 
     /// Sends `signal` (e.g. `HUP`) to the process.

@@ -199,16 +199,23 @@ async fn run(store: &Store, leases: usize, due: usize, lookups: usize) -> Figure
     );
     std::fs::write(&config_path, &config_text).unwrap_or_else(|e| panic!("{e}"));
     let config = Config::parse(&config_text).unwrap_or_else(|e| panic!("{e}"));
-    let token = broker::server::initialize(&config)
+    let request = broker::unseal::InitRequest {
+        recovery_shares: Some(0),
+        ..Default::default()
+    };
+    let token = broker::server::initialize(&config, &request)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
+        .root_token
         .to_string();
 
     // Fill: seal each lease under the core's keyring, write in batches.
     let fill = Instant::now();
     let core = broker::server::open(&config)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .core()
+        .unwrap_or_else(|| panic!("the local seal did not unseal the broker"));
     let data = LeaseData {
         kind: Some(broker::lease::LeaseKind::Credential),
         mount: "noop/".into(),

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use broker::core::{Core, CoreOptions};
-use broker::kms::LocalKms;
 use broker::plugin::{Catalog, Limits};
+use broker::seal::LocalSeal;
 use broker::storage::{SqliteBackend, Storage};
 
 /// `name` from the environment as a number, else `default`.
@@ -47,17 +47,38 @@ impl InProcess {
     pub async fn start(options: CoreOptions) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let storage = sqlite(dir.path()).await;
-        let kms = LocalKms::create(&dir.path().join("kms.key")).unwrap_or_else(|e| panic!("{e}"));
-        let token = Core::initialize(&storage, &kms)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .to_string();
+        let seal = Arc::new(
+            LocalSeal::create(&dir.path().join("kms.key")).unwrap_or_else(|e| panic!("{e}")),
+        );
+        let request = broker::unseal::InitRequest {
+            recovery_shares: Some(0),
+            ..Default::default()
+        };
+        let token = broker::unseal::initialize(
+            &storage,
+            broker::seal::SealKind::Local,
+            Some(seal.as_ref()),
+            &request,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .root_token
+        .to_string();
         let catalog = Arc::new(
             Catalog::builtin(&crate::runtime(Limits::default()))
                 .await
                 .unwrap_or_else(|e| panic!("{e}")),
         );
-        let core = Core::open(storage, Arc::new(kms), catalog, options)
+        let setup = broker::unseal::SealSetup {
+            kind: broker::seal::SealKind::Local,
+            seal: Some(seal.clone()),
+            error: None,
+            previous: None,
+            reopen: None,
+        };
+        let unsealer = broker::unseal::Unsealer::new(storage, setup, catalog, options, None);
+        unsealer
+            .open_now(seal)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -72,7 +93,7 @@ impl InProcess {
             rate_limits: broker::api::RateLimits::none(),
             ..Default::default()
         };
-        let server = tokio::spawn(broker::server::serve(listener, None, core, options));
+        let server = tokio::spawn(broker::server::serve(listener, None, unsealer, options));
         Self {
             base,
             token,
@@ -193,7 +214,7 @@ pub fn free_port() -> u16 {
 pub fn config_toml(dir: &std::path::Path, port: u16, storage: &str, extra: &str) -> String {
     format!(
         "[listener]\naddress = \"127.0.0.1:{port}\"\n\n[storage]\n{storage}\n\n\
-         [kms]\ntype = \"local\"\nkey_file = \"{}\"\n\n{extra}\n",
+         [seal]\ntype = \"local\"\nkey_file = \"{}\"\n\n{extra}\n",
         dir.join("kms.key").display(),
     )
 }

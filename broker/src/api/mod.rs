@@ -55,7 +55,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 #[derive(Clone)]
 struct ApiState {
-    core: Arc<Core>,
+    unsealer: Arc<crate::unseal::Unsealer>,
     limiters: Arc<limits::Limiters>,
     body_read_timeout: std::time::Duration,
 }
@@ -64,11 +64,11 @@ struct ApiState {
 /// extension ([`crate::listener::serve`] adds it; so does
 /// `into_make_service_with_connect_info::<SocketAddr>()`): rate limits and
 /// request logs go by the client's address.
-pub fn router(core: Arc<Core>, options: &ServeOptions) -> Router {
+pub fn router(unsealer: Arc<crate::unseal::Unsealer>, options: &ServeOptions) -> Router {
     Router::new()
         .route("/v1/{*path}", any(handle))
         .with_state(ApiState {
-            core,
+            unsealer,
             limiters: Arc::new(limits::Limiters::new(&options.rate_limits)),
             body_read_timeout: options.listener.body_read_timeout,
         })
@@ -123,7 +123,10 @@ async fn handle(
         }
         None => {
             // A method no path takes: say which this one does, if any.
-            let found = find(&state.core, &path).await.ok().flatten();
+            let found = match state.unsealer.core() {
+                Some(core) => find(&core, &path).await.ok().flatten(),
+                None => None,
+            };
             let info = found.as_ref().and_then(Found::info);
             Err(method_not_allowed(&path, info))
         }
@@ -258,7 +261,19 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
         remote,
         peer,
     } = call;
-    let core = &state.core;
+    let Some(core) = state.unsealer.core() else {
+        let data = if op == Operation::Read {
+            Map::new()
+        } else {
+            parse_body(&read_body(body, state.body_read_timeout).await?)?
+        };
+        let query = query
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        return seal::while_sealed(&state.unsealer, op, path, &query, data).await;
+    };
+    let core = &core;
     let found = find(core, path).await?;
     let help = query.get("help").is_some_and(|v| query_true(v));
     // GET's query parameters are its data, as in Vault (`sys/health?standbyok=true`).
@@ -285,10 +300,11 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
             operation: serving,
             path: path.to_owned(),
             params: route.params.clone(),
+            // The open writes (`sys/init`, `sys/unseal`) take a body.
             data: if op == Operation::Read {
                 query_data()
             } else {
-                Map::new()
+                parse_body(&read_body(body, state.body_read_timeout).await?)?
             },
             mount: found.mount.clone(),
             caller: Caller::Anonymous,
@@ -300,7 +316,7 @@ async fn dispatch(state: &ApiState, call: Call<'_>, body: Body) -> Result<Reply,
     if core.is_sealed() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the broker is sealed; restart it to unseal",
+            "the broker is sealed: give key shares to sys/unseal (`broker operator unseal`)",
         ));
     }
     // The body is read (bounded in size and time) before any answer, even a

@@ -9,17 +9,34 @@ use crate::config::Config;
 
 #[derive(Debug, Subcommand)]
 pub enum OperatorCommand {
-    /// Initialize a new broker's storage and print its root token, once.
+    /// Initialize a new broker's storage and print its key shares and
+    /// root token, once.
     ///
-    /// Creates the KMS key (with the `local` provider, a key file of mode
-    /// 0600), generates the storage keyring wrapped by it, and a root
-    /// token of which only a hash is kept. Run it once, before the first
-    /// `broker server --config FILE`; it refuses storage already in use.
+    /// Makes the root key and the storage keyring, and a root token of
+    /// which only a hash is kept. With the `shamir` seal (the default) the
+    /// key that wraps the root key is split into `--key-shares` unseal
+    /// shares; with an auto-unseal seal (`local`, `pkcs11`, `awskms`) the
+    /// seal wraps it and `--recovery-shares` recovery shares are made
+    /// (for `sys/rekey` and for unsealing after `sys/seal`). Run it once,
+    /// before the first `broker server --config FILE` (or PUT sys/init on
+    /// a running server instead); it refuses storage already in use.
     Init {
         /// The server's configuration file.
         #[arg(long, value_name = "FILE", env = "BROKER_CONFIG")]
         config: PathBuf,
-        /// How to print the root token.
+        /// Unseal key shares to make (shamir seal).
+        #[arg(long, default_value_t = 5)]
+        key_shares: u32,
+        /// Unseal key shares needed to unseal (shamir seal).
+        #[arg(long, default_value_t = 3)]
+        key_threshold: u32,
+        /// Recovery key shares to make (auto-unseal seals; 0 for none).
+        #[arg(long, default_value_t = 5)]
+        recovery_shares: u32,
+        /// Recovery key shares needed (auto-unseal seals).
+        #[arg(long, default_value_t = 3)]
+        recovery_threshold: u32,
+        /// How to print the shares and root token.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -29,28 +46,64 @@ pub enum OperatorCommand {
 pub enum Format {
     /// For a person.
     Text,
-    /// `{"root_token": "…"}`, for scripts.
+    /// `{"keys": […], "recovery_keys": […], "root_token": "…", …}`, for scripts.
     Json,
 }
 
 pub async fn run(cmd: OperatorCommand) -> anyhow::Result<()> {
     match cmd {
-        OperatorCommand::Init { config, format } => {
+        OperatorCommand::Init {
+            config,
+            key_shares,
+            key_threshold,
+            recovery_shares,
+            recovery_threshold,
+            format,
+        } => {
             let config = Config::load(&config)?;
-            let token = crate::server::initialize(&config)
+            let request = crate::unseal::InitRequest {
+                secret_shares: Some(key_shares),
+                secret_threshold: Some(key_threshold),
+                recovery_shares: Some(recovery_shares),
+                recovery_threshold: Some(recovery_threshold),
+                ..Default::default()
+            };
+            let init = crate::server::initialize(&config, &request)
                 .await
                 .context("cannot initialize")?;
             match format {
-                Format::Json => println!("{}", serde_json::json!({ "root_token": *token })),
-                Format::Text => println!(
-                    "Root token: {}\n\n\
-                     The broker is initialized. This token is shown only now and is\n\
-                     all-powerful: keep it somewhere safe, use it to set the broker up,\n\
-                     and start the server with `broker server --config FILE`.",
-                    *token
-                ),
+                Format::Json => println!("{}", init.to_json()),
+                Format::Text => print_init(&init, config.seal.kind()),
             }
             Ok(())
         }
     }
+}
+
+fn print_init(init: &crate::unseal::InitResponse, kind: crate::seal::SealKind) {
+    for (i, key) in init.keys.iter().enumerate() {
+        println!("Unseal Key {}: {}", i + 1, key.as_str());
+    }
+    for (i, key) in init.recovery_keys.iter().enumerate() {
+        println!("Recovery Key {}: {}", i + 1, key.as_str());
+    }
+    println!("\nRoot token: {}\n", init.root_token.as_str());
+    if kind.auto_unseals() {
+        println!(
+            "The broker is initialized; the {kind} seal unseals it at start. The recovery\n\
+             keys authorize a rekey and unseal the broker after `sys/seal`: give each to a\n\
+             different person."
+        );
+    } else {
+        println!(
+            "The broker is initialized and sealed. Start it with `broker server --config FILE`\n\
+             and give it {} of these unseal keys (PUT sys/unseal, or hvac's\n\
+             submit_unseal_keys). Give each key to a different person.",
+            init.keys.len().min(3)
+        );
+    }
+    println!(
+        "\nThese are shown only now. The root token is all-powerful: keep it somewhere\n\
+         safe, use it to set the broker up, then revoke it."
+    );
 }

@@ -13,7 +13,7 @@ use crate::server::ServeOptions;
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// The configuration file (TOML: listener, storage, kms, …).
+    /// The configuration file (TOML: listener, storage, seal, …).
     #[arg(
         long,
         value_name = "FILE",
@@ -21,7 +21,7 @@ pub struct ServerArgs {
         required_unless_present = "dev"
     )]
     config: Option<PathBuf>,
-    /// Development mode: temporary storage, a generated KMS key, a known
+    /// Development mode: temporary storage, a generated local seal key, a known
     /// root token, plain HTTP on loopback. Never for production.
     #[arg(long)]
     dev: bool,
@@ -50,7 +50,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 async fn run_configured(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    let core = crate::server::open(&config)
+    let unsealer = crate::server::open(&config)
         .await
         .context("cannot start the server")?;
     let address = config.listener.address;
@@ -62,8 +62,8 @@ async fn run_configured(path: &std::path::Path) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
-    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), storage = ?config.storage, kms = ?config.kms, "broker started");
-    crate::server::serve(listener, tls, core, options)
+    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), storage = ?config.storage, seal = %config.seal.kind(), sealed = unsealer.core().is_none(), "broker started");
+    crate::server::serve(listener, tls, unsealer, options)
         .await
         .context("server failed")
 }
@@ -89,9 +89,14 @@ async fn run_dev(args: ServerArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?
             .to_string(),
     };
-    let core = crate::server::open_dev_core(&dir, &token, Duration::from_secs(60))
-        .await
-        .context("cannot start the dev server")?;
+    let unsealer = crate::server::open_dev(
+        &dir,
+        &token,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    )
+    .await
+    .context("cannot start the dev server")?;
     let listener = tokio::net::TcpListener::bind(args.dev_listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", args.dev_listen_address))?;
@@ -107,7 +112,7 @@ async fn run_dev(args: ServerArgs) -> anyhow::Result<()> {
          The README's quickstart continues from here to a PostgreSQL login.\n",
         dir = dir.display()
     );
-    crate::server::serve(listener, None, core, ServeOptions::default())
+    crate::server::serve(listener, None, unsealer, ServeOptions::default())
         .await
         .context("server failed")
 }

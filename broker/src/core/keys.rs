@@ -51,7 +51,9 @@ impl RootKey {
     /// The keyring encrypted for `core/keyring`.
     pub(crate) fn encrypt_keyring(&self, keyring: &Keyring) -> Result<Vec<u8>, CoreError> {
         let mut out = vec![KEYRING_FORMAT];
-        out.extend(aead::seal(&self.0, &keyring.to_bytes(), KEYRING_AAD).map_err(CoreError::Keyring)?);
+        out.extend(
+            aead::seal(&self.0, &keyring.to_bytes(), KEYRING_AAD).map_err(CoreError::Keyring)?,
+        );
         Ok(out)
     }
 
@@ -124,6 +126,13 @@ pub async fn seal_config(storage: &Storage) -> Result<Option<SealConfig>, CoreEr
     }
 }
 
+/// Replaces the stored seal configuration (after a recovery rekey).
+pub async fn store_seal_config(storage: &Storage, config: &SealConfig) -> Result<(), CoreError> {
+    let bytes = serde_json::to_vec(config).map_err(|e| CoreError::Keyring(e.to_string()))?;
+    storage.put(SEAL_CONFIG_KEY, &bytes).await?;
+    Ok(())
+}
+
 /// Writes a new root key and keyring, wrapped by `seal`, with `config`.
 /// The keyring is written last: it is what marks storage initialized.
 pub async fn initialize(
@@ -139,7 +148,10 @@ pub async fn initialize(
     let config_bytes = serde_json::to_vec(config).map_err(|e| CoreError::Keyring(e.to_string()))?;
     storage.put(SEAL_CONFIG_KEY, &config_bytes).await?;
     storage.put(ROOT_KEY_KEY, &root.wrap(seal).await?).await?;
-    if !storage.put_new(KEYRING_KEY, &root.encrypt_keyring(&keyring)?).await? {
+    if !storage
+        .put_new(KEYRING_KEY, &root.encrypt_keyring(&keyring)?)
+        .await?
+    {
         return Err(CoreError::AlreadyInitialized);
     }
     Ok((root, keyring))
@@ -211,7 +223,8 @@ async fn upgrade_legacy(
         recovery_shares: 0,
         recovery_threshold: 0,
     };
-    let config_bytes = serde_json::to_vec(&config).map_err(|e| CoreError::Keyring(e.to_string()))?;
+    let config_bytes =
+        serde_json::to_vec(&config).map_err(|e| CoreError::Keyring(e.to_string()))?;
     // Root key first, keyring last: a crash between them leaves a root key
     // beside the old keyring, which `unseal` finishes moving.
     storage.put(SEAL_CONFIG_KEY, &config_bytes).await?;
@@ -223,8 +236,14 @@ async fn upgrade_legacy(
 }
 
 /// Stores `keyring` under `root` (after a rotation).
-pub async fn store_keyring(storage: &Storage, root: &RootKey, keyring: &Keyring) -> Result<(), CoreError> {
-    storage.put(KEYRING_KEY, &root.encrypt_keyring(keyring)?).await?;
+pub async fn store_keyring(
+    storage: &Storage,
+    root: &RootKey,
+    keyring: &Keyring,
+) -> Result<(), CoreError> {
+    storage
+        .put(KEYRING_KEY, &root.encrypt_keyring(keyring)?)
+        .await?;
     Ok(())
 }
 
@@ -242,10 +261,45 @@ pub async fn rewrap_root(
         serde_json::from_slice(&wrapped).map_err(|e| CoreError::Keyring(e.to_string()))?;
     let back = seal.decrypt(&blob, ROOT_KEY_AAD).await?;
     if back.as_slice() != root.0.as_slice() {
-        return Err(CoreError::Keyring("the new seal did not give the root key back".into()));
+        return Err(CoreError::Keyring(
+            "the new seal did not give the root key back".into(),
+        ));
     }
     let config_bytes = serde_json::to_vec(config).map_err(|e| CoreError::Keyring(e.to_string()))?;
     storage.put(ROOT_KEY_KEY, &wrapped).await?;
     storage.put(SEAL_CONFIG_KEY, &config_bytes).await?;
     Ok(())
+}
+
+pub(crate) const RECOVERY_KEY_KEY: &str = "core/recovery-key";
+
+/// Stores the recovery key of an auto-unseal seal, wrapped by that seal:
+/// it must be checked while the broker is sealed, before the barrier opens.
+pub async fn store_recovery_key(
+    storage: &Storage,
+    seal: &dyn Seal,
+    key: &[u8; 32],
+) -> Result<(), CoreError> {
+    let blob = seal.encrypt(key, RECOVERY_KEY_KEY.as_bytes()).await?;
+    let bytes = serde_json::to_vec(&blob).map_err(|e| CoreError::Keyring(e.to_string()))?;
+    storage.put(RECOVERY_KEY_KEY, &bytes).await?;
+    Ok(())
+}
+
+/// The recovery key, unwrapped by `seal`; `None` if there is none.
+pub async fn recovery_key(
+    storage: &Storage,
+    seal: &dyn Seal,
+) -> Result<Option<Zeroizing<[u8; 32]>>, CoreError> {
+    let Some(bytes) = storage.get(RECOVERY_KEY_KEY).await? else {
+        return Ok(None);
+    };
+    let blob: WrappedBlob = serde_json::from_slice(&bytes)
+        .map_err(|_| CoreError::Damaged("core/recovery-key does not parse"))?;
+    let plain = seal.decrypt(&blob, RECOVERY_KEY_KEY.as_bytes()).await?;
+    let key: [u8; 32] = plain
+        .as_slice()
+        .try_into()
+        .map_err(|_| CoreError::Damaged("the recovery key has the wrong length"))?;
+    Ok(Some(Zeroizing::new(key)))
 }

@@ -89,7 +89,9 @@ pub enum SealError {
     },
     /// The blob does not open with this provider's key: the wrong key (or
     /// key shares), or the blob was altered.
-    #[error("{provider} seal: the stored root key does not open with this key (wrong key, or altered)")]
+    #[error(
+        "{provider} seal: the stored root key does not open with this key (wrong key, or altered)"
+    )]
     Unwrap {
         /// Which provider.
         provider: SealKind,

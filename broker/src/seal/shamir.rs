@@ -31,6 +31,11 @@ pub enum ShareError {
     /// The shares do not rebuild a key.
     #[error("the key shares do not combine")]
     Combine,
+    /// The shares rebuild a key, but not this broker's.
+    #[error(
+        "the key shares do not open this broker's keys (shares of another broker, or from before a rekey?); give the shares again"
+    )]
+    Wrong,
 }
 
 /// Checks a split as Vault does: 1 to 255 shares, a threshold between 1
@@ -103,7 +108,10 @@ pub fn parse_share(text: &str) -> Result<Zeroizing<Vec<u8>>, ShareError> {
 }
 
 /// Rebuilds a key from `threshold` (or more) distinct shares.
-pub fn combine(shares: &[Zeroizing<Vec<u8>>], threshold: u8) -> Result<Zeroizing<[u8; 32]>, ShareError> {
+pub fn combine(
+    shares: &[Zeroizing<Vec<u8>>],
+    threshold: u8,
+) -> Result<Zeroizing<[u8; 32]>, ShareError> {
     let mut key = Zeroizing::new([0u8; 32]);
     if threshold == 1 {
         let share = shares.first().ok_or(ShareError::Combine)?;
@@ -230,9 +238,16 @@ mod tests {
         let key = random_key().unwrap();
         let share = split(&key, 3, 2).unwrap().remove(0);
         assert_eq!(*parse_share(&to_hex(&share)).unwrap(), *share);
-        assert_eq!(*parse_share(&format!(" {} ", &*to_base64(&share))).unwrap(), *share);
+        assert_eq!(
+            *parse_share(&format!(" {} ", &*to_base64(&share))).unwrap(),
+            *share
+        );
         for bad in ["", "zz", "abcd", "not base64 at all!", &"ab".repeat(40)] {
-            assert_eq!(parse_share(bad).unwrap_err(), ShareError::Malformed, "{bad:?}");
+            assert_eq!(
+                parse_share(bad).unwrap_err(),
+                ShareError::Malformed,
+                "{bad:?}"
+            );
         }
     }
 
@@ -241,9 +256,15 @@ mod tests {
         let key = random_key().unwrap();
         let seal = ShamirSeal::new(key.clone());
         let blob = seal.encrypt(b"root", b"aad").await.unwrap();
-        assert_eq!(&*ShamirSeal::new(key).decrypt(&blob, b"aad").await.unwrap(), b"root");
+        assert_eq!(
+            &*ShamirSeal::new(key).decrypt(&blob, b"aad").await.unwrap(),
+            b"root"
+        );
         let other = ShamirSeal::new(random_key().unwrap());
-        assert!(matches!(other.decrypt(&blob, b"aad").await, Err(SealError::Unwrap { .. })));
+        assert!(matches!(
+            other.decrypt(&blob, b"aad").await,
+            Err(SealError::Unwrap { .. })
+        ));
         assert!(!format!("{seal:?}").contains(&hex::encode(&*seal.key)));
     }
 
