@@ -15,7 +15,7 @@ use crate::config::{Config, SealSettings, StorageConfig};
 use crate::core::{Core, CoreError, CoreOptions};
 use crate::listener::ListenerLimits;
 use crate::plugin::{Catalog, PluginError, PluginRuntime, RuntimeConfig};
-use crate::seal::{LocalSeal, Seal, SealError, SealKind};
+use crate::seal::{AwsKmsSeal, LocalSeal, Seal, SealError, SealKind};
 use crate::storage::{PostgresBackend, SqliteBackend, Storage, StorageError};
 use crate::unseal::{Beside, InitRequest, InitResponse, SealSetup, UnsealError, Unsealer};
 
@@ -93,6 +93,7 @@ pub fn open_seal(
             Some(Arc::new(LocalSeal::open_or_create(key_file)?))
         }
         SealSettings::Local { key_file } => Some(Arc::new(LocalSeal::open(key_file)?)),
+        SealSettings::Awskms(settings) => Some(Arc::new(AwsKmsSeal::new(settings)?)),
     })
 }
 
