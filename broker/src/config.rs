@@ -307,6 +307,10 @@ pub enum SealSettings {
     },
     /// A non-extractable AES key in an HSM, through PKCS#11.
     Pkcs11(crate::seal::Pkcs11SealSettings),
+    /// A key in AWS KMS, or a KMS API server at `endpoint`; see
+    /// [`crate::seal::awskms`] for the settings and their environment
+    /// fallbacks.
+    Awskms(crate::seal::AwsKmsConfig),
 }
 
 impl SealSettings {
@@ -316,6 +320,7 @@ impl SealSettings {
             Self::Shamir => crate::seal::SealKind::Shamir,
             Self::Local { .. } => crate::seal::SealKind::Local,
             Self::Pkcs11(_) => crate::seal::SealKind::Pkcs11,
+            Self::Awskms(_) => crate::seal::SealKind::Awskms,
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::config::{Config, SealSettings, StorageConfig};
 use crate::core::{Core, CoreError, CoreOptions};
 use crate::listener::ListenerLimits;
 use crate::plugin::{Catalog, PluginError, PluginRuntime, RuntimeConfig};
-use crate::seal::{LocalSeal, Seal, SealError, SealKind};
+use crate::seal::{AwsKmsSeal, LocalSeal, Seal, SealError, SealKind};
 use crate::storage::{PostgresBackend, SqliteBackend, Storage, StorageError};
 use crate::unseal::{Beside, InitRequest, InitResponse, SealSetup, UnsealError, Unsealer};
 
@@ -95,6 +95,7 @@ pub fn open_seal(
         SealSettings::Local { key_file } => Some(Arc::new(LocalSeal::open(key_file)?)),
         // Connects at first use, on a blocking thread (see `hsm`).
         SealSettings::Pkcs11(settings) => Some(Arc::new(crate::seal::Pkcs11Seal::open(settings)?)),
+        SealSettings::Awskms(settings) => Some(Arc::new(AwsKmsSeal::new(settings)?)),
     })
 }
 

@@ -9,6 +9,7 @@ mod api;
 mod approle;
 mod audit;
 mod audit_chain;
+mod awskms;
 mod barrier_rotation;
 mod cert_auth;
 mod crash;

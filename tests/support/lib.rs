@@ -17,6 +17,7 @@
 
 pub mod bench;
 pub mod softhsm;
+pub mod kms;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,25 @@ impl Server {
             .prefer_socket(false)
             .into()
     }
+}
+
+/// Kills the server `pid` should this test process be killed outright
+/// (a `Drop` never runs then).
+fn watchdog(pid: u32) {
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+         kill -9 {pid} 2>/dev/null",
+        me = std::process::id(),
+    );
+    // The watchdog ends by itself; it is never waited for.
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the cleanup watchdog: {e}"));
 }
 
 fn free_port() -> u16 {
@@ -545,22 +565,7 @@ impl PrivateMariaDb {
                     "cannot start mariadbd ({e}): install Debian's mariadb-server to run this test"
                 )
             });
-        // Should this test process be killed outright, the server goes with it.
-        let watchdog = format!(
-            "while kill -0 {me} 2>/dev/null && kill -0 {server} 2>/dev/null; do sleep 0.5; done; \
-             kill -9 {server} 2>/dev/null",
-            me = std::process::id(),
-            server = child.id(),
-        );
-        // The watchdog ends by itself; it is never waited for.
-        #[allow(clippy::zombie_processes)]
-        Command::new("sh")
-            .args(["-c", &watchdog])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the cleanup watchdog: {e}"));
+        watchdog(child.id());
         let mut db = Self {
             server: Server {
                 host: "127.0.0.1".into(),

@@ -10,11 +10,13 @@
 //!   by operators; the broker starts sealed until enough are given.
 //! - `local` ([`LocalSeal`]): a key file, for development and one host.
 //! - `pkcs11` ([`Pkcs11Seal`]): a non-extractable AES key inside an HSM.
-//! - `awskms`: a key in AWS KMS (or anything speaking its API).
+//! - `awskms` ([`AwsKmsSeal`]): a key in AWS KMS (or anything speaking
+//!   its API).
 //!
 //! A provider must never write a key it holds, or what it unwraps,
 //! anywhere; and its errors name the provider and the cause, never a key.
 
+pub mod awskms;
 mod local;
 mod pkcs11;
 pub mod shamir;
@@ -22,6 +24,7 @@ pub mod shamir;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+pub use awskms::{AwsKmsConfig, AwsKmsSeal};
 pub use local::LocalSeal;
 pub use pkcs11::{Pkcs11Seal, Pkcs11SealSettings};
 pub use shamir::ShamirSeal;
