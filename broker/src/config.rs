@@ -94,6 +94,31 @@ pub struct Config {
     /// (`pki/root/generate/kms`). Absent, a `pkcs11` seal's token is used.
     #[serde(default)]
     pub hsm: Option<crate::hsm::HsmSettings>,
+    /// The barrier's background rewrap.
+    #[serde(default)]
+    pub barrier: BarrierConfig,
+}
+
+/// `[barrier]`: how fast the rewrap after `sys/rotate` walks storage. It
+/// reads `rewrap_batch` values at a time and pauses `rewrap_pause_ms`
+/// after each batch, leaving the storage to requests.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BarrierConfig {
+    /// Values per batch (1 to 10000).
+    pub rewrap_batch: u32,
+    /// Milliseconds of pause after each batch (at most 60000).
+    pub rewrap_pause_ms: u64,
+}
+
+impl Default for BarrierConfig {
+    fn default() -> Self {
+        let defaults = crate::core::rewrap::RewrapSettings::default();
+        Self {
+            rewrap_batch: defaults.batch,
+            rewrap_pause_ms: u64::try_from(defaults.pause.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 /// `[auth]`.
@@ -492,6 +517,18 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "leases.worker_interval must be more than zero".into(),
             ));
+        }
+        if !(1..=10_000).contains(&self.barrier.rewrap_batch) {
+            return Err(ConfigError::Invalid(format!(
+                "barrier.rewrap_batch must be 1 to 10000, not {}",
+                self.barrier.rewrap_batch
+            )));
+        }
+        if self.barrier.rewrap_pause_ms > 60_000 {
+            return Err(ConfigError::Invalid(format!(
+                "barrier.rewrap_pause_ms must be at most 60000, not {}",
+                self.barrier.rewrap_pause_ms
+            )));
         }
         let lockout = &self.auth.lockout;
         if !(1..=1000).contains(&lockout.threshold) {

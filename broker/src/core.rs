@@ -30,6 +30,7 @@ use crate::token::{TokenError, TokenStore};
 mod auth;
 pub mod keys;
 mod layout;
+pub mod rewrap;
 
 pub use auth::TOKEN_AUTH_PATH;
 
@@ -332,6 +333,8 @@ pub struct Core {
     /// One keyring rotation at a time: two made from the same keyring
     /// would each store a different key for the same term.
     rotation: tokio::sync::Mutex<()>,
+    /// Moves stored values to the active key term after a rotation.
+    rewrap: rewrap::Rewrap,
 }
 
 /// How the core runs.
@@ -349,6 +352,8 @@ pub struct CoreOptions {
     /// The HSM token CA keys may be generated in (`[hsm]`, or the pkcs11
     /// seal's token).
     pub hsm: Option<Arc<crate::hsm::HsmConnection>>,
+    /// How fast the rewrap after a rotation walks storage.
+    pub rewrap: rewrap::RewrapSettings,
 }
 
 impl Default for CoreOptions {
@@ -359,6 +364,7 @@ impl Default for CoreOptions {
             audit_devices: Vec::new(),
             lockout: Default::default(),
             hsm: None,
+            rewrap: Default::default(),
         }
     }
 }
@@ -455,7 +461,10 @@ impl Core {
             storage: StorageView::new(store.clone(), "core/token"),
             options: Default::default(),
         });
+        // Last: it may start a walk over storage in the background.
+        let rewrap = rewrap::Rewrap::resume(store.clone(), options.rewrap).await?;
         Ok(Arc::new(Self {
+            rewrap,
             seal,
             root_key,
             unsealer: std::sync::OnceLock::new(),
@@ -570,7 +579,14 @@ impl Core {
             .install(next)
             .map_err(|e| Error::Internal(format!("cannot use the new keyring: {e}")))?;
         tracing::info!(term, "barrier key rotated");
+        self.rewrap.start(term);
         Ok(term)
+    }
+
+    /// The rewrap's record (`None` before its first walk) and its last
+    /// failure, if it is waiting to try again.
+    pub fn rewrap_status(&self) -> (Option<rewrap::RewrapStatus>, Option<String>) {
+        self.rewrap.status()
     }
 
     /// The barrier key's active term and when it was made (if known).

@@ -135,6 +135,10 @@ pub fn core_options(config: &Config) -> CoreOptions {
             counter_reset: config.auth.lockout.counter_reset.0,
         },
         pending_hold: config.leases.pending_hold.0,
+        rewrap: crate::core::rewrap::RewrapSettings {
+            batch: config.barrier.rewrap_batch,
+            pause: Duration::from_millis(config.barrier.rewrap_pause_ms),
+        },
         audit_policy: AuditPolicy {
             any_path: false,
             file_dirs: config.audit.file_dirs.clone(),
@@ -270,6 +274,7 @@ pub async fn open_dev(
         audit_devices: Vec::new(),
         lockout: Default::default(),
         hsm: None,
+        rewrap: Default::default(),
     };
     let setup = SealSetup {
         kind: SealKind::Local,

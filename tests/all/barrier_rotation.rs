@@ -8,15 +8,15 @@ use serde_json::json;
 use crate::hvac::run_hvac_script;
 use crate::process::Broker;
 
-/// How many stored values each key term sealed (the term is the first four
-/// bytes of a sealed value); read from the stopped broker's storage.
+/// How many stored values each key term sealed (the term follows the
+/// format byte of a sealed value); read from the stopped broker's storage.
 async fn values_by_term(b: &Broker) -> std::collections::BTreeMap<u32, usize> {
     let sealed = b.sealed_storage().await;
     let storage = sealed.storage();
     let mut terms = std::collections::BTreeMap::new();
     for key in storage.list("core/policies/").await.unwrap() {
         let value = storage.get(&key).await.unwrap().unwrap();
-        let term = u32::from_be_bytes(value[..4].try_into().unwrap());
+        let term = broker::barrier::Header::parse(&value).unwrap().term;
         *terms.entry(term).or_insert(0) += 1;
         // Each opens with the keyring as stored.
         sealed.barrier().open(&key, &value).unwrap();
@@ -26,7 +26,13 @@ async fn values_by_term(b: &Broker) -> std::collections::BTreeMap<u32, usize> {
 
 #[tokio::test]
 async fn the_barrier_key_rotates_and_what_each_term_sealed_still_opens() {
-    let mut b = Broker::start().await;
+    // The rewrap moves one value a minute: the policies stay under the
+    // term that sealed them for the whole test (`rewrap.rs` tests the move).
+    let mut b = Broker::start_with(
+        None,
+        "[barrier]\nrewrap_batch = 1\nrewrap_pause_ms = 60000\n",
+    )
+    .await;
     let status = b
         .expect(StatusCode::OK, "GET", "sys/key-status", None)
         .await;

@@ -30,6 +30,7 @@ mod pki;
 mod policies;
 mod postgres;
 mod process;
+mod rewrap;
 mod sandbox;
 mod scram;
 mod seal;

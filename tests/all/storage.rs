@@ -303,6 +303,141 @@ async fn deferred_writes(s: Storage) {
     assert!(s.delete("d/after").await.unwrap());
 }
 
+/// Compare-and-swap on entries and on a lease's sealed column: a write
+/// lands only over the exact bytes it expects, and a read sees it at once
+/// (SQLite's read cache drops the key).
+async fn compare_and_swap(s: &dyn Backend) {
+    s.put("cas/a", b"one").await.unwrap();
+    assert_eq!(s.get("cas/a").await.unwrap().as_deref(), Some(&b"one"[..]));
+    assert!(s.compare_and_put("cas/a", b"one", b"two").await.unwrap());
+    assert_eq!(s.get("cas/a").await.unwrap().as_deref(), Some(&b"two"[..]));
+    assert!(
+        !s.compare_and_put("cas/a", b"one", b"three").await.unwrap(),
+        "a stale expectation must not write"
+    );
+    assert!(!s.compare_and_put("cas/a", b"tw", b"three").await.unwrap());
+    assert!(
+        !s.compare_and_put("cas/a", b"two\0", b"three")
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.get("cas/a").await.unwrap().as_deref(), Some(&b"two"[..]));
+    assert!(
+        !s.compare_and_put("cas/missing", b"", b"x").await.unwrap(),
+        "a missing key is not created"
+    );
+    assert_eq!(s.get("cas/missing").await.unwrap(), None);
+    assert!(s.delete("cas/a").await.unwrap());
+
+    let mut row = lease("cas/creds/r/1", LeaseState::Active, 700);
+    row.sealed = b"old".to_vec();
+    s.insert_lease(&row).await.unwrap();
+    assert!(
+        !s.replace_lease_sealed(&row.id, b"other", b"new")
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.replace_lease_sealed(&row.id, b"old", b"new")
+            .await
+            .unwrap()
+    );
+    let stored = s.get_lease(&row.id).await.unwrap().unwrap();
+    assert_eq!(stored.sealed, b"new");
+    assert_eq!(
+        LeaseRow {
+            sealed: b"old".to_vec(),
+            ..stored
+        },
+        row,
+        "only the sealed column changes"
+    );
+    assert!(
+        !s.replace_lease_sealed("cas/creds/r/missing", b"old", b"new")
+            .await
+            .unwrap()
+    );
+    // A claim on the lease outlives the swap: the worker keeps it.
+    let claimed = s.claim_due_leases(800, 1_000, 10).await.unwrap();
+    assert!(claimed.iter().any(|l| l.id == row.id));
+    assert!(
+        s.replace_lease_sealed(&row.id, b"new", b"newer")
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.claim_due_leases(900, 1_000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.id != row.id),
+        "the swap must not release the claim"
+    );
+    assert!(s.delete_lease(&row.id).await.unwrap());
+}
+
+/// Walking every entry and every lease a page at a time visits each once,
+/// in byte order, with its stored bytes.
+async fn walks(s: &dyn Backend) {
+    let keys = [
+        "walk/ab",
+        "walk/aB",
+        "walk/a-b",
+        "walk/a/b",
+        "walk/\u{e9}",
+        "walk/a_b",
+        "walk/a%b",
+        "walk/Z",
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        s.put(key, format!("v{i}").as_bytes()).await.unwrap();
+        let mut row = lease(key, LeaseState::Active, 1_000_000);
+        row.sealed = format!("s{i}").into_bytes();
+        s.insert_lease(&row).await.unwrap();
+    }
+    for limit in [1, 3, 1000] {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = s.entries_after(after.as_deref(), limit).await.unwrap();
+            assert!(page.len() <= limit as usize);
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            seen.extend(page);
+        }
+        let all = s.list("").await.unwrap();
+        assert_eq!(seen.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), all);
+        let mut bytewise = all.clone();
+        bytewise.sort_unstable();
+        assert_eq!(all, bytewise, "not in byte order");
+        for (key, value) in &seen {
+            assert_eq!(s.get(key).await.unwrap().as_ref(), Some(value));
+        }
+
+        let mut leases = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = s.lease_seals_after(after.as_deref(), limit).await.unwrap();
+            assert!(page.len() <= limit as usize);
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            leases.extend(page);
+        }
+        let ids = s.list_leases("", 100_000).await.unwrap();
+        assert_eq!(
+            leases.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            ids
+        );
+        for (id, sealed) in &leases {
+            assert_eq!(&s.get_lease(id).await.unwrap().unwrap().sealed, sealed);
+        }
+    }
+    for key in keys {
+        assert!(s.delete(key).await.unwrap());
+        assert!(s.delete_lease(key).await.unwrap());
+    }
+}
+
 async fn sealed(s: Storage) {
     let store = SealedStorage::new(
         s.clone(),
@@ -346,6 +481,8 @@ async fn sqlite_backend() {
     concurrent_claims(s.clone()).await;
     concurrent_writes(s.clone()).await;
     deferred_writes(s.clone()).await;
+    compare_and_swap(s.as_ref()).await;
+    walks(s.as_ref()).await;
     sealed(s).await;
 }
 
@@ -357,6 +494,8 @@ async fn postgres_backend() {
     concurrent_claims(s.clone()).await;
     concurrent_writes(s.clone()).await;
     deferred_writes(s.clone()).await;
+    compare_and_swap(s.as_ref()).await;
+    walks(s.as_ref()).await;
     sealed(s).await;
 }
 

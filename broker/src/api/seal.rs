@@ -141,9 +141,11 @@ pub(crate) async fn rotate(core: &Core, _req: &Request) -> Result<Reply, Error> 
 
 /// `GET sys/key-status` (sudo): the active term and its install time, in
 /// Vault's shape (`install_time` is empty for a term made before install
-/// times were kept).
+/// times were kept), and ours: `rewrap`, where moving stored values to the
+/// active term stands (see `core/rewrap.rs`).
 pub(crate) async fn key_status(core: &Core, _req: &Request) -> Result<Reply, Error> {
     let (term, installed) = core.key_term()?;
+    let (rewrap, rewrap_error) = core.rewrap_status();
     let install_time = installed
         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
         .and_then(|t| {
@@ -154,6 +156,7 @@ pub(crate) async fn key_status(core: &Core, _req: &Request) -> Result<Reply, Err
     Ok(crate::framework::data(json!({
         "term": term,
         "install_time": install_time,
+        "rewrap": crate::core::rewrap::report(rewrap.as_ref(), rewrap_error.as_deref()),
     })))
 }
 

@@ -181,11 +181,11 @@ fn paths() -> Vec<Path<Core>> {
             .field(Field::string("nonce", "the rekey's nonce"))
             .update(|c, r| Box::pin(seal::rekey_update(c, r))),
         P::new("rotate")
-            .summary("Rotate the barrier key: a new term seals from now on; older terms still open what they sealed.")
+            .summary("Rotate the barrier key: a new term seals from now on; older terms still open what they sealed until a background rewrap moves it to the new term.")
             .access(Access::Sudo)
             .update(|c, r| Box::pin(seal::rotate(c, r))),
         P::new("key-status")
-            .summary("The barrier key's active term and when it was made.")
+            .summary("The barrier key's active term, when it was made, and how far the background rewrap to it has come.")
             .access(Access::Sudo)
             .read(|c, r| Box::pin(seal::key_status(c, r))),
         P::new("mounts")

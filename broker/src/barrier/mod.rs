@@ -3,8 +3,22 @@
 //!
 //! The associated data is the storage key, so a ciphertext moved to another
 //! row does not open. Keys come from a versioned [`Keyring`]: rotation adds a
-//! version, and old ciphertexts stay readable. The barrier must never return
-//! key bytes to a caller, nor hand plaintext to storage.
+//! term, old ciphertexts stay readable, and the core's rewrap
+//! (`core/rewrap.rs`) moves them to the new term in the background. The
+//! barrier must never return key bytes to a caller, nor hand plaintext to
+//! storage.
+//!
+//! A sealed value says how it was sealed (docs/architecture.md, "Sealed values and the rewrap"):
+//!
+//! ```text
+//! [FORMAT = 2][term: u32 BE][nonce: 12][ciphertext and tag]   sealed now
+//! [term: u32 BE][nonce: 12][ciphertext and tag]               legacy
+//! ```
+//!
+//! The format byte and the term are authenticated with the value (they lead
+//! its associated data). A legacy value starts with a zero byte, since no
+//! keyring reaches term 2^24; it still opens, and the rewrap seals it again
+//! in the current format.
 //!
 //! ```ignore
 //! let barrier = Barrier::new(keyring);
@@ -27,9 +41,14 @@ pub use sealed::{SealedError, SealedStorage};
 /// Why sealing or opening failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BarrierError {
-    /// The ciphertext is too short or has an unknown key version.
+    /// The ciphertext is too short for its header, nonce and tag.
     #[error("sealed value is malformed")]
     Malformed,
+    /// The first byte names a layout this broker does not know.
+    #[error(
+        "sealed value has format {0}, which this broker does not know (written by a newer broker?)"
+    )]
+    UnknownFormat(u8),
     /// The key version it names is not in the keyring.
     #[error("sealed value uses key version {0}, which the keyring does not hold")]
     UnknownKey(u32),
@@ -48,8 +67,93 @@ pub enum BarrierError {
     Sealed,
 }
 
-/// Layout: key version (4 bytes, big-endian), nonce (12), ciphertext and tag.
-const HEADER: usize = 4 + 12;
+/// The first byte of every value sealed now (see the module docs).
+pub const FORMAT: u8 = 2;
+
+/// Nonce and tag lengths (AES-256-GCM).
+const NONCE: usize = 12;
+const TAG: usize = 16;
+
+/// How a stored value was sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Sealed before the format byte: `[term][nonce][ciphertext]`, the
+    /// storage key alone as associated data.
+    Legacy,
+    /// `[FORMAT][term][nonce][ciphertext]`, header and storage key as
+    /// associated data.
+    Current,
+}
+
+/// What a sealed value's header says, read without opening it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Its layout.
+    pub format: Format,
+    /// The key term that sealed it.
+    pub term: u32,
+}
+
+impl Header {
+    /// Reads the header of `sealed`; refuses a value too short to hold its
+    /// header, nonce and tag, and a format it does not know.
+    pub fn parse(sealed: &[u8]) -> Result<Self, BarrierError> {
+        Parts::split(sealed).map(|parts| parts.header)
+    }
+}
+
+/// A sealed value taken apart.
+struct Parts<'a> {
+    header: Header,
+    /// The header's bytes when they lead the associated data (the current
+    /// format); empty for a legacy value.
+    header_aad: &'a [u8],
+    nonce: &'a [u8],
+    /// The ciphertext and its tag.
+    ciphertext: &'a [u8],
+}
+
+impl<'a> Parts<'a> {
+    fn split(sealed: &'a [u8]) -> Result<Self, BarrierError> {
+        let (format, header_len) = match sealed.first() {
+            Some(&FORMAT) => (Format::Current, 5),
+            Some(0) => (Format::Legacy, 4),
+            Some(&other) => return Err(BarrierError::UnknownFormat(other)),
+            None => return Err(BarrierError::Malformed),
+        };
+        if sealed.len() < header_len + NONCE + TAG {
+            return Err(BarrierError::Malformed);
+        }
+        let (header, rest) = sealed.split_at(header_len);
+        let term_bytes: [u8; 4] = header[header_len - 4..]
+            .try_into()
+            .map_err(|_| BarrierError::Malformed)?;
+        let (nonce, ciphertext) = rest.split_at(NONCE);
+        let header_aad: &[u8] = match format {
+            Format::Current => header,
+            Format::Legacy => &[],
+        };
+        Ok(Self {
+            header: Header {
+                format,
+                term: u32::from_be_bytes(term_bytes),
+            },
+            header_aad,
+            nonce,
+            ciphertext,
+        })
+    }
+}
+
+/// The associated data of a value: its header (current format) and then
+/// its storage key. The header has a fixed length, so the two cannot be
+/// confused for another split.
+fn associated_data(header: &[u8], storage_key: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(header.len() + storage_key.len());
+    aad.extend_from_slice(header);
+    aad.extend_from_slice(storage_key.as_bytes());
+    aad
+}
 
 /// Seals and opens values with the active keyring.
 #[derive(Debug)]
@@ -83,58 +187,92 @@ impl Barrier {
         self.keyring.read().map_or(true, |k| k.is_none())
     }
 
-    /// Seals `plaintext` for storage under `storage_key`.
+    /// Seals `plaintext` for storage under `storage_key`, with the active
+    /// term, in the current format.
     pub fn seal(&self, storage_key: &str, plaintext: &[u8]) -> Result<Vec<u8>, BarrierError> {
         let keyring = self.keyring.read().map_err(|_| BarrierError::Poisoned)?;
-        let (version, key) = keyring.as_ref().ok_or(BarrierError::Sealed)?.active();
-        let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| BarrierError::Malformed)?;
-        let mut nonce = [0u8; 12];
+        let (term, key) = keyring.as_ref().ok_or(BarrierError::Sealed)?.active();
+        let mut out = Vec::with_capacity(5 + NONCE + plaintext.len() + TAG);
+        out.push(FORMAT);
+        out.extend_from_slice(&term.to_be_bytes());
+        let aad = associated_data(&out, storage_key);
+        let mut nonce = [0u8; NONCE];
         getrandom::fill(&mut nonce).map_err(|e| BarrierError::Random(e.to_string()))?;
+        let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| BarrierError::Malformed)?;
         let ciphertext = cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
                     msg: plaintext,
-                    aad: storage_key.as_bytes(),
+                    aad: &aad,
                 },
             )
             .map_err(|_| BarrierError::Malformed)?;
-        let mut out = Vec::with_capacity(HEADER + ciphertext.len());
-        out.extend_from_slice(&version.to_be_bytes());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ciphertext);
         Ok(out)
     }
 
-    /// Opens a value read from `storage_key`.
+    /// Opens a value read from `storage_key`, in either format.
     pub fn open(
         &self,
         storage_key: &str,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, BarrierError> {
-        if sealed.len() < HEADER + 16 {
-            return Err(BarrierError::Malformed);
-        }
-        let (version, rest) = sealed.split_at(4);
-        let version = u32::from_be_bytes(version.try_into().map_err(|_| BarrierError::Malformed)?);
-        let (nonce, ciphertext) = rest.split_at(12);
+        let Parts {
+            header,
+            header_aad,
+            nonce,
+            ciphertext,
+        } = Parts::split(sealed)?;
         let keyring = self.keyring.read().map_err(|_| BarrierError::Poisoned)?;
         let key = keyring
             .as_ref()
             .ok_or(BarrierError::Sealed)?
-            .get(version)
-            .ok_or(BarrierError::UnknownKey(version))?;
+            .get(header.term)
+            .ok_or(BarrierError::UnknownKey(header.term))?;
         let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| BarrierError::Malformed)?;
+        let aad = associated_data(header_aad, storage_key);
         cipher
             .decrypt(
                 Nonce::from_slice(nonce),
                 Payload {
                     msg: ciphertext,
-                    aad: storage_key.as_bytes(),
+                    aad: &aad,
                 },
             )
             .map(Zeroizing::new)
             .map_err(|_| BarrierError::Tampered)
+    }
+
+    /// `sealed` (read from `storage_key`) sealed again with the active term
+    /// in the current format, when it is legacy or its term is older than
+    /// `target`; `None` when it is already there. The plaintext stays in
+    /// zeroizing memory.
+    pub fn reseal(
+        &self,
+        storage_key: &str,
+        sealed: &[u8],
+        target: u32,
+    ) -> Result<Option<Vec<u8>>, BarrierError> {
+        let header = Header::parse(sealed)?;
+        if header.format == Format::Current && header.term >= target {
+            return Ok(None);
+        }
+        let plain = self.open(storage_key, sealed)?;
+        self.seal(storage_key, &plain).map(Some)
+    }
+
+    /// [`Self::reseal`] to the active term: what a writer that puts back a
+    /// value it read earlier uses, so a value the rewrap has moved is not
+    /// put back under an older term.
+    pub fn refresh(
+        &self,
+        storage_key: &str,
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>, BarrierError> {
+        let (active, _) = self.term()?;
+        self.reseal(storage_key, sealed, active)
     }
 
     /// Adds a new key version and makes it active; returns its number.
@@ -198,12 +336,151 @@ impl Barrier {
     }
 }
 
+/// A value sealed as brokers did before the format byte, for tests of
+/// what they left in storage.
+#[cfg(test)]
+pub(crate) fn seal_legacy(barrier: &Barrier, storage_key: &str, plaintext: &[u8]) -> Vec<u8> {
+    let keyring = barrier.keyring.read().unwrap();
+    let (term, key) = keyring.as_ref().unwrap().active();
+    let nonce = [7u8; NONCE];
+    let ciphertext = Aes256Gcm::new_from_slice(key)
+        .unwrap()
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: storage_key.as_bytes(),
+            },
+        )
+        .unwrap();
+    let mut out = term.to_be_bytes().to_vec();
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ciphertext);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn barrier() -> Barrier {
         Barrier::new(Keyring::generate().unwrap())
+    }
+
+    #[test]
+    fn a_value_carries_the_format_byte_and_its_term() {
+        let b = barrier();
+        let sealed = b.seal("k", b"v").unwrap();
+        assert_eq!(&sealed[..5], &[FORMAT, 0, 0, 0, 1]);
+        assert_eq!(sealed.len(), 5 + NONCE + 1 + TAG);
+        // The header is authenticated: another term or format byte with the
+        // same ciphertext does not open.
+        let mut other_term = sealed.clone();
+        other_term[4] = 2;
+        b.rotate().unwrap();
+        assert!(matches!(
+            b.open("k", &other_term),
+            Err(BarrierError::Tampered)
+        ));
+        let mut unknown = sealed.clone();
+        unknown[0] = 3;
+        assert!(matches!(
+            b.open("k", &unknown),
+            Err(BarrierError::UnknownFormat(3))
+        ));
+        let mut as_legacy = sealed;
+        as_legacy[0] = 0;
+        assert!(b.open("k", &as_legacy).is_err());
+    }
+
+    #[test]
+    fn legacy_values_open_and_are_resealed_in_the_current_format() {
+        let b = barrier();
+        let legacy = seal_legacy(&b, "k", b"old layout");
+        assert_eq!(
+            Header::parse(&legacy).unwrap(),
+            Header {
+                format: Format::Legacy,
+                term: 1
+            }
+        );
+        assert_eq!(&*b.open("k", &legacy).unwrap(), b"old layout");
+        assert!(matches!(
+            b.open("other", &legacy),
+            Err(BarrierError::Tampered)
+        ));
+        // Legacy at the active term still needs resealing: its format is old.
+        let resealed = b.reseal("k", &legacy, 1).unwrap().unwrap();
+        assert_eq!(Header::parse(&resealed).unwrap().format, Format::Current);
+        assert_eq!(&*b.open("k", &resealed).unwrap(), b"old layout");
+        assert_eq!(b.reseal("k", &resealed, 1).unwrap(), None);
+
+        // After a rotation: behind the target, so moved to the new term.
+        b.rotate().unwrap();
+        assert_eq!(
+            b.refresh("k", &resealed.clone())
+                .unwrap()
+                .map(|v| Header::parse(&v).unwrap().term),
+            Some(2)
+        );
+        assert_eq!(
+            b.reseal("k", &resealed, 1).unwrap(),
+            None,
+            "not behind term 1"
+        );
+        // A value that does not open is an error, never resealed blindly.
+        let mut bad = resealed;
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(matches!(b.refresh("k", &bad), Err(BarrierError::Tampered)));
+    }
+
+    proptest! {
+        /// Whatever storage hands back, opening it and reading its header
+        /// return an error or a value; never a panic.
+        #[test]
+        fn hostile_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..96), key in ".{0,16}") {
+            let b = barrier();
+            let _ = Header::parse(&bytes);
+            let _ = b.open(&key, &bytes);
+            let _ = b.reseal(&key, &bytes, 1);
+        }
+
+        /// Hostile bytes behind a well-formed header (either format, any
+        /// term) are refused, never opened.
+        #[test]
+        fn forged_values_are_refused(
+            legacy in any::<bool>(),
+            term in 0u32..4,
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let b = barrier();
+            let mut bytes = if legacy { Vec::new() } else { vec![FORMAT] };
+            bytes.extend_from_slice(&term.to_be_bytes());
+            bytes.extend_from_slice(&body);
+            prop_assert!(b.open("k", &bytes).is_err());
+        }
+
+        /// Every strict prefix of a sealed value, in either format, is
+        /// refused; so is every single-bit change.
+        #[test]
+        fn truncated_or_flipped_values_are_refused(
+            plain in proptest::collection::vec(any::<u8>(), 0..48),
+            legacy in any::<bool>(),
+            bit in any::<proptest::sample::Index>(),
+        ) {
+            let b = barrier();
+            let sealed = if legacy { seal_legacy(&b, "k", &plain) } else { b.seal("k", &plain).unwrap() };
+            prop_assert_eq!(&*b.open("k", &sealed).unwrap(), &plain[..]);
+            for cut in 0..sealed.len() {
+                prop_assert!(b.open("k", &sealed[..cut]).is_err(), "a prefix of {} bytes opened", cut);
+            }
+            let mut flipped = sealed.clone();
+            let i = bit.index(flipped.len() * 8);
+            flipped[i / 8] ^= 1 << (i % 8);
+            prop_assert!(b.open("k", &flipped).is_err());
+        }
     }
 
     #[test]
@@ -221,7 +498,7 @@ mod tests {
         assert_eq!(term, 2);
         assert!(installed.is_some());
         let new = b.seal("k", b"term two").unwrap();
-        assert_eq!(&new[..4], &2u32.to_be_bytes());
+        assert_eq!(&new[..5], &[FORMAT, 0, 0, 0, 2]);
         assert_eq!(&*b.open("k", &old).unwrap(), b"term one");
         // Stored and read back, both terms still open.
         let again = Barrier::new(Keyring::from_bytes(&b.export_keyring().unwrap()).unwrap());
@@ -273,7 +550,13 @@ mod tests {
         let old = b.seal("k", b"v1").unwrap();
         assert_eq!(b.rotate().unwrap(), 2);
         let new = b.seal("k", b"v2").unwrap();
-        assert_eq!(&new[..4], &2u32.to_be_bytes());
+        assert_eq!(
+            Header::parse(&new).unwrap(),
+            Header {
+                format: Format::Current,
+                term: 2
+            }
+        );
         assert_eq!(&*b.open("k", &old).unwrap(), b"v1");
         assert_eq!(&*b.open("k", &new).unwrap(), b"v2");
         let restored = Barrier::new(Keyring::from_bytes(&b.export_keyring().unwrap()).unwrap());

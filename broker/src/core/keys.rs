@@ -23,6 +23,11 @@ pub(crate) const SEAL_CONFIG_KEY: &str = "core/seal-config";
 pub(crate) const ROOT_KEY_KEY: &str = "core/root-key";
 pub(crate) const KEYRING_KEY: &str = "core/keyring";
 
+/// The records stored outside the barrier (each encrypted, or not secret,
+/// in its own way): the rewrap leaves them alone. A new raw record must be
+/// listed here.
+pub const RAW_KEYS: &[&str] = &[SEAL_CONFIG_KEY, ROOT_KEY_KEY, KEYRING_KEY, RECOVERY_KEY_KEY];
+
 /// The associated data each record is bound to (its own storage key).
 const ROOT_KEY_AAD: &[u8] = ROOT_KEY_KEY.as_bytes();
 const KEYRING_AAD: &[u8] = KEYRING_KEY.as_bytes();

@@ -265,7 +265,8 @@ const WORKER_BATCH: u32 = 1024;
 /// How often the worker refreshes the lease-count gauge.
 const COUNT_EVERY: Duration = Duration::from_secs(60);
 
-fn seal_key(id: &str) -> String {
+/// The associated data lease `id`'s sealed column is bound to.
+pub fn seal_key(id: &str) -> String {
     format!("lease/{id}")
 }
 
@@ -389,6 +390,25 @@ impl Leases {
             serde_json::to_vec(data).map_err(|e| LeaseError::Corrupt(e.to_string()))?,
         );
         Ok(self.store.barrier().seal(&seal_key(id), &plain)?)
+    }
+
+    /// Writes back a lease read earlier. Its sealed column goes back under
+    /// the active key term: the rewrap may have moved the stored row since
+    /// it was read, and the bytes read then would undo that. A column that
+    /// does not open goes back as it was: the write must not fail for it.
+    pub(super) async fn put_back(
+        &self,
+        row: &mut LeaseRow,
+        durability: Durability,
+    ) -> Result<bool, LeaseError> {
+        if let Ok(Some(fresh)) = self
+            .store
+            .barrier()
+            .refresh(&seal_key(&row.id), &row.sealed)
+        {
+            row.sealed = fresh;
+        }
+        Ok(self.store.storage().update_lease(row, durability).await?)
     }
 
     fn open(&self, row: &LeaseRow) -> Result<LeaseData, LeaseError> {
@@ -515,12 +535,7 @@ impl Leases {
         row.state = LeaseState::Pending;
         row.next_attempt_at = clock::unix_now_signed();
         row.last_error = Some(error.to_owned());
-        if !self
-            .store
-            .storage()
-            .update_lease(&row, Durability::Durable)
-            .await?
-        {
+        if !self.put_back(&mut row, Durability::Durable).await? {
             self.store.storage().insert_lease(&row).await?;
         }
         Ok(())
@@ -561,10 +576,7 @@ impl Leases {
             row.state = LeaseState::Revoking;
         }
         row.last_error = Some(error.clone());
-        self.store
-            .storage()
-            .update_lease(&row, Durability::Durable)
-            .await?;
+        self.put_back(&mut row, Durability::Durable).await?;
         if let Some(events) = &self.events {
             events
                 .revocation_failed(&row.id, row.attempts, &error)
@@ -711,10 +723,7 @@ impl Leases {
         }
         row.expires_at = expires_at;
         row.next_attempt_at = expires_at;
-        self.store
-            .storage()
-            .update_lease(&row, Durability::Durable)
-            .await?;
+        self.put_back(&mut row, Durability::Durable).await?;
         Ok(row)
     }
 
@@ -874,10 +883,7 @@ impl Leases {
             LeaseState::Revoking
         };
         tracing::warn!(lease = %row.id, attempts = row.attempts, error = %error, state = row.state.as_str(), "revocation failed");
-        self.store
-            .storage()
-            .update_lease(&row, Durability::Durable)
-            .await?;
+        self.put_back(&mut row, Durability::Durable).await?;
         crate::metrics::metrics().revocation_failed();
         if let Some(events) = &self.events {
             events

@@ -34,6 +34,7 @@ mod record;
 mod tokens;
 
 pub use id::LeaseId;
+pub use manager::seal_key;
 pub use manager::{
     ConnectionResolver, IssueParams, LeaseError, LeaseEvents, LeaseOwner, Leases,
     ResolvedConnection, WorkerPass,

@@ -112,9 +112,8 @@ impl Leases {
         row.state = LeaseState::Revoking;
         row.expires_at = row.expires_at.min(now);
         row.next_attempt_at = now.saturating_add(crate::duration::capped_secs(hold));
-        let storage = self.store.storage();
-        if !storage.update_lease(&row, Durability::Durable).await? {
-            storage.insert_lease(&row).await?;
+        if !self.put_back(&mut row, Durability::Durable).await? {
+            self.store.storage().insert_lease(&row).await?;
         }
         Ok(())
     }

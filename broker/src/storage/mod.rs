@@ -139,6 +139,23 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn put_new(&self, key: &str, value: &[u8]) -> Result<bool, StorageError>;
     /// Keys that start with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+    /// Writes `value` at `key` only if the stored value is still exactly
+    /// `expected`, in one atomic step; whether it was written. A write that
+    /// came in between wins: nothing is overwritten that was not read.
+    async fn compare_and_put(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> Result<bool, StorageError>;
+    /// Up to `limit` entries (key and stored value) whose keys sort after
+    /// `after` (from the first when `None`), in byte order of their keys:
+    /// a walk over every entry, a page at a time, through the primary key.
+    async fn entries_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
 
     /// Stores a new lease.
     async fn insert_lease(&self, lease: &LeaseRow) -> Result<(), StorageError>;
@@ -152,6 +169,22 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn get_lease(&self, id: &str) -> Result<Option<LeaseRow>, StorageError>;
     /// Deletes a lease; whether it existed.
     async fn delete_lease(&self, id: &str) -> Result<bool, StorageError>;
+    /// Replaces lease `id`'s `sealed` column with `sealed` only if it still
+    /// holds exactly `expected`, leaving every other column (and any claim
+    /// on the lease) as it is; whether it was written.
+    async fn replace_lease_sealed(
+        &self,
+        id: &str,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> Result<bool, StorageError>;
+    /// Up to `limit` leases (id and `sealed` column) whose ids sort after
+    /// `after` (from the first when `None`), in byte order of their ids.
+    async fn lease_seals_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
     /// Deletes the leases with these ids in one statement; returns how many
     /// existed. The expiration worker ends a batch of revocations with it.
     async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError>;

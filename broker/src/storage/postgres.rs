@@ -118,6 +118,48 @@ impl Backend for PostgresBackend {
         )
     }
 
+    async fn compare_and_put(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query("UPDATE entries SET value = $1 WHERE key = $2 AND value = $3")
+            .bind(value)
+            .bind(key)
+            .bind(expected)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn entries_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        // Keys are `COLLATE "C"`: `>` and `ORDER BY` are bytewise and walk
+        // the primary key's index.
+        let rows = match after {
+            Some(after) => {
+                sqlx::query_as(
+                    "SELECT key, value FROM entries WHERE key > $1 ORDER BY key LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as("SELECT key, value FROM entries ORDER BY key LIMIT $1")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows)
+    }
+
     async fn insert_lease(&self, l: &LeaseRow) -> Result<(), StorageError> {
         sqlx::query(&format!(
             "INSERT INTO leases ({LEASE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -175,6 +217,44 @@ impl Backend for PostgresBackend {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn replace_lease_sealed(
+        &self,
+        id: &str,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query("UPDATE leases SET sealed = $1 WHERE id = $2 AND sealed = $3")
+            .bind(sealed)
+            .bind(id)
+            .bind(expected)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn lease_seals_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let rows = match after {
+            Some(after) => {
+                sqlx::query_as("SELECT id, sealed FROM leases WHERE id > $1 ORDER BY id LIMIT $2")
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_as("SELECT id, sealed FROM leases ORDER BY id LIMIT $1")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows)
     }
 
     async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError> {

@@ -194,6 +194,48 @@ impl Backend for SqliteBackend {
         )
     }
 
+    async fn compare_and_put(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> Result<bool, StorageError> {
+        let write = Write::CompareAndPut {
+            key: key.to_owned(),
+            expected: expected.to_vec(),
+            value: value.to_vec(),
+        };
+        match self.write_entry(write).await? {
+            Done::Changed(written) => Ok(written),
+            other => Err(mismatch(other)),
+        }
+    }
+
+    async fn entries_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        // Keys compare with SQLite's BINARY collation: bytewise, through
+        // the primary key. Not through the cache: a walk would flush it.
+        let rows = match after {
+            Some(after) => {
+                sqlx::query_as("SELECT key, value FROM entries WHERE key > ? ORDER BY key LIMIT ?")
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_as("SELECT key, value FROM entries ORDER BY key LIMIT ?")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows)
+    }
+
     async fn insert_lease(&self, l: &LeaseRow) -> Result<(), StorageError> {
         match self
             .writer
@@ -242,6 +284,47 @@ impl Backend for SqliteBackend {
             Done::Changed(existed) => Ok(existed),
             other => Err(mismatch(other)),
         }
+    }
+
+    async fn replace_lease_sealed(
+        &self,
+        id: &str,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> Result<bool, StorageError> {
+        // A claim stays: the lease's times and state are untouched.
+        let write = Write::ReplaceLeaseSealed {
+            id: id.to_owned(),
+            expected: expected.to_vec(),
+            sealed: sealed.to_vec(),
+        };
+        match self.writer.write(write, Durability::Durable).await? {
+            Done::Changed(written) => Ok(written),
+            other => Err(mismatch(other)),
+        }
+    }
+
+    async fn lease_seals_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let rows = match after {
+            Some(after) => {
+                sqlx::query_as("SELECT id, sealed FROM leases WHERE id > ? ORDER BY id LIMIT ?")
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_as("SELECT id, sealed FROM leases ORDER BY id LIMIT ?")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows)
     }
 
     async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError> {

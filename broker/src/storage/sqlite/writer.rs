@@ -46,13 +46,35 @@ const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One write, as the writer task runs it.
 pub(super) enum Write {
-    Put { key: String, value: Vec<u8> },
-    PutNew { key: String, value: Vec<u8> },
-    Delete { key: String },
+    Put {
+        key: String,
+        value: Vec<u8>,
+    },
+    PutNew {
+        key: String,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: String,
+    },
+    CompareAndPut {
+        key: String,
+        expected: Vec<u8>,
+        value: Vec<u8>,
+    },
     InsertLease(Box<LeaseRow>),
     UpdateLease(Box<LeaseRow>),
-    DeleteLease { id: String },
-    DeleteLeases { ids: Vec<String> },
+    DeleteLease {
+        id: String,
+    },
+    DeleteLeases {
+        ids: Vec<String>,
+    },
+    ReplaceLeaseSealed {
+        id: String,
+        expected: Vec<u8>,
+        sealed: Vec<u8>,
+    },
 }
 
 impl Write {
@@ -60,7 +82,10 @@ impl Write {
     /// which are never cached.
     fn entry_key(&self) -> Option<&str> {
         match self {
-            Self::Put { key, .. } | Self::PutNew { key, .. } | Self::Delete { key } => Some(key),
+            Self::Put { key, .. }
+            | Self::PutNew { key, .. }
+            | Self::Delete { key }
+            | Self::CompareAndPut { key, .. } => Some(key),
             _ => None,
         }
     }
@@ -342,6 +367,12 @@ fn statement(write: &Write) -> Cow<'static, str> {
             "INSERT INTO entries (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING RETURNING 1"
         }
         Write::Delete { .. } => "DELETE FROM entries WHERE key = ? RETURNING 1",
+        Write::CompareAndPut { .. } => {
+            "UPDATE entries SET value = ? WHERE key = ? AND value = ? RETURNING 1"
+        }
+        Write::ReplaceLeaseSealed { .. } => {
+            "UPDATE leases SET sealed = ? WHERE id = ? AND sealed = ? RETURNING 1"
+        }
         Write::InsertLease(_) => {
             return Cow::Owned(format!(
                 "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -372,6 +403,16 @@ async fn apply(
     let query = match write {
         Write::Put { key, value } | Write::PutNew { key, value } => query.bind(key).bind(value),
         Write::Delete { key } => query.bind(key),
+        Write::CompareAndPut {
+            key,
+            expected,
+            value,
+        } => query.bind(value).bind(key).bind(expected),
+        Write::ReplaceLeaseSealed {
+            id,
+            expected,
+            sealed,
+        } => query.bind(sealed).bind(id).bind(expected),
         Write::InsertLease(l) => query
             .bind(&l.id)
             .bind(l.state.as_str())
@@ -403,6 +444,8 @@ async fn apply(
         Write::Put { .. } | Write::InsertLease(_) => Done::Unit,
         Write::PutNew { .. }
         | Write::Delete { .. }
+        | Write::CompareAndPut { .. }
+        | Write::ReplaceLeaseSealed { .. }
         | Write::UpdateLease(_)
         | Write::DeleteLease { .. } => Done::Changed(changed > 0),
         Write::DeleteLeases { .. } => Done::Count(changed as u64),
