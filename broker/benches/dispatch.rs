@@ -21,11 +21,12 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use broker::api::RateLimits;
-use broker::core::{Core, CoreOptions};
-use broker::kms::LocalKms;
+use broker::core::CoreOptions;
 use broker::plugin::{Catalog, PluginRuntime, RuntimeConfig};
+use broker::seal::{LocalSeal, Seal, SealKind};
 use broker::server::ServeOptions;
 use broker::storage::{SqliteBackend, Storage};
+use broker::unseal::{InitRequest, SealSetup, Unsealer};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -104,8 +105,13 @@ async fn api() -> Api {
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     );
-    let kms = LocalKms::create(&dir.path().join("kms.key")).unwrap_or_else(|e| panic!("{e}"));
-    Core::initialize(&storage, &kms)
+    let seal: Arc<dyn Seal> =
+        Arc::new(LocalSeal::create(&dir.path().join("kms.key")).unwrap_or_else(|e| panic!("{e}")));
+    let request = InitRequest {
+        recovery_shares: Some(0),
+        ..Default::default()
+    };
+    broker::unseal::initialize(&storage, SealKind::Local, Some(seal.as_ref()), &request)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let runtime = PluginRuntime::new(RuntimeConfig::default()).unwrap_or_else(|e| panic!("{e}"));
@@ -114,7 +120,16 @@ async fn api() -> Api {
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     );
-    let core = Core::open(storage, Arc::new(kms), catalog, CoreOptions::default())
+    let setup = SealSetup {
+        kind: SealKind::Local,
+        seal: Some(seal.clone()),
+        error: None,
+        previous: None,
+        reopen: None,
+    };
+    let unsealer = Unsealer::new(storage, setup, catalog, CoreOptions::default(), None);
+    let core = unsealer
+        .open_now(seal)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     core.set_root_token(TOKEN)
@@ -125,7 +140,7 @@ async fn api() -> Api {
         ..Default::default()
     };
     let api = Api {
-        router: broker::api::router(core, &options),
+        router: broker::api::router(unsealer.clone(), &options),
         remote: "127.0.0.1:50000".parse().unwrap_or_else(|e| panic!("{e}")),
         _dir: dir,
     };

@@ -16,8 +16,8 @@
 //! how to get one; nothing is skipped silently.
 
 pub mod bench;
-pub mod softhsm;
 pub mod kms;
+pub mod softhsm;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

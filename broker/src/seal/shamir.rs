@@ -94,7 +94,7 @@ pub fn to_base64(share: &[u8]) -> Zeroizing<String> {
 /// 32 for a single-share key).
 pub fn parse_share(text: &str) -> Result<Zeroizing<Vec<u8>>, ShareError> {
     let text = text.trim();
-    let bytes = if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let bytes = if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         hex::decode(text).ok()
     } else {
         STANDARD.decode(text).ok()
@@ -265,7 +265,7 @@ mod tests {
             other.decrypt(&blob, b"aad").await,
             Err(SealError::Unwrap { .. })
         ));
-        assert!(!format!("{seal:?}").contains(&hex::encode(&*seal.key)));
+        assert!(!format!("{seal:?}").contains(&hex::encode(*seal.key)));
     }
 
     proptest! {

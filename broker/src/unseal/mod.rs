@@ -108,11 +108,14 @@ impl InitResponse {
     }
 }
 
+/// Key shares as text, shown once.
+type Shares = Vec<Zeroizing<String>>;
+
 fn split_shares(
     key: &[u8; 32],
     shares: u32,
     threshold: u32,
-) -> Result<(Vec<Zeroizing<String>>, Vec<Zeroizing<String>>), ShareError> {
+) -> Result<(Shares, Shares), ShareError> {
     let made = shamir::split(key, shares, threshold)?;
     Ok((
         made.iter().map(|s| shamir::to_hex(s)).collect(),
