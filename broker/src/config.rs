@@ -657,13 +657,17 @@ mod tests {
             .collect();
         assert_eq!(
             blocks.len(),
-            4,
-            "the deployment, audit, HSM and lockout examples"
+            5,
+            "the deployment, audit, awskms, HSM and lockout examples"
         );
         let c = Config::parse(blocks[0]).unwrap();
         assert_eq!(c.rate_limit.limits().global, Quota::new(500, 1000));
         assert_eq!(c.leases.pending_hold.0, Duration::from_secs(60));
-        let c = Config::parse(&format!("{}\n{}", blocks[0], blocks[1])).unwrap();
+        let audit = blocks
+            .iter()
+            .find(|b| b.contains("[audit") && !b.contains("[listener]"))
+            .unwrap_or_else(|| panic!("no README audit example"));
+        let c = Config::parse(&format!("{}\n{audit}", blocks[0])).unwrap();
         assert_eq!(c.audit.devices.len(), 1);
         assert!(c.audit.devices[0].fsync);
         // The HSM and lockout examples, on the minimal configuration.
@@ -679,6 +683,9 @@ mod tests {
             c.managed_key_hsm().unwrap().token_label.as_deref(),
             Some("broker")
         );
+        let without_seal = MINIMAL.split("[kms]").next().unwrap_or_default().to_owned();
+        let c = Config::parse(&format!("{without_seal}\n{}", block("type = \"awskms\""))).unwrap();
+        assert_eq!(c.seal.kind(), crate::seal::SealKind::Awskms);
         let c = Config::parse(&format!("{MINIMAL}\n{}", block("[auth.lockout]"))).unwrap();
         assert_eq!(c.auth.lockout.threshold, 5);
         assert_eq!(c.auth.lockout.duration.0, Duration::from_secs(15 * 60));
