@@ -538,7 +538,7 @@ impl Core {
     /// unwraps the keyring through the KMS again, unseals.
     pub fn seal(&self) {
         self.store.barrier().seal_keys();
-        tracing::warn!("the broker is sealed; restart it to unseal");
+        tracing::warn!("the core is sealed: its keys left memory");
     }
 
     /// Ties this core to the seal state that runs it (once).
