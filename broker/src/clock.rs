@@ -18,3 +18,10 @@ pub fn unix_now() -> u64 {
 pub fn unix_now_signed() -> i64 {
     i64::try_from(unix_now()).unwrap_or(i64::MAX)
 }
+
+/// Milliseconds since the Unix epoch, signed.
+pub fn unix_now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -97,6 +97,10 @@ pub struct Config {
     /// The barrier's background rewrap.
     #[serde(default)]
     pub barrier: BarrierConfig,
+    /// `[cluster]`: this node's id and address among the nodes sharing a
+    /// PostgreSQL database.
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterSettings,
 }
 
 /// `[barrier]`: how fast the rewrap after `sys/rotate` walks storage. It
@@ -537,6 +541,10 @@ impl Config {
                 lockout.threshold
             )));
         }
+        if let Some(id) = &self.cluster.node_id {
+            crate::cluster::NodeId::parse(id)
+                .map_err(|e| ConfigError::Invalid(format!("cluster.node_id: {e}")))?;
+        }
         if let SealSettings::Pkcs11(pkcs11) = &self.seal {
             pkcs11
                 .check()
@@ -547,6 +555,33 @@ impl Config {
                 .map_err(|e| ConfigError::Invalid(format!("hsm: {e}")))?;
         }
         Ok(())
+    }
+
+    /// Who this node is among those sharing its storage: `[cluster]`'s
+    /// `node_id` (else the host's name and the listener's port) and
+    /// `api_addr` (else the listener's address).
+    pub fn node(&self) -> crate::cluster::NodeOptions {
+        let listener = &self.listener;
+        let id = self
+            .cluster
+            .node_id
+            .as_deref()
+            .and_then(|id| crate::cluster::NodeId::parse(id).ok())
+            .unwrap_or_else(|| crate::cluster::NodeId::default_for(listener.address.port()));
+        let scheme = if listener.tls().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        crate::cluster::NodeOptions {
+            id,
+            api_address: self
+                .cluster
+                .api_addr
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{}", listener.address)),
+            timing: Default::default(),
+        }
     }
 
     /// The token CA keys are generated in (`pki/…/generate/kms`): `[hsm]`,

@@ -30,9 +30,12 @@ use crate::token::{TokenError, TokenStore};
 mod auth;
 pub mod keys;
 mod layout;
+mod refresh;
 pub mod rewrap;
 
+use auth::AUTH_KEY;
 pub use auth::TOKEN_AUTH_PATH;
+pub use refresh::CACHED;
 
 const MOUNTS_KEY: &str = "core/mounts";
 const ROOT_TOKEN_KEY: &str = "core/root-token";
@@ -335,6 +338,8 @@ pub struct Core {
     rotation: tokio::sync::Mutex<()>,
     /// Moves stored values to the active key term after a rotation.
     rewrap: rewrap::Rewrap,
+    /// This node among the others on the same storage.
+    cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// How the core runs.
@@ -354,6 +359,8 @@ pub struct CoreOptions {
     pub hsm: Option<Arc<crate::hsm::HsmConnection>>,
     /// How fast the rewrap after a rotation walks storage.
     pub rewrap: rewrap::RewrapSettings,
+    /// Who this node is among those sharing its storage.
+    pub node: crate::cluster::NodeOptions,
 }
 
 impl Default for CoreOptions {
@@ -365,6 +372,7 @@ impl Default for CoreOptions {
             lockout: Default::default(),
             hsm: None,
             rewrap: Default::default(),
+            node: Default::default(),
         }
     }
 }
@@ -461,9 +469,11 @@ impl Core {
             storage: StorageView::new(store.clone(), "core/token"),
             options: Default::default(),
         });
+        let cluster = crate::cluster::Cluster::new(store.storage().clone(), options.node.clone());
         // Last: it may start a walk over storage in the background.
-        let rewrap = rewrap::Rewrap::resume(store.clone(), options.rewrap).await?;
+        let rewrap = rewrap::Rewrap::resume(store.clone(), options.rewrap, cluster.clone()).await?;
         Ok(Arc::new(Self {
+            cluster,
             rewrap,
             seal,
             root_key,
@@ -508,6 +518,11 @@ impl Core {
     /// The audit devices.
     pub fn audit(&self) -> &Arc<Auditor> {
         &self.audit
+    }
+
+    /// This node among those sharing the storage.
+    pub fn cluster(&self) -> &Arc<crate::cluster::Cluster> {
+        &self.cluster
     }
 
     /// The leases.
@@ -565,22 +580,49 @@ impl Core {
     /// Rotates the barrier key (`sys/rotate`): a new term, stored under
     /// the root key *before* anything is sealed with it; older terms stay, so
     /// what they sealed still opens. Returns the new term.
+    ///
+    /// The new keyring is made from the one stored, and stored only if no
+    /// other node stored another meanwhile (then this one adopts that and
+    /// tries again): two nodes rotating at once never make two keys for
+    /// one term.
     pub async fn rotate_keyring(&self) -> Result<u32, Error> {
+        const TRIES: usize = 8;
         let _one_at_a_time = self.rotation.lock().await;
         let barrier = self.store.barrier();
-        let next = barrier
-            .rotated_keyring()
-            .map_err(|e| Error::Internal(format!("cannot rotate the keyring: {e}")))?;
-        let term = next.term().0;
-        keys::store_keyring(self.store.storage(), &self.root_key, &next)
-            .await
-            .map_err(|e| Error::Unavailable(format!("cannot store the new keyring: {e}")))?;
-        barrier
-            .install(next)
-            .map_err(|e| Error::Internal(format!("cannot use the new keyring: {e}")))?;
-        tracing::info!(term, "barrier key rotated");
-        self.rewrap.start(term);
-        Ok(term)
+        for _ in 0..TRIES {
+            let (stored, raw) = keys::stored_keyring(self.store.storage(), &self.root_key)
+                .await
+                .map_err(|e| Error::Unavailable(format!("cannot read the keyring: {e}")))?;
+            // The stored keyring extends the one in use (or is it): rotate
+            // from there.
+            barrier.adopt(stored).map_err(|e| {
+                Error::Internal(format!(
+                    "the stored keyring does not extend the one in use: {e}"
+                ))
+            })?;
+            let next = barrier
+                .rotated_keyring()
+                .map_err(|e| Error::Internal(format!("cannot rotate the keyring: {e}")))?;
+            let term = next.term().0;
+            let stored_it =
+                keys::replace_keyring(self.store.storage(), &self.root_key, &raw, &next)
+                    .await
+                    .map_err(|e| {
+                        Error::Unavailable(format!("cannot store the new keyring: {e}"))
+                    })?;
+            if !stored_it {
+                continue;
+            }
+            barrier
+                .install(next)
+                .map_err(|e| Error::Internal(format!("cannot use the new keyring: {e}")))?;
+            tracing::info!(term, "barrier key rotated");
+            self.rewrap.start(term);
+            return Ok(term);
+        }
+        Err(Error::Conflict(
+            "other nodes kept rotating the keyring at the same time; try again".into(),
+        ))
     }
 
     /// The rewrap's record (`None` before its first walk) and its last
@@ -637,15 +679,24 @@ impl Core {
         };
         entry.options = backend.mount_options(std::mem::take(&mut entry.options))?;
         let mut mounts = self.mounts.write().await;
-        if mounts
-            .keys()
-            .any(|m| m.starts_with(&path) || path.starts_with(m.as_str()))
-        {
-            // Vault answers 400 here, and its clients expect it.
-            return Err(Error::invalid(format!("path is already in use at {path}")));
-        }
-        mounts.insert(path, entry);
-        self.store.put(MOUNTS_KEY, &*mounts).await?;
+        // The stored table, not this node's copy: another node may have
+        // changed it.
+        let (table, ()) = self
+            .store
+            .update(MOUNTS_KEY, |stored: Option<MountTable>| {
+                let mut table = stored.unwrap_or_default();
+                if table
+                    .keys()
+                    .any(|m| m.starts_with(&path) || path.starts_with(m.as_str()))
+                {
+                    // Vault answers 400 here, and its clients expect it.
+                    return Err(Error::invalid(format!("path is already in use at {path}")));
+                }
+                table.insert(path.clone(), entry.clone());
+                Ok((table, ()))
+            })
+            .await?;
+        *mounts = table;
         Ok(())
     }
 
@@ -676,10 +727,17 @@ impl Core {
         let path = self.exact_mount(path).await?;
         self.leases.revoke_prefix(&path).await?;
         let mut mounts = self.mounts.write().await;
-        let Some(entry) = mounts.remove(&path) else {
-            return Err(Error::NotFound(format!("no mount at {path}")));
-        };
-        self.store.put(MOUNTS_KEY, &*mounts).await?;
+        let (table, entry) = self
+            .store
+            .update(MOUNTS_KEY, |stored: Option<MountTable>| {
+                let mut table = stored.unwrap_or_default();
+                match table.remove(&path) {
+                    Some(entry) => Ok((table, entry)),
+                    None => Err(Error::NotFound(format!("no mount at {path}"))),
+                }
+            })
+            .await?;
+        *mounts = table;
         drop(mounts);
         if let Ok(mut contexts) = self.contexts.write() {
             contexts.remove(&path);
@@ -707,13 +765,18 @@ impl Core {
             e => e,
         })?;
         let mut mounts = self.mounts.write().await;
-        let mut entry = mounts
-            .get(&path)
-            .cloned()
-            .ok_or_else(|| Error::invalid(format!("no mount at {path}")))?;
-        entry.retune(description, default_lease_ttl, max_lease_ttl)?;
-        mounts.insert(path, entry);
-        self.store.put(MOUNTS_KEY, &*mounts).await?;
+        let (table, ()) = self
+            .store
+            .update(MOUNTS_KEY, |stored: Option<MountTable>| {
+                let mut table = stored.unwrap_or_default();
+                let entry = table
+                    .get_mut(&path)
+                    .ok_or_else(|| Error::invalid(format!("no mount at {path}")))?;
+                entry.retune(description.clone(), default_lease_ttl, max_lease_ttl)?;
+                Ok::<_, Error>((table, ()))
+            })
+            .await?;
+        *mounts = table;
         Ok(())
     }
 
@@ -757,9 +820,10 @@ impl Core {
 
     /// Runs every mounted engine's periodic work due at `now` (see
     /// [`crate::framework::Backend::periodic`]), one mount after another.
-    /// Nothing while sealed.
+    /// Nothing while sealed, nor on a node that does not hold the periodic
+    /// job (one node of those sharing the storage runs it).
     pub async fn periodic(&self, now: i64) {
-        if self.is_sealed() {
+        if self.is_sealed() || !self.cluster.hold(crate::cluster::Job::Periodic).await {
             return;
         }
         let mounts = self.mounts.read().await.clone();

@@ -7,6 +7,8 @@
 //! - [`plugin`] loads plugin components and runs their calls in a sandbox.
 //! - [`sql`] owns the connection pools behind the plugins' `sql` capability.
 //! - [`storage`] keeps sealed entries and lease records (SQLite or PostgreSQL).
+//! - [`cluster`] lets several nodes share one PostgreSQL: echoes, once-only
+//!   jobs, caches refreshed on change.
 //! - [`lease`] covers every credential with a durable lease and revokes it.
 //! - [`pki`] holds CA keys and signs what the `pki` plugin builds.
 //! - [`policy`] holds Vault-style path policies and the ACL they make.
@@ -25,6 +27,7 @@ pub mod auth;
 pub mod barrier;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod duration;

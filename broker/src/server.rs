@@ -135,6 +135,7 @@ pub fn core_options(config: &Config) -> CoreOptions {
             counter_reset: config.auth.lockout.counter_reset.0,
         },
         pending_hold: config.leases.pending_hold.0,
+        node: config.node(),
         rewrap: crate::core::rewrap::RewrapSettings {
             batch: config.barrier.rewrap_batch,
             pause: Duration::from_millis(config.barrier.rewrap_pause_ms),
@@ -177,11 +178,15 @@ struct Workers {
 
 impl Beside for Workers {
     fn start(&self, core: Arc<Core>) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![
+        let cluster = core.cluster().clone();
+        let mut tasks = vec![
             core.leases().clone().spawn_worker(self.interval),
             core.clone().spawn_periodic(self.interval),
-            tokio::spawn(reopen_audit_on_sighup(core)),
-        ]
+            cluster.clone().spawn_echo(core.clone()),
+        ];
+        tasks.extend(cluster.spawn_follow(core.clone()));
+        tasks.push(tokio::spawn(reopen_audit_on_sighup(core)));
+        tasks
     }
 }
 
@@ -275,6 +280,7 @@ pub async fn open_dev(
         lockout: Default::default(),
         hsm: None,
         rewrap: Default::default(),
+        node: Default::default(),
     };
     let setup = SealSetup {
         kind: SealKind::Local,

@@ -45,6 +45,7 @@ const UNAUTHENTICATED: &[(&str, &str)] = &[
     ("/sys/health", "open"),
     ("/sys/seal-status", "open"),
     ("/sys/init", "open"),
+    ("/sys/leader", "open"),
     ("/sys/unseal", "open"),
     ("/sys/rekey/init", "public"),
     ("/sys/rekey/update", "public"),

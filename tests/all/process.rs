@@ -202,6 +202,64 @@ impl Broker {
         broker
     }
 
+    /// Another node on this broker's storage and seal (a PostgreSQL
+    /// `[storage]`): a process of its own, on a port of its own, with
+    /// `node_id`, the same root token. Returns once it serves.
+    pub async fn join(&self, node_id: &str) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let old_port = self
+            .base
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches("/v1");
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        assert!(
+            text.contains("type = \"postgres\""),
+            "nodes share PostgreSQL storage"
+        );
+        let mut lines: Vec<String> = text
+            .replace(
+                &format!("127.0.0.1:{old_port}"),
+                &format!("127.0.0.1:{port}"),
+            )
+            .lines()
+            .map(|line| {
+                if line.starts_with("node_id = ") {
+                    format!("node_id = \"{node_id}\"")
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect();
+        if !lines.iter().any(|l| l.starts_with("node_id = ")) {
+            lines.push(format!("[cluster]\nnode_id = \"{node_id}\""));
+        }
+        let config = dir.path().join("broker.toml");
+        std::fs::write(&config, lines.join("\n")).unwrap();
+        let mut node = Broker {
+            base: format!("http://127.0.0.1:{port}/v1"),
+            token: self.token.clone(),
+            http: reqwest::Client::new(),
+            config,
+            tls_cert: None,
+            child: None,
+            dir,
+        };
+        node.spawn().await;
+        node
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches("/v1").parse().ok())
+            .unwrap()
+    }
+
     /// The directory holding its storage, key files and log.
     pub fn dir(&self) -> &Path {
         self.dir.path()

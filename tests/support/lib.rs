@@ -16,6 +16,7 @@
 //! how to get one; nothing is skipped silently.
 
 pub mod bench;
+pub mod haproxy;
 pub mod kms;
 pub mod softhsm;
 

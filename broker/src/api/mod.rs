@@ -13,6 +13,7 @@
 
 mod audit;
 mod capabilities;
+mod cluster;
 mod envelope;
 mod leases;
 mod limits;

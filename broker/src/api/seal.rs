@@ -9,7 +9,8 @@
 //! Health and seal status answer without a token, without audit and past
 //! the rate limit, as Vault's do: a load balancer polls them. They must
 //! never say more than Vault says there (no mounts, no counts), but for
-//! one flag: `degraded`, true while some connection config's pool cannot be
+//! the node's id, whether it shares its storage (`ha_enabled`), and one
+//! flag: `degraded`, true while some connection config's pool cannot be
 //! built (which one is in the log and in that config's own errors).
 
 use axum::http::StatusCode;
@@ -20,8 +21,9 @@ use crate::core::Core;
 use crate::framework::{Error, Operation, Reply, Request, no_content};
 use crate::unseal::{InitRequest, RekeyTarget, UnsealError, Unsealer};
 
-/// This broker runs alone: there are no standbys to report. The fields
-/// are kept so Vault's clients and load-balancer checks parse the answer.
+/// Every node serves (there are no standbys, even with several nodes on
+/// one database): the fields are kept so Vault's clients and load-balancer
+/// checks parse the answer.
 const STANDBY: bool = false;
 
 /// A status code from a query parameter such as `sealedcode=200`.
@@ -81,6 +83,8 @@ pub(crate) async fn health(core: &Core, req: &Request) -> Result<Reply, Error> {
             "server_time_utc": crate::clock::unix_now(),
             "version": env!("CARGO_PKG_VERSION"),
             "degraded": degraded,
+            "node_id": core.cluster().node_id().as_str(),
+            "ha_enabled": core.cluster().is_shared(),
         }),
     ))
 }

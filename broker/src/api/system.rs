@@ -10,7 +10,7 @@ use crate::framework::{Access, Error, Field, Path, PatternError, Reply, Request,
 /// Paths of this backend's table.
 type P = Path<Core>;
 
-use super::{audit, capabilities, leases, mounts, openapi, policies, seal, wrapping};
+use super::{audit, capabilities, cluster, leases, mounts, openapi, policies, seal, wrapping};
 
 /// Where the system backend is mounted.
 pub(crate) const MOUNT: &str = "sys/";
@@ -180,6 +180,13 @@ fn paths() -> Vec<Path<Core>> {
             .field(Field::string("key", "one current key share, hex or base64").sensitive())
             .field(Field::string("nonce", "the rekey's nonce"))
             .update(|c, r| Box::pin(seal::rekey_update(c, r))),
+        P::new("ha-status")
+            .summary("The nodes sharing this broker's storage: each node's address, last echo, version and the once-only jobs it holds (active_node: the periodic job).")
+            .read(|c, r| Box::pin(cluster::ha_status(c, r))),
+        P::new("leader")
+            .summary("Whether several nodes may share this storage (ha_enabled) and which node runs the periodic job (no token needed).")
+            .access(Access::Open)
+            .read(|c, r| Box::pin(cluster::leader(c, r))),
         P::new("rotate")
             .summary("Rotate the barrier key: a new term seals from now on; older terms still open what they sealed until a background rewrap moves it to the new term.")
             .access(Access::Sudo)

@@ -41,7 +41,8 @@ use crate::barrier::SealedStorage;
 use chain::{Anchor, Reason};
 use keys::ChainKeys;
 
-const DEVICES_KEY: &str = "core/audit/devices";
+/// The devices enabled over the API.
+pub const DEVICES_KEY: &str = "core/audit/devices";
 /// Each device's [`Anchor`]: its file's first line and last checkpoint.
 const ANCHORS_KEY: &str = "core/audit/anchors";
 /// Where earlier versions kept unkeyed chain heads; dropped at start.
@@ -463,6 +464,56 @@ impl Auditor {
         devices.remove(&path);
         self.persist(&devices).await?;
         self.save_anchors(&devices).await;
+        Ok(())
+    }
+
+    /// Brings the devices in line with the stored list after another node
+    /// enabled or disabled one: each node opens the device's file on its
+    /// own machine. A device this node cannot open is logged and left out
+    /// (the other devices still record this node's requests).
+    pub async fn sync(&self) -> Result<(), AuditError> {
+        let stored: BTreeMap<String, DeviceConfig> =
+            self.store.get(DEVICES_KEY).await?.unwrap_or_default();
+        let mut devices = self.devices.write().await;
+        let before = devices.len();
+        devices.retain(|path, d| d.config.from_config || stored.contains_key(path));
+        let mut changed = devices.len() != before;
+        for (path, config) in stored {
+            if devices.contains_key(&path) {
+                continue;
+            }
+            let target = match self.policy.target(&config.options.file_path) {
+                Ok(target) => target,
+                Err(e) => {
+                    tracing::error!(device = %path, error = %e, "another node enabled an audit device this node may not open");
+                    continue;
+                }
+            };
+            let opened = {
+                let (path, keys) = (path.clone(), self.keys.clone());
+                tokio::task::spawn_blocking(move || Self::start(&path, config, target, &keys, None))
+                    .await
+                    .map_err(|e| AuditError::Invalid(format!("audit open task failed: {e}")))?
+            };
+            match opened {
+                Ok(device) => {
+                    if let Some(why) = device.file.refused() {
+                        tracing::error!(device = %path, reason = %why, "another node enabled an audit device whose file here holds lines this broker cannot vouch for; it refuses to write");
+                    } else if let Err(e) = device.file.start() {
+                        tracing::error!(device = %path, error = %e, "audit device failed");
+                    }
+                    tracing::info!(device = %path, "opened an audit device another node enabled");
+                    devices.insert(path, device);
+                    changed = true;
+                }
+                Err(e) => {
+                    tracing::error!(device = %path, error = %e, "cannot open an audit device another node enabled");
+                }
+            }
+        }
+        if changed {
+            self.save_anchors(&devices).await;
+        }
         Ok(())
     }
 

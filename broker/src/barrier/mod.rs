@@ -313,6 +313,24 @@ impl Barrier {
         Ok(())
     }
 
+    /// Puts `stored` (the keyring as stored, after another node rotated it)
+    /// in use if it holds every term in use, with the same keys, and is at
+    /// least as new; whether it moved to a newer term. A keyring that would
+    /// drop or change a term is refused.
+    pub fn adopt(&self, stored: Keyring) -> Result<bool, BarrierError> {
+        let mut keyring = self.keyring.write().map_err(|_| BarrierError::Poisoned)?;
+        let current = keyring.as_ref().ok_or(BarrierError::Sealed)?;
+        let (now, next) = (current.term().0, stored.term().0);
+        if next < now || (1..=now).any(|t| current.get(t) != stored.get(t)) {
+            return Err(BarrierError::Malformed);
+        }
+        if next == now {
+            return Ok(false);
+        }
+        *keyring = Some(stored);
+        Ok(true)
+    }
+
     /// The active term and when it was made (if known).
     pub fn term(&self) -> Result<(u32, Option<i64>), BarrierError> {
         Ok(self

@@ -21,6 +21,13 @@ pub enum SealedError {
         /// Why.
         source: BarrierError,
     },
+    /// Others kept writing the record between this writer's read and its
+    /// write, every time it tried.
+    #[error("{key}: written by others at every try; try again")]
+    Contended {
+        /// The storage key.
+        key: String,
+    },
     /// The value does not parse as what the caller expects.
     #[error("{key}: stored value does not parse: {message}")]
     Decode {
@@ -59,19 +66,7 @@ impl SealedStorage {
         let Some(sealed) = self.storage.get(key).await? else {
             return Ok(None);
         };
-        let plain = self
-            .barrier
-            .open(key, &sealed)
-            .map_err(|source| SealedError::Barrier {
-                key: key.to_owned(),
-                source,
-            })?;
-        serde_json::from_slice(&plain)
-            .map(Some)
-            .map_err(|e| SealedError::Decode {
-                key: key.to_owned(),
-                message: e.to_string(),
-            })
+        self.open_as(key, &sealed).map(Some)
     }
 
     fn seal<T: Serialize>(&self, key: &str, value: &T) -> Result<Vec<u8>, SealedError> {
@@ -93,6 +88,59 @@ impl SealedStorage {
     pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), SealedError> {
         let sealed = self.seal(key, value)?;
         Ok(self.storage.put(key, &sealed).await?)
+    }
+
+    /// Rewrites the record at `key` through `change`, which gets what is
+    /// stored (`None` if nothing) and returns the new value and a result
+    /// for the caller. The write lands only if nothing else wrote `key`
+    /// since it was read; otherwise `change` runs again on what is stored
+    /// then. For records several nodes rewrite whole (the mount tables): a
+    /// node's stale copy never overwrites another node's change.
+    pub async fn update<T, R, E>(
+        &self,
+        key: &str,
+        mut change: impl FnMut(Option<T>) -> Result<(T, R), E>,
+    ) -> Result<(T, R), E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<SealedError>,
+    {
+        const TRIES: usize = 32;
+        for _ in 0..TRIES {
+            let raw = self.storage.get(key).await.map_err(SealedError::from)?;
+            let current = match &raw {
+                Some(sealed) => Some(self.open_as::<T>(key, sealed)?),
+                None => None,
+            };
+            let (next, out) = change(current)?;
+            let sealed = self.seal(key, &next)?;
+            let written = match &raw {
+                Some(expected) => self.storage.compare_and_put(key, expected, &sealed).await,
+                None => self.storage.put_new(key, &sealed).await,
+            }
+            .map_err(SealedError::from)?;
+            if written {
+                return Ok((next, out));
+            }
+        }
+        Err(SealedError::Contended {
+            key: key.to_owned(),
+        }
+        .into())
+    }
+
+    fn open_as<T: DeserializeOwned>(&self, key: &str, sealed: &[u8]) -> Result<T, SealedError> {
+        let plain = self
+            .barrier
+            .open(key, sealed)
+            .map_err(|source| SealedError::Barrier {
+                key: key.to_owned(),
+                source,
+            })?;
+        serde_json::from_slice(&plain).map_err(|e| SealedError::Decode {
+            key: key.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     /// Seals and writes `value` at `key` only if `key` is new, atomically;

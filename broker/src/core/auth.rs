@@ -13,7 +13,7 @@ use super::{Core, CoreError, MountEntry, MountTable, checked_segments, longest_m
 use crate::barrier::SealedStorage;
 use crate::framework::{Error, Mount, Registry, Services};
 
-const AUTH_KEY: &str = "core/auth";
+pub(super) const AUTH_KEY: &str = "core/auth";
 
 /// The built-in token store's path in the `sys/auth` listing.
 pub const TOKEN_AUTH_PATH: &str = "token/";
@@ -21,8 +21,8 @@ pub const TOKEN_AUTH_PATH: &str = "token/";
 /// The auth mounts and the methods they may be.
 pub(crate) struct AuthMounts {
     /// By path below `auth/`, with a trailing slash (`approle/`).
-    table: tokio::sync::RwLock<MountTable>,
-    backends: Arc<Registry>,
+    pub(super) table: tokio::sync::RwLock<MountTable>,
+    pub(super) backends: Arc<Registry>,
 }
 
 impl AuthMounts {
@@ -80,16 +80,25 @@ impl Core {
         };
         entry.options = backend.mount_options(std::mem::take(&mut entry.options))?;
         let mut table = self.auth.table.write().await;
-        if table
-            .keys()
-            .any(|m| m.starts_with(&path) || path.starts_with(m.as_str()))
-        {
-            return Err(Error::invalid(format!(
-                "path is already in use at auth/{path}"
-            )));
-        }
-        table.insert(path, entry);
-        self.store.put(AUTH_KEY, &*table).await?;
+        // The stored table, not this node's copy: another node may have
+        // changed it.
+        let (stored, ()) = self
+            .store
+            .update(AUTH_KEY, |stored: Option<MountTable>| {
+                let mut stored = stored.unwrap_or_default();
+                if stored
+                    .keys()
+                    .any(|m| m.starts_with(&path) || path.starts_with(m.as_str()))
+                {
+                    return Err(Error::invalid(format!(
+                        "path is already in use at auth/{path}"
+                    )));
+                }
+                stored.insert(path.clone(), entry.clone());
+                Ok((stored, ()))
+            })
+            .await?;
+        *table = stored;
         Ok(())
     }
 
@@ -109,10 +118,18 @@ impl Core {
         let (path, entry) = self.exact_auth(path).await?;
         self.tokens.revoke_mount(&entry.accessor).await?;
         let mut table = self.auth.table.write().await;
-        if table.remove(&path).is_none() {
+        let (stored, removed) = self
+            .store
+            .update(AUTH_KEY, |stored: Option<MountTable>| {
+                let mut stored = stored.unwrap_or_default();
+                let removed = stored.remove(&path).is_some();
+                Ok::<_, Error>((stored, removed))
+            })
+            .await?;
+        *table = stored;
+        if !removed {
             return Ok(());
         }
-        self.store.put(AUTH_KEY, &*table).await?;
         drop(table);
         let full = format!("auth/{path}");
         if let Ok(mut contexts) = self.contexts.write() {
@@ -134,11 +151,20 @@ impl Core {
         default_lease_ttl: Option<u64>,
         max_lease_ttl: Option<u64>,
     ) -> Result<(), Error> {
-        let (path, mut entry) = self.exact_auth(path).await?;
-        entry.retune(description, default_lease_ttl, max_lease_ttl)?;
+        let (path, _) = self.exact_auth(path).await?;
         let mut table = self.auth.table.write().await;
-        table.insert(path, entry);
-        self.store.put(AUTH_KEY, &*table).await?;
+        let (stored, ()) = self
+            .store
+            .update(AUTH_KEY, |stored: Option<MountTable>| {
+                let mut stored = stored.unwrap_or_default();
+                let entry = stored
+                    .get_mut(&path)
+                    .ok_or_else(|| Error::invalid(format!("no auth method at auth/{path}")))?;
+                entry.retune(description.clone(), default_lease_ttl, max_lease_ttl)?;
+                Ok::<_, Error>((stored, ()))
+            })
+            .await?;
+        *table = stored;
         Ok(())
     }
 

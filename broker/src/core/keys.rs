@@ -21,7 +21,8 @@ use crate::storage::Storage;
 
 pub(crate) const SEAL_CONFIG_KEY: &str = "core/seal-config";
 pub(crate) const ROOT_KEY_KEY: &str = "core/root-key";
-pub(crate) const KEYRING_KEY: &str = "core/keyring";
+/// The keyring, encrypted by the root key.
+pub const KEYRING_KEY: &str = "core/keyring";
 
 /// The records stored outside the barrier (each encrypted, or not secret,
 /// in its own way): the rewrap leaves them alone. A new raw record must be
@@ -238,6 +239,33 @@ async fn upgrade_legacy(
     storage.put(KEYRING_KEY, &encrypted).await?;
     tracing::info!("the keyring moved under a root key wrapped by the local seal");
     Ok((root, keyring))
+}
+
+/// The keyring as stored now, opened with `root`, and the stored bytes
+/// (for a compare-and-swap): what a node adopts after another rotated.
+pub async fn stored_keyring(
+    storage: &Storage,
+    root: &RootKey,
+) -> Result<(Keyring, Vec<u8>), CoreError> {
+    let stored = storage
+        .get(KEYRING_KEY)
+        .await?
+        .ok_or(CoreError::NotInitialized)?;
+    Ok((root.decrypt_keyring(&stored)?, stored))
+}
+
+/// Stores `keyring` under `root` only if the stored keyring is still
+/// `expected` (as read by [`stored_keyring`]); whether it was. Two nodes
+/// rotating at once must not each store a different key for one term.
+pub async fn replace_keyring(
+    storage: &Storage,
+    root: &RootKey,
+    expected: &[u8],
+    keyring: &Keyring,
+) -> Result<bool, CoreError> {
+    Ok(storage
+        .compare_and_put(KEYRING_KEY, expected, &root.encrypt_keyring(keyring)?)
+        .await?)
 }
 
 /// Stores `keyring` under `root` (after a rotation).

@@ -3,7 +3,7 @@
 //! active term, in the background, without stopping requests.
 //!
 //! ```ignore
-//! let rewrap = Rewrap::resume(store, RewrapSettings::default()).await?;
+//! let rewrap = Rewrap::resume(store, RewrapSettings::default(), cluster).await?;
 //! // ... after a rotation to `term`:
 //! rewrap.start(term);
 //! let status = rewrap.status(); // for sys/key-status
@@ -39,6 +39,7 @@ use tokio::sync::watch;
 
 use super::keys::RAW_KEYS;
 use crate::barrier::{BarrierError, FORMAT, SealedError, SealedStorage};
+use crate::cluster::{Cluster, Job};
 
 /// Where the walk's place is kept (sealed).
 pub const RECORD_KEY: &str = "core/rewrap";
@@ -57,6 +58,9 @@ const CONCURRENCY: usize = 8;
 
 /// How long a walk that failed (storage down) waits before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// How long a walk waits for every live node to seal under its term.
+const TERM_WAIT: Duration = Duration::from_secs(30);
 
 /// How fast the walk goes.
 #[derive(Debug, Clone, Copy)]
@@ -178,6 +182,10 @@ enum Stop {
     /// Storage failed; tried again later.
     #[error("{0}")]
     Storage(String),
+    /// Another node holds the walk (this one lost its hold, or never had
+    /// it): that node walks.
+    #[error("another node walks")]
+    Lost,
 }
 
 impl From<SealedError> for Stop {
@@ -239,6 +247,8 @@ struct Shared {
     status: Mutex<Option<RewrapStatus>>,
     /// The last failure, until the walk moves on.
     error: Mutex<Option<String>>,
+    /// Which node walks: the one holding [`Job::Rewrap`].
+    cluster: Arc<Cluster>,
 }
 
 impl Drop for Rewrap {
@@ -255,6 +265,7 @@ impl Rewrap {
     pub async fn resume(
         store: SealedStorage,
         settings: RewrapSettings,
+        cluster: Arc<Cluster>,
     ) -> Result<Self, SealedError> {
         let record = match store.get::<RewrapStatus>(RECORD_KEY).await {
             Ok(record) => record,
@@ -284,6 +295,7 @@ impl Rewrap {
             target,
             status: Mutex::new(record),
             error: Mutex::new(None),
+            cluster,
         });
         let task = tokio::spawn(run(shared.clone()));
         Ok(Self { shared, task })
@@ -347,6 +359,16 @@ impl Shared {
             // Unusable: as if missing, so a walk runs and writes it again.
             Err(_) => None,
         };
+        // The stored record, not this node's copy: on shared storage another
+        // node may have walked since.
+        if self.cluster.is_shared() {
+            match self.store.get::<RewrapStatus>(RECORD_KEY).await {
+                Ok(Some(record)) => self.set_status(&record),
+                Ok(None) => {}
+                Err(SealedError::Storage(e)) => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
         Ok(match self.status() {
             Some(record) if record.term == target && !record.done() => Some(record),
             Some(record)
@@ -365,6 +387,10 @@ impl Shared {
         rotations: &mut watch::Receiver<u32>,
     ) -> Result<(), Stop> {
         let target = walk.term;
+        // Nodes that still seal under an older term would put values
+        // behind the walk: it starts once every live node echoes this term
+        // (or after a while, and later passes catch what they wrote).
+        self.cluster.until_all_on_term(target, TERM_WAIT).await;
         // A new walk is stored before it begins: a crash now resumes it.
         self.save(&walk).await?;
         tracing::info!(
@@ -376,6 +402,9 @@ impl Shared {
             let newest = *rotations.borrow_and_update();
             if newest > target {
                 return Err(Stop::Retarget(newest));
+            }
+            if !self.cluster.hold(Job::Rewrap).await {
+                return Err(Stop::Lost);
             }
             let after = walk.cursor.as_deref();
             let page = match walk.phase {
@@ -550,16 +579,34 @@ async fn run(shared: Arc<Shared>) {
     let mut rotations = shared.target.subscribe();
     loop {
         let target = *rotations.borrow_and_update();
-        let outcome = match shared.next_walk(target).await {
-            Ok(Some(walk)) => shared.walk(walk, &mut rotations).await,
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
+        // One node walks: the one that holds the job.
+        let outcome = if shared.cluster.hold(Job::Rewrap).await {
+            let outcome = match shared.next_walk(target).await {
+                Ok(Some(walk)) => shared.walk(walk, &mut rotations).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if !matches!(outcome, Err(Stop::Lost | Stop::Retarget(_))) {
+                shared.cluster.release(Job::Rewrap).await;
+            }
+            outcome
+        } else {
+            Err(Stop::Lost)
         };
         match outcome {
             Ok(()) => {
                 shared.set_error(None);
                 if rotations.changed().await.is_err() {
                     return;
+                }
+            }
+            Err(Stop::Lost) => {
+                // Tried again once the holder's walk is likely done (or its
+                // hold has run out): then this node finds nothing to do, or
+                // takes over.
+                tokio::select! {
+                    _ = tokio::time::sleep(shared.cluster.timing().hold) => {}
+                    changed = rotations.changed() => if changed.is_err() { return },
                 }
             }
             Err(Stop::Retarget(term)) => {
@@ -589,6 +636,10 @@ mod tests {
     use super::*;
     use crate::barrier::{Barrier, Format, Header, Keyring, seal_legacy};
     use crate::storage::{LeaseRow, LeaseState, SqliteBackend, Storage};
+
+    fn alone(store: &SealedStorage) -> Arc<Cluster> {
+        Cluster::new(store.storage().clone(), Default::default())
+    }
 
     async fn store() -> (tempfile::TempDir, SealedStorage) {
         let dir = tempfile::tempdir().unwrap();
@@ -707,7 +758,9 @@ mod tests {
         let (_dir, store) = store().await;
         fill(&store, 40).await;
         store.barrier().rotate().unwrap();
-        let rewrap = Rewrap::resume(store.clone(), fast()).await.unwrap();
+        let rewrap = Rewrap::resume(store.clone(), fast(), alone(&store))
+            .await
+            .unwrap();
         let status = until_done(&rewrap, 2).await;
         assert_all_current(&store, 40).await;
         assert_eq!(status.rewrapped, 80, "{status:?}");
@@ -723,7 +776,9 @@ mod tests {
 
         // Opened again with nothing to do: no walk.
         drop(rewrap);
-        let again = Rewrap::resume(store.clone(), fast()).await.unwrap();
+        let again = Rewrap::resume(store.clone(), fast(), alone(&store))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(again.status().0, Some(status));
     }
@@ -740,7 +795,9 @@ mod tests {
             batch,
             pause: Duration::from_secs(3600),
         };
-        let first = Rewrap::resume(store.clone(), slow).await.unwrap();
+        let first = Rewrap::resume(store.clone(), slow, alone(&store))
+            .await
+            .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while first
             .status()
@@ -768,7 +825,9 @@ mod tests {
         assert!(moved("logical/m/k000").await && moved("logical/m/k001").await);
         assert!(!moved("logical/m/k002").await, "past the cursor: not yet");
 
-        let second = Rewrap::resume(store.clone(), fast()).await.unwrap();
+        let second = Rewrap::resume(store.clone(), fast(), alone(&store))
+            .await
+            .unwrap();
         let status = until_done(&second, 2).await;
         assert_all_current(&store, 30).await;
         // 30 entries, the raw records, the walk's own record and 30 leases
@@ -788,7 +847,9 @@ mod tests {
             batch: 3,
             pause: Duration::from_millis(20),
         };
-        let rewrap = Rewrap::resume(store.clone(), slowish).await.unwrap();
+        let rewrap = Rewrap::resume(store.clone(), slowish, alone(&store))
+            .await
+            .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while rewrap.status().0.is_none_or(|s| s.visited < 3) {
             assert!(tokio::time::Instant::now() < deadline);
@@ -832,6 +893,7 @@ mod tests {
             target,
             status: Mutex::new(None),
             error: Mutex::new(None),
+            cluster: alone(&store),
         };
         assert_eq!(
             shared.entry(1, "logical/m/k", &old).await.unwrap(),
@@ -881,7 +943,9 @@ mod tests {
         let last = moved.len() - 1;
         moved[last] ^= 1;
         store.storage().put("logical/m/zz2", &moved).await.unwrap();
-        let rewrap = Rewrap::resume(store.clone(), fast()).await.unwrap();
+        let rewrap = Rewrap::resume(store.clone(), fast(), alone(&store))
+            .await
+            .unwrap();
         let status = until_done(&rewrap, 1).await;
         assert_eq!(status.unreadable, 2 * status.pass as u64, "{status:?}");
         assert_all_current(&store, 4).await;
@@ -897,7 +961,9 @@ mod tests {
             batch: 2,
             pause: Duration::from_millis(50),
         };
-        let rewrap = Rewrap::resume(store.clone(), slowish).await.unwrap();
+        let rewrap = Rewrap::resume(store.clone(), slowish, alone(&store))
+            .await
+            .unwrap();
         store.barrier().seal_keys();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !rewrap.task.is_finished() {
@@ -906,7 +972,9 @@ mod tests {
         }
         assert!(rewrap.status().0.is_none_or(|s| !s.done()));
         assert!(
-            Rewrap::resume(store.clone(), fast()).await.is_err(),
+            Rewrap::resume(store.clone(), fast(), alone(&store))
+                .await
+                .is_err(),
             "no term to walk to"
         );
     }

@@ -67,7 +67,10 @@ impl Error {
 
 impl From<crate::barrier::SealedError> for Error {
     fn from(e: crate::barrier::SealedError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            crate::barrier::SealedError::Contended { .. } => Self::Conflict(e.to_string()),
+            e => Self::Internal(e.to_string()),
+        }
     }
 }
 

@@ -31,7 +31,7 @@ pub use acl::Acl;
 pub use capability::{Capabilities, Capability};
 pub use parse::{PathRule, Policy, normalize_name};
 pub use password::{PasswordPolicies, PasswordPolicy, PasswordPolicyError};
-pub use store::{DEFAULT_POLICY, PolicyStore, RESPONSE_WRAPPING_POLICY};
+pub use store::{ACL_PREFIX, DEFAULT_POLICY, PolicyStore, RESPONSE_WRAPPING_POLICY};
 
 /// Why a policy could not be parsed, stored or found.
 #[derive(Debug, thiserror::Error)]

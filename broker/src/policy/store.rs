@@ -9,7 +9,10 @@ use std::sync::{Arc, RwLock};
 use super::{Acl, Policy, PolicyError, normalize_name};
 use crate::barrier::SealedStorage;
 
-const PREFIX: &str = "core/policies/acl/";
+const PREFIX: &str = ACL_PREFIX;
+
+/// Where ACL policies are stored, one entry per policy.
+pub const ACL_PREFIX: &str = "core/policies/acl/";
 
 /// The `default` policy until an operator rewrites it: what every token
 /// needs to look after itself and its own leases.
@@ -179,7 +182,9 @@ impl PolicyStore {
         Ok(names)
     }
 
-    fn invalidate(&self) {
+    /// Forgets every ACL built so far (a policy changed, here or on
+    /// another node).
+    pub(crate) fn invalidate(&self) {
         self.cache.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut acls) = self.cache.acls.write() {
             acls.clear();

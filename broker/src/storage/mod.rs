@@ -6,11 +6,13 @@
 //! [`barrier`](crate::barrier). It must never hold a lease list in memory:
 //! the expiration worker claims due leases through an index.
 
+pub mod cluster;
 mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
 
+pub use cluster::{Change, ChangeFeed, ClusterStore, JobClaim, NodeEcho};
 pub use postgres::PostgresBackend;
 pub use sqlite::SqliteBackend;
 
@@ -216,6 +218,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         hold: i64,
         limit: u32,
     ) -> Result<Vec<LeaseRow>, StorageError>;
+
+    /// The tables several nodes coordinate through, when this storage can
+    /// be shared by several nodes (PostgreSQL); `None` when it is one
+    /// process's own (SQLite).
+    fn cluster(&self) -> Option<&dyn ClusterStore> {
+        None
+    }
 }
 
 /// A shared handle on a backend.

@@ -671,6 +671,8 @@ impl Unsealer {
         }
         let core = self.core.write().ok().and_then(|mut c| c.take());
         if let Some(core) = core {
+            // Its jobs move to another node now, not when the holds run out.
+            core.cluster().leave().await;
             core.audit().save_heads().await;
             core.seal();
         }

@@ -8,6 +8,8 @@ use sqlx::{PgPool, Row};
 
 use super::{Backend, Durability, LeaseRow, LeaseState, StorageError, like_prefix};
 
+mod cluster;
+
 /// Storage in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresBackend {
@@ -347,5 +349,9 @@ impl Backend for PostgresBackend {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(lease).collect()
+    }
+
+    fn cluster(&self) -> Option<&dyn super::ClusterStore> {
+        Some(self)
     }
 }
