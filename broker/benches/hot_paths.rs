@@ -78,6 +78,7 @@ fn audit_append(c: &mut Criterion) {
             store,
             AuditPolicy::default(),
             vec![("file".into(), device)],
+            None,
         ))
         .unwrap_or_else(|e| panic!("{e}"));
     let auth = AuditAuth {

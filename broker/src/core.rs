@@ -427,7 +427,16 @@ impl Core {
             backends: std::sync::OnceLock::new(),
         });
         let audit = Arc::new(
-            Auditor::open(store.clone(), options.audit_policy, options.audit_devices).await?,
+            Auditor::open(
+                store.clone(),
+                options.audit_policy,
+                options.audit_devices,
+                store
+                    .storage()
+                    .cluster()
+                    .map(|_| options.node.id.as_str().to_owned()),
+            )
+            .await?,
         );
         let leases = Arc::new(
             Leases::new(store.clone(), catalog.clone())

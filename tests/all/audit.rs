@@ -626,7 +626,7 @@ fn write_past_a_size_limit(dir: &Path) {
     };
     let path = dir.join("audit.log");
     let keys = std::sync::Arc::new(ChainKeys::generate().unwrap());
-    let device = FileDevice::open(Target::File(path.clone()), keys, None).unwrap();
+    let device = FileDevice::open(Target::File(path.clone()), keys, None, None).unwrap();
     device
         .append_all((0..3).map(entry).collect(), true)
         .unwrap();

@@ -203,41 +203,31 @@ impl Broker {
     }
 
     /// Another node on this broker's storage and seal (a PostgreSQL
-    /// `[storage]`): a process of its own, on a port of its own, with
-    /// `node_id`, the same root token. Returns once it serves.
+    /// `[storage]`): a process of its own, with this node's configuration
+    /// but its own port and `node_id` (every mention of this node's id, in
+    /// audit file names say, becomes `node_id`), and the same root token.
+    /// Returns once it serves.
     pub async fn join(&self, node_id: &str) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let old_port = self
-            .base
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .trim_end_matches("/v1");
         let text = std::fs::read_to_string(&self.config).unwrap();
         assert!(
             text.contains("type = \"postgres\""),
             "nodes share PostgreSQL storage"
         );
-        let mut lines: Vec<String> = text
+        let own_id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("node_id = "))
+            .map(|id| id.trim_matches('"').to_owned())
+            .expect("the first node's configuration names its node_id");
+        let text = text
             .replace(
-                &format!("127.0.0.1:{old_port}"),
+                &format!("127.0.0.1:{}", self.port()),
                 &format!("127.0.0.1:{port}"),
             )
-            .lines()
-            .map(|line| {
-                if line.starts_with("node_id = ") {
-                    format!("node_id = \"{node_id}\"")
-                } else {
-                    line.to_owned()
-                }
-            })
-            .collect();
-        if !lines.iter().any(|l| l.starts_with("node_id = ")) {
-            lines.push(format!("[cluster]\nnode_id = \"{node_id}\""));
-        }
+            .replace(&own_id, node_id);
         let config = dir.path().join("broker.toml");
-        std::fs::write(&config, lines.join("\n")).unwrap();
+        std::fs::write(&config, text).unwrap();
         let mut node = Broker {
             base: format!("http://127.0.0.1:{port}/v1"),
             token: self.token.clone(),

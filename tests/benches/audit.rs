@@ -54,6 +54,7 @@ async fn per_entry(entries: usize, fsync: bool) -> (f64, f64, f64) {
         store,
         AuditPolicy::default(),
         vec![device(&dir.path().join("audit.log"), fsync)],
+        None,
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));

@@ -96,6 +96,9 @@ struct State {
 pub struct FileDevice {
     target: Target,
     keys: Arc<ChainKeys>,
+    /// The node whose chain this is, on storage several nodes share: every
+    /// line carries it (inside the hash).
+    node: Option<String>,
     state: Mutex<State>,
 }
 
@@ -250,6 +253,7 @@ impl FileDevice {
         target: Target,
         keys: Arc<ChainKeys>,
         recorded: Option<Anchor>,
+        node: Option<String>,
     ) -> std::io::Result<Self> {
         let mut state = State {
             out: Output::Stdout,
@@ -273,6 +277,7 @@ impl FileDevice {
         Ok(Self {
             target,
             keys,
+            node,
             state: Mutex::new(state),
         })
     }
@@ -386,6 +391,14 @@ impl FileDevice {
         self.write(&mut state, Vec::new(), Some(reason), true)
     }
 
+    /// `entry` with this device's node id, if it has one.
+    fn stamped(&self, mut entry: Map<String, Value>) -> Map<String, Value> {
+        if let Some(node) = &self.node {
+            entry.insert("node_id".into(), Value::String(node.clone()));
+        }
+        entry
+    }
+
     fn write(
         &self,
         state: &mut State,
@@ -412,7 +425,7 @@ impl FileDevice {
                 opened_at = Some(head.seq + 1);
             }
             lines.push_str(&link(
-                checkpoint_entry(reason, opens, keys),
+                self.stamped(checkpoint_entry(reason, opens, keys)),
                 &mut head,
                 keys,
             ));
@@ -421,7 +434,7 @@ impl FileDevice {
         }
         let count = entries.len() as u64;
         for entry in entries {
-            lines.push_str(&link(entry, &mut head, keys));
+            lines.push_str(&link(self.stamped(entry), &mut head, keys));
             lines.push('\n');
         }
         let since = state.entries_since_checkpoint + count;
@@ -432,7 +445,7 @@ impl FileDevice {
         });
         if let Some(reason) = closing {
             lines.push_str(&link(
-                checkpoint_entry(reason, false, keys),
+                self.stamped(checkpoint_entry(reason, false, keys)),
                 &mut head,
                 keys,
             ));

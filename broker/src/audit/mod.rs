@@ -45,6 +45,15 @@ use keys::ChainKeys;
 pub const DEVICES_KEY: &str = "core/audit/devices";
 /// Each device's [`Anchor`]: its file's first line and last checkpoint.
 const ANCHORS_KEY: &str = "core/audit/anchors";
+/// Where a node keeps its anchors: its own record when several nodes
+/// share the storage, else the one record.
+fn anchors_key(node: Option<&str>) -> String {
+    match node {
+        Some(node) => format!("{ANCHORS_KEY}/{node}"),
+        None => ANCHORS_KEY.to_owned(),
+    }
+}
+
 /// Where earlier versions kept unkeyed chain heads; dropped at start.
 const LEGACY_HEADS_KEY: &str = "core/audit/heads";
 
@@ -223,6 +232,10 @@ pub struct Auditor {
     devices: tokio::sync::RwLock<BTreeMap<String, Device>>,
     /// Serializes saving the anchors, so an older set never lands last.
     anchors: tokio::sync::Mutex<()>,
+    /// This node's id, on storage several nodes share.
+    node: Option<String>,
+    /// Where this node's anchors are kept.
+    anchors_key: String,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -296,17 +309,26 @@ impl Auditor {
     /// Opens the devices enabled before (from storage) and those the
     /// configuration file declares. A device that will not open stops the
     /// broker from starting: it must not serve unaudited.
+    ///
+    /// `node` is this node's id when several nodes share the storage: each
+    /// node then writes a chain of its own (every line names the node) and
+    /// keeps its own anchors (`core/audit/anchors/<node>`; the shared record
+    /// of a single node before is read once, as a start).
     pub async fn open(
         store: SealedStorage,
         policy: AuditPolicy,
         declared: Vec<(String, DeviceConfig)>,
+        node: Option<String>,
     ) -> Result<Self, AuditError> {
         let salt = Salt::load_or_create(&store).await?;
         let keys = Arc::new(ChainKeys::load_or_create(&store).await?);
         let stored: BTreeMap<String, DeviceConfig> =
             store.get(DEVICES_KEY).await?.unwrap_or_default();
-        let mut anchors: BTreeMap<String, Anchor> =
-            store.get(ANCHORS_KEY).await?.unwrap_or_default();
+        let anchors_key = anchors_key(node.as_deref());
+        let mut anchors: BTreeMap<String, Anchor> = match store.get(&anchors_key).await? {
+            Some(anchors) => anchors,
+            None => store.get(ANCHORS_KEY).await?.unwrap_or_default(),
+        };
         store.delete(LEGACY_HEADS_KEY).await?;
         let mut devices = BTreeMap::new();
         for (path, mut config) in declared {
@@ -317,7 +339,7 @@ impl Auditor {
             let target = Target::parse(&config.options.file_path);
             devices.insert(
                 path.clone(),
-                Self::start(&path, config, target, &keys, anchor)?,
+                Self::start(&path, config, target, &keys, anchor, node.clone())?,
             );
         }
         for (path, config) in stored {
@@ -327,7 +349,7 @@ impl Auditor {
                 let target = policy.target(&config.options.file_path)?;
                 devices.insert(
                     path.clone(),
-                    Self::start(&path, config, target, &keys, anchor)?,
+                    Self::start(&path, config, target, &keys, anchor, node.clone())?,
                 );
             }
         }
@@ -352,6 +374,8 @@ impl Auditor {
             store,
             salt,
             keys,
+            node,
+            anchors_key,
             policy,
             devices: tokio::sync::RwLock::new(devices),
             anchors: tokio::sync::Mutex::new(()),
@@ -366,6 +390,7 @@ impl Auditor {
         target: Target,
         keys: &Arc<ChainKeys>,
         anchor: Option<Anchor>,
+        node: Option<String>,
     ) -> Result<Device, AuditError> {
         if config.kind != "file" {
             return Err(AuditError::Invalid(format!(
@@ -373,7 +398,7 @@ impl Auditor {
                 config.kind
             )));
         }
-        let file = FileDevice::open(target, keys.clone(), anchor).map_err(|source| {
+        let file = FileDevice::open(target, keys.clone(), anchor, node).map_err(|source| {
             AuditError::Device {
                 path: path.to_owned(),
                 source,
@@ -412,10 +437,12 @@ impl Auditor {
         // file that holds only this broker's lines.
         // Off the async threads: an existing file is read in full.
         let device = {
-            let (path, keys) = (path.clone(), self.keys.clone());
-            tokio::task::spawn_blocking(move || Self::start(&path, config, target, &keys, None))
-                .await
-                .map_err(|e| AuditError::Invalid(format!("audit open task failed: {e}")))??
+            let (path, keys, node) = (path.clone(), self.keys.clone(), self.node.clone());
+            tokio::task::spawn_blocking(move || {
+                Self::start(&path, config, target, &keys, None, node)
+            })
+            .await
+            .map_err(|e| AuditError::Invalid(format!("audit open task failed: {e}")))??
         };
         if let Some(why) = device.file.refused() {
             return Err(AuditError::Invalid(format!(
@@ -490,10 +517,12 @@ impl Auditor {
                 }
             };
             let opened = {
-                let (path, keys) = (path.clone(), self.keys.clone());
-                tokio::task::spawn_blocking(move || Self::start(&path, config, target, &keys, None))
-                    .await
-                    .map_err(|e| AuditError::Invalid(format!("audit open task failed: {e}")))?
+                let (path, keys, node) = (path.clone(), self.keys.clone(), self.node.clone());
+                tokio::task::spawn_blocking(move || {
+                    Self::start(&path, config, target, &keys, None, node)
+                })
+                .await
+                .map_err(|e| AuditError::Invalid(format!("audit open task failed: {e}")))?
             };
             match opened {
                 Ok(device) => {
@@ -618,7 +647,7 @@ impl Auditor {
                 d.file.anchor().map(|a| (path, a))
             })
             .collect();
-        if let Err(e) = self.store.put(ANCHORS_KEY, &anchors).await {
+        if let Err(e) = self.store.put(&self.anchors_key, &anchors).await {
             tracing::error!(error = %e, "cannot record the audit chain anchors");
         }
     }

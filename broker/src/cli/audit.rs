@@ -17,7 +17,10 @@ pub enum AuditCommand {
     /// inserted or reordered, none dropped at a file's start or end.
     ///
     /// Give a device's files oldest first (rotated files, then the
-    /// current one): the chain is followed across them. Every file must
+    /// current one): the chain is followed across them. Files of several
+    /// nodes sharing one database may be given together: each node's lines
+    /// name it (`node_id`), its files form a chain of their own, and each
+    /// node is reported on a line of its own. Every file must
     /// begin with the checkpoint the broker opens it with, and the last
     /// must end with a checkpoint (the broker writes one at a clean stop
     /// and on rotation). With --public-key, every checkpoint's signature is
@@ -44,6 +47,52 @@ fn read_key(path: &Path) -> anyhow::Result<PublicKey> {
     PublicKey::from_pem(&text).with_context(|| format!("{}", path.display()))
 }
 
+/// The node id a line names (`node_id`), if it is an entry that names one.
+fn node_of(line: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()?
+        .get("node_id")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The node id the first entry of `path` names (`None`: a file of a
+/// broker alone on its storage, whose lines name no node).
+fn node_of_file(path: &Path) -> anyhow::Result<Option<String>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let read = reader
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if read == 0 {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let text = text.trim_end_matches('\n');
+        if !text.is_empty() {
+            return Ok(node_of(text));
+        }
+    }
+}
+
+/// The files by the node whose chain they hold, each node's in the order
+/// given, the nodes in the order first met.
+fn by_node(files: &[PathBuf]) -> anyhow::Result<Vec<(Option<String>, Vec<PathBuf>)>> {
+    let mut groups: Vec<(Option<String>, Vec<PathBuf>)> = Vec::new();
+    for path in files {
+        let node = node_of_file(path)?;
+        match groups.iter_mut().find(|(n, _)| *n == node) {
+            Some((_, paths)) => paths.push(path.clone()),
+            None => groups.push((node, vec![path.clone()])),
+        }
+    }
+    Ok(groups)
+}
+
 pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::Verify {
         public_key,
@@ -51,8 +100,49 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
         files,
     } = cmd;
     let public = public_key.as_deref().map(read_key).transpose()?;
-    let mut verifier = Verifier::new(public.as_ref());
-    for path in &files {
+    if public.is_none() {
+        eprintln!(
+            "warning: no --public-key: checkpoint signatures were not checked, so an edit whose hashes were recomputed would not be found"
+        );
+    }
+    let groups = by_node(&files)?;
+    // One broker alone on its storage: one chain, reported as such.
+    if let [(None, files)] = groups.as_slice() {
+        let summary = verify_chain(files, None, public.as_ref(), open_end)?;
+        println!("ok: {summary}");
+        return Ok(());
+    }
+    // Several nodes: each node's files are a chain of their own.
+    let mut broken = 0;
+    for (node, files) in &groups {
+        let name = node.as_deref().unwrap_or("(no node id)");
+        match verify_chain(files, node.as_deref(), public.as_ref(), open_end) {
+            Ok(summary) => println!("node {name}: ok: {summary}"),
+            Err(e) => {
+                broken += 1;
+                println!("node {name}: BROKEN: {e:#}");
+            }
+        }
+    }
+    if broken > 0 {
+        anyhow::bail!(
+            "{broken} of {} nodes' audit chains are broken",
+            groups.len()
+        );
+    }
+    Ok(())
+}
+
+/// Verifies one chain: `files` oldest first, every line naming `node` (if
+/// any). A one-line summary of what was checked.
+fn verify_chain(
+    files: &[PathBuf],
+    node: Option<&str>,
+    public: Option<&PublicKey>,
+    open_end: bool,
+) -> anyhow::Result<String> {
+    let mut verifier = Verifier::new(public);
+    for path in files {
         verifier.next_file();
         let file =
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -76,6 +166,14 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             verifier
                 .line(text)
                 .map_err(|e| anyhow::anyhow!("{}:{n}: {e}", path.display()))?;
+            if let Some(node) = node
+                && node_of(text).as_deref() != Some(node)
+            {
+                anyhow::bail!(
+                    "{}:{n}: the line is not node {node}'s (each node writes a chain of its own)",
+                    path.display()
+                );
+            }
         }
         // The broker begins every file with a checkpoint: an empty one has
         // lost everything.
@@ -102,24 +200,18 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
         }
         eprintln!("warning: {tail}");
     }
-    let signed = match (&public, verifier.covered()) {
-        (None, _) => {
-            eprintln!(
-                "warning: no --public-key: checkpoint signatures were not checked, so an edit whose hashes were recomputed would not be found"
-            );
-            "checkpoints not checked (no --public-key)".to_owned()
-        }
+    let signed = match (public, verifier.covered()) {
+        (None, _) => "checkpoints not checked (no --public-key)".to_owned(),
         (Some(_), Some(c)) => format!(
             "signed checkpoints verified through seq {} (the last written at: {})",
             c.seq, c.reason
         ),
         (Some(_), None) => "no checkpoint".to_owned(),
     };
-    println!(
-        "ok: {} lines in {} file(s), chain intact through seq {}; {signed}",
+    Ok(format!(
+        "{} lines in {} file(s), chain intact through seq {}; {signed}",
         verifier.lines(),
         files.len(),
         head.seq
-    );
-    Ok(())
+    ))
 }
