@@ -559,3 +559,119 @@ async fn a_node_killed_under_load_leaves_no_user_behind_and_no_revocation_twice(
     assert!(ok && out.contains("node node2: ok"), "{out}");
     eprintln!("{out}");
 }
+
+/// Waits until `table` records `n` rotations; their times (Unix ms).
+async fn rotations_at_least(
+    admin: &tokio_postgres::Client,
+    table: &str,
+    n: usize,
+    within: Duration,
+) -> Vec<i64> {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen: Vec<i64> = admin
+            .query(
+                &format!("SELECT (extract(epoch from at) * 1000)::bigint FROM {table} ORDER BY at"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if seen.len() >= n {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "only {} rotations", seen.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_rotation_runs_once_per_period_across_the_nodes_and_moves_when_its_node_dies() {
+    const PERIOD: Duration = Duration::from_secs(5);
+    const PERIODS: usize = 10;
+    let (mut nodes, _proxy) = three_nodes("").await;
+    let s = postgres();
+    let admin = pg_admin().await;
+    let tag = unique("rot").replace('_', "");
+    let t = format!("r{}", &tag[tag.len() - 8..]);
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {t}_rotations (at TIMESTAMPTZ NOT NULL); \
+             CREATE ROLE \"{t}_app\" WITH LOGIN PASSWORD 'initial-Pw-1'"
+        ))
+        .await
+        .unwrap();
+    let a = &nodes[0];
+    a.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/mounts/database",
+        Some(json!({"type": "database"})),
+    )
+    .await;
+    a.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/config/pg",
+        Some(json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": pg_url(&s.host, s.port),
+            "username": s.user, "password": s.password, "allowed_roles": "*",
+        })),
+    )
+    .await;
+    // Each rotation records itself in the transaction that sets the password.
+    a.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/static-roles/app",
+        Some(json!({
+            "db_name": "pg", "username": format!("{t}_app"), "rotation_period": "5s",
+            "rotation_statements": [
+                "ALTER ROLE \"{{name}}\" WITH PASSWORD '{{password}}'",
+                format!("INSERT INTO {t}_rotations (at) VALUES (clock_timestamp())"),
+            ],
+        })),
+    )
+    .await;
+    let table = format!("{t}_rotations");
+    rotations_at_least(&admin, &table, PERIODS / 2 + 1, PERIOD * 30).await;
+    let leader = nodes[0]
+        .expect(StatusCode::OK, "GET", "sys/leader", None)
+        .await;
+    let address = leader["leader_address"].as_str().unwrap().to_owned();
+    let holder = nodes
+        .iter()
+        .position(|n| address.ends_with(&format!(":{}", n.port())))
+        .unwrap_or_else(|| panic!("no node at {leader}"));
+    nodes[holder].kill();
+    let killed = Instant::now();
+    let seen = rotations_at_least(&admin, &table, PERIODS + 1, PERIOD * 30).await;
+    eprintln!(
+        "node{} (the periodic job's) killed; {} rotations, the next {:?} later",
+        holder + 1,
+        seen.len(),
+        killed.elapsed()
+    );
+
+    // One rotation per period: never two closer than half a period (two
+    // nodes rotating at once would be milliseconds apart).
+    let gaps: Vec<i64> = seen.windows(2).map(|w| w[1] - w[0]).collect();
+    let half = i64::try_from(PERIOD.as_millis() / 2).unwrap();
+    assert!(
+        gaps.iter().all(|g| *g >= half),
+        "rotations closer than half a period (ms apart): {gaps:?}"
+    );
+    eprintln!("gaps between rotations (ms): {gaps:?}");
+    // The role's password is the last one set, on whichever node reads it.
+    let survivor = &nodes[(holder + 1) % 3];
+    let creds = survivor
+        .expect(StatusCode::OK, "GET", "database/static-creds/app", None)
+        .await;
+    let password = creds["data"]["password"].as_str().unwrap();
+    broker_tests::pg_connect(s, &format!("{t}_app"), password)
+        .await
+        .unwrap_or_else(|e| panic!("the static role's password does not log in: {e}"));
+}

@@ -29,9 +29,16 @@ pub(crate) fn table() -> Result<&'static Table<Core>, Error> {
 async fn metrics(core: &Core, _req: &Request) -> Result<Reply, Error> {
     let metrics = crate::metrics::metrics();
     metrics.set_leases(&core.leases().counts().await?);
+    // Nodes sharing a database are told apart by a `node` label.
+    let cluster = core.cluster();
+    let text = if cluster.is_shared() {
+        metrics.encode_for_node(cluster.node_id().as_str())
+    } else {
+        metrics.encode()
+    };
     Ok(Reply::Raw {
         content_type: "text/plain; version=0.0.4; charset=utf-8",
-        body: metrics.encode().into_bytes(),
+        body: text.into_bytes(),
     })
 }
 
