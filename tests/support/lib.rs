@@ -211,78 +211,159 @@ fn run(cmd: &mut Command, what: &str) {
     }
 }
 
-fn throwaway_postgres() -> Server {
-    let bindir = pg_bindir();
-    let dir = tempfile::Builder::new()
-        .prefix("broker-test-pg-")
-        .tempdir()
-        .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
-        .keep();
-    let password = format!("pw-{}", std::process::id());
-    std::fs::write(dir.join("pwfile"), &password)
-        .unwrap_or_else(|e| panic!("cannot write pwfile: {e}"));
-    if is_root() {
+/// A PostgreSQL cluster in a directory of its own: `initdb` with SCRAM
+/// passwords, started on a free port on loopback. Removed (stopped, its
+/// directory deleted) when this test process exits, even if it is killed.
+struct PgCluster {
+    bindir: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    password: String,
+}
+
+impl PgCluster {
+    fn init() -> Self {
+        let bindir = pg_bindir();
+        let dir = tempfile::Builder::new()
+            .prefix("broker-test-pg-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
+            .keep();
+        let password = format!("pw-{}", std::process::id());
+        std::fs::write(dir.join("pwfile"), &password)
+            .unwrap_or_else(|e| panic!("cannot write pwfile: {e}"));
+        if is_root() {
+            run(
+                Command::new("chown").args(["-R", "postgres:"]).arg(&dir),
+                "chown",
+            );
+        }
         run(
-            Command::new("chown").args(["-R", "postgres:"]).arg(&dir),
-            "chown",
+            as_db_user(&bindir.join("initdb"))
+                .arg("-D")
+                .arg(dir.join("data"))
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ])
+                .arg(format!("--pwfile={}", dir.join("pwfile").display())),
+            "initdb",
+        );
+        let cluster = Self {
+            bindir,
+            dir,
+            port: free_port(),
+            password,
+        };
+        cluster.pg_ctl(&["-w", "start"], "pg_ctl start");
+        // Stop the cluster and remove it when this test process exits.
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             runuser -u postgres -- {pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1 || {pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; \
+             rm -rf {dir}",
+            pid = std::process::id(),
+            pg_ctl = cluster.bindir.join("pg_ctl").display(),
+            data = cluster.dir.join("data").display(),
+            dir = cluster.dir.display(),
+        );
+        // The watchdog outlives this process on purpose: it is never waited for.
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the cleanup watchdog: {e}"));
+        cluster
+    }
+
+    /// Runs `pg_ctl` on this cluster with its server options and `args`.
+    fn pg_ctl(&self, args: &[&str], what: &str) {
+        run(
+            as_db_user(&self.bindir.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .arg("-l")
+                .arg(self.dir.join("log"))
+                .arg("-o")
+                .arg(format!(
+                    "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                    self.port,
+                    self.dir.display()
+                ))
+                .args(args),
+            what,
         );
     }
-    let data = dir.join("data");
-    run(
-        as_db_user(&bindir.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ])
-            .arg(format!("--pwfile={}", dir.join("pwfile").display())),
-        "initdb",
-    );
-    let port = free_port();
-    run(
-        as_db_user(&bindir.join("pg_ctl"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.join("log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-                dir.display()
-            ))
-            .args(["-w", "start"]),
-        "pg_ctl start",
-    );
-    // Stop the cluster and remove it when this test process exits.
-    let watchdog = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         runuser -u postgres -- {pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1 || {pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; \
-         rm -rf {dir}",
-        pid = std::process::id(),
-        pg_ctl = bindir.join("pg_ctl").display(),
-        data = data.display(),
-        dir = dir.display(),
-    );
-    // The watchdog outlives this process on purpose: it is never waited for.
-    #[allow(clippy::zombie_processes)]
-    Command::new("sh")
-        .args(["-c", &watchdog])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start the cleanup watchdog: {e}"));
-    Server {
-        host: "127.0.0.1".into(),
-        port,
-        user: "postgres".into(),
-        password,
-        database: "postgres".into(),
+
+    fn server(&self) -> Server {
+        Server {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            user: "postgres".into(),
+            password: self.password.clone(),
+            database: "postgres".into(),
+        }
+    }
+}
+
+fn throwaway_postgres() -> Server {
+    PgCluster::init().server()
+}
+
+/// A PostgreSQL server of a test's own, which the test may restart (the
+/// shared one, [`postgres`], must stay up for the other tests).
+pub struct PrivatePostgres {
+    /// How to reach it as its superuser.
+    pub server: Server,
+    cluster: PgCluster,
+}
+
+impl std::fmt::Debug for PrivatePostgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivatePostgres")
+            .field("port", &self.cluster.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrivatePostgres {
+    /// Makes and starts one.
+    pub fn start() -> Self {
+        let cluster = PgCluster::init();
+        Self {
+            server: cluster.server(),
+            cluster,
+        }
+    }
+
+    /// Restarts it (`pg_ctl restart -m fast`: every connection is cut, as
+    /// a failover or an upgrade cuts them); returns once it accepts
+    /// connections again.
+    pub fn restart(&self) {
+        self.cluster
+            .pg_ctl(&["-m", "fast", "-w", "restart"], "pg_ctl restart");
+    }
+
+    /// Stops it (`-m fast`).
+    pub fn stop(&self) {
+        self.cluster
+            .pg_ctl(&["-m", "fast", "-w", "stop"], "pg_ctl stop");
+    }
+
+    /// Starts it again after [`Self::stop`].
+    pub fn start_again(&self) {
+        self.cluster.pg_ctl(&["-w", "start"], "pg_ctl start");
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.cluster.dir.join("log")).unwrap_or_default()
     }
 }
 
