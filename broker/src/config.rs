@@ -724,6 +724,38 @@ mod tests {
         let c = Config::parse(&format!("{MINIMAL}\n{}", block("[auth.lockout]"))).unwrap();
         assert_eq!(c.auth.lockout.threshold, 5);
         assert_eq!(c.auth.lockout.duration.0, Duration::from_secs(15 * 60));
+        let node = Config::parse(blocks[0]).unwrap().node();
+        assert_eq!(node.id.as_str(), "node1");
+        assert_eq!(node.api_address, "https://broker1.internal:8200");
+    }
+
+    #[test]
+    fn the_deployment_guide_example_is_valid() {
+        let guide = include_str!("../../docs/deployment.md");
+        let block = guide
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap_or_else(|| panic!("no toml example in docs/deployment.md"));
+        let c = Config::parse(block).unwrap();
+        assert!(matches!(c.storage, StorageConfig::Postgres { .. }));
+        assert_eq!(c.seal.kind(), crate::seal::SealKind::Awskms);
+        let node = c.node();
+        assert_eq!(node.id.as_str(), "node1");
+        assert_eq!(node.api_address, "https://10.0.0.11:8200");
+    }
+
+    #[test]
+    fn a_node_id_is_checked_and_defaults_to_host_and_port() {
+        let with = |cluster: &str| Config::parse(&format!("{MINIMAL}\n[cluster]\n{cluster}"));
+        for bad in ["node_id = \"\"", "node_id = \"a b\"", "node_id = \"../x\""] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("cluster.node_id"), "{bad}: {e}");
+        }
+        let c = with("").unwrap();
+        let node = c.node();
+        assert!(node.id.as_str().ends_with(":8200"), "{}", node.id);
+        assert_eq!(node.api_address, "http://127.0.0.1:8200");
     }
 
     #[test]

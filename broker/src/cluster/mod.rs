@@ -335,3 +335,31 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_node_id_is_accepted_exactly_when_it_is_safe_everywhere(id in ".{0,80}") {
+            let safe = !id.is_empty()
+                && id.len() <= NodeId::MAX_LEN
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+            prop_assert_eq!(NodeId::parse(&id).is_ok(), safe);
+        }
+
+        #[test]
+        fn ids_from_the_safe_alphabet_parse(id in "[A-Za-z0-9._:-]{1,64}") {
+            prop_assert_eq!(NodeId::parse(&id).map(|n| n.as_str().to_owned()), Ok(id));
+        }
+    }
+
+    #[test]
+    fn the_default_id_is_a_valid_one() {
+        let id = NodeId::default_for(8200);
+        assert!(NodeId::parse(id.as_str()).is_ok(), "{id}");
+        assert!(id.as_str().ends_with(":8200"));
+    }
+}
