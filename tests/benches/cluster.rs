@@ -3,7 +3,8 @@
 //! spread over the nodes, each operation an issue and a revoke of a
 //! PostgreSQL credential (as `load`'s `postgres` scenario). Beside each
 //! rate, the CPU each node and PostgreSQL spent per credential (from
-//! `/proc`), so that on a machine with few cores — where more nodes cannot
+//! `/proc`, the storage database apart from the one the credentials are
+//! made on), so that on a machine with few cores — where more nodes cannot
 //! go faster — the cost of a node and the database's share still show.
 //!
 //! Run: `cargo bench -p broker-tests --bench cluster`. `BENCH_CLIENTS`
@@ -46,22 +47,61 @@ fn cpu_of(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / TICKS
 }
 
-/// CPU of every PostgreSQL process on the machine (servers and their
-/// backends), in seconds; processes that ended in between are lost, so
-/// the figure is a floor.
-fn postgres_cpu() -> f64 {
+/// The parent of `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn is_postgres(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres")
+}
+
+/// CPU of the PostgreSQL processes on the machine (servers and their
+/// backends), in seconds: (the broker's storage server, the server the
+/// credentials are made on). A process belongs to the server whose
+/// postmaster it descends from; the tests' throwaway server runs from a
+/// `broker-test-pg-` directory. Processes that ended in between are lost,
+/// so the figures are floors. When both are one server, all is storage.
+fn postgres_cpu() -> (f64, f64) {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
+        return (0.0, 0.0);
     };
-    entries
+    let (mut storage, mut credentials) = (0.0, 0.0);
+    for pid in entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "postgres")
-        })
-        .map(cpu_of)
-        .sum()
+        .filter(|pid| is_postgres(*pid))
+    {
+        let mut root = pid;
+        while let Some(parent) = parent_of(root).filter(|p| is_postgres(*p)) {
+            root = parent;
+        }
+        let cmdline = std::fs::read(format!("/proc/{root}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("broker-test-pg-") {
+            credentials += cpu_of(pid);
+        } else {
+            storage += cpu_of(pid);
+        }
+    }
+    (storage, credentials)
+}
+
+/// Transactions committed in the database at `url` so far (its
+/// statistics are flushed about once a second: read after a pause).
+async fn commits(url: &str) -> i64 {
+    use sqlx::Connection;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut c = sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A node's client.
@@ -220,9 +260,9 @@ async fn main() {
         "PostgreSQL credential pairs (issue + revoke), {pairs} per run, {clients} clients spread over the nodes; storage on one PostgreSQL"
     );
     println!(
-        "| nodes | pairs/s | p50 | p99 | broker CPU ms/pair (all nodes) | PostgreSQL CPU ms/pair | PostgreSQL share of CPU |"
+        "| nodes | pairs/s | p50 | p99 | broker CPU ms/pair (all nodes) | storage PostgreSQL CPU ms/pair | credentials' PostgreSQL CPU ms/pair | storage database's share of broker + storage CPU | storage transactions/pair (reads included) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for n in 1..=3 {
         let (processes, nodes, db, _dirs) = cluster(n, clients).await;
         // A short warm-up on every node.
@@ -231,6 +271,7 @@ async fn main() {
                 node.issue_revoke().await.unwrap_or_else(|e| panic!("{e}"));
             }
         }
+        let commits_before = commits(&db.url).await;
         let brokers_before: f64 = processes.iter().map(|p| cpu_of(p.pid())).sum();
         let pg_before = postgres_cpu();
         let targets = nodes.clone();
@@ -240,16 +281,20 @@ async fn main() {
         })
         .await;
         let brokers = processes.iter().map(|p| cpu_of(p.pid())).sum::<f64>() - brokers_before;
-        let pg = postgres_cpu() - pg_before;
+        let pg_after = postgres_cpu();
+        let commits = commits(&db.url).await - commits_before;
+        let (storage, credentials) = (pg_after.0 - pg_before.0, pg_after.1 - pg_before.1);
         let per = |cpu: f64| cpu * 1000.0 / run.ops as f64;
         println!(
-            "| {n} | {:.0} | {} | {} | {:.2} | {:.2} | {:.0}% |",
+            "| {n} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.1} |",
             run.rate,
             broker_tests::bench::micros(run.p50),
             broker_tests::bench::micros(run.p99),
             per(brokers),
-            per(pg),
-            100.0 * pg / (pg + brokers).max(f64::EPSILON)
+            per(storage),
+            per(credentials),
+            100.0 * storage / (storage + brokers).max(f64::EPSILON),
+            commits as f64 / run.ops as f64
         );
         drop(processes);
         db.drop_database().await;

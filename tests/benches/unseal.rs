@@ -132,7 +132,8 @@ async fn measure(
     let (whole_median, whole_max) = summary(whole);
     let (part_median, part_max) = summary(part);
     println!(
-        "{kind:<8} unwrap + keyring {part_median:>7.2} ms (max {part_max:>7.2}) | whole unseal {whole_median:>7.2} ms (max {whole_max:>7.2})"
+        "| {} | {part_median:.3} ms (max {part_max:.3}) | {whole_median:.3} ms (max {whole_max:.3}) |",
+        kind.as_str()
     );
 }
 
@@ -148,6 +149,8 @@ async fn main() {
             .unwrap_or_else(|e| panic!("{e}")),
     );
     println!("unseal, median of {unseals} (an empty broker over SQLite):");
+    println!("| seal | root key unwrapped + keyring opened | whole unseal to a serving core |");
+    println!("| --- | --- | --- |");
 
     measure(SealKind::Shamir, None, &catalog, unseals).await;
 
