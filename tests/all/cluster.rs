@@ -565,6 +565,34 @@ async fn a_node_killed_under_load_leaves_no_user_behind_and_no_revocation_twice(
     eprintln!("{out}");
 }
 
+/// The CRL number of the PEM CRL at `url`, read by `openssl`; `None` when
+/// the request fails (a node dying under the proxy).
+async fn crl_number(http: &reqwest::Client, url: &str) -> Option<u64> {
+    let pem = http
+        .get(url)
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let file = tempfile::NamedTempFile::new().ok()?;
+    std::fs::write(file.path(), pem).ok()?;
+    let out = std::process::Command::new("openssl")
+        .args(["crl", "-noout", "-crlnumber", "-in"])
+        .arg(file.path())
+        .output()
+        .expect("openssl must be installed (Debian: apt install openssl)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text
+        .trim()
+        .strip_prefix("crlNumber=")?
+        .trim_start_matches("0x");
+    u64::from_str_radix(hex, 16).ok()
+}
+
 /// Waits until `table` records `n` rotations; their times (Unix ms).
 async fn rotations_at_least(
     admin: &tokio_postgres::Client,
@@ -593,10 +621,11 @@ async fn rotations_at_least(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scheduled_rotation_runs_once_per_period_across_the_nodes_and_moves_when_its_node_dies() {
+async fn scheduled_rotations_and_crl_rebuilds_run_once_per_period_across_the_nodes_and_move_when_their_node_dies()
+ {
     const PERIOD: Duration = Duration::from_secs(5);
     const PERIODS: usize = 10;
-    let (mut nodes, _proxy) = three_nodes("").await;
+    let (mut nodes, proxy) = three_nodes("").await;
     let s = postgres();
     let admin = pg_admin().await;
     let tag = unique("rot").replace('_', "");
@@ -641,6 +670,52 @@ async fn a_scheduled_rotation_runs_once_per_period_across_the_nodes_and_moves_wh
         })),
     )
     .await;
+    // A CA whose CRL lasts 10 s and is rebuilt 5 s before it expires: a
+    // rebuild every 5 s, by the periodic pass.
+    a.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/mounts/pki",
+        Some(json!({"type": "pki"})),
+    )
+    .await;
+    a.expect(
+        StatusCode::OK,
+        "POST",
+        "pki/root/generate/internal",
+        Some(json!({"common_name": "Cluster Root", "ttl": "8760h"})),
+    )
+    .await;
+    a.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "pki/config/crl",
+        Some(json!({"expiry": "10s", "auto_rebuild": true, "auto_rebuild_grace_period": "5s"})),
+    )
+    .await;
+    let config = a
+        .expect(StatusCode::OK, "GET", "pki/config/crl", None)
+        .await;
+    assert_eq!(
+        (&config["data"]["expiry"], &config["data"]["auto_rebuild"]),
+        (&json!("10s"), &json!(true)),
+        "{config}"
+    );
+    // The CRL's number, sampled through the proxy four times a second.
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Instant, u64)>::new()));
+    let sampler = {
+        let (samples, url) = (samples.clone(), format!("{}/pki/crl/pem", proxy.base));
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                if let Some(number) = crl_number(&http, &url).await {
+                    samples.lock().unwrap().push((Instant::now(), number));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+
     let table = format!("{t}_rotations");
     rotations_at_least(&admin, &table, PERIODS / 2 + 1, PERIOD * 30).await;
     let leader = nodes[0]
@@ -670,6 +745,35 @@ async fn a_scheduled_rotation_runs_once_per_period_across_the_nodes_and_moves_wh
         "rotations closer than half a period (ms apart): {gaps:?}"
     );
     eprintln!("gaps between rotations (ms): {gaps:?}");
+
+    // One CRL rebuild per period too: the number never moves by more than
+    // one between samples a quarter period apart, and moved about once per
+    // period over the whole run (less the kill's gap).
+    sampler.abort();
+    let samples = samples.lock().unwrap().clone();
+    let (first, last) = (samples[0], samples[samples.len() - 1]);
+    let jumps: Vec<u64> = samples
+        .windows(2)
+        .map(|w| w[1].1.saturating_sub(w[0].1))
+        .filter(|j| *j > 0)
+        .collect();
+    let seconds = last.0.duration_since(first.0).as_secs_f64();
+    eprintln!(
+        "CRL numbers {} to {} over {seconds:.0} s ({} samples); steps {jumps:?}",
+        first.1,
+        last.1,
+        samples.len()
+    );
+    assert!(
+        jumps.iter().all(|j| *j == 1),
+        "a CRL rebuilt twice at once: {jumps:?}"
+    );
+    let rebuilds = last.1 - first.1;
+    let periods = seconds / PERIOD.as_secs_f64();
+    assert!(
+        rebuilds as f64 >= periods - 4.0 && rebuilds as f64 <= periods + 1.0,
+        "{rebuilds} CRL rebuilds in {periods:.1} periods"
+    );
     // The role's password is the last one set, on whichever node reads it.
     let survivor = &nodes[(holder + 1) % 3];
     let creds = survivor

@@ -234,9 +234,10 @@ async fn the_document_stays_small_at_a_thousand_mounts() {
     // Was 6.5 MB at a thousand mounts: every operation inlined its body
     // schema and responses. 3.9 MB with shared bodies; then every operation
     // gained its documented refusals (a shared `default` response); 5.6 MB
-    // once database mounts gained static roles (three paths each).
+    // once database mounts gained static roles (three paths each); 6.2 MB
+    // once pki mounts gained config/crl.
     assert!(
-        last < 6_000_000,
+        last < 6_500_000,
         "{last} bytes at 1000 mounts ({per_mount} per mount)"
     );
 }

@@ -716,3 +716,80 @@ async fn ca_names_and_key_sizes_are_bounded_when_written() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn crl_settings_are_checked_and_set_the_crls_lifetime() {
+    let b = Broker::start().await;
+    mount_with_root(&b, "pki", "ec").await;
+    let defaults = b
+        .expect(StatusCode::OK, "GET", "pki/config/crl", None)
+        .await;
+    assert_eq!(
+        defaults["data"],
+        json!({"expiry": "72h", "auto_rebuild": false, "auto_rebuild_grace_period": "12h", "disable": false})
+    );
+    for (body, says) in [
+        (
+            json!({"expiry": "1h", "auto_rebuild_grace_period": "2h"}),
+            "less than expiry",
+        ),
+        (json!({"expiry": "0s"}), "more than zero"),
+        (json!({"expiry": "soon"}), "expiry"),
+        (json!({"auto_rebuild": "yes"}), "auto_rebuild"),
+        (json!({"disable": true}), "not supported"),
+    ] {
+        let (code, answer) = b.call("POST", "pki/config/crl", Some(body.clone())).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(answer.to_string().contains(says), "{body}: {answer}");
+    }
+    // Nothing refused was kept.
+    let kept = b
+        .expect(StatusCode::OK, "GET", "pki/config/crl", None)
+        .await;
+    assert_eq!(kept["data"], defaults["data"]);
+
+    // A CRL signed from now on lasts `expiry`.
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "pki/config/crl",
+        Some(json!({"expiry": "2h", "auto_rebuild_grace_period": "30m"})),
+    )
+    .await;
+    b.expect(StatusCode::OK, "POST", "pki/tidy", Some(json!({})))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = reqwest::get(format!("{}/pki/crl/pem", b.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let file = write(dir.path(), "crl.pem", &pem);
+    let (ok, out) = openssl(&[
+        "crl",
+        "-noout",
+        "-lastupdate",
+        "-nextupdate",
+        "-in",
+        s(&file),
+    ]);
+    assert!(ok, "{out}");
+    // openssl writes `Dec  1 10:50:00 2026 GMT`; date(1) reads it back.
+    let at = |field: &str| -> i64 {
+        let when = out
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .unwrap_or_else(|| panic!("no {field} in {out}"));
+        let date = Command::new("date")
+            .args(["-u", "+%s", "-d", when.trim()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&date.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{when}: {e}"))
+    };
+    let lifetime = at("nextUpdate=") - at("lastUpdate=");
+    assert_eq!(lifetime, 7200, "{out}");
+}

@@ -1,5 +1,8 @@
 //! Revocation: revoked serials kept per mount, and the signed CRL rebuilt
-//! on every revocation (and on `tidy`).
+//! on every revocation (and on `tidy`), and before it expires: by the
+//! periodic pass when `config/crl` asks for `auto_rebuild` (so once, on
+//! the node holding the periodic job), else when it is read after half its
+//! lifetime.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -10,8 +13,65 @@ use super::{Ca, PkiError, datetime, serial_text};
 use crate::clock::unix_now;
 use crate::framework::StorageView;
 
-/// How long a CRL is valid: clients fetch a new one before then.
+/// How long a CRL is valid by default: clients fetch a new one before then.
 pub const CRL_LIFETIME_SECS: u64 = 72 * 3600;
+
+/// How long before its expiry the periodic pass rebuilds a CRL, by default.
+pub const GRACE_SECS: u64 = 12 * 3600;
+
+/// `config/crl`, as Vault's fields: how long a CRL lasts (`expiry`), and
+/// whether the periodic pass rebuilds it `auto_rebuild_grace_period` before
+/// then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrlConfig {
+    /// A CRL's lifetime (its nextUpdate), seconds.
+    pub expiry: u64,
+    /// Whether the periodic pass keeps the CRL fresh.
+    pub auto_rebuild: bool,
+    /// How long before expiry it rebuilds, seconds (less than `expiry`).
+    pub auto_rebuild_grace_period: u64,
+}
+
+impl Default for CrlConfig {
+    fn default() -> Self {
+        Self {
+            expiry: CRL_LIFETIME_SECS,
+            auto_rebuild: false,
+            auto_rebuild_grace_period: GRACE_SECS,
+        }
+    }
+}
+
+impl CrlConfig {
+    /// Checks the fields together.
+    pub fn check(&self) -> Result<(), String> {
+        if self.expiry == 0 {
+            return Err("expiry must be more than zero".into());
+        }
+        if self.auto_rebuild_grace_period >= self.expiry {
+            return Err(format!(
+                "auto_rebuild_grace_period ({}s) must be less than expiry ({}s)",
+                self.auto_rebuild_grace_period, self.expiry
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where `config/crl` is kept, in the mount's storage.
+const CONFIG: &str = "config/crl";
+
+/// The mount's CRL settings (the defaults until written).
+pub async fn config(store: &StorageView) -> Result<CrlConfig, PkiError> {
+    Ok(store.get::<CrlConfig>(CONFIG).await?.unwrap_or_default())
+}
+
+/// Stores the mount's CRL settings, checked.
+pub async fn set_config(store: &StorageView, config: &CrlConfig) -> Result<(), PkiError> {
+    config.check().map_err(PkiError::Invalid)?;
+    store.put(CONFIG, config).await?;
+    Ok(())
+}
 
 /// A revoked serial.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,9 +188,10 @@ pub async fn rebuild(store: &StorageView, ca: &Arc<Ca>) -> Result<Vec<u8>, PkiEr
         .await?
         .map_or(1, |s| s.number + 1);
     let now = unix_now();
+    let expiry = config(store).await?.expiry;
     let params = rcgen::CertificateRevocationListParams {
         this_update: datetime(now),
-        next_update: datetime(now + CRL_LIFETIME_SECS),
+        next_update: datetime(now.saturating_add(expiry)),
         crl_number: number.to_be_bytes().to_vec().into(),
         issuing_distribution_point: None,
         revoked_certs: revoked,
@@ -165,13 +226,40 @@ fn sign(params: &rcgen::CertificateRevocationListParams, ca: &Ca) -> Result<Vec<
         .map_err(|e| ca.rcgen_error(e))
 }
 
-/// The current CRL, DER: rebuilt on first use, and once half its lifetime
-/// has passed, so clients never fetch one past its nextUpdate.
+/// The current CRL, DER: built on first use. Without `auto_rebuild`, also
+/// rebuilt once half its lifetime has passed, so clients never fetch one
+/// past its nextUpdate; with it, the periodic pass keeps it fresh
+/// ([`rebuild_if_due`]) and a read never signs.
 pub async fn current(store: &StorageView, ca: &Arc<Ca>) -> Result<Vec<u8>, PkiError> {
+    let config = config(store).await?;
     match store.get::<CrlState>(CRL).await? {
-        Some(state) if unix_now() < state.built_at.saturating_add(CRL_LIFETIME_SECS / 2) => {
+        Some(state) if config.auto_rebuild => Ok(state.der),
+        Some(state) if unix_now() < state.built_at.saturating_add(config.expiry / 2) => {
             Ok(state.der)
         }
         _ => rebuild(store, ca).await,
     }
+}
+
+/// The periodic pass: with `auto_rebuild`, rebuilds the CRL once it is
+/// within `auto_rebuild_grace_period` of its expiry at `now`; whether it did.
+pub async fn rebuild_if_due(store: &StorageView, ca: &Arc<Ca>, now: u64) -> Result<bool, PkiError> {
+    let config = config(store).await?;
+    if !config.auto_rebuild {
+        return Ok(false);
+    }
+    let due = match store.get::<CrlState>(CRL).await? {
+        Some(state) => {
+            now >= state
+                .built_at
+                .saturating_add(config.expiry)
+                .saturating_sub(config.auto_rebuild_grace_period)
+        }
+        None => true,
+    };
+    if due {
+        rebuild(store, ca).await?;
+        tracing::info!(storage = store.root(), "CRL rebuilt before its expiry");
+    }
+    Ok(due)
 }

@@ -420,6 +420,62 @@ impl PkiEngine {
         }))
     }
 
+    /// `config/crl`, read: Vault's fields, durations as strings.
+    pub async fn crl_config(&self) -> Result<Value, Error> {
+        let config = crl::config(&self.store).await?;
+        Ok(json!({
+            "expiry": duration_text(config.expiry),
+            "auto_rebuild": config.auto_rebuild,
+            "auto_rebuild_grace_period": duration_text(config.auto_rebuild_grace_period),
+            "disable": false,
+        }))
+    }
+
+    /// `config/crl`, written: fields not given keep their values.
+    pub async fn set_crl_config(&self, body: &Map<String, Value>) -> Result<(), Error> {
+        let mut config = crl::config(&self.store).await?;
+        if let Some(t) = Ttl::field(body, "expiry").map_err(Error::invalid)? {
+            config.expiry = t.0.as_secs();
+        }
+        if let Some(t) = Ttl::field(body, "auto_rebuild_grace_period").map_err(Error::invalid)? {
+            config.auto_rebuild_grace_period = t.0.as_secs();
+        }
+        if let Some(v) = body.get("auto_rebuild") {
+            config.auto_rebuild = v
+                .as_bool()
+                .ok_or_else(|| Error::field("auto_rebuild", "auto_rebuild must be true or false"))?;
+        }
+        if body.get("disable").and_then(Value::as_bool) == Some(true) {
+            return Err(Error::field(
+                "disable",
+                "disable=true is not supported: this mount always publishes a CRL",
+            ));
+        }
+        crl::set_config(&self.store, &config)
+            .await
+            .map_err(|e| match e {
+                PkiError::Invalid(m) => Error::invalid(m),
+                e => e.into(),
+            })
+    }
+
+    /// The periodic pass at `now`: keeps an `auto_rebuild` CRL fresh.
+    pub async fn periodic(&self, now: i64) {
+        let Ok(Some(_)) = self.store.get::<CaBundle>("ca").await else {
+            return;
+        };
+        let now = u64::try_from(now).unwrap_or(0);
+        let rebuilt = match self.ca().await {
+            Ok(ca) => crl::rebuild_if_due(&self.store, &ca, now)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = rebuilt {
+            tracing::warn!(mount = %self.mount, error = %e, "cannot rebuild the CRL; tried again next pass");
+        }
+    }
+
     /// `DELETE root`: removes the CA (certificates it issued stay stored).
     pub async fn delete_ca(&self) -> Result<(), Error> {
         self.store.delete("ca").await?;
@@ -707,6 +763,15 @@ fn key_kind(key_type: crate::plugin::KeyType) -> &'static str {
 
 mod paths;
 pub use paths::{PkiBackend, factory};
+
+/// Seconds as Vault writes a duration back: `72h`, `30m`, `45s`.
+fn duration_text(secs: u64) -> String {
+    match secs {
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
 
 /// A CRL's DER as PEM.
 pub fn crl_pem(der: &[u8]) -> String {

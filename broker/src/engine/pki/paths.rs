@@ -36,6 +36,15 @@ impl PkiBackend {
         PkiEngine::new(mount, self.services.catalog.clone()).with_hsm(self.services.hsm.clone())
     }
 
+    async fn read_crl_config(&self, req: &Request) -> Result<Reply, Error> {
+        Ok(data(self.engine(&req.mount).crl_config().await?))
+    }
+
+    async fn write_crl_config(&self, req: &Request) -> Result<Reply, Error> {
+        self.engine(&req.mount).set_crl_config(&req.data).await?;
+        Ok(no_content())
+    }
+
     async fn generate_root(&self, req: &Request, mode: KeyMode) -> Result<Reply, Error> {
         let ca = self
             .engine(&req.mount)
@@ -332,6 +341,20 @@ fn paths() -> Vec<Path<PkiBackend>> {
             .summary("The CRL, PEM.")
             .access(Access::Public)
             .read(|b, r| Box::pin(b.crl_pem(r))),
+        P::new("config/crl")
+            .summary("How long a CRL lasts, and whether the periodic pass rebuilds it before it expires (once across nodes).")
+            .field(Field::duration("expiry", "a CRL's lifetime (default 72h)").clear())
+            .field(Field::bool("auto_rebuild", "rebuild the CRL auto_rebuild_grace_period before it expires").clear())
+            .field(
+                Field::duration(
+                    "auto_rebuild_grace_period",
+                    "how long before expiry to rebuild (default 12h; less than expiry)",
+                )
+                .clear(),
+            )
+            .field(Field::bool("disable", "not supported: a CRL is always published").clear())
+            .read(|b, r| Box::pin(b.read_crl_config(r)))
+            .update(|b, r| Box::pin(b.write_crl_config(r))),
         P::new("revoke")
             .summary("Revoke a certificate by serial; the CRL is rebuilt.")
             .field(
@@ -458,5 +481,9 @@ impl TableBackend for PkiBackend {
 
     async fn connection(&self, mount: &Mount, _name: &str) -> Option<ResolvedConnection> {
         self.engine(mount).connection_now().await
+    }
+
+    async fn periodic(&self, mount: &Mount, now: i64) {
+        self.engine(mount).periodic(now).await;
     }
 }
