@@ -38,6 +38,9 @@ pub use auth::TOKEN_AUTH_PATH;
 pub use refresh::CACHED;
 
 const MOUNTS_KEY: &str = "core/mounts";
+
+/// How long a rotation waits for the other nodes to adopt the new term.
+const ROTATION_SPREAD: Duration = Duration::from_secs(5);
 const ROOT_TOKEN_KEY: &str = "core/root-token";
 const CLUSTER_ID_KEY: &str = "core/cluster-id";
 
@@ -626,6 +629,16 @@ impl Core {
                 .install(next)
                 .map_err(|e| Error::Internal(format!("cannot use the new keyring: {e}")))?;
             tracing::info!(term, "barrier key rotated");
+            // Done once every live node seals under the new term (they adopt
+            // it within milliseconds of the commit): a write answered after
+            // this uses it on whichever node it lands.
+            let _ = self.cluster.echo(term).await;
+            if !self.cluster.until_all_on_term(term, ROTATION_SPREAD).await {
+                tracing::warn!(
+                    term,
+                    "not every node adopted the new key term in time; the rewrap catches what they seal under the old one"
+                );
+            }
             self.rewrap.start(term);
             return Ok(term);
         }

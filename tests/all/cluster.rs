@@ -136,13 +136,15 @@ async fn a_change_through_one_node_takes_effect_on_the_others_within_a_second() 
         Some(json!({"type": "kv", "options": {"version": "2"}})),
     )
     .await;
-    let took = until("the mount", || async {
-        b.call("GET", "sys/mounts", None).await.1["data"]
-            .get("secret/")
-            .is_some()
-    })
-    .await;
-    within_a_second("a mount", took);
+    for node in [b, c] {
+        let took = until("the mount", || async {
+            node.call("GET", "sys/mounts", None).await.1["data"]
+                .get("secret/")
+                .is_some()
+        })
+        .await;
+        within_a_second("a mount", took);
+    }
     c.expect(
         StatusCode::OK,
         "POST",
@@ -962,4 +964,26 @@ async fn the_database_restarted_under_load_loses_nothing_and_leaves_no_node_stal
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hvac_reads_the_cluster_and_each_node_sees_the_others_changes() {
+    let (nodes, proxy) = three_nodes("").await;
+    // vaultrs parses a node's health as it does Vault's.
+    let health = vaultrs::sys::health(&nodes[1].vaultrs()).await.unwrap();
+    assert!(health.initialized && !health.sealed && !health.standby);
+    let node_addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| n.base.trim_end_matches("/v1").to_owned())
+        .collect();
+    // The script's VAULT_ADDR is the proxy, not a node.
+    let proxy_addr = proxy.base.trim_end_matches("/v1").to_owned();
+    crate::hvac::run_hvac_script(
+        &nodes[0],
+        "test_cluster.py",
+        &[
+            ("VAULT_ADDR", &proxy_addr),
+            ("NODE_ADDRS", &node_addrs.join(",")),
+        ],
+    );
 }

@@ -673,3 +673,125 @@ async fn postgres_listings_are_bytewise_and_indexed_under_any_collation() {
         assert!(plan.contains("Index Cond"), "{table}: {plan}");
     }
 }
+
+/// The cluster tables on PostgreSQL: a job is held by one node until its
+/// hold runs out or it is released; echoes list the nodes by the
+/// database's clock; a change to a watched entry (only) moves the version
+/// and reaches a listening feed, with the key, at commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cluster_tables_hold_jobs_list_nodes_and_announce_changes() {
+    use broker::storage::{Change, NodeEcho};
+    use std::time::Duration;
+    let s = pg().await;
+    assert!(
+        SqliteBackend::open(&tempfile::tempdir().unwrap().path().join("x.db"))
+            .await
+            .unwrap()
+            .cluster()
+            .is_none(),
+        "SQLite storage is one process's: no cluster"
+    );
+    let c = s.cluster().expect("PostgreSQL storage can be shared");
+
+    // One holder at a time; renewals keep it; another takes it once the
+    // hold has run out, or once it is released.
+    let hold = Duration::from_millis(600);
+    assert!(c.claim("periodic", "n1", hold).await.unwrap());
+    assert!(!c.claim("periodic", "n2", hold).await.unwrap());
+    assert!(c.claim("periodic", "n1", hold).await.unwrap(), "a renewal");
+    let first = c.claims().await.unwrap();
+    assert_eq!(
+        (first[0].job.as_str(), first[0].holder.as_str()),
+        ("periodic", "n1")
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        c.claim("periodic", "n2", hold).await.unwrap(),
+        "taken over after the hold"
+    );
+    assert!(!c.claim("periodic", "n1", hold).await.unwrap());
+    let taken = c.claims().await.unwrap();
+    assert_eq!(taken[0].holder, "n2");
+    assert!(
+        taken[0].claimed_at_ms > first[0].claimed_at_ms,
+        "a new holder's claim time"
+    );
+    c.release("periodic", "n1").await.unwrap();
+    assert!(
+        !c.claim("periodic", "n1", hold).await.unwrap(),
+        "only the holder releases"
+    );
+    c.release("periodic", "n2").await.unwrap();
+    assert!(c.claim("periodic", "n1", hold).await.unwrap());
+    // Two nodes claiming at once: exactly one wins.
+    let (a, b) = tokio::join!(
+        c.claim("rewrap", "n1", hold),
+        s.cluster().unwrap().claim("rewrap", "n2", hold)
+    );
+    assert!(
+        a.unwrap() ^ b.unwrap(),
+        "exactly one of two simultaneous claims holds"
+    );
+
+    // Echoes, newest first, aged by the database's clock; leaving removes
+    // the node and its jobs.
+    for (id, term) in [("n1", 1), ("n2", 2)] {
+        c.echo(&NodeEcho {
+            node_id: id.into(),
+            api_address: format!("http://{id}:8200"),
+            version: "x".into(),
+            key_term: term,
+            started_at_ms: 1_700_000_000_000,
+            last_echo_ms: 0,
+            echo_age_ms: 0,
+        })
+        .await
+        .unwrap();
+    }
+    let nodes = c.nodes().await.unwrap();
+    assert_eq!(
+        nodes.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>(),
+        ["n2", "n1"]
+    );
+    assert!(
+        nodes.iter().all(|n| (0..5_000).contains(&n.echo_age_ms)),
+        "{nodes:?}"
+    );
+    assert_eq!(nodes[0].key_term, 2);
+    assert_eq!(nodes[1].started_at_ms, 1_700_000_000_000);
+    c.leave("n1").await.unwrap();
+    assert_eq!(c.nodes().await.unwrap().len(), 1);
+    assert!(
+        c.claims().await.unwrap().iter().all(|j| j.holder != "n1"),
+        "a node that leaves gives its jobs up"
+    );
+
+    // Changes: only watched prefixes are announced, at commit, with the key.
+    c.watch(&["core/mounts", "core/policies/acl/"])
+        .await
+        .unwrap();
+    let mut feed = c.listen().await.unwrap();
+    let before = c.change_version().await.unwrap();
+    s.put("logical/x/data", b"v").await.unwrap();
+    assert_eq!(c.change_version().await.unwrap(), before, "not watched");
+    s.put("core/policies/acl/app", b"v").await.unwrap();
+    s.delete("core/policies/acl/app").await.unwrap();
+    s.put("core/mounts", b"v").await.unwrap();
+    assert_eq!(c.change_version().await.unwrap(), before + 3);
+    let mut heard = Vec::new();
+    while heard.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(5), feed.next()).await {
+            Ok(Change::Entry(key)) => heard.push(key),
+            Ok(Change::Reconnected) => {}
+            Err(_) => panic!("heard only {heard:?}"),
+        }
+    }
+    assert_eq!(
+        heard,
+        [
+            "core/policies/acl/app",
+            "core/policies/acl/app",
+            "core/mounts"
+        ]
+    );
+}

@@ -121,6 +121,11 @@ impl Core {
         })?;
         if moved {
             tracing::info!(term, "adopted the keyring another node rotated");
+            // Said at once, not at the next echo: the rotating node waits
+            // for every node to seal under the new term.
+            if let Err(e) = self.cluster.echo(term).await {
+                tracing::warn!(error = %e, "cannot echo the new key term");
+            }
             self.rewrap.start(term);
         }
         Ok(())
