@@ -309,6 +309,141 @@ async fn a_change_through_one_node_takes_effect_on_the_others_within_a_second() 
     assert_eq!(leader["leader_address"], active["api_address"], "{leader}");
 }
 
+/// The database engine on `node`, its `pg` connection on the test
+/// PostgreSQL (user names `<prefix>-…` when a prefix is given), and then
+/// `roles` (path under `database/`, body); every node serves the last
+/// before this returns.
+async fn database_engine(nodes: &[Broker], prefix: Option<&str>, roles: &[(&str, Value)]) {
+    let s = postgres();
+    let a = &nodes[0];
+    a.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/mounts/database",
+        Some(json!({"type": "database"})),
+    )
+    .await;
+    let mut config = json!({
+        "plugin_name": "postgresql-database-plugin",
+        "connection_url": pg_url(&s.host, s.port),
+        "username": s.user, "password": s.password, "allowed_roles": "*",
+    });
+    if let Some(prefix) = prefix {
+        config["username_template"] = json!(format!("{prefix}-{{{{random 10}}}}"));
+    }
+    a.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/config/pg",
+        Some(config),
+    )
+    .await;
+    for (path, body) in roles {
+        a.expect(
+            StatusCode::NO_CONTENT,
+            "POST",
+            &format!("database/{path}"),
+            Some(body.clone()),
+        )
+        .await;
+    }
+    if let Some((last, _)) = roles.last() {
+        for node in &nodes[1..] {
+            until("the role on every node", || async {
+                node.call("GET", &format!("database/{last}"), None).await.0 == StatusCode::OK
+            })
+            .await;
+        }
+    }
+}
+
+/// Clients issuing `database/creds/app` through the proxy until told to
+/// stop or `limit` credentials are issued, counting what was issued and
+/// what failed (a failure waits a moment before the next try).
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(proxy: &Haproxy, token: &str, clients: usize, limit: usize) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        let stop = Arc::new(AtomicBool::new(false));
+        let issued = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let clients = (0..clients)
+            .map(|_| {
+                let (stop, issued, failed) = (stop.clone(), issued.clone(), failed.clone());
+                let (url, token) = (
+                    format!("{}/database/creds/app", proxy.base),
+                    token.to_owned(),
+                );
+                tokio::spawn(async move {
+                    let http = reqwest::Client::builder()
+                        .timeout(Duration::from_secs(30))
+                        .build()
+                        .unwrap();
+                    while !stop.load(SeqCst) && issued.load(SeqCst) < limit {
+                        let ok = http
+                            .get(&url)
+                            .header("X-Vault-Token", &token)
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status() == StatusCode::OK);
+                        if ok {
+                            issued.fetch_add(1, SeqCst);
+                        } else {
+                            failed.fetch_add(1, SeqCst);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            issued,
+            failed,
+            clients,
+        }
+    }
+
+    fn issued(&self) -> usize {
+        self.issued.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until `n` are issued (failing after `within`).
+    async fn until_issued(&self, n: usize, within: Duration) {
+        let started = Instant::now();
+        while self.issued() < n {
+            assert!(
+                started.elapsed() < within,
+                "the load stalled at {}",
+                self.issued()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the clients (or waits for them to reach their limit); how
+    /// many were issued and how many requests failed.
+    async fn finish(self, stop: bool) -> (usize, usize) {
+        if stop {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        for client in self.clients {
+            client.await.unwrap();
+        }
+        (
+            self.issued.load(std::sync::atomic::Ordering::SeqCst),
+            self.failed.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+}
+
 /// `broker audit verify` over `files` (with `--open-end` when a file may
 /// end without its closing checkpoint): success and output.
 fn audit_verify(
@@ -363,7 +498,6 @@ async fn a_node_killed_under_load_leaves_no_user_behind_and_no_revocation_twice(
     // Every creation and every revocation call is recorded beside the
     // database users, in the same transaction as the statement it counts;
     // `dropped` counts the calls that found the user (so took effect).
-    let s = postgres();
     let admin = pg_admin().await;
     let tag = unique("kill").replace('_', "");
     let t = format!("k{}", &tag[tag.len() - 8..]);
@@ -376,44 +510,27 @@ async fn a_node_killed_under_load_leaves_no_user_behind_and_no_revocation_twice(
             .await
             .unwrap();
     }
+    database_engine(
+        &nodes,
+        Some(&t),
+        &[(
+            "roles/app",
+            json!({
+                "db_name": "pg", "default_ttl": "3s", "max_ttl": "3s",
+                "creation_statements": [
+                    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}'",
+                    format!("INSERT INTO {t}_made (name) VALUES ('{{{{name}}}}')"),
+                ],
+                "revocation_statements": [
+                    format!("INSERT INTO {t}_calls (name) VALUES ('{{{{name}}}}')"),
+                    format!("INSERT INTO {t}_dropped (name) SELECT rolname FROM pg_roles WHERE rolname = '{{{{name}}}}'"),
+                    "DROP ROLE IF EXISTS \"{{name}}\"",
+                ],
+            }),
+        )],
+    )
+    .await;
     let a = &nodes[0];
-    a.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "sys/mounts/database",
-        Some(json!({"type": "database"})),
-    )
-    .await;
-    a.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "database/config/pg",
-        Some(json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": pg_url(&s.host, s.port),
-            "username": s.user, "password": s.password, "allowed_roles": "*",
-            "username_template": format!("{t}-{{{{random 10}}}}"),
-        })),
-    )
-    .await;
-    a.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "database/roles/app",
-        Some(json!({
-            "db_name": "pg", "default_ttl": "3s", "max_ttl": "3s",
-            "creation_statements": [
-                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}'",
-                format!("INSERT INTO {t}_made (name) VALUES ('{{{{name}}}}')"),
-            ],
-            "revocation_statements": [
-                format!("INSERT INTO {t}_calls (name) VALUES ('{{{{name}}}}')"),
-                format!("INSERT INTO {t}_dropped (name) SELECT rolname FROM pg_roles WHERE rolname = '{{{{name}}}}'"),
-                "DROP ROLE IF EXISTS \"{{name}}\"",
-            ],
-        })),
-    )
-    .await;
     let public_key = {
         let key = a
             .expect(StatusCode::OK, "GET", "sys/audit-public-key", None)
@@ -422,62 +539,16 @@ async fn a_node_killed_under_load_leaves_no_user_behind_and_no_revocation_twice(
         std::fs::write(&path, key["data"]["public_key"].as_str().unwrap()).unwrap();
         path
     };
-    // The database mount reaches every node before the load starts.
-    for node in &nodes[1..] {
-        until("the role", || async {
-            node.call("GET", "database/roles/app", None).await.0 == StatusCode::OK
-        })
-        .await;
-    }
-
-    // Eight clients through the proxy, until 1000 credentials are issued.
-    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let failed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        let (issued, failed) = (issued.clone(), failed.clone());
-        let (url, token) = (
-            format!("{}/database/creds/app", proxy.base),
-            a.token.clone(),
-        );
-        clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap();
-            use std::sync::atomic::Ordering::SeqCst;
-            while issued.load(SeqCst) < ISSUANCES {
-                let ok = http
-                    .get(&url)
-                    .header("X-Vault-Token", &token)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == StatusCode::OK);
-                if ok {
-                    issued.fetch_add(1, SeqCst);
-                } else {
-                    failed.fetch_add(1, SeqCst);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }));
-    }
-    // A third of the way in, node2 is SIGKILLed.
+    // Eight clients through the proxy, until 1000 credentials are issued;
+    // a third of the way in, node2 is SIGKILLed.
+    let load = Load::start(&proxy, &a.token, CLIENTS, ISSUANCES);
     let started = Instant::now();
-    while issued.load(std::sync::atomic::Ordering::SeqCst) < ISSUANCES / 3 {
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "the load stalled"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    load.until_issued(ISSUANCES / 3, Duration::from_secs(300))
+        .await;
     nodes[1].kill();
-    let killed_at = issued.load(std::sync::atomic::Ordering::SeqCst);
-    for client in clients {
-        client.await.unwrap();
-    }
+    let killed_at = load.issued();
+    let (_, failed) = load.finish(false).await;
     let elapsed = started.elapsed();
-    let failed = failed.load(std::sync::atomic::Ordering::SeqCst);
     eprintln!(
         "{ISSUANCES} issued through the proxy in {elapsed:?} ({:.0}/s); node2 killed after {killed_at}; {failed} requests failed at the load balancer",
         ISSUANCES as f64 / elapsed.as_secs_f64()
@@ -639,39 +710,23 @@ async fn scheduled_rotations_and_crl_rebuilds_run_once_per_period_across_the_nod
         ))
         .await
         .unwrap();
-    let a = &nodes[0];
-    a.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "sys/mounts/database",
-        Some(json!({"type": "database"})),
-    )
-    .await;
-    a.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "database/config/pg",
-        Some(json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": pg_url(&s.host, s.port),
-            "username": s.user, "password": s.password, "allowed_roles": "*",
-        })),
-    )
-    .await;
     // Each rotation records itself in the transaction that sets the password.
-    a.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "database/static-roles/app",
-        Some(json!({
-            "db_name": "pg", "username": format!("{t}_app"), "rotation_period": "5s",
-            "rotation_statements": [
-                "ALTER ROLE \"{{name}}\" WITH PASSWORD '{{password}}'",
-                format!("INSERT INTO {t}_rotations (at) VALUES (clock_timestamp())"),
-            ],
-        })),
+    database_engine(
+        &nodes,
+        None,
+        &[(
+            "static-roles/app",
+            json!({
+                "db_name": "pg", "username": format!("{t}_app"), "rotation_period": "5s",
+                "rotation_statements": [
+                    "ALTER ROLE \"{{name}}\" WITH PASSWORD '{{password}}'",
+                    format!("INSERT INTO {t}_rotations (at) VALUES (clock_timestamp())"),
+                ],
+            }),
+        )],
     )
     .await;
+    let a = &nodes[0];
     // A CA whose CRL lasts 10 s and is rebuilt 5 s before it expires: a
     // rebuild every 5 s, by the periodic pass.
     a.expect(
@@ -796,83 +851,28 @@ async fn the_database_restarted_under_load_loses_nothing_and_leaves_no_node_stal
     );
     let (nodes, proxy) = three_nodes_on(storage, "").await;
     // Credentials go to the shared test PostgreSQL, which stays up.
-    let s = postgres();
     let tag = unique("pgr").replace('_', "");
     let prefix = format!("p{}", &tag[tag.len() - 8..]);
+    database_engine(
+        &nodes,
+        Some(&prefix),
+        &[(
+            "roles/app",
+            json!({
+                "db_name": "pg", "default_ttl": "4s", "max_ttl": "4s",
+                "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}'"],
+            }),
+        )],
+    )
+    .await;
     let a = &nodes[0];
-    a.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "sys/mounts/database",
-        Some(json!({"type": "database"})),
-    )
-    .await;
-    a.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "database/config/pg",
-        Some(json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": pg_url(&s.host, s.port),
-            "username": s.user, "password": s.password, "allowed_roles": "*",
-            "username_template": format!("{prefix}-{{{{random 10}}}}"),
-        })),
-    )
-    .await;
-    a.expect(
-        StatusCode::NO_CONTENT,
-        "POST",
-        "database/roles/app",
-        Some(json!({
-            "db_name": "pg", "default_ttl": "4s", "max_ttl": "4s",
-            "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}'"],
-        })),
-    )
-    .await;
-    for node in &nodes[1..] {
-        until("the role", || async {
-            node.call("GET", "database/roles/app", None).await.0 == StatusCode::OK
-        })
-        .await;
-    }
 
     // Four clients issue through the proxy the whole time.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let failed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..4 {
-        let (stop, issued, failed) = (stop.clone(), issued.clone(), failed.clone());
-        let (url, token) = (
-            format!("{}/database/creds/app", proxy.base),
-            a.token.clone(),
-        );
-        clients.push(tokio::spawn(async move {
-            use std::sync::atomic::Ordering::SeqCst;
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap();
-            while !stop.load(SeqCst) {
-                let ok = http
-                    .get(&url)
-                    .header("X-Vault-Token", &token)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == StatusCode::OK);
-                if ok {
-                    issued.fetch_add(1, SeqCst);
-                } else {
-                    failed.fetch_add(1, SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }));
-    }
+    let load = Load::start(&proxy, &a.token, 4, usize::MAX);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The storage database goes away for two seconds, then comes back.
-    let before = issued.load(std::sync::atomic::Ordering::SeqCst);
+    let before = load.issued();
     let pg = std::sync::Arc::new(pg);
     {
         let pg = pg.clone();
@@ -929,14 +929,7 @@ async fn the_database_restarted_under_load_loses_nothing_and_leaves_no_node_stal
     }
     let recovered = back.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for client in clients {
-        client.await.unwrap();
-    }
-    let (issued, failed) = (
-        issued.load(std::sync::atomic::Ordering::SeqCst),
-        failed.load(std::sync::atomic::Ordering::SeqCst),
-    );
+    let (issued, failed) = load.finish(true).await;
     eprintln!(
         "{before} issued before the outage, {issued} in all; {failed} requests failed during it; every node served again {recovered:?} after the database was back"
     );
