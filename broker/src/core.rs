@@ -512,8 +512,10 @@ impl Core {
     /// Replaces the root token (dev mode, where the operator chooses it).
     pub async fn set_root_token(&self, token: &str) -> Result<(), CoreError> {
         let hash = RootToken::hash(token);
+        // Stored under the lock a reload reads under (`core/refresh.rs`).
+        let mut root = self.root_token.write().await;
         self.store.put(ROOT_TOKEN_KEY, &hash).await?;
-        *self.root_token.write().await = hash;
+        *root = hash;
         Ok(())
     }
 
@@ -625,8 +627,10 @@ impl Core {
             if !stored_it {
                 continue;
             }
+            // Adopted, not installed: this node's change feed may have
+            // adopted the stored keyring already.
             barrier
-                .install(next)
+                .adopt(next)
                 .map_err(|e| Error::Internal(format!("cannot use the new keyring: {e}")))?;
             tracing::info!(term, "barrier key rotated");
             // Done once every live node seals under the new term (they adopt

@@ -16,8 +16,8 @@
 //! - [`barrier`] seals every stored value; [`seal`] wraps the root key, which encrypts the keyring.
 //! - [`metrics`] counts what `sys/metrics` reports.
 //! - [`config`] reads the server's configuration file; [`server`] starts
-//!   and serves; [`cli`] is the `broker` command, the only place `anyhow`
-//!   is used.
+//!   and serves; [`client`] talks to a broker over its HTTP API; [`cli`] is
+//!   the `broker` command, the only place `anyhow` is used.
 
 #![deny(missing_docs)]
 
@@ -26,6 +26,7 @@ pub mod audit;
 pub mod auth;
 pub mod barrier;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -499,9 +499,11 @@ impl Auditor {
     /// own machine. A device this node cannot open is logged and left out
     /// (the other devices still record this node's requests).
     pub async fn sync(&self) -> Result<(), AuditError> {
+        // Read under the lock `enable` and `disable` store under: a list
+        // read before their write never undoes it.
+        let mut devices = self.devices.write().await;
         let stored: BTreeMap<String, DeviceConfig> =
             self.store.get(DEVICES_KEY).await?.unwrap_or_default();
-        let mut devices = self.devices.write().await;
         let before = devices.len();
         devices.retain(|path, d| d.config.from_config || stored.contains_key(path));
         let mut changed = devices.len() != before;

@@ -1,8 +1,21 @@
 //! Command-line parsing and dispatch. The only place that uses `anyhow`:
 //! errors from the library's typed enums end here, printed for a person.
+//!
+//! The client commands (`read`, `write`, `login`, `token`, `secrets`, …)
+//! speak to a running broker as Vault's CLI does: single-dash flags
+//! (`-format=json`), `BROKER_ADDR`/`BROKER_TOKEN` (else `VAULT_ADDR`/
+//! `VAULT_TOKEN`), and Vault's exit codes: 0 done, 1 a problem on this side
+//! (a bad flag, a file that cannot be read), 2 an answer from the server
+//! (refused, nothing there, sealed) or none.
 
+mod admin;
+mod api;
+mod args;
 mod audit;
+mod kv;
+mod login;
 mod operator;
+mod output;
 mod plugin;
 mod server;
 
@@ -31,6 +44,39 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Read a path (`broker read -field=password database/creds/app`).
+    Read(api::ReadArgs),
+    /// Write data to a path (`broker write sys/policies/acl/app policy=@app.hcl`).
+    Write(api::WriteArgs),
+    /// Patch a path's data (JSON merge patch).
+    Patch(api::WriteArgs),
+    /// List the keys under a path (`broker list database/roles`).
+    List(api::ListArgs),
+    /// Delete a path.
+    Delete(api::DeleteArgs),
+    /// Log in and keep the token for the next commands (`-method=approle
+    /// role_id=… secret_id=…`).
+    Login(login::LoginArgs),
+    /// Create, look up, renew and revoke tokens; what a token may do.
+    #[command(subcommand)]
+    Token(login::TokenCommand),
+    /// Renew, revoke or look up leases.
+    #[command(subcommand)]
+    Lease(admin::LeaseCommand),
+    /// Enable, disable, list and tune secrets engines.
+    #[command(subcommand)]
+    Secrets(admin::SecretsCommand),
+    /// Enable, disable and list auth methods.
+    #[command(subcommand)]
+    Auth(admin::AuthCommand),
+    /// Write, read, list and delete ACL policies.
+    #[command(subcommand)]
+    Policy(admin::PolicyCommand),
+    /// Read and write KV secrets by path (version 1 or 2).
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
+    /// The broker's seal state (no token needed). Exit 0 unsealed, 2 sealed.
+    Status(output::Output),
     /// List and describe credential plugins (built-in or a `.wasm` file).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -44,14 +90,23 @@ enum Command {
     /// Audit log tools: `broker audit verify FILE...`.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Operator tasks: `broker operator init`.
+    /// Operator tasks: `init` (offline, on the storage), `unseal`, `seal`,
+    /// `rotate` (on a running broker).
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
 }
 
 /// Runs the `broker` command with the process's arguments.
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse_from(args::vault_style(std::env::args_os())) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are not errors; a usage error is this
+            // side's (exit 1, as Vault's CLI).
+            return std::process::ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BROKER_LOG")
@@ -73,6 +128,19 @@ pub fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Read(a) => api::read(a).await,
+            Command::Write(a) => api::write(a, reqwest::Method::POST).await,
+            Command::Patch(a) => api::write(a, reqwest::Method::PATCH).await,
+            Command::List(a) => api::list(a).await,
+            Command::Delete(a) => api::delete(a).await,
+            Command::Login(a) => login::login(a).await,
+            Command::Token(cmd) => login::token(cmd).await,
+            Command::Lease(cmd) => admin::lease(cmd).await,
+            Command::Secrets(cmd) => admin::secrets(cmd).await,
+            Command::Auth(cmd) => admin::auth(cmd).await,
+            Command::Policy(cmd) => admin::policy(cmd).await,
+            Command::Kv(cmd) => kv::run(cmd).await,
+            Command::Status(output) => api::status(output).await,
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Server(args) => server::run(args).await,
             Command::Operator(cmd) => operator::run(cmd).await,
@@ -82,8 +150,75 @@ pub fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(exit) = e.downcast_ref::<Exit>() {
+                if let Some(message) = &exit.message {
+                    eprintln!("{message}");
+                }
+                return std::process::ExitCode::from(exit.code);
+            }
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            let code = e
+                .downcast_ref::<crate::client::ClientError>()
+                .map_or(1, crate::client::ClientError::exit_code);
+            std::process::ExitCode::from(code)
         }
     }
+}
+
+/// An end with a chosen exit code (and maybe a message), not an error
+/// report: `broker status` of a sealed broker, a read of nothing.
+#[derive(Debug)]
+struct Exit {
+    code: u8,
+    message: Option<String>,
+}
+
+impl Exit {
+    fn with(code: u8, message: String) -> anyhow::Error {
+        anyhow::Error::new(Self {
+            code,
+            message: Some(message),
+        })
+    }
+
+    fn silent(code: u8) -> anyhow::Error {
+        anyhow::Error::new(Self {
+            code,
+            message: None,
+        })
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.code)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// The client the environment describes.
+fn client() -> anyhow::Result<crate::client::Client> {
+    Ok(crate::client::Client::from_env()?)
+}
+
+/// A secret typed at the terminal without echo; a line of standard input
+/// when it is not a terminal (a pipe in a script).
+fn secret_from_terminal(prompt: &str) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    use std::io::IsTerminal;
+    let text = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt)
+            .map_err(|e| anyhow::anyhow!("cannot read from the terminal: {e}"))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| anyhow::anyhow!("cannot read standard input: {e}"))?;
+        line
+    };
+    let text = zeroize::Zeroizing::new(text.trim().to_owned());
+    if text.is_empty() {
+        anyhow::bail!("nothing was given");
+    }
+    Ok(text)
 }

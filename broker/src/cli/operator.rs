@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
 use crate::config::Config;
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +43,24 @@ pub enum OperatorCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Give one key share to a sealed broker (asked for without echo when
+    /// not given); it unseals once enough are given. With an auto-unseal
+    /// seal, after `sys/seal`, give recovery shares.
+    Unseal {
+        /// The key share (hex or base64); `-` reads it from standard input.
+        key: Option<String>,
+        /// Forget the shares given so far.
+        #[arg(long)]
+        reset: bool,
+        /// The shares are the previous seal's, during a seal migration.
+        #[arg(long)]
+        migrate: bool,
+    },
+    /// Seal the broker: its keys leave memory until it is unsealed again.
+    Seal,
+    /// Rotate the barrier key (a new term; old values are moved in the
+    /// background; `broker read sys/key-status` shows how far).
+    Rotate,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,6 +73,31 @@ pub enum Format {
 
 pub async fn run(cmd: OperatorCommand) -> anyhow::Result<()> {
     match cmd {
+        OperatorCommand::Unseal {
+            key,
+            reset,
+            migrate,
+        } => unseal(key, reset, migrate).await,
+        OperatorCommand::Seal => {
+            super::client()?
+                .request(Method::PUT, "sys/seal", None)
+                .await?;
+            println!("Success! The broker is sealed.");
+            Ok(())
+        }
+        OperatorCommand::Rotate => {
+            let client = super::client()?;
+            client.request(Method::PUT, "sys/rotate", None).await?;
+            let status = client
+                .request(Method::GET, "sys/key-status", None)
+                .await?
+                .unwrap_or(Value::Null);
+            println!(
+                "Success! Rotated the barrier key: term {} is in use; older values are moved in the background.",
+                status["data"]["term"]
+            );
+            Ok(())
+        }
         OperatorCommand::Init {
             config,
             key_shares,
@@ -106,4 +152,47 @@ fn print_init(init: &crate::unseal::InitResponse, kind: crate::seal::SealKind) {
         "\nThese are shown only now. The root token is all-powerful: keep it somewhere\n\
          safe, use it to set the broker up, then revoke it."
     );
+}
+
+/// `broker operator unseal`: one share, then the progress as Vault shows it.
+async fn unseal(key: Option<String>, reset: bool, migrate: bool) -> anyhow::Result<()> {
+    let client = super::client()?;
+    let mut body = Map::new();
+    if reset {
+        body.insert("reset".into(), json!(true));
+    } else {
+        let key = match key.as_deref() {
+            None => super::secret_from_terminal("Unseal Key (will be hidden): ")?,
+            Some("-") => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("cannot read the key share from standard input")?;
+                zeroize::Zeroizing::new(line.trim().to_owned())
+            }
+            Some(key) => zeroize::Zeroizing::new(key.to_owned()),
+        };
+        body.insert("key".into(), json!(key.as_str()));
+        if migrate {
+            body.insert("migrate".into(), json!(true));
+        }
+    }
+    let status = client
+        .request(Method::PUT, "sys/unseal", Some(&body))
+        .await?
+        .unwrap_or(Value::Null);
+    let row = |k: &str, v: String| println!("{k:<18}{v}");
+    println!("{:<18}Value\n{:<18}-----", "Key", "---");
+    row("Seal Type", super::output::plain(&status["type"]));
+    row("Sealed", super::output::plain(&status["sealed"]));
+    row("Total Shares", super::output::plain(&status["n"]));
+    row("Threshold", super::output::plain(&status["t"]));
+    if status["sealed"] == true {
+        row(
+            "Unseal Progress",
+            format!("{}/{}", status["progress"], status["t"]),
+        );
+        row("Unseal Nonce", super::output::plain(&status["nonce"]));
+    }
+    Ok(())
 }

@@ -54,9 +54,12 @@ impl Core {
         Ok(())
     }
 
+    // Each reload reads storage while holding the table's lock: this
+    // node's own writers store under the same lock, so a read made before
+    // their write can never replace what they put in memory after it.
     async fn refresh_mounts(&self) -> Result<(), CoreError> {
-        let stored: MountTable = self.store.get(MOUNTS_KEY).await?.unwrap_or_default();
         let mut mounts = self.mounts.write().await;
+        let stored: MountTable = self.store.get(MOUNTS_KEY).await?.unwrap_or_default();
         let gone: Vec<_> = mounts
             .iter()
             .filter(|(path, entry)| stored.get(*path).is_none_or(|s| s.uuid != entry.uuid))
@@ -78,8 +81,8 @@ impl Core {
     }
 
     async fn refresh_auth(&self) -> Result<(), CoreError> {
-        let stored: MountTable = self.store.get(AUTH_KEY).await?.unwrap_or_default();
         let mut table = self.auth.table.write().await;
+        let stored: MountTable = self.store.get(AUTH_KEY).await?.unwrap_or_default();
         let gone: Vec<_> = table
             .iter()
             .filter(|(path, entry)| stored.get(*path).is_none_or(|s| s.uuid != entry.uuid))
@@ -100,12 +103,12 @@ impl Core {
     }
 
     async fn refresh_root_token(&self) -> Result<(), CoreError> {
-        let hash: [u8; 32] = self
+        let mut root = self.root_token.write().await;
+        *root = self
             .store
             .get(ROOT_TOKEN_KEY)
             .await?
             .ok_or(CoreError::Damaged("the root token record is missing"))?;
-        *self.root_token.write().await = hash;
         Ok(())
     }
 
