@@ -12,6 +12,7 @@ mod audit_chain;
 mod awskms;
 mod barrier_rotation;
 mod cert_auth;
+mod cli;
 mod cluster;
 mod crash;
 mod deploy;

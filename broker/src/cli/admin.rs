@@ -13,6 +13,7 @@ use super::output::{Output, plain};
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
     /// Mount a secrets engine (`database`, `pki`, `kv`).
+    #[command(disable_version_flag = true)]
     Enable {
         /// The engine type.
         kind: String,

@@ -26,6 +26,7 @@ pub struct SecretPath {
 #[derive(Debug, Subcommand)]
 pub enum KvCommand {
     /// Read a secret (its latest version, or -version).
+    #[command(disable_version_flag = true)]
     Get {
         #[command(flatten)]
         at: SecretPath,

@@ -222,3 +222,14 @@ fn secret_from_terminal(prompt: &str) -> anyhow::Result<zeroize::Zeroizing<Strin
     }
     Ok(text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

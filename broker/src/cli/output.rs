@@ -41,10 +41,18 @@ impl Output {
     /// Prints `answer` (a whole API response).
     pub fn print(&self, answer: &Value) -> anyhow::Result<()> {
         if let Some(field) = &self.field {
-            let value = [answer.get("data"), answer.get("auth"), Some(answer)]
-                .into_iter()
-                .flatten()
-                .find_map(|v| v.get(field).filter(|v| !v.is_null()));
+            // The auth block's fields go by the names the table shows
+            // (`token`, `token_accessor`, …), as in Vault's CLI.
+            let in_auth = AUTH_NAMES
+                .iter()
+                .find(|(_, shown)| shown == field)
+                .map_or(field.as_str(), |(key, _)| key);
+            let value = answer
+                .get("data")
+                .and_then(|d| d.get(field))
+                .or_else(|| answer.get("auth").and_then(|a| a.get(in_auth)))
+                .or_else(|| answer.get(field))
+                .filter(|v| !v.is_null());
             let Some(value) = value else {
                 bail!("field {field:?} is not in the answer");
             };
@@ -71,6 +79,15 @@ impl Output {
     }
 }
 
+/// An auth block's fields and the names Vault's CLI shows them by.
+const AUTH_NAMES: [(&str, &str); 5] = [
+    ("client_token", "token"),
+    ("accessor", "token_accessor"),
+    ("lease_duration", "token_duration"),
+    ("renewable", "token_renewable"),
+    ("policies", "token_policies"),
+];
+
 /// A value as text: a string as it is, anything else as JSON.
 pub fn plain(value: &Value) -> String {
     match value {
@@ -92,13 +109,7 @@ fn rows(answer: &Value) -> Vec<(String, String)> {
         rows.push(("lease_renewable".into(), plain(&answer["renewable"])));
     }
     if let Some(auth) = answer["auth"].as_object() {
-        for (key, name) in [
-            ("client_token", "token"),
-            ("accessor", "token_accessor"),
-            ("lease_duration", "token_duration"),
-            ("renewable", "token_renewable"),
-            ("policies", "token_policies"),
-        ] {
+        for (key, name) in AUTH_NAMES {
             if let Some(value) = auth.get(key) {
                 rows.push((name.into(), plain(value)));
             }

@@ -1,0 +1,626 @@
+//! The `broker` command as a client, against a real broker process over
+//! TCP, as a person or a script would run it: Vault's single-dash flags,
+//! `BROKER_ADDR`/`BROKER_TOKEN` (and Vault's names), the token helper
+//! file, `-field` and `-format`, and each error a new user meets — no
+//! server, sealed, a bad token, permission denied, an unknown path, a
+//! wrong flag — with its message and Vault's exit code.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use broker_tests::{pg_connect, postgres};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api::{pg_url, setup_postgres_at};
+use crate::process::{BROKER, Broker, free_port};
+
+/// What a run of the command gave.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// `broker ARGS` with only `env` (and a fresh HOME) in its environment of
+/// broker variables, standard input from `stdin`.
+fn broker(args: &[&str], env: &[(&str, &str)], home: &Path, stdin: &str) -> Run {
+    let mut child = Command::new(BROKER)
+        .args(args)
+        .env_remove("BROKER_ADDR")
+        .env_remove("BROKER_TOKEN")
+        .env_remove("VAULT_ADDR")
+        .env_remove("VAULT_TOKEN")
+        .env_remove("BROKER_TOKEN_FILE")
+        .env_remove("BROKER_FORMAT")
+        .env_remove("VAULT_FORMAT")
+        .env("HOME", home)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn addr(b: &Broker) -> String {
+    b.base.trim_end_matches("/v1").to_owned()
+}
+
+#[tokio::test]
+async fn the_cli_reads_writes_and_logs_in_as_vaults_does() {
+    let b = Broker::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let a = addr(&b);
+    let env = [
+        ("BROKER_ADDR", a.as_str()),
+        ("BROKER_TOKEN", b.token.as_str()),
+    ];
+
+    // A credential's password alone, usable as it is.
+    let s = postgres();
+    setup_postgres_at(&b, &pg_url(&s.host, s.port), "*").await;
+    let run = broker(
+        &["read", "-field=password", "database/creds/readonly"],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.stdout.contains('\n') && !run.stdout.is_empty(),
+        "{:?}",
+        run.stdout
+    );
+    let run_user = broker(
+        &["read", "-format=json", "database/creds/readonly"],
+        &env,
+        home.path(),
+        "",
+    );
+    let creds: Value = serde_json::from_str(&run_user.stdout).unwrap();
+    let (user, password) = (
+        creds["data"]["username"].as_str().unwrap(),
+        creds["data"]["password"].as_str().unwrap(),
+    );
+    pg_connect(s, user, password)
+        .await
+        .unwrap_or_else(|e| panic!("the password from -format=json does not log in: {e}"));
+    // The table shows the lease, then the data.
+    let run = broker(&["read", "database/creds/readonly"], &env, home.path(), "");
+    assert_eq!(run.code, 0);
+    assert!(
+        run.stdout.starts_with("Key")
+            && run.stdout.contains("lease_id")
+            && run.stdout.contains("username"),
+        "{}",
+        run.stdout
+    );
+
+    // Policies from a file and standard input; list; read; delete.
+    let file = home.path().join("app.hcl");
+    std::fs::write(&file, "path \"secret/*\" { capabilities = [\"read\"] }\n").unwrap();
+    let run = broker(
+        &["policy", "write", "app", file.to_str().unwrap()],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(
+        (run.code, run.stdout.trim()),
+        (0, "Success! Uploaded policy: app"),
+        "{}",
+        run.stderr
+    );
+    let run = broker(
+        &["write", "sys/policies/acl/piped", "policy=-"],
+        &env,
+        home.path(),
+        "path \"x\" { capabilities = [\"list\"] }\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = broker(&["policy", "list"], &env, home.path(), "");
+    assert!(
+        run.stdout.lines().any(|l| l == "app") && run.stdout.lines().any(|l| l == "piped"),
+        "{}",
+        run.stdout
+    );
+    let run = broker(&["policy", "read", "app"], &env, home.path(), "");
+    assert!(run.stdout.contains("path \"secret/*\""), "{}", run.stdout);
+    let run = broker(&["list", "sys/policies/acl"], &env, home.path(), "");
+    assert!(run.stdout.starts_with("Keys\n----\n"), "{}", run.stdout);
+
+    // Secrets engines and KV by secret path.
+    let run = broker(
+        &["secrets", "enable", "-version=2", "-path=secret", "kv"],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = broker(&["secrets", "list"], &env, home.path(), "");
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("secret/") && l.contains("kv")),
+        "{}",
+        run.stdout
+    );
+    let run = broker(
+        &["kv", "put", "secret/app", "api_key=k-123", "region=eu"],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = broker(
+        &["kv", "get", "-field=api_key", "secret/app"],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "k-123"),
+        "{}",
+        run.stderr
+    );
+    let run = broker(&["kv", "get", "secret/app"], &env, home.path(), "");
+    assert!(
+        run.stdout.contains("region") && run.stdout.contains("eu"),
+        "{}",
+        run.stdout
+    );
+
+    // Login: the token kept in the helper file (0600), used afterwards;
+    // Vault's variable names work as well.
+    let (token, _) = b
+        .token_with_policy(
+            "reader",
+            "path \"secret/data/*\" { capabilities = [\"read\"] }",
+        )
+        .await;
+    let file_env = [("VAULT_ADDR", a.as_str())];
+    let run = broker(
+        &["login", "-"],
+        &file_env,
+        home.path(),
+        &format!("{token}\n"),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let helper = home.path().join(".broker-token");
+    assert_eq!(std::fs::read_to_string(&helper).unwrap(), token);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&helper).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let run = broker(
+        &["token", "lookup", "-format=json"],
+        &file_env,
+        home.path(),
+        "",
+    );
+    let looked: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(
+        looked["data"]["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("reader")),
+        "{looked}"
+    );
+    let run = broker(
+        &["kv", "get", "-mount=secret", "-field=region", "app"],
+        &file_env,
+        home.path(),
+        "",
+    );
+    assert_eq!((run.code, run.stdout.as_str()), (0, "eu"), "{}", run.stderr);
+    let run = broker(
+        &["token", "capabilities", "secret/data/app"],
+        &file_env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.stdout.trim(), "read", "{}", run.stderr);
+
+    // AppRole login, as a pipeline would.
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/auth/approle",
+        Some(json!({"type": "approle"})),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "auth/approle/role/ci",
+        Some(json!({"token_policies": ["reader"]})),
+    )
+    .await;
+    let role_id = b
+        .expect(StatusCode::OK, "GET", "auth/approle/role/ci/role-id", None)
+        .await["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret_id = b
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "auth/approle/role/ci/secret-id",
+            None,
+        )
+        .await["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run = broker(
+        &[
+            "login",
+            "-method=approle",
+            "-no-store",
+            "-field=token",
+            &format!("role_id={role_id}"),
+            &format!("secret_id={secret_id}"),
+        ],
+        &file_env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (code, me) = b
+        .call_as(&run.stdout, "GET", "auth/token/lookup-self", None)
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::OK,
+        "-field=token printed a working token alone: {me}"
+    );
+    assert!(
+        me["data"]["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("reader")),
+        "{me}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&helper).unwrap(),
+        token,
+        "-no-store kept the old token"
+    );
+
+    // Revoking through the CLI; the lease's user is gone.
+    let run = broker(
+        &["lease", "revoke", "-prefix", "database/creds/readonly"],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(pg_connect(s, user, password).await.is_err());
+
+    // The token is never printed in an error, nor in the log of a failure.
+    let run = broker(
+        &["read", "sys/mounts"],
+        &[
+            ("BROKER_ADDR", a.as_str()),
+            ("BROKER_TOKEN", "brk.not-a-real-one"),
+        ],
+        home.path(),
+        "",
+    );
+    assert!(!run.stderr.contains("brk.not-a-real-one"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn each_error_says_what_to_do_with_vaults_exit_code() {
+    let b = Broker::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let a = addr(&b);
+    let env = [
+        ("BROKER_ADDR", a.as_str()),
+        ("BROKER_TOKEN", b.token.as_str()),
+    ];
+
+    // No server.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let run = broker(
+        &["read", "sys/mounts"],
+        &[("BROKER_ADDR", &closed), ("BROKER_TOKEN", "x")],
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("cannot reach the broker at {closed}"))
+            && run.stderr.contains("BROKER_ADDR"),
+        "{}",
+        run.stderr
+    );
+
+    // No token anywhere.
+    let run = broker(
+        &["read", "sys/mounts"],
+        &[("BROKER_ADDR", a.as_str())],
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no token: log in with `broker login`"),
+        "{}",
+        run.stderr
+    );
+
+    // A bad token.
+    let run = broker(
+        &["read", "sys/mounts"],
+        &[("BROKER_ADDR", a.as_str()), ("BROKER_TOKEN", "brk.unknown")],
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the token was refused"),
+        "{}",
+        run.stderr
+    );
+
+    // Permission denied, naming the path and the capability.
+    let (token, _) = b
+        .token_with_policy(
+            "narrow",
+            "path \"sys/policies/acl\" { capabilities = [\"list\"] }",
+        )
+        .await;
+    let narrow = [
+        ("BROKER_ADDR", a.as_str()),
+        ("BROKER_TOKEN", token.as_str()),
+    ];
+    let run = broker(&["read", "sys/mounts"], &narrow, home.path(), "");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("permission denied") && run.stderr.contains("\"read\" on sys/mounts"),
+        "{}",
+        run.stderr
+    );
+    let run = broker(
+        &["write", "sys/policies/acl/x", "policy=x"],
+        &narrow,
+        home.path(),
+        "",
+    );
+    assert!(
+        run.stderr.contains("\"update\" on sys/policies/acl/x"),
+        "{}",
+        run.stderr
+    );
+
+    // An unknown path; a read of nothing.
+    let run = broker(&["read", "nowhere/x"], &env, home.path(), "");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("nothing at nowhere/x"),
+        "{}",
+        run.stderr
+    );
+    let run = broker(&["read", "sys/policies/acl/none"], &env, home.path(), "");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no value found at sys/policies/acl/none"),
+        "{}",
+        run.stderr
+    );
+
+    // Usage errors are this side's: exit 1, with the usage.
+    let run = broker(&["read"], &env, home.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("Usage"), "{}", run.stderr);
+    let run = broker(
+        &["read", "-formatt=json", "sys/mounts"],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let run = broker(
+        &["write", "sys/policies/acl/x", "novalue"],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("is not key=value"), "{}", run.stderr);
+    let run = broker(
+        &["read", "-field=nope", "sys/policies/acl/default"],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("field \"nope\" is not in the answer"),
+        "{}",
+        run.stderr
+    );
+
+    // A token file others may read is refused, not used.
+    let helper = home.path().join(".broker-token");
+    std::fs::write(&helper, &b.token).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = broker(
+        &["read", "sys/mounts"],
+        &[("BROKER_ADDR", a.as_str())],
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("may be read by others") && !run.stderr.contains(&b.token),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn status_and_operator_unseal_on_a_sealed_broker() {
+    let b = Broker::start_uninitialized("", "").await;
+    let home = tempfile::tempdir().unwrap();
+    let a = addr(&b);
+    let init = b
+        .call_as(
+            "",
+            "PUT",
+            "sys/init",
+            Some(json!({"secret_shares": 3, "secret_threshold": 2})),
+        )
+        .await
+        .1;
+    let keys: Vec<String> = init["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    let root = init["root_token"].as_str().unwrap();
+    let env = [("BROKER_ADDR", a.as_str()), ("BROKER_TOKEN", root)];
+
+    // Sealed: status says so and exits 2; any other command says how to unseal.
+    let run = broker(&["status"], &env, home.path(), "");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("Sealed")
+            && run.stdout.contains("true")
+            && run.stdout.contains("Unseal Progress"),
+        "{}",
+        run.stdout
+    );
+    let run = broker(&["read", "sys/mounts"], &env, home.path(), "");
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("is sealed") && run.stderr.contains("broker operator unseal"),
+        "{}",
+        run.stderr
+    );
+
+    // One share as an argument, the next from standard input (not echoed
+    // anywhere: it is never printed back).
+    let run = broker(&["operator", "unseal", &keys[0]], &env, home.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("1/2") && !run.stdout.contains(&keys[0]),
+        "{}",
+        run.stdout
+    );
+    let run = broker(
+        &["operator", "unseal"],
+        &env,
+        home.path(),
+        &format!("{}\n", keys[1]),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains(&keys[1]), "{}", run.stdout);
+    let run = broker(&["status"], &env, home.path(), "");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let run = broker(&["status", "-format=json"], &env, home.path(), "");
+    let status: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["sealed"], false);
+
+    // Rotate and seal through the CLI.
+    let run = broker(&["operator", "rotate"], &env, home.path(), "");
+    assert!(
+        run.stdout.contains("term 2"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    let run = broker(&["operator", "seal"], &env, home.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(broker(&["status"], &env, home.path(), "").code, 2);
+}
+
+/// `tmux` on a socket of its own, for a test that needs a terminal.
+fn tmux(socket: &str, args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .args(["-L", socket])
+        .args(args)
+        .output()
+        .expect("tmux must be installed (Debian: apt install tmux)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn operator_unseal_at_a_terminal_asks_for_the_share_without_echo() {
+    let b = Broker::start_uninitialized("", "").await;
+    let home = tempfile::tempdir().unwrap();
+    let init = b
+        .call_as(
+            "",
+            "PUT",
+            "sys/init",
+            Some(json!({"secret_shares": 1, "secret_threshold": 1})),
+        )
+        .await
+        .1;
+    let share = init["keys"][0].as_str().unwrap().to_owned();
+    let socket = format!("broker-cli-{}", std::process::id());
+    let command = format!(
+        "env -u BROKER_TOKEN -u VAULT_TOKEN HOME={} BROKER_ADDR={} {BROKER} operator unseal; sleep 60",
+        home.path().display(),
+        addr(&b)
+    );
+    tmux(
+        &socket,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "unseal",
+            "-x",
+            "160",
+            "-y",
+            "40",
+            &command,
+        ],
+    );
+    let screen = |want: &'static str| {
+        let socket = socket.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let text = tmux(&socket, &["capture-pane", "-p", "-t", "unseal"]);
+                if text.contains(want) {
+                    return text;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the terminal never showed {want:?}:\n{text}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    screen("Unseal Key (will be hidden):").await;
+    tmux(&socket, &["send-keys", "-t", "unseal", &share, "Enter"]);
+    let after = screen("Sealed").await;
+    tmux(&socket, &["kill-server"]);
+    assert!(!after.contains(&share), "the share was echoed:\n{after}");
+    let (_, status) = b.call_as("", "GET", "sys/seal-status", None).await;
+    assert_eq!(status["sealed"], false, "{status}\n{after}");
+}
