@@ -624,3 +624,204 @@ async fn operator_unseal_at_a_terminal_asks_for_the_share_without_echo() {
     let (_, status) = b.call_as("", "GET", "sys/seal-status", None).await;
     assert_eq!(status["sealed"], false, "{status}\n{after}");
 }
+
+/// `database/roles/short`: credentials valid 6 s unless renewed (up to a
+/// minute), their `VALID UNTIL` moved by each renewal.
+async fn short_role(b: &Broker) {
+    let s = postgres();
+    setup_postgres_at(b, &pg_url(&s.host, s.port), "*").await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/roles/short",
+        Some(json!({
+            "db_name": "pg", "default_ttl": "6s", "max_ttl": "60s",
+            "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'"],
+        })),
+    )
+    .await;
+}
+
+/// Waits until `file` holds a line; the line.
+async fn line_in(file: &Path) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(file)
+            && text.ends_with('\n')
+        {
+            return text.trim().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never written",
+            file.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_gives_the_child_renewed_credentials_and_revokes_them_when_it_ends() {
+    let b = Broker::start().await;
+    short_role(&b).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("creds");
+    let a = addr(&b);
+    // The child writes what it got, outlives the credential's first TTL
+    // (6 s) and exits 7.
+    let script = format!(
+        "echo \"$DB_USERNAME $DB_PASSWORD\" > {out}.tmp && mv {out}.tmp {out}; sleep 10; exit 7",
+        out = out.display()
+    );
+    let mut exec = std::process::Command::new(BROKER)
+        .args([
+            "exec",
+            "--secret",
+            "DB=database/creds/short",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("BROKER_ADDR", &a)
+        .env("BROKER_TOKEN", &b.token)
+        .env("HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let creds = line_in(&out).await;
+    let (user, password) = creds.split_once(' ').unwrap();
+    let s = postgres();
+    // The broker exec process itself holds no secret in its environment.
+    let environ = std::fs::read(format!("/proc/{}/environ", exec.id())).unwrap();
+    assert!(
+        !environ
+            .windows(password.len())
+            .any(|w| w == password.as_bytes())
+    );
+    pg_connect(s, user, password)
+        .await
+        .unwrap_or_else(|e| panic!("the child's credentials do not log in: {e}"));
+    // Past the first TTL, renewed: still there and still logging in.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    pg_connect(s, user, password)
+        .await
+        .unwrap_or_else(|e| panic!("the credential was not renewed past its first TTL: {e}"));
+    let status = exec.wait().unwrap();
+    assert_eq!(status.code(), Some(7), "the child's exit code");
+    assert!(
+        pg_connect(s, user, password).await.is_err(),
+        "revoked when the child ended"
+    );
+    let (code, leases) = b
+        .call(
+            "GET",
+            "sys/leases/lookup/database/creds/short?list=true",
+            None,
+        )
+        .await;
+    assert!(
+        code == StatusCode::NOT_FOUND
+            || leases["data"]["keys"].as_array().is_none_or(Vec::is_empty),
+        "{leases}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_logs_in_with_approle_forwards_sigterm_and_revokes() {
+    let b = Broker::start().await;
+    short_role(&b).await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/auth/approle",
+        Some(json!({"type": "approle"})),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/policies/acl/deploy",
+        Some(json!({"policy": "path \"database/creds/short\" { capabilities = [\"read\"] }"})),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "auth/approle/role/deploy",
+        Some(json!({"token_policies": ["deploy"], "token_ttl": "1m"})),
+    )
+    .await;
+    let role_id = b
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "auth/approle/role/deploy/role-id",
+            None,
+        )
+        .await["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret_id = b
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "auth/approle/role/deploy/secret-id",
+            None,
+        )
+        .await["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("creds");
+    let script = format!(
+        "trap 'exit 3' TERM; echo \"$DB_USERNAME $DB_PASSWORD\" > {out}.tmp && mv {out}.tmp {out}; while true; do sleep 0.1; done",
+        out = out.display()
+    );
+    let exec = std::process::Command::new(BROKER)
+        .args([
+            "exec",
+            "--auth",
+            "approle",
+            "--secret",
+            "db=database/creds/short",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("BROKER_ADDR", addr(&b))
+        .env("BROKER_ROLE_ID", &role_id)
+        .env("BROKER_SECRET_ID", &secret_id)
+        .env("HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let creds = line_in(&out).await;
+    let (user, password) = creds.split_once(' ').unwrap();
+    let s = postgres();
+    pg_connect(s, user, password).await.unwrap();
+    // SIGTERM to `broker exec` reaches the child, which exits 3.
+    let ok = Command::new("kill")
+        .args(["-TERM", &exec.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let out = exec.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        pg_connect(s, user, password).await.is_err(),
+        "revoked after the signal"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(password));
+}

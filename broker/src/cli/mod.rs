@@ -12,6 +12,7 @@ mod admin;
 mod api;
 mod args;
 mod audit;
+mod exec;
 mod kv;
 mod login;
 mod operator;
@@ -77,6 +78,10 @@ enum Command {
     Kv(kv::KvCommand),
     /// The broker's seal state (no token needed). Exit 0 unsealed, 2 sealed.
     Status(output::Output),
+    /// Run a command with secrets in its environment, renewed while it
+    /// runs and revoked when it ends (`broker exec --secret
+    /// DB=database/creds/app -- ./deploy.sh`).
+    Exec(exec::ExecArgs),
     /// List and describe credential plugins (built-in or a `.wasm` file).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -141,6 +146,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Policy(cmd) => admin::policy(cmd).await,
             Command::Kv(cmd) => kv::run(cmd).await,
             Command::Status(output) => api::status(output).await,
+            Command::Exec(a) => exec::run(a).await,
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Server(args) => server::run(args).await,
             Command::Operator(cmd) => operator::run(cmd).await,

@@ -200,6 +200,16 @@ impl Client {
         }
     }
 
+    /// A copy of `other` (the same address, HTTP client and token), for a
+    /// task of its own.
+    pub fn with_token_of(&self, other: &Client) -> Self {
+        Self {
+            http: other.http.clone(),
+            addr: other.addr.clone(),
+            token: other.token.clone(),
+        }
+    }
+
     /// Whether a token is set.
     pub fn has_token(&self) -> bool {
         self.token.is_some()
