@@ -147,6 +147,35 @@ async fn a_certificate_from_the_brokers_pki_logs_in_and_pins_and_crls_hold() {
     let (status, _) = b.call_as(&token, "GET", "sys/mounts", None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
+    // The same through `broker login -method=cert`, as Vault's CLI:
+    // the client certificate from BROKER_CLIENT_CERT and BROKER_CLIENT_KEY.
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(crate::process::BROKER)
+        .args(["login", "-method=cert", "-no-store", "-field=token"])
+        .env_clear()
+        .env("HOME", home.path())
+        .env("BROKER_ADDR", b.base.trim_end_matches("/v1"))
+        .env("BROKER_CACERT", b.tls_cert.as_ref().unwrap())
+        .env("BROKER_CLIENT_CERT", &app_cert)
+        .env("BROKER_CLIENT_KEY", &app_key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli_token = String::from_utf8(out.stdout).unwrap();
+    let (status, me) = b
+        .call_as(&cli_token, "GET", "auth/token/lookup-self", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(
+        me["data"]["meta"]["common_name"],
+        json!("app.example.com"),
+        "{me}"
+    );
+
     // No certificate: refused, with the one answer every refusal gets.
     let (status, none) = curl_login(&b, None, json!({}));
     assert_eq!(status, 400, "{none}");

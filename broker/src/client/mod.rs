@@ -1,7 +1,9 @@
 //! A client of the broker's HTTP API (Vault's), for the `broker` command's
 //! client side: where the server is (`BROKER_ADDR`, else `VAULT_ADDR`),
 //! which token to send (`BROKER_TOKEN`, else `VAULT_TOKEN`, else the token
-//! helper file), requests, and errors a person can act on.
+//! helper file), which CA to trust (`BROKER_CACERT`) and which client
+//! certificate to present (`BROKER_CLIENT_CERT` and `BROKER_CLIENT_KEY`),
+//! requests, and errors a person can act on.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), broker::client::ClientError> {
@@ -143,6 +145,18 @@ impl Client {
         token: Option<Zeroizing<String>>,
         ca_cert: Option<PathBuf>,
     ) -> Result<Self, ClientError> {
+        Self::with_identity(addr, token, ca_cert, None)
+    }
+
+    /// As [`Self::new`], presenting the client certificate `identity`
+    /// (certificate file, key file; PEM) in the TLS handshake, for the
+    /// `cert` auth method.
+    pub fn with_identity(
+        addr: &str,
+        token: Option<Zeroizing<String>>,
+        ca_cert: Option<PathBuf>,
+        identity: Option<(PathBuf, PathBuf)>,
+    ) -> Result<Self, ClientError> {
         let addr = addr.trim_end_matches('/').to_owned();
         let url = reqwest::Url::parse(&addr).map_err(|e| {
             ClientError::Local(format!("the broker's address {addr:?} is not a URL: {e}"))
@@ -165,6 +179,24 @@ impl Client {
             })?;
             http = http.add_root_certificate(cert);
         }
+        if let Some((cert, key)) = identity {
+            let read = |path: &PathBuf| {
+                std::fs::read(path)
+                    .map_err(|e| ClientError::Local(format!("cannot read {}: {e}", path.display())))
+            };
+            let mut pem = read(&cert)?;
+            pem.push(b'\n');
+            pem.extend_from_slice(&Zeroizing::new(read(&key)?));
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                ClientError::Local(format!(
+                    "{} and {} are not a PEM certificate and key: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            });
+            zeroize::Zeroize::zeroize(&mut pem);
+            http = http.identity(identity?);
+        }
         let http = http
             .build()
             .map_err(|e| ClientError::Local(format!("cannot make an HTTP client: {e}")))?;
@@ -183,7 +215,19 @@ impl Client {
                 .transpose()?,
         };
         let ca = env_first(&["BROKER_CACERT", "VAULT_CACERT"]).map(PathBuf::from);
-        Self::new(&addr, token, ca)
+        let identity = match (
+            env_first(&["BROKER_CLIENT_CERT", "VAULT_CLIENT_CERT"]),
+            env_first(&["BROKER_CLIENT_KEY", "VAULT_CLIENT_KEY"]),
+        ) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            _ => {
+                return Err(ClientError::Local(
+                    "set both BROKER_CLIENT_CERT and BROKER_CLIENT_KEY (a client certificate and its key), or neither".into(),
+                ));
+            }
+        };
+        Self::with_identity(&addr, token, ca, identity)
     }
 
     /// The broker's address.
