@@ -781,17 +781,19 @@ async fn postgres_cluster_tables_hold_jobs_list_nodes_and_announce_changes() {
     let mut heard = Vec::new();
     while heard.len() < 3 {
         match tokio::time::timeout(Duration::from_secs(5), feed.next()).await {
-            Ok(Change::Entry(key)) => heard.push(key),
+            Ok(Change::Entry { key, version }) => heard.push((key, version)),
             Ok(Change::Reconnected) => {}
             Err(_) => panic!("heard only {heard:?}"),
         }
     }
+    // In commit order, each with the version it made: a gap would say a
+    // notification was missed.
     assert_eq!(
         heard,
         [
-            "core/policies/acl/app",
-            "core/policies/acl/app",
-            "core/mounts"
+            ("core/policies/acl/app".to_owned(), before + 1),
+            ("core/policies/acl/app".to_owned(), before + 2),
+            ("core/mounts".to_owned(), before + 3)
         ]
     );
 }

@@ -37,11 +37,14 @@ CREATE TABLE cluster_version (
 INSERT INTO cluster_version (id, version) VALUES (1, 0);
 
 -- A write to a watched entry, from any node (or by hand), bumps the version
--- and notifies every listening node with the entry's key. Notifications
--- are delivered at commit, and not at all on rollback.
+-- and notifies every listening node with `<version>:<key>`. Notifications
+-- are delivered at commit, and not at all on rollback; the version's row
+-- lock is held to commit, so they arrive in version order, and a node that
+-- sees a version skip knows it missed one.
 CREATE FUNCTION cluster_entry_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     changed TEXT;
+    bumped BIGINT;
 BEGIN
     IF TG_OP = 'DELETE' THEN
         changed := OLD.key;
@@ -49,8 +52,8 @@ BEGIN
         changed := NEW.key;
     END IF;
     IF EXISTS (SELECT 1 FROM cluster_watched WHERE left(changed, length(prefix)) = prefix) THEN
-        UPDATE cluster_version SET version = version + 1 WHERE id = 1;
-        PERFORM pg_notify('broker_changes', changed);
+        UPDATE cluster_version SET version = version + 1 WHERE id = 1 RETURNING version INTO bumped;
+        PERFORM pg_notify('broker_changes', bumped || ':' || changed);
     END IF;
     RETURN NULL;
 END;

@@ -1,7 +1,9 @@
-//! Keeping a node's caches in step with the database: the echo loop (which
-//! also compares the change version, so a missed announcement is caught
-//! within one echo) and the change feed, which refreshes what a change
-//! touched as soon as it commits.
+//! Keeping a node's caches in step with the database: the change feed,
+//! which refreshes what a change touched as soon as it commits, with the
+//! change version beside it (a version skipped in the feed, or a version
+//! read every echo interval that the feed has not reached, means a missed
+//! announcement: everything is refreshed); and the echo loop, which tells
+//! the others this node is alive and which key term it seals with.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -15,9 +17,8 @@ use crate::storage::Change;
 pub const FOLLOWED: &[&str] = crate::core::CACHED;
 
 impl Cluster {
-    /// Echoes every [`super::Timing::echo`] and, when the change version
-    /// moved without this node hearing of it, refreshes everything the core
-    /// caches. Runs until aborted (at seal or stop).
+    /// Echoes every [`super::Timing::echo`], with the key term in use. Runs
+    /// until aborted (at seal or stop).
     pub fn spawn_echo(self: Arc<Self>, core: Arc<Core>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(self.timing.echo);
@@ -74,12 +75,24 @@ impl Cluster {
             }
             loop {
                 match feed.next().await {
-                    Change::Entry(key) => {
-                        // The version moved by this change: counted as seen
-                        // only once the refresh is done.
+                    Change::Entry { key, version } => {
                         if let Err(e) = core.refresh(&key).await {
                             tracing::error!(key = %key, error = %e, "cannot refresh after a change; refreshing everything next echo");
                             seen.store(-1, Ordering::SeqCst);
+                            continue;
+                        }
+                        // The next version in line: caught up to it. A gap:
+                        // an announcement was missed, so everything.
+                        let last = seen.load(Ordering::SeqCst);
+                        if version == last + 1 {
+                            let _ = seen.compare_exchange(
+                                last,
+                                version,
+                                Ordering::SeqCst,
+                                Ordering::SeqCst,
+                            );
+                        } else if version > last {
+                            self.catch_up(&core, &seen).await;
                         }
                     }
                     Change::Reconnected => {
@@ -114,12 +127,12 @@ impl Cluster {
             Ok(()) => {
                 // Only forward: a change announced meanwhile was refreshed
                 // by the feed, or is caught by the next comparison.
-                let _ = seen.compare_exchange(last, version, Ordering::SeqCst, Ordering::SeqCst);
+                let _ = seen.fetch_max(version, Ordering::SeqCst);
                 if last >= 0 {
                     tracing::info!(
                         from = last,
                         to = version,
-                        "caught up with changes made on other nodes"
+                        "changes were missed (the change feed lost them); everything cached was reloaded"
                     );
                 }
             }

@@ -48,8 +48,14 @@ pub struct JobClaim {
 /// One event from the change feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// The watched entry at this key was written or deleted.
-    Entry(String),
+    /// The watched entry at `key` was written or deleted, moving the change
+    /// version to `version`.
+    Entry {
+        /// The entry's key.
+        key: String,
+        /// The change version this change made.
+        version: i64,
+    },
     /// The feed's connection was lost and made again: changes may have been
     /// missed, so compare [`ClusterStore::change_version`].
     Reconnected,

@@ -193,7 +193,22 @@ impl ChangeFeed for PgFeed {
                 }
             };
             match listener.try_recv().await {
-                Ok(Some(notification)) => return Change::Entry(notification.payload().to_owned()),
+                Ok(Some(notification)) => {
+                    match notification.payload().split_once(':') {
+                        Some((version, key)) => {
+                            if let Ok(version) = version.parse() {
+                                return Change::Entry {
+                                    key: key.to_owned(),
+                                    version,
+                                };
+                            }
+                        }
+                        None => {}
+                    }
+                    // Not ours to read: compare versions instead.
+                    tracing::warn!("an unreadable change notification; checking versions");
+                    return Change::Reconnected;
+                }
                 // Lost and not yet listening again: a fresh listener, so the
                 // LISTEN is in place before the caller compares versions.
                 Ok(None) => self.listener = None,
