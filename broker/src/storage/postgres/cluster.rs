@@ -194,16 +194,13 @@ impl ChangeFeed for PgFeed {
             };
             match listener.try_recv().await {
                 Ok(Some(notification)) => {
-                    match notification.payload().split_once(':') {
-                        Some((version, key)) => {
-                            if let Ok(version) = version.parse() {
-                                return Change::Entry {
-                                    key: key.to_owned(),
-                                    version,
-                                };
-                            }
-                        }
-                        None => {}
+                    if let Some((version, key)) = notification.payload().split_once(':')
+                        && let Ok(version) = version.parse()
+                    {
+                        return Change::Entry {
+                            key: key.to_owned(),
+                            version,
+                        };
                     }
                     // Not ours to read: compare versions instead.
                     tracing::warn!("an unreadable change notification; checking versions");
