@@ -182,6 +182,41 @@ async fn the_cli_reads_writes_and_logs_in_as_vaults_does() {
         "{}",
         run.stdout
     );
+    // A patch changes one field and keeps the others.
+    let run = broker(
+        &["kv", "patch", "secret/app", "region=us"],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = broker(
+        &["kv", "get", "-format=json", "secret/app"],
+        &env,
+        home.path(),
+        "",
+    );
+    let got: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        got["data"],
+        json!({"api_key": "k-123", "region": "us"}),
+        "{got}"
+    );
+    // `broker patch` on any path speaks JSON merge patch too.
+    let run = broker(
+        &["patch", "secret/data/app", "-"],
+        &env,
+        home.path(),
+        "{\"data\": {\"region\": \"eu\"}}",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = broker(
+        &["kv", "get", "-field=region", "secret/app"],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.stdout, "eu");
 
     // Login: the token kept in the helper file (0600), used afterwards;
     // Vault's variable names work as well.

@@ -45,6 +45,15 @@ pub enum KvCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Change some of a secret's fields, keeping the others (version 2).
+    Patch {
+        #[command(flatten)]
+        at: SecretPath,
+        /// `key=value`, `key=@file`, `key=-`, or `-` for a JSON object.
+        data: Vec<String>,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Delete a secret's latest version (version 2: recoverable with undelete).
     Delete {
         #[command(flatten)]
@@ -157,6 +166,30 @@ pub async fn run(cmd: KvCommand) -> anyhow::Result<()> {
                 Some(answer) => output.print(&answer),
                 None => {
                     println!("Success! Data written to: {}", at.path);
+                    Ok(())
+                }
+            }
+        }
+        KvCommand::Patch { at, data, output } => {
+            let (mount, rest) = split(&at)?;
+            if version(&client, &mount).await == 1 {
+                anyhow::bail!(
+                    "kv patch needs a version 2 mount; {mount}/ is version 1 (use kv put)"
+                );
+            }
+            let mut wrapped = Map::new();
+            wrapped.insert("data".into(), Value::Object(body(&data)?));
+            match client
+                .request(
+                    Method::PATCH,
+                    &format!("{mount}/data/{rest}"),
+                    Some(&wrapped),
+                )
+                .await?
+            {
+                Some(answer) => output.print(&answer),
+                None => {
+                    println!("Success! Data patched at: {}", at.path);
                     Ok(())
                 }
             }

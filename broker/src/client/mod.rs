@@ -307,6 +307,13 @@ impl Client {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
+        // A PATCH is a JSON merge patch (RFC 7396), as Vault takes it.
+        if method == Method::PATCH {
+            request = request.header(
+                reqwest::header::CONTENT_TYPE,
+                "application/merge-patch+json",
+            );
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
