@@ -578,7 +578,13 @@ async fn status_and_operator_unseal_on_a_sealed_broker() {
     assert_eq!(status["sealed"], false);
 
     // Rotate and seal through the CLI.
-    let run = broker(&["operator", "rotate"], &env, home.path(), "");
+    let run = broker(&["operator", "rotate", "-wait"], &env, home.path(), "");
+    assert!(
+        run.stdout.contains("rewrap to term 2") && run.stdout.trim_end().ends_with("done"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
     assert!(
         run.stdout.contains("term 2"),
         "{}{}",
@@ -859,4 +865,108 @@ async fn exec_logs_in_with_approle_forwards_sigterm_and_revokes() {
         "revoked after the signal"
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains(password));
+}
+
+#[tokio::test]
+async fn audit_devices_and_certificates_from_the_command_line() {
+    let logs = tempfile::tempdir().unwrap();
+    let b = Broker::start_with(
+        None,
+        &format!("[audit]\nfile_dirs = [\"{}\"]\n", logs.path().display()),
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let a = addr(&b);
+    let env = [
+        ("BROKER_ADDR", a.as_str()),
+        ("BROKER_TOKEN", b.token.as_str()),
+    ];
+
+    let file = logs.path().join("audit.log");
+    let run = broker(
+        &[
+            "audit",
+            "enable",
+            "file",
+            &format!("file_path={}", file.display()),
+        ],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = broker(&["audit", "list"], &env, home.path(), "");
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("file/") && l.contains("audit.log")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        std::fs::metadata(&file).is_ok(),
+        "the device writes its file"
+    );
+
+    // A certificate and key written to files, the key for its owner only.
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/mounts/pki",
+        Some(json!({"type": "pki"})),
+    )
+    .await;
+    b.expect(
+        StatusCode::OK,
+        "POST",
+        "pki/root/generate/internal",
+        Some(json!({"common_name": "CLI Root", "ttl": "8760h"})),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "pki/roles/web",
+        Some(json!({"allowed_domains": ["example.com"], "allow_subdomains": true})),
+    )
+    .await;
+    let (cert, key) = (home.path().join("api.pem"), home.path().join("api.key"));
+    let run = broker(
+        &[
+            "pki",
+            "issue",
+            "pki/web",
+            "common_name=api.example.com",
+            "ttl=1h",
+            &format!("-cert-out={}", cert.display()),
+            &format!("-key-out={}", key.display()),
+        ],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("Success! Issued serial"),
+        "{}",
+        run.stdout
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("api.example.com"));
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    assert!(key_text.contains("PRIVATE KEY") && !run.stdout.contains("PRIVATE KEY"));
+
+    let run = broker(&["audit", "disable", "file"], &env, home.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = broker(&["audit", "list"], &env, home.path(), "");
+    assert!(!run.stdout.contains("file/"), "{}", run.stdout);
 }

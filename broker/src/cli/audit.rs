@@ -1,6 +1,7 @@
 //! `broker audit verify`: checks audit files the way an auditor can, with
 //! no secret of the broker's: the hash chain, the file boundaries and, with
 //! the checkpoint public key, the signed checkpoints that vouch for it.
+//! `broker audit enable|disable|list` manage a running broker's devices.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,27 @@ use crate::audit::keys::PublicKey;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
+    /// Enable an audit device on a running broker (`broker audit enable
+    /// file file_path=/var/log/broker/audit.log`).
+    Enable {
+        /// The device type (`file`).
+        kind: String,
+        /// Where to enable it (default: the type).
+        #[arg(long)]
+        path: Option<String>,
+        /// Its options, `key=value` (`file_path`, `log_raw`, `hmac_accessor`, `fsync`).
+        options: Vec<String>,
+    },
+    /// Disable an audit device.
+    Disable {
+        /// The device's path.
+        path: String,
+    },
+    /// The enabled audit devices.
+    List {
+        #[command(flatten)]
+        output: super::output::Output,
+    },
     /// Check that audit files are intact: no line edited, missing,
     /// inserted or reordered, none dropped at a file's start or end.
     ///
@@ -93,12 +115,81 @@ fn by_node(files: &[PathBuf]) -> anyhow::Result<Vec<(Option<String>, Vec<PathBuf
     Ok(groups)
 }
 
-pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
-    let AuditCommand::Verify {
-        public_key,
-        open_end,
-        files,
-    } = cmd;
+pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
+    use reqwest::Method;
+    use serde_json::{Value, json};
+    let (public_key, open_end, files) = match cmd {
+        AuditCommand::Verify {
+            public_key,
+            open_end,
+            files,
+        } => (public_key, open_end, files),
+        AuditCommand::Enable {
+            kind,
+            path,
+            options,
+        } => {
+            let path = path.unwrap_or_else(|| kind.clone());
+            let mut body = serde_json::Map::new();
+            body.insert("type".into(), json!(kind));
+            body.insert(
+                "options".into(),
+                Value::Object(super::args::body(&options)?),
+            );
+            super::client()?
+                .request(
+                    Method::PUT,
+                    &format!("sys/audit/{}", path.trim_matches('/')),
+                    Some(&body),
+                )
+                .await?;
+            println!(
+                "Success! Enabled the {kind} audit device at: {}/",
+                path.trim_matches('/')
+            );
+            return Ok(());
+        }
+        AuditCommand::Disable { path } => {
+            super::client()?
+                .request(
+                    Method::DELETE,
+                    &format!("sys/audit/{}", path.trim_matches('/')),
+                    None,
+                )
+                .await?;
+            println!(
+                "Success! Disabled the audit device (if it existed) at: {}/",
+                path.trim_matches('/')
+            );
+            return Ok(());
+        }
+        AuditCommand::List { output } => {
+            let answer = super::client()?
+                .request(Method::GET, "sys/audit", None)
+                .await?
+                .unwrap_or(Value::Null);
+            if output.field.is_some() || output.format.is_some() {
+                return output.print(&answer);
+            }
+            let devices = answer
+                .get("data")
+                .filter(|d| d.is_object())
+                .unwrap_or(&answer);
+            println!("{:<16}{:<8}Options", "Path", "Type");
+            println!("{:<16}{:<8}-------", "----", "----");
+            for (path, device) in devices.as_object().into_iter().flatten() {
+                if device.get("type").is_none() {
+                    continue;
+                }
+                println!(
+                    "{path:<16}{:<8}{}",
+                    super::output::plain(&device["type"]),
+                    device["options"]
+                );
+            }
+            return Ok(());
+        }
+    };
     let public = public_key.as_deref().map(read_key).transpose()?;
     if public.is_none() {
         eprintln!(

@@ -17,6 +17,7 @@ mod kv;
 mod login;
 mod operator;
 mod output;
+mod pki;
 mod plugin;
 mod server;
 
@@ -76,6 +77,9 @@ enum Command {
     /// Read and write KV secrets by path (version 1 or 2).
     #[command(subcommand)]
     Kv(kv::KvCommand),
+    /// Issue certificates from a PKI role.
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
     /// The broker's seal state (no token needed). Exit 0 unsealed, 2 sealed.
     Status(output::Output),
     /// Run a command with secrets in its environment, renewed while it
@@ -92,7 +96,8 @@ enum Command {
     /// `broker server --config FILE`. To try things, `broker server --dev`
     /// starts a throwaway broker in one command.
     Server(server::ServerArgs),
-    /// Audit log tools: `broker audit verify FILE...`.
+    /// Audit devices (`enable`, `disable`, `list` on a running broker) and
+    /// `verify FILE...` (offline, on the files).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Operator tasks: `init` (offline, on the storage), `unseal`, `seal`,
@@ -145,12 +150,13 @@ pub fn main() -> std::process::ExitCode {
             Command::Auth(cmd) => admin::auth(cmd).await,
             Command::Policy(cmd) => admin::policy(cmd).await,
             Command::Kv(cmd) => kv::run(cmd).await,
+            Command::Pki(cmd) => pki::run(cmd).await,
             Command::Status(output) => api::status(output).await,
             Command::Exec(a) => exec::run(a).await,
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Server(args) => server::run(args).await,
             Command::Operator(cmd) => operator::run(cmd).await,
-            Command::Audit(cmd) => audit::run(cmd),
+            Command::Audit(cmd) => audit::run(cmd).await,
         }
     });
     match result {

@@ -60,7 +60,11 @@ pub enum OperatorCommand {
     Seal,
     /// Rotate the barrier key (a new term; old values are moved in the
     /// background; `broker read sys/key-status` shows how far).
-    Rotate,
+    Rotate {
+        /// Wait for the background rewrap to finish, showing its progress.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,17 +89,20 @@ pub async fn run(cmd: OperatorCommand) -> anyhow::Result<()> {
             println!("Success! The broker is sealed.");
             Ok(())
         }
-        OperatorCommand::Rotate => {
+        OperatorCommand::Rotate { wait } => {
             let client = super::client()?;
             client.request(Method::PUT, "sys/rotate", None).await?;
             let status = client
                 .request(Method::GET, "sys/key-status", None)
                 .await?
                 .unwrap_or(Value::Null);
+            let term = status["data"]["term"].clone();
             println!(
-                "Success! Rotated the barrier key: term {} is in use; older values are moved in the background.",
-                status["data"]["term"]
+                "Success! Rotated the barrier key: term {term} is in use; older values are moved in the background."
             );
+            if wait {
+                wait_for_rewrap(&client, &term).await?;
+            }
             Ok(())
         }
         OperatorCommand::Init {
@@ -195,4 +202,46 @@ async fn unseal(key: Option<String>, reset: bool, migrate: bool) -> anyhow::Resu
         row("Unseal Nonce", super::output::plain(&status["nonce"]));
     }
     Ok(())
+}
+
+/// Follows `sys/key-status` until the rewrap to `term` is done, on one
+/// line rewritten in place at a terminal, a line per change otherwise.
+async fn wait_for_rewrap(client: &crate::client::Client, term: &Value) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stdout().is_terminal();
+    let mut last = String::new();
+    loop {
+        let status = client
+            .request(Method::GET, "sys/key-status", None)
+            .await?
+            .unwrap_or(Value::Null);
+        let rewrap = &status["data"]["rewrap"];
+        let done = rewrap["term"] == *term && rewrap["done"] == true;
+        let line = format!(
+            "rewrap to term {term}: pass {}, {} values looked at, {} moved{}",
+            rewrap["pass"],
+            rewrap["visited"],
+            rewrap["rewrapped"],
+            if done { ", done" } else { "" }
+        );
+        if line != last {
+            if terminal {
+                print!("\r{line}");
+                let _ = std::io::stdout().flush();
+            } else {
+                println!("{line}");
+            }
+            last = line;
+        }
+        if done {
+            if terminal {
+                println!();
+            }
+            return Ok(());
+        }
+        if let Some(error) = rewrap["error"].as_str() {
+            eprintln!("\nthe rewrap is waiting to retry: {error}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
