@@ -213,7 +213,12 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _held = (permit, client);
+            // Dropped in this order when the connection ends: the
+            // client's count first, then the total slot. The other way,
+            // the accept loop could wake on the freed slot, accept, and
+            // still count this connection against its client, closing the
+            // new one for nothing.
+            let _held = (client, permit);
             let io = IdleTimeout::new(stream, limits.idle_timeout);
             let service = |peer: Option<PeerCertificates>| {
                 TowerToHyperService::new(app.map_request(
