@@ -235,7 +235,7 @@ async fn forward_signals(pid: Option<i32>) {
 /// Renews every renewable lease, and the run's own token, at two thirds of
 /// its lifetime, while the child runs.
 fn keep_renewed(client: &Client, held: &[Held], own_token: bool) -> tokio::task::JoinHandle<()> {
-    let client = client.with_token_of(client);
+    let client = client.clone();
     let mut leases: Vec<(String, String, u64)> = held
         .iter()
         .filter(|h| h.renewable && h.duration > 0)

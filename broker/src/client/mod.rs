@@ -114,7 +114,9 @@ fn capability(method: &Method, list: bool) -> &'static str {
     }
 }
 
-/// A client for one broker, with one token (or none).
+/// A client for one broker, with one token (or none). Cloning is cheap
+/// (the HTTP client's connections are shared).
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     addr: String,
@@ -241,16 +243,6 @@ impl Client {
             http: self.http.clone(),
             addr: self.addr.clone(),
             token: Some(token),
-        }
-    }
-
-    /// A copy of `other` (the same address, HTTP client and token), for a
-    /// task of its own.
-    pub fn with_token_of(&self, other: &Client) -> Self {
-        Self {
-            http: other.http.clone(),
-            addr: other.addr.clone(),
-            token: other.token.clone(),
         }
     }
 
