@@ -16,11 +16,13 @@
 //! - [`barrier`] seals every stored value; [`seal`] wraps the root key, which encrypts the keyring.
 //! - [`metrics`] counts what `sys/metrics` reports.
 //! - [`config`] reads the server's configuration file; [`server`] starts
-//!   and serves; [`client`] talks to a broker over its HTTP API; [`cli`] is
-//!   the `broker` command, the only place `anyhow` is used.
+//!   and serves; [`client`] talks to a broker over its HTTP API; [`agent`]
+//!   keeps an application's secrets fresh in files; [`cli`] is the `broker`
+//!   command, the only place `anyhow` is used.
 
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod api;
 pub mod audit;
 pub mod auth;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod acl_matrix;
+mod agent;
 mod api;
 mod approle;
 mod audit;

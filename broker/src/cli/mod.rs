@@ -82,6 +82,18 @@ enum Command {
     Pki(pki::PkiCommand),
     /// The broker's seal state (no token needed). Exit 0 unsealed, 2 sealed.
     Status(output::Output),
+    /// Keep an application supplied with secrets: log in by itself, write
+    /// its token to sinks, render templates to files, renew what it read
+    /// (`broker agent --config agent.toml`).
+    Agent {
+        /// The agent's configuration file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: std::path::PathBuf,
+        /// Log in, write the sinks and render the templates once, then exit
+        /// (an init container, a job's first step).
+        #[arg(long)]
+        exit_after_auth: bool,
+    },
     /// Run a command with secrets in its environment, renewed while it
     /// runs and revoked when it ends (`broker exec --secret
     /// DB=database/creds/app -- ./deploy.sh`).
@@ -153,6 +165,13 @@ pub fn main() -> std::process::ExitCode {
             Command::Pki(cmd) => pki::run(cmd).await,
             Command::Status(output) => api::status(output).await,
             Command::Exec(a) => exec::run(a).await,
+            Command::Agent {
+                config,
+                exit_after_auth,
+            } => {
+                let config = crate::agent::AgentConfig::load(&config)?;
+                Ok(crate::agent::run(config, exit_after_auth).await?)
+            }
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Server(args) => server::run(args).await,
             Command::Operator(cmd) => operator::run(cmd).await,
