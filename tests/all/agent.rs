@@ -234,3 +234,164 @@ DB_PASSWORD={{{{ db.Data.password }}}}
     }
     assert!(log.contains("logging in again"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_run_child_connects_across_three_credentials_and_is_restarted_only_on_change() {
+    let b = Broker::start().await;
+    let s = postgres();
+    let tag = broker_tests::unique("ag").replace('_', "");
+    let prefix = format!("ag{}", &tag[tag.len() - 8..]);
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "sys/mounts/database",
+        Some(json!({"type": "database"})),
+    )
+    .await;
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/config/pg",
+        Some(json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": pg_url(&s.host, s.port),
+            "username": s.user, "password": s.password, "allowed_roles": "*",
+            "username_template": format!("{prefix}-{{{{random 8}}}}"),
+        })),
+    )
+    .await;
+    // Each credential lasts 4 s, renewed up to 10 s: then a fresh one.
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "POST",
+        "database/roles/app",
+        Some(json!({
+            "db_name": "pg", "default_ttl": "4s", "max_ttl": "10s",
+            "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'"],
+        })),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("token"), &b.token).unwrap();
+    let log = d.join("child.log");
+    // The child logs in with a password every half second, as an app's
+    // connection pool would, and says which user each start had.
+    let script = format!(
+        "echo \"start $DB_USER\" >> {log}; while true; do \
+         if PGPASSWORD=\"$DB_PASSWORD\" PGCONNECT_TIMEOUT=3 psql -h {host} -p {port} -U \"$DB_USER\" -d {db} -tAc 'select 1' >/dev/null 2>&1; \
+         then echo \"ok $DB_USER\" >> {log}; else echo \"fail $DB_USER\" >> {log}; fi; sleep 0.5; done",
+        log = log.display(),
+        host = s.host,
+        port = s.port,
+        db = s.database
+    );
+    let config = format!(
+        r#"
+[broker]
+address = "{addr}"
+
+[auto_auth]
+method = "token_file"
+path = "{d}/token"
+
+[exec]
+command = ["sh", "-c", {script:?}]
+
+[exec.env]
+DB_USER = '{{{{ secret("database/creds/app").data.username }}}}'
+DB_PASSWORD = '{{{{ secret("database/creds/app").data.password }}}}'
+"#,
+        addr = b.base.trim_end_matches("/v1"),
+        d = d.display(),
+    );
+    std::fs::write(d.join("agent.toml"), config).unwrap();
+    let agent_log = d.join("agent.log");
+    let mut agent = Command::new(BROKER)
+        .args(["agent", "--config"])
+        .arg(d.join("agent.toml"))
+        .env("BROKER_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&agent_log).unwrap())
+        .spawn()
+        .unwrap();
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let starts = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("start "))
+            .map(str::to_owned)
+            .collect()
+    };
+    // Three credential lifetimes: each lives 10 s at most.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while starts(&lines()).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}\n{}",
+            lines(),
+            std::fs::read_to_string(&agent_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A little into the third, so it has connected too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = lines();
+    let started = starts(&seen);
+    let distinct: std::collections::BTreeSet<_> = started.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        started.len(),
+        "restarted without a new credential: {started:?}"
+    );
+    for user in &started {
+        let ok = seen.iter().filter(|l| *l == &format!("ok {user}")).count();
+        assert!(ok >= 2, "{user} never connected: {seen:?}");
+    }
+    let failed: Vec<_> = seen.iter().filter(|l| l.starts_with("fail")).collect();
+    assert!(failed.is_empty(), "a login failed: {failed:?}");
+    // Renewals in between: each credential served past its first 4 s.
+    let oks_of_first = seen
+        .iter()
+        .filter(|l| *l == &format!("ok {}", started[0]))
+        .count();
+    assert!(
+        oks_of_first >= 12,
+        "the first credential was not renewed: {oks_of_first} logins"
+    );
+
+    // Stopping the agent stops the child and revokes what it held.
+    let ok = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = agent.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let left: i64 = broker_tests::pg_admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1",
+            &[&format!("{prefix}-%")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the agent's credentials outlived it");
+    let log_text = std::fs::read_to_string(&agent_log).unwrap();
+    assert!(!log_text.contains(&b.token), "{log_text}");
+    // A token it was given (token_file) is not its to revoke.
+    let (code, _) = b.call("GET", "auth/token/lookup-self", None).await;
+    assert_eq!(
+        code,
+        StatusCode::OK,
+        "the agent revoked a token it did not make"
+    );
+}

@@ -56,6 +56,26 @@ pub struct AgentConfig {
     /// Files rendered from templates.
     #[serde(default, rename = "template")]
     pub templates: Vec<TemplateConfig>,
+    /// A child run with secrets in its environment.
+    #[serde(default)]
+    pub exec: Option<ExecConfig>,
+}
+
+/// `[exec]`: the agent runs the application itself, its environment
+/// rendered from templates, and restarts it when a value changes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecConfig {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Environment variables, each a template
+    /// (`DB_PASSWORD = '{{ secret("database/creds/app").data.password }}'`).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Restart the child when a variable's value changes (default true);
+    /// otherwise it keeps the values it started with.
+    #[serde(default = "yes")]
+    pub restart_on_secret_changes: bool,
 }
 
 /// `[broker]`.
@@ -182,6 +202,14 @@ impl AgentConfig {
     pub fn parse(text: &str) -> Result<Self, AgentConfigError> {
         let config: Self =
             toml::from_str(text).map_err(|e| AgentConfigError::Invalid(e.to_string()))?;
+        if let Some(exec) = &config.exec
+            && exec.command.is_empty()
+        {
+            return Err(AgentConfigError::Invalid(
+                "exec.command is empty: give the command and its arguments, e.g. [\"./app\"]"
+                    .into(),
+            ));
+        }
         for template in &config.templates {
             template.mode()?;
             if template.source.is_some() == template.contents.is_some() {

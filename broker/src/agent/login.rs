@@ -19,6 +19,9 @@ pub(super) struct Login {
     renewable: bool,
     /// When to renew next; `None` for a token that does not expire.
     pub(super) due: Option<Instant>,
+    /// Whether the agent made it by logging in (revoked at a clean stop),
+    /// rather than being given it (`token_file`: someone else's to end).
+    pub(super) own: bool,
 }
 
 fn read_file(path: &std::path::Path, what: &str) -> Result<Zeroizing<String>, AgentError> {
@@ -60,6 +63,7 @@ pub(super) async fn login(
                 ttl,
                 renewable: answer["data"]["renewable"] == true,
                 due: (ttl > 0).then(|| two_thirds(ttl)),
+                own: false,
             });
         }
         AutoAuth::Approle {
@@ -127,6 +131,7 @@ pub(super) async fn login(
         ttl,
         renewable: auth["renewable"] == true,
         due: (ttl > 0).then(|| two_thirds(ttl)),
+        own: true,
     })
 }
 

@@ -9,6 +9,11 @@
 //! reading every secret again under the new token) before the old one
 //! reaches its max TTL, so no credential a file holds dies with it.
 //!
+//! With `[exec]` it runs the application itself, its environment rendered
+//! from templates, and restarts it only when a value changed. When it
+//! stops (SIGINT, SIGTERM, or its child's exit) it revokes every lease it
+//! read and the token it logged in for: nothing it held outlives it.
+//!
 //! It must never write a secret to its log: lines name paths and lease
 //! ids, never values.
 
@@ -65,6 +70,27 @@ struct Agent {
     templates: Vec<String>,
     secrets: BTreeMap<String, Held>,
     secret_id: Option<zeroize::Zeroizing<String>>,
+    /// The `[exec]` child and the environment it was started with.
+    child: Option<(
+        tokio::process::Child,
+        BTreeMap<String, zeroize::Zeroizing<String>>,
+    )>,
+}
+
+/// How long a child has to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The child's exit, or never without one.
+async fn child_exit(
+    child: &mut Option<(
+        tokio::process::Child,
+        BTreeMap<String, zeroize::Zeroizing<String>>,
+    )>,
+) -> std::io::Result<std::process::ExitStatus> {
+    match child {
+        Some((process, _)) => process.wait().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// When two thirds of `secs` from now have passed.
@@ -72,9 +98,10 @@ fn two_thirds(secs: u64) -> Instant {
     Instant::now() + Duration::from_secs((secs * 2 / 3).max(1))
 }
 
-/// Runs the agent with `config` until SIGINT or SIGTERM, or (with
-/// `exit_after_auth`) once its token is written and its templates rendered.
-pub async fn run(config: AgentConfig, exit_after_auth: bool) -> Result<(), AgentError> {
+/// Runs the agent with `config` until SIGINT or SIGTERM, its `[exec]`
+/// child's exit, or (with `exit_after_auth`) once its token is written and
+/// its templates rendered. The child's exit code, if it had one to give.
+pub async fn run(config: AgentConfig, exit_after_auth: bool) -> Result<Option<i32>, AgentError> {
     let base = match &config.broker.address {
         Some(address) => Client::new(address, None, config.broker.ca_cert.clone())?,
         None => Client::from_env()?,
@@ -93,12 +120,13 @@ pub async fn run(config: AgentConfig, exit_after_auth: bool) -> Result<(), Agent
         templates,
         secrets: BTreeMap::new(),
         secret_id,
+        child: None,
     };
     agent.write_sinks()?;
     agent.read_all().await?;
     agent.render().await?;
     if exit_after_auth {
-        return Ok(());
+        return Ok(None);
     }
     let mut stop = std::pin::pin!(shutdown());
     loop {
@@ -107,7 +135,16 @@ pub async fn run(config: AgentConfig, exit_after_auth: bool) -> Result<(), Agent
             () = tokio::time::sleep_until(next) => {}
             () = &mut stop => {
                 tracing::info!("the agent stops");
-                return Ok(());
+                agent.stop_child().await;
+                agent.revoke_all().await;
+                return Ok(None);
+            }
+            status = child_exit(&mut agent.child) => {
+                agent.child = None;
+                let code = status.ok().and_then(|s| s.code()).unwrap_or(1);
+                tracing::info!(code, "the child exited; the agent stops");
+                agent.revoke_all().await;
+                return Ok(Some(code));
             }
         }
         if let Err(e) = agent.step().await {
@@ -154,10 +191,12 @@ impl Agent {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
     }
 
-    /// Reads every path the templates read, under the current token.
+    /// Reads every path the templates (and `[exec]`'s environment) read,
+    /// under the current token.
     async fn read_all(&mut self) -> Result<(), AgentError> {
         let mut paths = std::collections::BTreeSet::new();
-        for text in &self.templates {
+        let env_templates = self.config.exec.iter().flat_map(|e| e.env.values());
+        for text in self.templates.iter().chain(env_templates) {
             paths.extend(template::wanted(text)?);
         }
         for path in paths {
@@ -196,8 +235,103 @@ impl Agent {
         Ok(())
     }
 
-    /// Renders every template; runs the command of each that changed.
-    async fn render(&self) -> Result<(), AgentError> {
+    /// Renders every template, running the command of each that changed,
+    /// and (re)starts the `[exec]` child if its environment changed.
+    async fn render(&mut self) -> Result<(), AgentError> {
+        self.render_files().await?;
+        self.exec().await
+    }
+
+    /// Starts the `[exec]` child, or restarts it when a variable's value
+    /// changed (and `restart_on_secret_changes` allows).
+    async fn exec(&mut self) -> Result<(), AgentError> {
+        let Some(exec) = &self.config.exec else {
+            return Ok(());
+        };
+        let answers: BTreeMap<String, Value> = self
+            .secrets
+            .iter()
+            .map(|(p, h)| (p.clone(), h.answer.clone()))
+            .collect();
+        let mut env = BTreeMap::new();
+        for (name, text) in &exec.env {
+            env.insert(
+                name.clone(),
+                zeroize::Zeroizing::new(template::render(text, &answers)?),
+            );
+        }
+        let (program, args) = (exec.command[0].clone(), exec.command[1..].to_vec());
+        let restart = exec.restart_on_secret_changes;
+        match &self.child {
+            Some((_, current)) if *current == env || !restart => return Ok(()),
+            Some(_) => {
+                tracing::info!("a secret in the child's environment changed; restarting it");
+                self.stop_child().await;
+            }
+            None => {}
+        }
+        let mut command = tokio::process::Command::new(&program);
+        command.args(&args);
+        for (name, value) in &env {
+            command.env(name, value.as_str());
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| AgentError::Login(format!("cannot run {program}: {e}")))?;
+        tracing::info!(pid = child.id(), "started the child");
+        self.child = Some((child, env));
+        Ok(())
+    }
+
+    /// Stops the child: SIGTERM, then SIGKILL after [`STOP_GRACE`].
+    async fn stop_child(&mut self) {
+        let Some((mut child, _)) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        if tokio::time::timeout(STOP_GRACE, child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Revokes every lease read, and the agent's token if it logged in for
+    /// it (a clean stop).
+    async fn revoke_all(&mut self) {
+        let client = self.client();
+        for (path, held) in std::mem::take(&mut self.secrets) {
+            let Some(lease) = held.answer["lease_id"].as_str().filter(|l| !l.is_empty()) else {
+                continue;
+            };
+            let mut body = Map::new();
+            body.insert("lease_id".into(), json!(lease));
+            if let Err(e) = client
+                .request(Method::PUT, "sys/leases/revoke", Some(&body))
+                .await
+            {
+                tracing::warn!(path, error = %e, "cannot revoke a lease at stop; it ends with its TTL");
+            }
+        }
+        if !self.login.own {
+            return;
+        }
+        if let Err(e) = client
+            .request(Method::POST, "auth/token/revoke-self", Some(&Map::new()))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot revoke the agent's token at stop; it ends with its TTL");
+        }
+    }
+
+    async fn render_files(&self) -> Result<(), AgentError> {
         let answers: BTreeMap<String, Value> = self
             .secrets
             .iter()

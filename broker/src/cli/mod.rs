@@ -170,7 +170,13 @@ pub fn main() -> std::process::ExitCode {
                 exit_after_auth,
             } => {
                 let config = crate::agent::AgentConfig::load(&config)?;
-                Ok(crate::agent::run(config, exit_after_auth).await?)
+                match crate::agent::run(config, exit_after_auth).await? {
+                    // The child's code, as `broker exec` gives it.
+                    Some(code) if code != 0 => {
+                        Err(Exit::silent(u8::try_from(code & 0xff).unwrap_or(1)))
+                    }
+                    _ => Ok(()),
+                }
             }
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Server(args) => server::run(args).await,
