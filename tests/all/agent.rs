@@ -225,6 +225,20 @@ DB_PASSWORD={{{{ db.Data.password }}}}
 
     let _ = agent.kill();
     let _ = agent.wait();
+    // The token is in the sink and nowhere else beside it.
+    for entry in std::fs::read_dir(d).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name() != Some(std::ffi::OsStr::new("token")) {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                !bytes
+                    .windows(new_token.len())
+                    .any(|w| w == new_token.as_bytes()),
+                "the token in {}",
+                path.display()
+            );
+        }
+    }
     let log = agent_log();
     for secret in [&first.1, &second.1, &secret_id, &token, &new_token] {
         assert!(

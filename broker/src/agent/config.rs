@@ -257,4 +257,28 @@ mod tests {
         let bad = format!("{example}\nperms = \"0999\"");
         assert!(AgentConfig::parse(&bad).is_err());
     }
+
+    /// The TOML examples in `text` that configure an agent.
+    fn agent_examples(text: &str) -> Vec<&str> {
+        text.split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .filter(|b| b.contains("[auto_auth]"))
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_agent_examples_parse() {
+        let readme = agent_examples(include_str!("../../../README.md"));
+        let guide = agent_examples(include_str!("../../../docs/ci-cd.md"));
+        assert_eq!((readme.len(), guide.len()), (1, 1));
+        for example in readme.into_iter().chain(guide) {
+            let config = AgentConfig::parse(example).unwrap_or_else(|e| panic!("{e}\n{example}"));
+            for template in &config.templates {
+                let text = template.text().unwrap();
+                let paths = super::super::template::wanted(&text).unwrap();
+                assert!(paths.contains("database/creds/app"), "{text}");
+            }
+        }
+    }
 }
