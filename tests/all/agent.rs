@@ -292,7 +292,7 @@ async fn an_agent_run_child_connects_across_three_credentials_and_is_restarted_o
     // The child logs in with a password every half second, as an app's
     // connection pool would, and says which user each start had.
     let script = format!(
-        "echo \"start $DB_USER\" >> {log}; while true; do \
+        "echo \"start $DB_USER\" >> {log}; echo \"$DB_PASSWORD\" > {log}.pw; while true; do \
          if PGPASSWORD=\"$DB_PASSWORD\" PGCONNECT_TIMEOUT=3 psql -h {host} -p {port} -U \"$DB_USER\" -d {db} -tAc 'select 1' >/dev/null 2>&1; \
          then echo \"ok $DB_USER\" >> {log}; else echo \"fail $DB_USER\" >> {log}; fi; sleep 0.5; done",
         log = log.display(),
@@ -354,6 +354,12 @@ DB_PASSWORD = '{{{{ secret("database/creds/app").data.password }}}}'
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The password is in the child's environment only, not the agent's.
+    let password = std::fs::read_to_string(format!("{}.pw", log.display())).unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", agent.id())).unwrap();
+    let password = password.trim();
+    assert!(!password.is_empty());
+    assert!(!environ.windows(password.len()).any(|w| w == password.as_bytes()));
     // A little into the third, so it has connected too.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let seen = lines();

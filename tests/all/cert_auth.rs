@@ -176,6 +176,49 @@ async fn a_certificate_from_the_brokers_pki_logs_in_and_pins_and_crls_hold() {
         "{me}"
     );
 
+    // The agent with `method = "cert"`: its token in a plain sink and in
+    // a wrapped one, whose single-use token unwraps to the same.
+    let config = home.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[broker]\naddress = \"{}\"\nca_cert = \"{}\"\n\n[auto_auth]\nmethod = \"cert\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n\n\
+             [[sink]]\npath = \"{}/token\"\n\n[[sink]]\npath = \"{}/wrapped\"\nwrap_ttl = \"5m\"\n",
+            b.base.trim_end_matches("/v1"),
+            b.tls_cert.as_ref().unwrap().display(),
+            app_cert.display(),
+            app_key.display(),
+            home.path().display(),
+            home.path().display(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(crate::process::BROKER)
+        .args(["agent", "--exit-after-auth", "--config"])
+        .arg(&config)
+        .env_remove("BROKER_TOKEN")
+        .env_remove("VAULT_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sink = std::fs::read_to_string(home.path().join("token")).unwrap();
+    let (status, me) = b
+        .call_as(&sink, "GET", "auth/token/lookup-self", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["data"]["meta"]["common_name"], json!("app.example.com"));
+    let wrapped = std::fs::read_to_string(home.path().join("wrapped")).unwrap();
+    assert_ne!(wrapped, sink);
+    let (status, unwrapped) = b
+        .call_as(&wrapped, "POST", "sys/wrapping/unwrap", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{unwrapped}");
+    assert_eq!(unwrapped["data"]["token"], json!(sink));
+
     // No certificate: refused, with the one answer every refusal gets.
     let (status, none) = curl_login(&b, None, json!({}));
     assert_eq!(status, 400, "{none}");

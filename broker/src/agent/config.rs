@@ -118,6 +118,20 @@ pub enum AutoAuth {
         /// The JWT's file.
         path: PathBuf,
     },
+    /// A TLS client certificate (the `cert` method).
+    Cert {
+        /// Where the method is mounted (default `cert`).
+        #[serde(default)]
+        mount_path: Option<String>,
+        /// The certificate entry to log in against (default: any that
+        /// matches).
+        #[serde(default)]
+        name: Option<String>,
+        /// The client certificate (PEM).
+        client_cert: PathBuf,
+        /// Its private key (PEM).
+        client_key: PathBuf,
+    },
     /// A token from a file, as it is (for tests and hand-made setups).
     TokenFile {
         /// The file.
@@ -135,6 +149,11 @@ fn yes() -> bool {
 pub struct Sink {
     /// The file the token is written to (mode 0600).
     pub path: PathBuf,
+    /// Write a single-use wrapping token instead, valid this long
+    /// (`"5m"`): the reader unwraps it (`sys/wrapping/unwrap`) to get the
+    /// token as `data.token`, and a token read twice shows it was seen.
+    #[serde(default)]
+    pub wrap_ttl: Option<String>,
 }
 
 /// `[[template]]`.

@@ -98,6 +98,17 @@ pub(super) async fn login(
                 fields,
             )
         }
+        AutoAuth::Cert {
+            mount_path, name, ..
+        } => {
+            // The certificate goes in the TLS handshake (the base client
+            // presents it); the body names the entry, if any.
+            let mut fields = Map::new();
+            if let Some(name) = name {
+                fields.insert("name".into(), Value::String(name.clone()));
+            }
+            (mount_path.clone().unwrap_or_else(|| "cert".into()), fields)
+        }
         AutoAuth::Jwt {
             mount_path,
             role,

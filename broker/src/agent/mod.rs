@@ -102,10 +102,26 @@ fn two_thirds(secs: u64) -> Instant {
 /// child's exit, or (with `exit_after_auth`) once its token is written and
 /// its templates rendered. The child's exit code, if it had one to give.
 pub async fn run(config: AgentConfig, exit_after_auth: bool) -> Result<Option<i32>, AgentError> {
-    let base = match &config.broker.address {
-        Some(address) => Client::new(address, None, config.broker.ca_cert.clone())?,
-        None => Client::from_env()?,
+    let address = config
+        .broker
+        .address
+        .clone()
+        .unwrap_or_else(crate::client::env_addr);
+    let ca = config
+        .broker
+        .ca_cert
+        .clone()
+        .or_else(crate::client::env_ca_cert);
+    // The cert method logs in with the certificate the TLS handshake shows.
+    let identity = match &config.auto_auth {
+        config::AutoAuth::Cert {
+            client_cert,
+            client_key,
+            ..
+        } => Some((client_cert.clone(), client_key.clone())),
+        _ => None,
     };
+    let base = Client::with_identity(&address, None, ca, identity)?;
     let templates = config
         .templates
         .iter()
@@ -122,7 +138,7 @@ pub async fn run(config: AgentConfig, exit_after_auth: bool) -> Result<Option<i3
         secret_id,
         child: None,
     };
-    agent.write_sinks()?;
+    agent.write_sinks().await?;
     agent.read_all().await?;
     agent.render().await?;
     if exit_after_auth {
@@ -174,9 +190,30 @@ impl Agent {
         self.base.with_token(self.login.token.clone())
     }
 
-    fn write_sinks(&self) -> Result<(), AgentError> {
+    /// Writes the token to every sink (wrapped, for a sink that asks).
+    async fn write_sinks(&self) -> Result<(), AgentError> {
         for sink in &self.config.sinks {
-            template::write_if_changed(&sink.path, &self.login.token, 0o600)?;
+            let Some(ttl) = &sink.wrap_ttl else {
+                template::write_if_changed(&sink.path, &self.login.token, 0o600)?;
+                continue;
+            };
+            let mut body = Map::new();
+            body.insert("token".into(), json!(self.login.token.as_str()));
+            let answer = self
+                .client()
+                .send(
+                    Method::POST,
+                    "sys/wrapping/wrap",
+                    Some(&body),
+                    false,
+                    &[("X-Vault-Wrap-TTL", ttl)],
+                )
+                .await?
+                .unwrap_or(Value::Null);
+            let wrapped = answer["wrap_info"]["token"].as_str().ok_or_else(|| {
+                AgentError::Login("sys/wrapping/wrap answered no wrapping token".into())
+            })?;
+            template::write_if_changed(&sink.path, wrapped, 0o600)?;
         }
         Ok(())
     }
@@ -396,7 +433,7 @@ impl Agent {
                 }
             };
         self.login = login;
-        self.write_sinks()?;
+        self.write_sinks().await?;
         self.read_all().await?;
         self.render().await
     }

@@ -132,6 +132,17 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// The broker's address the environment names (`BROKER_ADDR`, else
+/// `VAULT_ADDR`), else [`DEFAULT_ADDR`].
+pub fn env_addr() -> String {
+    env_first(&["BROKER_ADDR", "VAULT_ADDR"]).unwrap_or_else(|| DEFAULT_ADDR.into())
+}
+
+/// The CA file the environment names (`BROKER_CACERT`, else `VAULT_CACERT`).
+pub fn env_ca_cert() -> Option<PathBuf> {
+    env_first(&["BROKER_CACERT", "VAULT_CACERT"]).map(PathBuf::from)
+}
+
 /// The first of these environment variables that is set and not empty.
 fn env_first(names: &[&str]) -> Option<String> {
     names
@@ -209,14 +220,14 @@ impl Client {
     /// else [`DEFAULT_ADDR`]), `BROKER_TOKEN` (else `VAULT_TOKEN`, else the
     /// token helper file), `BROKER_CACERT` (else `VAULT_CACERT`).
     pub fn from_env() -> Result<Self, ClientError> {
-        let addr = env_first(&["BROKER_ADDR", "VAULT_ADDR"]).unwrap_or_else(|| DEFAULT_ADDR.into());
+        let addr = env_addr();
         let token = match env_first(&["BROKER_TOKEN", "VAULT_TOKEN"]) {
             Some(token) => Some(Zeroizing::new(token)),
             None => TokenHelper::default_location()
                 .and_then(|helper| helper.get().transpose())
                 .transpose()?,
         };
-        let ca = env_first(&["BROKER_CACERT", "VAULT_CACERT"]).map(PathBuf::from);
+        let ca = env_ca_cert();
         let identity = match (
             env_first(&["BROKER_CLIENT_CERT", "VAULT_CLIENT_CERT"]),
             env_first(&["BROKER_CLIENT_KEY", "VAULT_CLIENT_KEY"]),
