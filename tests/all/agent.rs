@@ -359,7 +359,11 @@ DB_PASSWORD = '{{{{ secret("database/creds/app").data.password }}}}'
     let environ = std::fs::read(format!("/proc/{}/environ", agent.id())).unwrap();
     let password = password.trim();
     assert!(!password.is_empty());
-    assert!(!environ.windows(password.len()).any(|w| w == password.as_bytes()));
+    assert!(
+        !environ
+            .windows(password.len())
+            .any(|w| w == password.as_bytes())
+    );
     // A little into the third, so it has connected too.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let seen = lines();

@@ -573,6 +573,8 @@ async fn status_and_operator_unseal_on_a_sealed_broker() {
     assert!(!run.stdout.contains(&keys[1]), "{}", run.stdout);
     let run = broker(&["status"], &env, home.path(), "");
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let run = broker(&["status", "-format=yaml"], &env, home.path(), "");
+    assert!(run.stdout.contains("sealed: false"), "{}", run.stdout);
     let run = broker(&["status", "-format=json"], &env, home.path(), "");
     let status: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(status["sealed"], false);

@@ -99,7 +99,11 @@ pub async fn status(output: Output) -> anyhow::Result<()> {
         .flatten()
         .unwrap_or(Value::Null);
     let sealed = seal["sealed"] == true;
-    if output.field.is_some() || output.format == Some(super::output::Format::Json) {
+    if output.field.is_some()
+        || output
+            .format
+            .is_some_and(|f| f != super::output::Format::Table)
+    {
         output.print(&seal)?;
     } else {
         let row = |k: &str, v: &Value| println!("{k:<24}{}", super::output::plain(v));

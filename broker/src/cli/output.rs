@@ -15,6 +15,8 @@ pub enum Format {
     Table,
     /// The whole answer, as the API gave it.
     Json,
+    /// The whole answer, as YAML.
+    Yaml,
 }
 
 /// `-format` and `-field`, shared by the commands that print an answer.
@@ -61,6 +63,7 @@ impl Output {
         }
         match self.format() {
             Format::Json => println!("{}", serde_json::to_string_pretty(answer)?),
+            Format::Yaml => println!("{}", yaml(answer)?),
             Format::Table => print!("{}", table(answer)),
         }
         Ok(())
@@ -68,7 +71,7 @@ impl Output {
 
     /// Prints a list answer's keys (`data.keys`).
     pub fn print_keys(&self, answer: &Value) -> anyhow::Result<()> {
-        if self.field.is_some() || self.format() == Format::Json {
+        if self.field.is_some() || self.format() != Format::Table {
             return self.print(answer);
         }
         println!("Keys\n----");
@@ -87,6 +90,35 @@ const AUTH_NAMES: [(&str, &str); 5] = [
     ("renewable", "token_renewable"),
     ("policies", "token_policies"),
 ];
+
+/// `value` as a YAML document.
+fn yaml(value: &Value) -> anyhow::Result<String> {
+    use yaml_rust2::Yaml;
+    fn convert(value: &Value) -> Yaml {
+        match value {
+            Value::Null => Yaml::Null,
+            Value::Bool(b) => Yaml::Boolean(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Yaml::Integer(i),
+                None => Yaml::Real(n.to_string()),
+            },
+            Value::String(s) => Yaml::String(s.clone()),
+            Value::Array(items) => Yaml::Array(items.iter().map(convert).collect()),
+            Value::Object(fields) => {
+                let mut hash = yaml_rust2::yaml::Hash::new();
+                for (key, value) in fields {
+                    hash.insert(Yaml::String(key.clone()), convert(value));
+                }
+                Yaml::Hash(hash)
+            }
+        }
+    }
+    let mut out = String::new();
+    yaml_rust2::YamlEmitter::new(&mut out)
+        .dump(&convert(value))
+        .map_err(|e| anyhow::anyhow!("cannot write YAML: {e:?}"))?;
+    Ok(out)
+}
 
 /// A value as text: a string as it is, anything else as JSON.
 pub fn plain(value: &Value) -> String {
@@ -143,6 +175,19 @@ pub fn table(answer: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn yaml_holds_the_whole_answer() {
+        let answer =
+            json!({"data": {"keys": ["a", "b"], "n": 3, "ok": true, "x": null, "s": "it's: here"}});
+        let text = yaml(&answer).unwrap();
+        let parsed = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
+        let data = &parsed[0]["data"];
+        assert_eq!(data["keys"][1].as_str(), Some("b"));
+        assert_eq!(data["n"].as_i64(), Some(3));
+        assert_eq!(data["ok"].as_bool(), Some(true));
+        assert_eq!(data["s"].as_str(), Some("it's: here"));
+    }
 
     #[test]
     fn a_secret_shows_its_lease_then_its_data() {
