@@ -579,6 +579,58 @@ async fn status_and_operator_unseal_on_a_sealed_broker() {
     let status: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(status["sealed"], false);
 
+    // A rekey to 2 of 2 through the CLI: started, two current shares with
+    // the nonce, the new shares printed once; the old ones stop working.
+    let run = broker(
+        &[
+            "operator",
+            "rekey",
+            "-init",
+            "-key-shares=2",
+            "-key-threshold=2",
+        ],
+        &env,
+        home.path(),
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let nonce = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Nonce"))
+        .map(|n| n.trim().to_owned())
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    let run = broker(
+        &["operator", "rekey", &format!("-nonce={nonce}"), &keys[0]],
+        &env,
+        home.path(),
+        "",
+    );
+    assert!(run.stdout.contains("1/2"), "{}{}", run.stdout, run.stderr);
+    let run = broker(
+        &["operator", "rekey", &format!("-nonce={nonce}"), "-"],
+        &env,
+        home.path(),
+        &format!("{}\n", keys[2]),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let new_keys: Vec<String> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once(": ").filter(|(k, _)| k.starts_with("Key ")))
+        .map(|(_, v)| v.to_owned())
+        .collect();
+    assert_eq!(new_keys.len(), 2, "{}", run.stdout);
+    broker(&["operator", "seal"], &env, home.path(), "");
+    // Two old shares reach the threshold and are refused together.
+    broker(&["operator", "unseal", &keys[0]], &env, home.path(), "");
+    let run = broker(&["operator", "unseal", &keys[1]], &env, home.path(), "");
+    assert_eq!(run.code, 2, "old shares are refused: {}", run.stdout);
+    for key in &new_keys {
+        broker(&["operator", "unseal", key], &env, home.path(), "");
+    }
+    assert_eq!(broker(&["status"], &env, home.path(), "").code, 0);
+
     // Rotate and seal through the CLI.
     let run = broker(&["operator", "rotate", "-wait"], &env, home.path(), "");
     assert!(

@@ -58,6 +58,37 @@ pub enum OperatorCommand {
     },
     /// Seal the broker: its keys leave memory until it is unsealed again.
     Seal,
+    /// Make new key shares for the same root key (`-init` with the new
+    /// split, then each holder gives a current share with `-nonce`; the
+    /// new shares are printed once, at the threshold).
+    #[command(disable_version_flag = true)]
+    Rekey {
+        /// Start a rekey.
+        #[arg(long)]
+        init: bool,
+        /// New shares to make (with -init).
+        #[arg(long, default_value_t = 5)]
+        key_shares: u32,
+        /// New shares needed (with -init).
+        #[arg(long, default_value_t = 3)]
+        key_threshold: u32,
+        /// The rekey's nonce (printed by -init), with a current share.
+        #[arg(long)]
+        nonce: Option<String>,
+        /// Show the rekey in progress.
+        #[arg(long)]
+        status: bool,
+        /// Cancel the rekey in progress.
+        #[arg(long)]
+        cancel: bool,
+        /// `barrier` (the unseal shares) or `recovery` (an auto-unseal
+        /// seal's recovery shares).
+        #[arg(long, default_value = "barrier")]
+        target: String,
+        /// A current share (asked for without echo when absent; `-` reads
+        /// standard input).
+        key: Option<String>,
+    },
     /// Rotate the barrier key (a new term; old values are moved in the
     /// background; `broker read sys/key-status` shows how far).
     Rotate {
@@ -82,6 +113,48 @@ pub async fn run(cmd: OperatorCommand) -> anyhow::Result<()> {
             reset,
             migrate,
         } => unseal(key, reset, migrate).await,
+        OperatorCommand::Rekey {
+            init,
+            key_shares,
+            key_threshold,
+            nonce,
+            status,
+            cancel,
+            target,
+            key,
+        } => {
+            let base = match target.as_str() {
+                "barrier" => "sys/rekey",
+                "recovery" => "sys/rekey-recovery-key",
+                other => anyhow::bail!("-target={other}: use barrier or recovery"),
+            };
+            let client = super::client()?;
+            let path = format!("{base}/init");
+            let answer = if cancel {
+                client.request(Method::DELETE, &path, None).await?;
+                println!("Success! The rekey was cancelled (if there was one).");
+                return Ok(());
+            } else if status {
+                client.request(Method::GET, &path, None).await?
+            } else if init {
+                let mut body = Map::new();
+                body.insert("secret_shares".into(), json!(key_shares));
+                body.insert("secret_threshold".into(), json!(key_threshold));
+                client.request(Method::PUT, &path, Some(&body)).await?
+            } else {
+                let nonce = nonce.context("give -nonce (printed by -init) with a current share")?;
+                let key = share(key.as_deref())?;
+                let mut body = Map::new();
+                body.insert("nonce".into(), json!(nonce));
+                body.insert("key".into(), json!(key.as_str()));
+                client
+                    .request(Method::PUT, &format!("{base}/update"), Some(&body))
+                    .await?
+            }
+            .unwrap_or(Value::Null);
+            print_rekey(&answer);
+            Ok(())
+        }
         OperatorCommand::Seal => {
             super::client()?
                 .request(Method::PUT, "sys/seal", None)
@@ -161,6 +234,45 @@ fn print_init(init: &crate::unseal::InitResponse, kind: crate::seal::SealKind) {
     );
 }
 
+/// A key share from the argument, standard input (`-`) or the terminal.
+fn share(key: Option<&str>) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    match key {
+        None => super::secret_from_terminal("Key share (will be hidden): "),
+        Some("-") => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the key share from standard input")?;
+            Ok(zeroize::Zeroizing::new(line.trim().to_owned()))
+        }
+        Some(key) => Ok(zeroize::Zeroizing::new(key.to_owned())),
+    }
+}
+
+/// A rekey's state, or its new shares once complete (shown this once).
+fn print_rekey(answer: &Value) {
+    if answer["complete"] == true {
+        for (i, key) in answer["keys"].as_array().into_iter().flatten().enumerate() {
+            println!("Key {}: {}", i + 1, super::output::plain(key));
+        }
+        println!(
+            "\nThe rekey is complete: these {} shares replace the old ones, of which none works any longer. They are shown only now; give each to a different person.",
+            answer["keys"].as_array().map_or(0, Vec::len)
+        );
+        return;
+    }
+    let row = |k: &str, v: &Value| println!("{k:<18}{}", super::output::plain(v));
+    println!("{:<18}Value\n{:<18}-----", "Key", "---");
+    row("Nonce", &answer["nonce"]);
+    row("Started", &answer["started"]);
+    row(
+        "Rekey Progress",
+        &Value::String(format!("{}/{}", answer["progress"], answer["required"])),
+    );
+    row("New Shares", &answer["n"]);
+    row("New Threshold", &answer["t"]);
+}
+
 /// `broker operator unseal`: one share, then the progress as Vault shows it.
 async fn unseal(key: Option<String>, reset: bool, migrate: bool) -> anyhow::Result<()> {
     let client = super::client()?;
@@ -170,14 +282,7 @@ async fn unseal(key: Option<String>, reset: bool, migrate: bool) -> anyhow::Resu
     } else {
         let key = match key.as_deref() {
             None => super::secret_from_terminal("Unseal Key (will be hidden): ")?,
-            Some("-") => {
-                let mut line = String::new();
-                std::io::stdin()
-                    .read_line(&mut line)
-                    .context("cannot read the key share from standard input")?;
-                zeroize::Zeroizing::new(line.trim().to_owned())
-            }
-            Some(key) => zeroize::Zeroizing::new(key.to_owned()),
+            other => share(other)?,
         };
         body.insert("key".into(), json!(key.as_str()));
         if migrate {
