@@ -327,6 +327,71 @@ async fn a_github_actions_token_logs_in_reads_its_creds_and_nothing_else() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["auth"]["policies"], json!(["default", "deploy"]));
     assert_eq!(body["auth"]["lease_duration"], json!(600));
+
+    // The same job under `broker exec --auth jwt` (the token from a file,
+    // as a CI runner writes it), and `broker login -method=jwt`.
+    let dir = tempfile::tempdir().unwrap();
+    let jwt_file = dir.path().join("oidc-token");
+    std::fs::write(&jwt_file, &jwt).unwrap();
+    let out = std::process::Command::new(crate::process::BROKER)
+        .args([
+            "exec",
+            "--auth",
+            "jwt",
+            "--secret",
+            "DB=database/creds/app",
+            "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "test -n \"$DB_USERNAME\" && test -n \"$DB_PASSWORD\" && echo has-creds",
+        ])
+        .env_remove("BROKER_TOKEN")
+        .env_remove("VAULT_TOKEN")
+        .env("HOME", dir.path())
+        .env("BROKER_ADDR", b.base.trim_end_matches("/v1"))
+        .env("BROKER_JWT_FILE", &jwt_file)
+        .env("BROKER_JWT_ROLE", "deploy")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "has-creds");
+    let out = std::process::Command::new(crate::process::BROKER)
+        .args([
+            "login",
+            "-method=jwt",
+            "-no-store",
+            "-field=token",
+            "role=deploy",
+        ])
+        .arg(format!("jwt=@{}", jwt_file.display()))
+        .env("HOME", dir.path())
+        .env("BROKER_ADDR", b.base.trim_end_matches("/v1"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli_token = String::from_utf8(out.stdout).unwrap();
+    let (status, cli_creds) = b
+        .call_as(&cli_token, "GET", "database/creds/app", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cli_creds}");
+    // Gone again, for the counts below (exec revoked its own at exit).
+    b.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/leases/revoke",
+        Some(json!({"lease_id": cli_creds["lease_id"]})),
+    )
+    .await;
     let meta = &body["auth"]["metadata"];
     assert_eq!(meta["role"], json!("deploy"));
     assert_eq!(meta["alias_name"], json!("octo-org/octo-repo"));
