@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::client;
 use super::output::{Output, plain};
+use crate::client::Client;
 
 /// `broker secrets …`.
 #[derive(Debug, Subcommand)]
@@ -173,6 +174,69 @@ fn print_mounts(answer: &Value, output: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The two mount tables: secrets engines (`sys/mounts`) and auth methods
+/// (`sys/auth`), enabled, disabled and listed the same way.
+#[derive(Debug, Clone, Copy)]
+enum Mounts {
+    Secrets,
+    Auth,
+}
+
+impl Mounts {
+    fn base(self) -> &'static str {
+        match self {
+            Self::Secrets => "sys/mounts",
+            Self::Auth => "sys/auth",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Self::Secrets => "secrets engine",
+            Self::Auth => "auth method",
+        }
+    }
+
+    async fn enable(
+        self,
+        client: &Client,
+        kind: &str,
+        path: &str,
+        body: Map<String, Value>,
+    ) -> anyhow::Result<()> {
+        let path = path.trim_matches('/');
+        client
+            .request(
+                Method::POST,
+                &format!("{}/{path}", self.base()),
+                Some(&body),
+            )
+            .await?;
+        println!("Success! Enabled the {kind} {} at: {path}/", self.what());
+        Ok(())
+    }
+
+    async fn disable(self, client: &Client, path: &str) -> anyhow::Result<()> {
+        let path = path.trim_matches('/');
+        client
+            .request(Method::DELETE, &format!("{}/{path}", self.base()), None)
+            .await?;
+        println!(
+            "Success! Disabled the {} (if it existed) at: {path}/",
+            self.what()
+        );
+        Ok(())
+    }
+
+    async fn list(self, client: &Client, output: &Output) -> anyhow::Result<()> {
+        let answer = client
+            .request(Method::GET, self.base(), None)
+            .await?
+            .unwrap_or(Value::Null);
+        print_mounts(&answer, output)
+    }
+}
+
 /// Runs a secrets command.
 pub async fn secrets(cmd: SecretsCommand) -> anyhow::Result<()> {
     let client = client()?;
@@ -202,38 +266,10 @@ pub async fn secrets(cmd: SecretsCommand) -> anyhow::Result<()> {
                     (!config.is_empty()).then_some(Value::Object(config)),
                 ),
             ]);
-            client
-                .request(
-                    Method::POST,
-                    &format!("sys/mounts/{}", path.trim_matches('/')),
-                    Some(&body),
-                )
-                .await?;
-            println!(
-                "Success! Enabled the {kind} secrets engine at: {}/",
-                path.trim_matches('/')
-            );
+            Mounts::Secrets.enable(&client, &kind, &path, body).await?;
         }
-        SecretsCommand::Disable { path } => {
-            client
-                .request(
-                    Method::DELETE,
-                    &format!("sys/mounts/{}", path.trim_matches('/')),
-                    None,
-                )
-                .await?;
-            println!(
-                "Success! Disabled the secrets engine (if it existed) at: {}/",
-                path.trim_matches('/')
-            );
-        }
-        SecretsCommand::List { output } => {
-            let answer = client
-                .request(Method::GET, "sys/mounts", None)
-                .await?
-                .unwrap_or(Value::Null);
-            print_mounts(&answer, &output)?;
-        }
+        SecretsCommand::Disable { path } => Mounts::Secrets.disable(&client, &path).await?,
+        SecretsCommand::List { output } => Mounts::Secrets.list(&client, &output).await?,
         SecretsCommand::Tune {
             path,
             description,
@@ -275,38 +311,10 @@ pub async fn auth(cmd: AuthCommand) -> anyhow::Result<()> {
                 ("type", Some(json!(kind))),
                 ("description", description.map(Value::from)),
             ]);
-            client
-                .request(
-                    Method::POST,
-                    &format!("sys/auth/{}", path.trim_matches('/')),
-                    Some(&body),
-                )
-                .await?;
-            println!(
-                "Success! Enabled {kind} auth method at: {}/",
-                path.trim_matches('/')
-            );
+            Mounts::Auth.enable(&client, &kind, &path, body).await?;
         }
-        AuthCommand::Disable { path } => {
-            client
-                .request(
-                    Method::DELETE,
-                    &format!("sys/auth/{}", path.trim_matches('/')),
-                    None,
-                )
-                .await?;
-            println!(
-                "Success! Disabled the auth method (if it existed) at: {}/",
-                path.trim_matches('/')
-            );
-        }
-        AuthCommand::List { output } => {
-            let answer = client
-                .request(Method::GET, "sys/auth", None)
-                .await?
-                .unwrap_or(Value::Null);
-            print_mounts(&answer, &output)?;
-        }
+        AuthCommand::Disable { path } => Mounts::Auth.disable(&client, &path).await?,
+        AuthCommand::List { output } => Mounts::Auth.list(&client, &output).await?,
     }
     Ok(())
 }
