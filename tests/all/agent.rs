@@ -419,3 +419,60 @@ DB_PASSWORD = '{{{{ secret("database/creds/app").data.password }}}}'
         "the agent revoked a token it did not make"
     );
 }
+
+#[tokio::test]
+async fn an_agent_started_before_its_broker_is_unsealed_waits_for_it() {
+    let b = Broker::start_uninitialized("", "").await;
+    let init = b
+        .call_as(
+            "",
+            "PUT",
+            "sys/init",
+            Some(json!({"secret_shares": 1, "secret_threshold": 1})),
+        )
+        .await
+        .1;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("token"), init["root_token"].as_str().unwrap()).unwrap();
+    std::fs::write(
+        d.join("agent.toml"),
+        format!(
+            "[broker]\naddress = \"{}\"\n\n[auto_auth]\nmethod = \"token_file\"\npath = \"{}/token\"\n\n[[sink]]\npath = \"{}/sink\"\n",
+            b.base.trim_end_matches("/v1"),
+            d.display(),
+            d.display()
+        ),
+    )
+    .unwrap();
+    let agent = Command::new(BROKER)
+        .args(["agent", "--exit-after-auth", "--config"])
+        .arg(d.join("agent.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Sealed: the agent waits rather than failing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!d.join("sink").exists());
+    let (code, _) = b
+        .call_as(
+            "",
+            "PUT",
+            "sys/unseal",
+            Some(json!({"key": init["keys"][0]})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let out = agent.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("cannot log in yet") && log.contains("sealed"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("sink")).unwrap(),
+        init["root_token"].as_str().unwrap()
+    );
+}

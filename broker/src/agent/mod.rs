@@ -128,7 +128,22 @@ pub async fn run(config: AgentConfig, exit_after_auth: bool) -> Result<Option<i3
         .map(config::TemplateConfig::text)
         .collect::<Result<Vec<_>, _>>()?;
     let mut secret_id = None;
-    let login = login::login(&base, &config.auto_auth, &mut secret_id).await?;
+    // A broker not up yet (or sealed) is waited for: the agent often starts
+    // beside it. Anything else (a missing file, a refused login) stops it.
+    let mut wait = Duration::from_secs(1);
+    let login = loop {
+        match login::login(&base, &config.auto_auth, &mut secret_id).await {
+            Ok(login) => break login,
+            Err(AgentError::Client(
+                e @ (ClientError::Unreachable { .. } | ClientError::Sealed { .. }),
+            )) => {
+                tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "cannot log in yet");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let mut agent = Agent {
         config,
         base,
