@@ -980,3 +980,41 @@ async fn hvac_reads_the_cluster_and_each_node_sees_the_others_changes() {
         ],
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_open_an_audit_device_another_enabled_refuses_rather_than_serve_unaudited()
+ {
+    // Each node may write audit files only under its own directory; only
+    // node1's exists, so the device node1 enables cannot open on node2.
+    let logs = tempfile::tempdir().unwrap();
+    std::fs::create_dir(logs.path().join("node1")).unwrap();
+    let (nodes, _proxy) = three_nodes(&format!(
+        "[audit]\nfile_dirs = [\"{}/node1\"]\n",
+        logs.path().display()
+    ))
+    .await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    b.expect(StatusCode::OK, "GET", "sys/mounts", None).await;
+    a.expect(
+        StatusCode::NO_CONTENT,
+        "PUT",
+        "sys/audit/file",
+        Some(json!({"type": "file", "options": {"file_path": format!("{}/node1/audit.log", logs.path().display())}})),
+    )
+    .await;
+    // node2 learns of it, cannot open it, and refuses: no request of its
+    // goes unaudited while the cluster audits.
+    let took = until("node2 to refuse", || async {
+        b.call("GET", "sys/mounts", None).await.0 == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    within_a_second("an audit device", took);
+    a.expect(StatusCode::OK, "GET", "sys/mounts", None).await;
+    // Disabled on node1: node2 serves again.
+    a.expect(StatusCode::NO_CONTENT, "DELETE", "sys/audit/file", None)
+        .await;
+    until("node2 to serve again", || async {
+        b.call("GET", "sys/mounts", None).await.0 == StatusCode::OK
+    })
+    .await;
+}

@@ -236,6 +236,10 @@ pub struct Auditor {
     node: Option<String>,
     /// Where this node's anchors are kept.
     anchors_key: String,
+    /// Devices another node enabled that this node could not open: while
+    /// no device here takes an entry, these keep requests refused (fail
+    /// closed) rather than served unaudited.
+    unopened: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -376,6 +380,7 @@ impl Auditor {
             keys,
             node,
             anchors_key,
+            unopened: Default::default(),
             policy,
             devices: tokio::sync::RwLock::new(devices),
             anchors: tokio::sync::Mutex::new(()),
@@ -496,8 +501,9 @@ impl Auditor {
 
     /// Brings the devices in line with the stored list after another node
     /// enabled or disabled one: each node opens the device's file on its
-    /// own machine. A device this node cannot open is logged and left out
-    /// (the other devices still record this node's requests).
+    /// own machine. A device this node cannot open is logged and left out:
+    /// the other devices still record this node's requests, and with none
+    /// the node refuses requests as it would with a failed device.
     pub async fn sync(&self) -> Result<(), AuditError> {
         // Read under the lock `enable` and `disable` store under: a list
         // read before their write never undoes it.
@@ -507,6 +513,7 @@ impl Auditor {
         let before = devices.len();
         devices.retain(|path, d| d.config.from_config || stored.contains_key(path));
         let mut changed = devices.len() != before;
+        let mut unopened = std::collections::BTreeSet::new();
         for (path, config) in stored {
             if devices.contains_key(&path) {
                 continue;
@@ -515,6 +522,7 @@ impl Auditor {
                 Ok(target) => target,
                 Err(e) => {
                     tracing::error!(device = %path, error = %e, "another node enabled an audit device this node may not open");
+                    unopened.insert(path);
                     continue;
                 }
             };
@@ -539,9 +547,14 @@ impl Auditor {
                 }
                 Err(e) => {
                     tracing::error!(device = %path, error = %e, "cannot open an audit device another node enabled");
+                    unopened.insert(path);
                 }
             }
         }
+        *self
+            .unopened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = unopened;
         if changed {
             self.save_anchors(&devices).await;
         }
@@ -568,9 +581,15 @@ impl Auditor {
             .collect()
     }
 
-    /// Whether any device is enabled.
+    /// Whether any device is enabled (here, or on another node and not
+    /// openable here).
     pub async fn enabled(&self) -> bool {
         !self.devices.read().await.is_empty()
+            || !self
+                .unopened
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_empty()
     }
 
     /// `sys/audit-hash/:path`: `input` HMAC'd the way device `path` logs it.
@@ -732,7 +751,18 @@ impl Auditor {
     ) -> Result<(), AuditError> {
         let devices = self.devices.read().await;
         if devices.is_empty() {
-            return Ok(());
+            // No device here, but the cluster has one this node could not
+            // open: refused, not served unaudited.
+            let unopened = self
+                .unopened
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if unopened.is_empty() {
+                return Ok(());
+            }
+            crate::metrics::metrics()
+                .audit_failure(unopened.iter().next().map_or("", String::as_str));
+            return Err(AuditError::Unavailable);
         }
         let mut written = 0;
         let mut moved = false;
