@@ -74,28 +74,8 @@ async fn the_agent_keeps_a_rendered_credential_alive_and_replaces_its_token_befo
         Some(json!({"token_policies": ["agent"], "token_ttl": "6s", "token_max_ttl": "12s"})),
     )
     .await;
-    let role_id = b
-        .expect(
-            StatusCode::OK,
-            "GET",
-            "auth/approle/role/agent/role-id",
-            None,
-        )
-        .await["data"]["role_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let secret_id = b
-        .expect(
-            StatusCode::OK,
-            "POST",
-            "auth/approle/role/agent/secret-id",
-            None,
-        )
-        .await["data"]["secret_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let role_id = crate::approle::role_id(&b, "agent").await;
+    let (secret_id, _) = crate::approle::secret_id(&b, "agent", json!({})).await;
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -42,7 +42,8 @@ async fn setup(b: &Broker, role: Value) {
     .await;
 }
 
-async fn role_id(b: &Broker, role: &str) -> String {
+/// Role `role`'s role id.
+pub async fn role_id(b: &Broker, role: &str) -> String {
     b.expect(
         StatusCode::OK,
         "GET",
@@ -55,7 +56,8 @@ async fn role_id(b: &Broker, role: &str) -> String {
         .to_owned()
 }
 
-async fn secret_id(b: &Broker, role: &str, body: Value) -> (String, String) {
+/// A new secret id for role `role` (made with `body`), and its accessor.
+pub async fn secret_id(b: &Broker, role: &str, body: Value) -> (String, String) {
     let v = b
         .expect(
             StatusCode::OK,

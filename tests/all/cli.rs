@@ -285,23 +285,8 @@ async fn the_cli_reads_writes_and_logs_in_as_vaults_does() {
         Some(json!({"token_policies": ["reader"]})),
     )
     .await;
-    let role_id = b
-        .expect(StatusCode::OK, "GET", "auth/approle/role/ci/role-id", None)
-        .await["data"]["role_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let secret_id = b
-        .expect(
-            StatusCode::OK,
-            "POST",
-            "auth/approle/role/ci/secret-id",
-            None,
-        )
-        .await["data"]["secret_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let role_id = crate::approle::role_id(&b, "ci").await;
+    let (secret_id, _) = crate::approle::secret_id(&b, "ci", json!({})).await;
     let run = broker(
         &[
             "login",
@@ -848,28 +833,8 @@ async fn exec_logs_in_with_approle_forwards_sigterm_and_revokes() {
         Some(json!({"token_policies": ["deploy"], "token_ttl": "1m"})),
     )
     .await;
-    let role_id = b
-        .expect(
-            StatusCode::OK,
-            "GET",
-            "auth/approle/role/deploy/role-id",
-            None,
-        )
-        .await["data"]["role_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let secret_id = b
-        .expect(
-            StatusCode::OK,
-            "POST",
-            "auth/approle/role/deploy/secret-id",
-            None,
-        )
-        .await["data"]["secret_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let role_id = crate::approle::role_id(&b, "deploy").await;
+    let (secret_id, _) = crate::approle::secret_id(&b, "deploy", json!({})).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("creds");
     let script = format!(

@@ -8,9 +8,6 @@
 //! ([`broker_tests::softhsm::in_own_process`]): SoftHSM reads where its
 //! tokens are once per process.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use broker::seal::{Pkcs11Seal, Seal, SealError, SealKind, WrappedBlob};
 use broker_tests::softhsm::{PIN, SoftHsm, in_own_process};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -20,6 +17,7 @@ use cryptoki::types::AuthPin;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::pki::{openssl, s, write};
 use crate::process::Broker;
 
 /// A session on the token of `hsm`, opened by this test through cryptoki
@@ -253,31 +251,6 @@ fn a_wrong_pin_an_unknown_token_or_no_library_keep_the_seal_closed_and_say_why()
             assert!(session.find_objects(&[]).unwrap().is_empty());
         },
     );
-}
-
-fn openssl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl must be installed (Debian: apt install openssl)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Issues a leaf from `mount`'s `web` role; its PEM.

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::process::{Broker, first_error};
 
-fn openssl(args: &[&str]) -> (bool, String) {
+/// `openssl ARGS`: whether it succeeded, and what it printed.
+pub fn openssl(args: &[&str]) -> (bool, String) {
     let out = Command::new("openssl")
         .args(args)
         .output()
@@ -26,13 +27,15 @@ fn openssl(args: &[&str]) -> (bool, String) {
     )
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+/// Writes `text` to `dir/name`; the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
 }
 
-fn s(p: &Path) -> &str {
+/// A path as an argument.
+pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
