@@ -45,6 +45,51 @@ impl PostgresBackend {
         Ok(Self { pool, deferred })
     }
 
+    /// Runs `sql`, an UPDATE of one row's byte column guarded by its old
+    /// value (`$1` new, `$2` key, `$3` expected); whether it changed a row.
+    async fn swap(
+        &self,
+        sql: &'static str,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(sql)
+            .bind(value)
+            .bind(key)
+            .bind(expected)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A page of (key, bytes) rows: `first` from the start, `next` past
+    /// `after` (`$1` the limit, `$2` the key to start after).
+    async fn page(
+        &self,
+        first: &'static str,
+        next: &'static str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let limit = i64::from(limit);
+        Ok(match after {
+            Some(after) => {
+                sqlx::query_as(next)
+                    .bind(limit)
+                    .bind(after)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_as(first)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        })
+    }
+
     fn pool_for(&self, durability: Durability) -> &PgPool {
         match durability {
             Durability::Durable => &self.pool,
@@ -126,13 +171,13 @@ impl Backend for PostgresBackend {
         expected: &[u8],
         value: &[u8],
     ) -> Result<bool, StorageError> {
-        let done = sqlx::query("UPDATE entries SET value = $1 WHERE key = $2 AND value = $3")
-            .bind(value)
-            .bind(key)
-            .bind(expected)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.swap(
+            "UPDATE entries SET value = $1 WHERE key = $2 AND value = $3",
+            key,
+            expected,
+            value,
+        )
+        .await
     }
 
     async fn entries_after(
@@ -142,24 +187,13 @@ impl Backend for PostgresBackend {
     ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         // Keys are `COLLATE "C"`: `>` and `ORDER BY` are bytewise and walk
         // the primary key's index.
-        let rows = match after {
-            Some(after) => {
-                sqlx::query_as(
-                    "SELECT key, value FROM entries WHERE key > $1 ORDER BY key LIMIT $2",
-                )
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_as("SELECT key, value FROM entries ORDER BY key LIMIT $1")
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        Ok(rows)
+        self.page(
+            "SELECT key, value FROM entries ORDER BY key LIMIT $1",
+            "SELECT key, value FROM entries WHERE key > $2 ORDER BY key LIMIT $1",
+            after,
+            limit,
+        )
+        .await
     }
 
     async fn insert_lease(&self, l: &LeaseRow) -> Result<(), StorageError> {
@@ -227,13 +261,13 @@ impl Backend for PostgresBackend {
         expected: &[u8],
         sealed: &[u8],
     ) -> Result<bool, StorageError> {
-        let done = sqlx::query("UPDATE leases SET sealed = $1 WHERE id = $2 AND sealed = $3")
-            .bind(sealed)
-            .bind(id)
-            .bind(expected)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.swap(
+            "UPDATE leases SET sealed = $1 WHERE id = $2 AND sealed = $3",
+            id,
+            expected,
+            sealed,
+        )
+        .await
     }
 
     async fn lease_seals_after(
@@ -241,22 +275,13 @@ impl Backend for PostgresBackend {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
-        let rows = match after {
-            Some(after) => {
-                sqlx::query_as("SELECT id, sealed FROM leases WHERE id > $1 ORDER BY id LIMIT $2")
-                    .bind(after)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query_as("SELECT id, sealed FROM leases ORDER BY id LIMIT $1")
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        Ok(rows)
+        self.page(
+            "SELECT id, sealed FROM leases ORDER BY id LIMIT $1",
+            "SELECT id, sealed FROM leases WHERE id > $2 ORDER BY id LIMIT $1",
+            after,
+            limit,
+        )
+        .await
     }
 
     async fn delete_leases(&self, ids: &[String]) -> Result<u64, StorageError> {
