@@ -64,12 +64,17 @@ pub fn body(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
         };
     }
     let mut body = Map::new();
-    for pair in pairs {
+    // Errors name the argument by position, never by text: it may be a
+    // secret typed without its key.
+    for (n, pair) in pairs.iter().enumerate() {
         let Some((key, value)) = pair.split_once('=') else {
-            bail!("{pair:?} is not key=value (use key=@file for a file, key=- for standard input)");
+            bail!(
+                "data argument {} is not key=value (use key=@file for a file, key=- for standard input)",
+                n + 1
+            );
         };
         if key.is_empty() {
-            bail!("{pair:?} has no key before '='");
+            bail!("data argument {} has no key before '='", n + 1);
         }
         let value = if let Some(file) = value.strip_prefix('@') {
             std::fs::read_to_string(file)
@@ -153,8 +158,15 @@ mod tests {
         assert_eq!(b["b"], "x=y");
         assert_eq!(b["p"], "path \"x\" {}");
         assert_eq!(b["l"], serde_json::json!(["1", "2"]));
-        assert!(body(&["novalue".into()]).is_err());
-        assert!(body(&["=v".into()]).is_err());
+        let e = body(&["a=1".into(), "s3cr3t".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data argument 2 is not key=value") && !e.contains("s3cr3t"),
+            "{e}"
+        );
+        let e = body(&["=s3cr3t".into()]).unwrap_err().to_string();
+        assert!(e.contains("no key") && !e.contains("s3cr3t"), "{e}");
         assert!(
             body(&["k=@/no/such/file".into()])
                 .unwrap_err()
