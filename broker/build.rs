@@ -25,6 +25,8 @@ fn main() {
             "broker-plugin-postgres",
             "broker-plugin-mysql",
             "broker-plugin-pki",
+            "broker-plugin-redis",
+            "broker-plugin-rabbitmq",
         ],
         &out,
     );

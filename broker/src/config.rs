@@ -361,9 +361,10 @@ pub struct PluginsConfig {
     /// Where compiled plugins are cached (default: `$BROKER_PLUGIN_CACHE_DIR`,
     /// else the user's cache directory).
     pub cache_dir: Option<PathBuf>,
-    /// A directory of third-party plugins: every `*.wasm` file in it is
-    /// loaded at start-up, beside the built-ins (Vault's `plugin_directory`).
-    /// A name that is already taken stops the start.
+    /// The directory of third-party plugins (Vault's `plugin_directory`).
+    /// A plugin in it runs only once registered in `sys/plugins/catalog`
+    /// with its file's SHA-256, which is checked again at every unseal and
+    /// reload; nothing here is loaded otherwise.
     pub directory: Option<PathBuf>,
 }
 

@@ -30,8 +30,11 @@ use crate::token::{TokenError, TokenStore};
 mod auth;
 pub mod keys;
 mod layout;
+mod plugins;
 mod refresh;
 pub mod rewrap;
+
+pub use plugins::CATALOG_PREFIX;
 
 use auth::AUTH_KEY;
 pub use auth::TOKEN_AUTH_PATH;
@@ -420,6 +423,8 @@ impl Core {
             .get(ROOT_TOKEN_KEY)
             .await?
             .ok_or(CoreError::Damaged("the root token record is missing"))?;
+        // Registered plugins before the mounts that may name them.
+        catalog.sync(plugins::stored(&store).await?).await;
         let mut mounts: MountTable = store.get(MOUNTS_KEY).await?.unwrap_or_default();
         layout::upgrade(&store, &mut mounts).await?;
         let mounts = Arc::new(tokio::sync::RwLock::new(mounts));

@@ -34,6 +34,7 @@ pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod duration;
+pub mod egress;
 pub mod engine;
 pub mod framework;
 pub mod hsm;

@@ -40,6 +40,12 @@ struct PluginLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabel {
+    plugin: String,
+    capability: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabel {
     r#type: &'static str,
 }
@@ -65,6 +71,7 @@ pub struct Metrics {
     leases: Family<StateLabel, Gauge>,
     revoked: Counter,
     revocation_failures: Counter,
+    plugin_refusals: Family<RefusalLabel, Counter>,
     deadline_hits: Family<PluginLabel, Counter>,
     audit_failures: Family<DeviceLabel, Counter>,
     tokens_created: Family<TypeLabel, Counter>,
@@ -113,6 +120,12 @@ impl Metrics {
             "Plugin calls stopped at their deadline, by plugin",
             deadline_hits.clone(),
         );
+        let plugin_refusals = Family::<RefusalLabel, Counter>::default();
+        registry.register(
+            "plugin_refusals",
+            "Plugin requests the host refused (another origin, a denied command…), by plugin and capability",
+            plugin_refusals.clone(),
+        );
         let audit_failures = Family::<DeviceLabel, Counter>::default();
         registry.register(
             "audit_failures",
@@ -144,6 +157,7 @@ impl Metrics {
             revoked,
             revocation_failures,
             deadline_hits,
+            plugin_refusals,
             audit_failures,
         }
     }
@@ -179,6 +193,16 @@ impl Metrics {
         self.deadline_hits
             .get_or_create(&PluginLabel {
                 plugin: plugin.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The host refused a plugin's request to a capability.
+    pub fn plugin_refused(&self, plugin: &str, capability: &str) {
+        self.plugin_refusals
+            .get_or_create(&RefusalLabel {
+                plugin: plugin.to_owned(),
+                capability: capability.to_owned(),
             })
             .inc();
     }

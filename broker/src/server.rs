@@ -225,10 +225,10 @@ fn seal_setup(config: &Config) -> SealSetup {
 pub async fn open(config: &Config) -> Result<Arc<Unsealer>, StartError> {
     let storage = open_storage(&config.storage, true).await?;
     let runtime = runtime(config.plugins.cache_dir.as_deref())?;
-    let mut catalog = Catalog::builtin(&runtime).await?;
-    if let Some(dir) = &config.plugins.directory {
-        catalog.load_directory(&runtime, dir).await?;
-    }
+    // Registered plugins are loaded from the directory at unseal, each
+    // checked against its SHA-256 (`sys/plugins/catalog`).
+    let catalog =
+        Catalog::builtin(&runtime).await?.with_directory(config.plugins.directory.clone());
     let unsealer = Unsealer::new(
         storage,
         seal_setup(config),
@@ -246,10 +246,11 @@ pub async fn open(config: &Config) -> Result<Arc<Unsealer>, StartError> {
 
 /// A dev-mode broker over `dir`: SQLite storage and a `local` key file
 /// there (both created on first start, reused after), the built-in
-/// plugins, and `root_token`; unsealed. Pending leases are held for
+/// plugins and, unpinned, those in `plugin_dir`, and `root_token`; unsealed. Pending leases are held for
 /// `pending_hold` before the expiration worker may revoke them.
 pub async fn open_dev(
     dir: &Path,
+    plugin_dir: Option<&Path>,
     root_token: &str,
     pending_hold: Duration,
     worker_interval: Duration,
@@ -268,7 +269,13 @@ pub async fn open_dev(
         Err(UnsealError::Core(e)) => return Err(e.into()),
         Err(e) => return Err(StartError::Init(e.to_string())),
     }
-    let catalog = Arc::new(Catalog::builtin(&runtime(None)?).await?);
+    let catalog = Catalog::builtin(&runtime(None)?)
+        .await?
+        .with_directory(plugin_dir.map(Path::to_path_buf));
+    if let Some(dir) = plugin_dir {
+        catalog.load_directory_unpinned(dir).await?;
+    }
+    let catalog = Arc::new(catalog);
     let options = CoreOptions {
         pending_hold,
         // Dev mode: `sys/audit` may write anywhere (still 0600, no symlink).

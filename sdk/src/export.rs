@@ -17,7 +17,7 @@ use crate::plugin::{Capability, Connection, IssueRequest, Plugin};
 pub mod bindings {
     wit_bindgen::generate!({
         world: "credential-plugin",
-        path: "../wit/since_v0.1.0",
+        path: "../wit/since_v0.2.0",
         pub_export_macro: true,
         default_bindings_module: "broker_plugin_sdk::__private::bindings",
     });
@@ -80,19 +80,18 @@ type WitResult<T> = Result<T, wit::PluginError>;
 impl<P: Plugin> bindings::Guest for Export<P> {
     fn describe() -> wit::PluginInfo {
         let info = P::info();
+        // Capabilities are granted by what the component imports; the info
+        // names only the SQL dialect a database plugin speaks.
+        let sql_dialect = info.capabilities.iter().find_map(|c| match c {
+            Capability::SqlPostgres => Some(wit::SqlDialect::Postgres),
+            Capability::SqlMysql => Some(wit::SqlDialect::Mysql),
+            _ => None,
+        });
         wit::PluginInfo {
             name: info.name,
             aliases: info.aliases,
             version: info.version,
-            capabilities: info
-                .capabilities
-                .into_iter()
-                .map(|c| match c {
-                    Capability::SqlPostgres => wit::Capability::SqlPostgres,
-                    Capability::SqlMysql => wit::Capability::SqlMysql,
-                    Capability::Signer => wit::Capability::Signer,
-                })
-                .collect(),
+            sql_dialect,
             connection_schema: info.connection_schema,
             role_schema: info.role_schema,
         }

@@ -3,7 +3,7 @@
 //! A plugin is a WebAssembly component that creates and destroys one kind of
 //! credential (database users, certificates, API keys…). The broker runs it in
 //! a sandbox: the plugin sees no filesystem, no environment and no network,
-//! only the host capabilities of the WIT contract (`wit/since_v0.1.0`), each
+//! only the host capabilities of the WIT contract (`wit/since_v0.2.0`), each
 //! bound to the mount that called it. This crate hides the generated bindings
 //! behind one trait, [`Plugin`], and the [`register_plugin!`] macro:
 //!
@@ -50,7 +50,10 @@
 //! [`template`] renders statements with the right quoting for each SQL
 //! dialect, [`username`] builds usernames that fit the database's limit,
 //! [`password`] generates passwords from the host's randomness, and [`sql`]
-//! talks to the mount's database. Certificate plugins use [`signer`].
+//! talks to the mount's database. Plugins for services managed otherwise
+//! use [`redis`] (the mount's Redis server) or [`http`] (the mount's HTTP
+//! API, the admin credential added by the host). Certificate plugins use
+//! [`signer`].
 
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -58,8 +61,10 @@
 mod error;
 mod export;
 pub mod host;
+pub mod http;
 pub mod password;
 mod plugin;
+pub mod redis;
 pub mod signer;
 pub mod sql;
 pub mod statements;
@@ -75,7 +80,7 @@ pub use plugin::{Capability, Connection, Info, IssueRequest, Plugin, Prepared};
 pub struct ReadmeDoctests;
 
 /// The version of the WIT contract this SDK builds plugins against.
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.2.0";
 
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {

@@ -6,19 +6,28 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
-/// A host capability a plugin may ask for in [`Plugin::info`].
+/// A host capability a plugin uses, named in [`Plugin::info`].
 ///
-/// The broker links only what a plugin declares: a plugin that did not
-/// declare [`Capability::SqlPostgres`] gets a `denied` error from
-/// [`crate::sql::Database::open`].
+/// The broker grants a plugin exactly the host interfaces its component
+/// imports, and a component imports only those its code calls: a plugin
+/// that never calls [`crate::redis`] cannot reach Redis. What must be
+/// declared is the SQL dialect: a plugin using [`crate::sql`] names
+/// [`Capability::SqlPostgres`] or [`Capability::SqlMysql`], and the host
+/// binds it only to a mount's database of that dialect. The other cases
+/// document what the plugin uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Capability {
-    /// A connection to the mount's PostgreSQL database.
+    /// A connection to the mount's PostgreSQL database ([`crate::sql`]).
     SqlPostgres,
-    /// A connection to the mount's MySQL or MariaDB database.
+    /// A connection to the mount's MySQL or MariaDB database ([`crate::sql`]).
     SqlMysql,
-    /// Signing with the mount's CA key (held by the host).
+    /// Signing with the mount's CA key, held by the host ([`crate::signer`]).
     Signer,
+    /// Commands to the mount's Redis server ([`crate::redis`]).
+    Redis,
+    /// Requests to the mount's HTTP service ([`crate::http`]).
+    Http,
 }
 
 /// What a plugin says about itself: its catalog name, version, capabilities

@@ -63,12 +63,11 @@ fn params(role: &str, ttl: u64, max_ttl: u64, connection: ResolvedConnection) ->
 fn pg_connection() -> ResolvedConnection {
     let s = postgres();
     ResolvedConnection {
-        connection: ConnectionView {
+        target: Some(pg_target(s, &s.user, &s.password)),
+        ..ResolvedConnection::view_only(ConnectionView {
             name: "main".into(),
             config: json!({}),
-        },
-        target: Some(pg_target(s, &s.user, &s.password)),
-        signer: None,
+        })
     }
 }
 
@@ -77,12 +76,11 @@ fn down_connection() -> ResolvedConnection {
     let mut down = s.clone();
     down.port = 1;
     ResolvedConnection {
-        connection: ConnectionView {
+        target: Some(pg_target(&down, &s.user, &s.password)),
+        ..ResolvedConnection::view_only(ConnectionView {
             name: "main".into(),
             config: json!({}),
-        },
-        target: Some(pg_target(&down, &s.user, &s.password)),
-        signer: None,
+        })
     }
 }
 
@@ -355,8 +353,8 @@ async fn drain_revokes_every_batch() {
         config_name: "main".into(),
         plugin: "postgresql-database-plugin".into(),
         connection: json!({}),
-        target: None,
         revocation: None,
+        ..Default::default()
     };
     let rows: Vec<_> = (0..2500)
         .map(|i| {

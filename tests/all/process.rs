@@ -136,21 +136,39 @@ impl Broker {
     /// A broker over SQLite serving TLS ([`loopback_tls`]); its clients
     /// trust that certificate and present none of their own.
     pub async fn start_tls() -> Self {
-        Self::start_inner(None, "", true).await
+        Self::start_inner(None, "", true, None).await
+    }
+
+    /// A broker over SQLite whose plugin directory (`[plugins] directory`)
+    /// is `plugins`.
+    pub async fn start_with_plugin_dir(plugins: &Path) -> Self {
+        Self::start_inner(None, "", false, Some(plugins)).await
     }
 
     /// A broker with `storage` (a `[storage]` table; SQLite when `None`)
     /// and `extra` configuration.
     pub async fn start_with(storage: Option<String>, extra: &str) -> Self {
-        Self::start_inner(storage, extra, false).await
+        Self::start_inner(storage, extra, false, None).await
     }
 
-    async fn start_inner(storage: Option<String>, extra: &str, tls: bool) -> Self {
+    async fn start_inner(
+        storage: Option<String>,
+        extra: &str,
+        tls: bool,
+        plugins: Option<&Path>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let storage = storage.unwrap_or_else(|| sqlite_storage(dir.path()));
         let config = dir.path().join("broker.toml");
         let mut text = config_text(dir.path(), port, &storage, extra);
+        if let Some(plugins) = plugins {
+            text = text.replacen(
+                "[plugins]\n",
+                &format!("[plugins]\ndirectory = \"{}\"\n", plugins.display()),
+                1,
+            );
+        }
         let mut http = reqwest::Client::builder();
         let mut tls_cert = None;
         if tls {

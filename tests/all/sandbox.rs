@@ -179,7 +179,7 @@ async fn a_plugin_declaring_postgres_cannot_open_a_mysql_mount() {
             kind: FailureKind::InvalidConfig,
             message,
         }) => {
-            assert!(message.contains("did not declare"), "{message}")
+            assert!(message.contains("dialect"), "{message}")
         }
         other => panic!("expected a denied sql.open, got {other:?}"),
     }
@@ -229,7 +229,7 @@ async fn builtins_describe_themselves_with_vault_aliases() {
     let rt = runtime(limits());
     let pg = broker_tests::builtin(&rt, "postgresql-database-plugin").await;
     assert_eq!(pg.info().name, "postgres");
-    assert_eq!(pg.info().api_version, "0.1.0");
+    assert_eq!(pg.info().api_version, "0.2.0");
     assert_eq!(
         pg.info().capabilities,
         vec![broker::plugin::HostCapability::SqlPostgres]
@@ -243,6 +243,12 @@ async fn builtins_describe_themselves_with_vault_aliases() {
         "mysql-legacy-database-plugin",
     ] {
         assert_eq!(broker_tests::builtin(&rt, alias).await.info().name, "mysql");
+    }
+    for (alias, name) in [
+        ("redis-database-plugin", "redis"),
+        ("rabbitmq-database-plugin", "rabbitmq"),
+    ] {
+        assert_eq!(broker_tests::builtin(&rt, alias).await.info().name, name);
     }
 }
 
@@ -290,7 +296,7 @@ async fn compiled_components_are_cached_on_disk() {
 
 /// A `tracing` writer into a buffer the test reads.
 #[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+pub(crate) struct Captured(pub(crate) std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for Captured {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {

@@ -216,14 +216,24 @@ async fn run(store: &Store, leases: usize, due: usize, lookups: usize) -> Figure
         .unwrap_or_else(|e| panic!("{e}"))
         .core()
         .unwrap_or_else(|| panic!("the local seal did not unseal the broker"));
+    // A plugin in the directory runs only once registered by its hash.
+    core.register_plugin(broker::plugin::Registration {
+        name: "hostile".into(),
+        kind: "database".into(),
+        command: "noop.wasm".into(),
+        sha256: broker::plugin::sha256_hex(HOSTILE_WASM),
+        version: String::new(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let data = LeaseData {
         kind: Some(broker::lease::LeaseKind::Credential),
         mount: "noop/".into(),
         config_name: "bench".into(),
         plugin: "hostile".into(),
         connection: json!({}),
-        target: None,
         revocation: Some(json!({ "ok": true })),
+        ..LeaseData::default()
     };
     let now = broker::clock::unix_now_signed();
     let mut ids = Ids(0);

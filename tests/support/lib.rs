@@ -386,7 +386,6 @@ pub async fn builtin(
         .unwrap_or_else(|e| panic!("{e}"));
     catalog
         .get(name)
-        .cloned()
         .unwrap_or_else(|| panic!("no built-in plugin named {name}"))
 }
 
@@ -420,6 +419,53 @@ pub fn mysql_target(
         Some(user),
         Some(password),
     ))
+}
+
+/// The Redis server the tests use: `BROKER_TEST_REDIS_ADDR` (host:port),
+/// by default the machine's, 127.0.0.1:6379, whose `default` user has no
+/// password.
+pub fn redis_addr() -> (String, u16) {
+    let addr =
+        std::env::var("BROKER_TEST_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:6379".into());
+    let (host, port) = addr
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("BROKER_TEST_REDIS_ADDR must be host:port, not {addr}"));
+    (host.to_owned(), port.parse().unwrap_or_else(|e| panic!("{addr}: {e}")))
+}
+
+/// The test Redis server, logged in to as `user` (`None`: `default`).
+pub fn redis_target(user: Option<&str>, password: Option<&str>) -> std::sync::Arc<broker::egress::RedisTarget> {
+    let (host, port) = redis_addr();
+    std::sync::Arc::new(broker::egress::RedisTarget {
+        host,
+        port,
+        username: user.map(str::to_owned),
+        password: password.map(|p| zeroize::Zeroizing::new(p.to_owned())),
+    })
+}
+
+/// Runs `redis-cli` against the test server with `args`; its output,
+/// trimmed (errors included: redis-cli prints them and exits 0).
+pub fn redis_cli(args: &[&str]) -> String {
+    let (host, port) = redis_addr();
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", &host, "-p", &port.to_string(), "--no-auth-warning"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("redis-cli must be installed (.ci/run installs it): {e}"));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .trim()
+    .to_owned()
+}
+
+/// The RabbitMQ management API the tests use: `BROKER_TEST_RABBITMQ_URL`,
+/// by default the machine's, http://127.0.0.1:15672, as guest/guest.
+pub fn rabbitmq_url() -> String {
+    std::env::var("BROKER_TEST_RABBITMQ_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".into())
 }
 
 /// A fresh name for objects one test creates, so tests can run in parallel.

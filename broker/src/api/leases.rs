@@ -64,7 +64,14 @@ pub(crate) async fn list_ids(core: &Core, req: &Request) -> Result<Reply, Error>
 pub(crate) async fn lookup(core: &Core, req: &Request) -> Result<Reply, Error> {
     let row = core.leases().lookup(&lease_id(req)?).await?;
     let now = crate::clock::unix_now_signed();
+    // Which plugin made it, at which version and contract (Vault's
+    // `plugin_version`); absent for leases from before they were recorded.
+    let made_by = core.leases().data(&row).ok();
+    let made_by = made_by.as_ref();
     Ok(data(json!({
+        "plugin": made_by.map(|d| d.plugin.as_str()).filter(|p| !p.is_empty()),
+        "plugin_version": made_by.and_then(|d| d.plugin_version.as_deref()),
+        "contract_version": made_by.and_then(|d| d.contract_version.as_deref()),
         "id": row.id,
         "issue_time": rfc3339(row.issued_at),
         "expire_time": rfc3339(row.expires_at),

@@ -19,6 +19,7 @@ mod leases;
 mod limits;
 mod mounts;
 mod openapi;
+mod plugins;
 mod policies;
 mod route;
 mod seal;

@@ -10,7 +10,9 @@ use crate::framework::{Access, Error, Field, Path, PatternError, Reply, Request,
 /// Paths of this backend's table.
 type P = Path<Core>;
 
-use super::{audit, capabilities, cluster, leases, mounts, openapi, policies, seal, wrapping};
+use super::{
+    audit, capabilities, cluster, leases, mounts, openapi, plugins, policies, seal, wrapping,
+};
 
 /// Where the system backend is mounted.
 pub(crate) const MOUNT: &str = "sys/";
@@ -287,6 +289,32 @@ fn paths() -> Vec<Path<Core>> {
             .read(|c, r| Box::pin(policies::read(c, r)))
             .update(|c, r| Box::pin(policies::write(c, r)))
             .delete(|c, r| Box::pin(policies::delete(c, r))),
+        P::new("plugins/catalog")
+            .summary("Every plugin: names by type, and each one's version, contract version and SHA-256 in `detailed`. Built-ins are listed with their versions.")
+            .access(Access::Sudo)
+            .read(|c, r| Box::pin(plugins::list_all(c, r))),
+        P::new("plugins/catalog/{type}")
+            .summary("The names of the plugins of a type (database, secret).")
+            .access(Access::Sudo)
+            .list(|c, r| Box::pin(plugins::list_type(c, r))),
+        P::new("plugins/catalog/{type}/{name}")
+            .summary("Register (write), read or deregister (delete) a plugin. Its file, `command` in the plugin directory, must have the SHA-256 given; it is checked again at every reload and unseal, and a file that changed is refused.")
+            .access(Access::Sudo)
+            .field(Field::string("sha256", "the SHA-256 of the plugin's file, hex").clear())
+            .field(Field::string("command", "the plugin's file name in the plugin directory").clear())
+            .field(Field::string("version", "the version to register it as").clear())
+            .field(Field::comma_list("args", "not supported (WASM plugins take none)").clear())
+            .field(Field::comma_list("env", "not supported (WASM plugins take none)").clear())
+            .read(|c, r| Box::pin(plugins::read(c, r)))
+            .create(|c, r| Box::pin(plugins::register(c, r)))
+            .update(|c, r| Box::pin(plugins::register(c, r)))
+            .delete(|c, r| Box::pin(plugins::deregister(c, r))),
+        P::new("plugins/reload/backend")
+            .summary("Read a registered plugin's file again, check its SHA-256 and load it.")
+            .access(Access::Sudo)
+            .field(Field::string("plugin", "the registered plugin's name").clear())
+            .field(Field::comma_list("mounts", "not supported: name the plugin").clear())
+            .update(|c, r| Box::pin(plugins::reload(c, r))),
         P::new("audit")
             .summary("The enabled audit devices.")
             .access(Access::Sudo)

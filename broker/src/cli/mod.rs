@@ -19,6 +19,7 @@ mod operator;
 mod output;
 mod pki;
 mod plugin;
+pub mod plugin_new;
 mod server;
 
 use clap::{Parser, Subcommand, ValueEnum};

@@ -20,6 +20,25 @@ pub enum PluginCommand {
         /// A built-in name or alias, or a path to a component.
         name: String,
     },
+    /// Create a new plugin crate that builds to a component and passes its
+    /// own tests on the first run.
+    ///
+    /// The crate issues PostgreSQL logins, as a starting point; its
+    /// README.md says how to build, test (`cargo test`, and `cargo test
+    /// --features harness` in the broker's real host) and register it by
+    /// SHA-256. Needs the wasm32-wasip2 target (`rustup target add
+    /// wasm32-wasip2`).
+    New {
+        /// The plugin's name: lower-case letters, digits and '-'.
+        name: String,
+        /// Where to create the crate's directory (default: here).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        path: PathBuf,
+        /// The plugin SDK (the sdk/ folder of the broker's source; default:
+        /// the one this broker was built from).
+        #[arg(long, value_name = "DIR")]
+        sdk: Option<PathBuf>,
+    },
 }
 
 async fn runtime() -> anyhow::Result<PluginRuntime> {
@@ -45,11 +64,21 @@ fn capabilities(p: &Plugin) -> String {
 }
 
 pub async fn run(cmd: PluginCommand) -> anyhow::Result<()> {
+    if let PluginCommand::New { name, path, sdk } = &cmd {
+        let dir = super::plugin_new::create(name, path, sdk.clone())?;
+        println!(
+            "Created {dir}. Next:\n\n    cd {dir}\n    cargo test\n    cargo build --release --target wasm32-wasip2\n\nthen register it by SHA-256 as its README.md shows.",
+            dir = dir.display()
+        );
+        return Ok(());
+    }
     let runtime = runtime().await?;
     match cmd {
+        PluginCommand::New { .. } => {}
         PluginCommand::List => {
             let catalog = Catalog::builtin(&runtime).await?;
             for p in catalog.iter() {
+                let p = &p;
                 let info = p.info();
                 println!(
                     "{} {} (contract {})",
@@ -75,8 +104,8 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<()> {
                 runtime.load(&wasm).await?
             } else {
                 let catalog = Catalog::builtin(&runtime).await?;
-                catalog.get(&name).cloned().with_context(|| {
-                    let names: Vec<&str> = catalog.iter().map(|p| p.info().name.as_str()).collect();
+                catalog.get(&name).with_context(|| {
+                    let names: Vec<String> = catalog.iter().iter().map(|p| p.info().name.clone()).collect();
                     format!(
                         "no built-in plugin named {name:?}; built-in: {}",
                         names.join(", ")

@@ -39,6 +39,11 @@ pub struct ServerArgs {
     /// Keep dev-mode data in this directory instead of a temporary one.
     #[arg(long, value_name = "DIR", requires = "dev")]
     dev_data_dir: Option<PathBuf>,
+    /// Load every `*.wasm` plugin in this directory, unpinned (Vault's
+    /// -dev-plugin-dir). Outside dev mode a plugin runs only once it is
+    /// registered by SHA-256 in sys/plugins/catalog.
+    #[arg(long, value_name = "DIR", requires = "dev")]
+    dev_plugin_dir: Option<PathBuf>,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -91,6 +96,7 @@ async fn run_dev(args: ServerArgs) -> anyhow::Result<()> {
     };
     let unsealer = crate::server::open_dev(
         &dir,
+        args.dev_plugin_dir.as_deref(),
         &token,
         Duration::from_secs(60),
         Duration::from_secs(1),

@@ -1,6 +1,7 @@
 //! What a node reloads when another node (sharing its database) changes
 //! what this one caches: the mount tables, the root token's hash, the
-//! keyring, the ACLs built from policies, the audit devices.
+//! keyring, the ACLs built from policies, the audit devices, the registered
+//! plugins.
 //!
 //! [`CACHED`] lists them by storage key prefix; the database announces a
 //! change to any of them ([`crate::cluster`]), and [`Core::refresh`] reloads
@@ -17,6 +18,7 @@ pub const CACHED: &[&str] = &[
     keys::KEYRING_KEY,
     crate::policy::ACL_PREFIX,
     crate::audit::DEVICES_KEY,
+    super::plugins::CATALOG_PREFIX,
 ];
 
 impl Core {
@@ -31,6 +33,7 @@ impl Core {
             ROOT_TOKEN_KEY => self.refresh_root_token().await,
             keys::KEYRING_KEY => self.refresh_keyring().await,
             crate::audit::DEVICES_KEY => Ok(self.audit.sync().await?),
+            key if key.starts_with(super::plugins::CATALOG_PREFIX) => self.refresh_plugins().await,
             key if key.starts_with(crate::policy::ACL_PREFIX) => {
                 self.policies.invalidate();
                 Ok(())
@@ -51,6 +54,7 @@ impl Core {
         self.refresh_root_token().await?;
         self.policies.invalidate();
         self.audit.sync().await?;
+        self.refresh_plugins().await?;
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use crate::clock;
 use crate::plugin::{
     CaSigner, CallContext, Catalog, ConnectionView, Credential, PluginError, RevocationRecorder,
 };
+use crate::egress::{HttpTarget, RedisTarget};
 use crate::sql::{SqlTarget, SqlTargetSpec};
 use crate::storage::{Durability, LeaseRow, LeaseState, StorageError};
 
@@ -62,6 +63,42 @@ pub struct ResolvedConnection {
     pub target: Option<Arc<SqlTarget>>,
     /// The CA the plugin may sign with.
     pub signer: Option<Arc<dyn CaSigner>>,
+    /// The Redis server the plugin may reach.
+    pub redis: Option<Arc<RedisTarget>>,
+    /// The HTTP service the plugin may reach.
+    pub http: Option<Arc<HttpTarget>>,
+}
+
+impl ResolvedConnection {
+    /// A connection that reaches nothing but what the plugin sees.
+    pub fn view_only(connection: ConnectionView) -> Self {
+        Self {
+            connection,
+            target: None,
+            signer: None,
+            redis: None,
+            http: None,
+        }
+    }
+
+    /// What a call through this connection may reach; `key` names the
+    /// pooled connections (one set per mount and connection config).
+    pub fn context(&self, key: &str) -> CallContext {
+        let mut ctx = CallContext::new();
+        if let Some(t) = &self.target {
+            ctx = ctx.with_sql(key, t.clone());
+        }
+        if let Some(t) = &self.redis {
+            ctx = ctx.with_redis(key, t.clone());
+        }
+        if let Some(t) = &self.http {
+            ctx = ctx.with_http(key, t.clone());
+        }
+        if let Some(ca) = &self.signer {
+            ctx = ctx.with_signer(ca.clone());
+        }
+        ctx
+    }
 }
 
 impl std::fmt::Debug for ResolvedConnection {
@@ -70,6 +107,8 @@ impl std::fmt::Debug for ResolvedConnection {
             .field("connection", &self.connection)
             .field("target", &self.target)
             .field("signer", &self.signer.is_some())
+            .field("redis", &self.redis)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -411,6 +450,13 @@ impl Leases {
         Ok(self.store.storage().update_lease(row, durability).await?)
     }
 
+    /// What a lease keeps, unsealed: which plugin made it, at which
+    /// version, and what revoking it takes. Never returned over the API
+    /// whole: it holds the admin credentials of the connection.
+    pub fn data(&self, row: &LeaseRow) -> Result<LeaseData, LeaseError> {
+        self.open(row)
+    }
+
     fn open(&self, row: &LeaseRow) -> Result<LeaseData, LeaseError> {
         let plain = self.store.barrier().open(&seal_key(&row.id), &row.sealed)?;
         serde_json::from_slice(&plain).map_err(|e| LeaseError::Corrupt(e.to_string()))
@@ -421,7 +467,6 @@ impl Leases {
         let plugin = self
             .catalog
             .get(&p.plugin)
-            .cloned()
             .ok_or_else(|| LeaseError::UnknownPlugin(p.plugin.clone()))?;
         let id =
             LeaseId::generate(&p.mount, p.endpoint, &p.role_name).map_err(LeaseError::Corrupt)?;
@@ -439,6 +484,10 @@ impl Leases {
             plugin: p.plugin.clone(),
             connection: p.connection.connection.config.clone(),
             target: p.connection.target.as_deref().map(SqlTargetSpec::from),
+            redis: p.connection.redis.as_deref().cloned(),
+            http: p.connection.http.as_deref().cloned(),
+            plugin_version: Some(plugin.info().version.clone()),
+            contract_version: Some(plugin.info().api_version.clone()),
             revocation: None,
         };
         let mut row = LeaseRow {
@@ -460,13 +509,10 @@ impl Leases {
             data: Mutex::new(data.clone()),
             stored: AtomicBool::new(false),
         });
-        let mut ctx = CallContext::new().with_recorder(recorder.clone());
-        if let Some(target) = &p.connection.target {
-            ctx = ctx.with_sql(&pool_key(&p.mount, &p.config_name), target.clone());
-        }
-        if let Some(ca) = &p.connection.signer {
-            ctx = ctx.with_signer(ca.clone());
-        }
+        let ctx = p
+            .connection
+            .context(&pool_key(&p.mount, &p.config_name))
+            .with_recorder(recorder.clone());
         let request = crate::plugin::IssueRequest {
             role_name: p.role_name.clone(),
             role: p.role.clone(),
@@ -644,7 +690,7 @@ impl Leases {
     }
 
     /// The plugin that made a lease's credential.
-    fn plugin(&self, data: &LeaseData) -> Result<&crate::plugin::Plugin, LeaseError> {
+    fn plugin(&self, data: &LeaseData) -> Result<crate::plugin::Plugin, LeaseError> {
         self.catalog
             .get(&data.plugin)
             .ok_or_else(|| LeaseError::UnknownPlugin(data.plugin.clone()))
@@ -674,18 +720,13 @@ impl Leases {
             },
             target: data.target.as_ref().map(|t| Arc::new(SqlTarget::from(t))),
             signer: None,
+            redis: data.redis.clone().map(Arc::new),
+            http: data.http.clone().map(Arc::new),
         }
     }
 
     fn context(data: &LeaseData, resolved: &ResolvedConnection) -> CallContext {
-        let mut ctx = CallContext::new();
-        if let Some(t) = &resolved.target {
-            ctx = ctx.with_sql(&pool_key(&data.mount, &data.config_name), t.clone());
-        }
-        if let Some(ca) = &resolved.signer {
-            ctx = ctx.with_signer(ca.clone());
-        }
-        ctx
+        resolved.context(&pool_key(&data.mount, &data.config_name))
     }
 
     /// Extends an active lease by `increment` from now (zero: by its original

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::egress::{HttpTarget, RedisTarget};
 use crate::sql::SqlTargetSpec;
 
 /// What a lease covers, and so what revokes it. The expiration worker
@@ -26,7 +27,7 @@ const LEGACY_CA_CONNECTION: &str = "@ca";
 
 /// The sealed part of a lease: enough to revoke without the role or the
 /// connection config.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct LeaseData {
     /// What the lease covers (`None` in leases written before kinds were
     /// recorded: see [`LeaseData::kind`]).
@@ -42,6 +43,18 @@ pub struct LeaseData {
     pub connection: serde_json::Value,
     /// The database, with admin credentials, when the lease was made.
     pub target: Option<SqlTargetSpec>,
+    /// The Redis server, with admin credentials, when the lease was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisTarget>,
+    /// The HTTP service, with admin credentials, when the lease was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpTarget>,
+    /// The plugin's own version when it issued (Vault's `plugin_version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_version: Option<String>,
+    /// The contract version the plugin was built against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract_version: Option<String>,
     /// What the plugin recorded for revocation; `None` until it did.
     pub revocation: Option<serde_json::Value>,
 }
@@ -65,6 +78,8 @@ impl std::fmt::Debug for LeaseData {
             .field("mount", &self.mount)
             .field("config_name", &self.config_name)
             .field("plugin", &self.plugin)
+            .field("plugin_version", &self.plugin_version)
+            .field("contract_version", &self.contract_version)
             .field("recorded", &self.revocation.is_some())
             .finish_non_exhaustive()
     }

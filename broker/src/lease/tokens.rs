@@ -37,11 +37,8 @@ impl Leases {
         let data = LeaseData {
             kind: Some(LeaseKind::Token),
             mount: TOKEN_MOUNT.into(),
-            config_name: String::new(),
-            plugin: String::new(),
-            connection: serde_json::Value::Null,
-            target: None,
             revocation: Some(revocation),
+            ..LeaseData::default()
         };
         Ok(LeaseRow {
             id: id.to_owned(),

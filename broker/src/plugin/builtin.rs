@@ -30,4 +30,18 @@ pub const BUILTIN: &[BuiltinPlugin] = &[
         crate_name: "broker-plugin-pki",
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/plugins/broker_plugin_pki.wasm")),
     },
+    BuiltinPlugin {
+        crate_name: "broker-plugin-redis",
+        wasm: include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/plugins/broker_plugin_redis.wasm"
+        )),
+    },
+    BuiltinPlugin {
+        crate_name: "broker-plugin-rabbitmq",
+        wasm: include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/plugins/broker_plugin_rabbitmq.wasm"
+        )),
+    },
 ];

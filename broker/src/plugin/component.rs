@@ -17,17 +17,17 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
-use super::bindings::v0_1_0::broker::plugin::types as wit;
-use super::bindings::v0_1_0::{CredentialPlugin, CredentialPluginPre};
 use super::error::bounded;
 use super::log::Outcome;
 use super::runtime::{EPOCH_TICK, Shared};
-use super::state::{CallState, RevocationRecorder, SqlBinding};
-use super::{FailureKind, PluginError};
+use super::state::{CallState, Egress, HttpBinding, RedisBinding, RevocationRecorder, SqlBinding};
+use super::versions::{self, Described, Failure, Instance, Pre, WireConnection, WireCredential, WireIssueRequest};
+use super::PluginError;
+use crate::egress::{HttpTarget, RedisTarget};
 use crate::sql::SqlTarget;
 
-/// The contract versions this broker can link.
-pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0"];
+/// The contract versions this broker can link, oldest first.
+pub const SUPPORTED_API_VERSIONS: &[&str] = versions::SUPPORTED;
 
 /// A host capability a plugin declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,6 +38,10 @@ pub enum HostCapability {
     SqlMysql,
     /// Signing with the mount's CA key.
     Signer,
+    /// Commands to the mount's Redis server (contract v0.2.0 on).
+    Redis,
+    /// Requests to the mount's HTTP service (contract v0.2.0 on).
+    Http,
 }
 
 /// What a plugin says about itself.
@@ -61,11 +65,14 @@ pub struct PluginInfo {
     pub sha256: String,
 }
 
-/// What a call may reach outside the sandbox: at most one database, and
-/// the pending lease it records revocation data into.
+/// What a call may reach outside the sandbox: at most one database,
+/// Redis server and HTTP service, the mount's CA, and the pending lease it
+/// records revocation data into.
 #[derive(Clone, Default)]
 pub struct CallContext {
     sql: Option<(Arc<str>, Arc<SqlTarget>)>,
+    redis: Option<(Arc<str>, Arc<RedisTarget>)>,
+    http: Option<(Arc<str>, Arc<HttpTarget>)>,
     recorder: Option<Arc<dyn RevocationRecorder>>,
     signer: Option<Arc<dyn super::CaSigner>>,
 }
@@ -74,6 +81,8 @@ impl std::fmt::Debug for CallContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallContext")
             .field("sql", &self.sql)
+            .field("redis", &self.redis)
+            .field("http", &self.http)
             .field("recorder", &self.recorder.as_ref().map(|_| "…"))
             .field("signer", &self.signer.as_ref().map(|_| "…"))
             .finish()
@@ -90,6 +99,20 @@ impl CallContext {
     /// named `pool_key` (one per mount and connection config).
     pub fn with_sql(mut self, pool_key: &str, target: Arc<SqlTarget>) -> Self {
         self.sql = Some((pool_key.into(), target));
+        self
+    }
+
+    /// Lets the call's `redis` capability reach `target`, through the
+    /// connection kept under `key` (one per mount and connection config).
+    pub fn with_redis(mut self, key: &str, target: Arc<RedisTarget>) -> Self {
+        self.redis = Some((key.into(), target));
+        self
+    }
+
+    /// Lets the call's `http` capability reach `target`, through the
+    /// client kept under `key`.
+    pub fn with_http(mut self, key: &str, target: Arc<HttpTarget>) -> Self {
+        self.http = Some((key.into(), target));
         self
     }
 
@@ -180,10 +203,10 @@ impl std::fmt::Debug for Credential {
 
 struct Inner {
     shared: Arc<Shared>,
-    pre: CredentialPluginPre<CallState>,
+    pre: Pre,
     info: PluginInfo,
     name: Arc<str>,
-    capabilities: Arc<[wit::Capability]>,
+    capabilities: Arc<[HostCapability]>,
 }
 
 /// A loaded plugin. Cheap to clone; calls may run concurrently.
@@ -202,43 +225,19 @@ impl std::fmt::Debug for Plugin {
 
 type CallFuture<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
 
-fn api_version(shared: &Shared, component: &Component) -> Result<String, PluginError> {
-    let mut versions: Vec<String> = component
-        .component_type()
-        .imports(&shared.engine)
-        .filter_map(|(name, _)| name.strip_prefix("broker:plugin/"))
-        .filter_map(|rest| rest.split_once('@').map(|(_, v)| v.to_owned()))
-        .collect();
-    versions.sort();
-    versions.dedup();
-    match versions.as_slice() {
-        // A plugin that imports no host capability: link it with the oldest contract.
-        [] => Ok(SUPPORTED_API_VERSIONS[0].to_owned()),
-        [v] if SUPPORTED_API_VERSIONS.contains(&v.as_str()) => Ok(v.clone()),
-        [v] => Err(PluginError::Load(format!(
-            "plugin was built against contract broker:plugin@{v}; this broker speaks {}",
-            SUPPORTED_API_VERSIONS.join(", ")
-        ))),
-        many => Err(PluginError::Load(format!(
-            "plugin imports several contract versions: {}",
-            many.join(", ")
-        ))),
-    }
-}
-
 /// How a call's return reads to its log (see [`super::log`]): which JSON
 /// texts hold its secrets, or that it failed. Every return type decides.
 trait CallOutput {
     fn log_outcome(&self) -> Outcome<'_>;
 }
 
-impl CallOutput for wit::PluginInfo {
+impl CallOutput for Described {
     fn log_outcome(&self) -> Outcome<'_> {
         Outcome::Returned(Vec::new())
     }
 }
 
-impl CallOutput for Result<(), wit::PluginError> {
+impl CallOutput for Result<(), Failure> {
     fn log_outcome(&self) -> Outcome<'_> {
         match self {
             Ok(()) => Outcome::Returned(Vec::new()),
@@ -247,7 +246,7 @@ impl CallOutput for Result<(), wit::PluginError> {
     }
 }
 
-impl CallOutput for Result<wit::Credential, wit::PluginError> {
+impl CallOutput for Result<WireCredential, Failure> {
     fn log_outcome(&self) -> Outcome<'_> {
         match self {
             Ok(c) => Outcome::Returned(vec![&c.data, &c.revocation]),
@@ -257,7 +256,7 @@ impl CallOutput for Result<wit::Credential, wit::PluginError> {
 }
 
 /// `rotate-root`'s config update and `rotate-static`'s credential.
-impl CallOutput for Result<String, wit::PluginError> {
+impl CallOutput for Result<String, Failure> {
     fn log_outcome(&self) -> Outcome<'_> {
         match self {
             Ok(json) => Outcome::Returned(vec![json]),
@@ -266,21 +265,8 @@ impl CallOutput for Result<String, wit::PluginError> {
     }
 }
 
-fn failure(e: wit::PluginError) -> PluginError {
-    let (kind, message) = match e {
-        wit::PluginError::InvalidConfig(m) => (FailureKind::InvalidConfig, m),
-        wit::PluginError::InvalidRequest(m) => (FailureKind::InvalidRequest, m),
-        wit::PluginError::Unavailable(m) => (FailureKind::Unavailable, m),
-        wit::PluginError::Internal(m) => (FailureKind::Internal, m),
-    };
-    PluginError::Failed {
-        kind,
-        message: bounded(message),
-    }
-}
-
-fn wit_connection(c: &ConnectionView) -> wit::Connection {
-    wit::Connection {
+fn wit_connection(c: &ConnectionView) -> WireConnection {
+    WireConnection {
         name: c.name.clone(),
         config: c.config.to_string(),
     }
@@ -292,17 +278,14 @@ impl Plugin {
         component: Component,
         wasm: &[u8],
     ) -> Result<Self, PluginError> {
-        let api_version = api_version(&shared, &component)?;
+        let api_version = versions::version_of(&shared.engine, &component)?;
+        let imports = versions::imported(&shared.engine, &component);
         let instance_pre = shared.linker.instantiate_pre(&component).map_err(|e| {
             PluginError::Load(format!(
                 "plugin needs imports the broker does not offer: {e:#}"
             ))
         })?;
-        let pre = CredentialPluginPre::new(instance_pre).map_err(|e| {
-            PluginError::Load(format!(
-                "plugin does not export the credential-plugin world: {e:#}"
-            ))
-        })?;
+        let pre = Pre::new(api_version, instance_pre)?;
         let mut plugin = Self {
             inner: Arc::new(Inner {
                 shared,
@@ -311,7 +294,7 @@ impl Plugin {
                     name: String::new(),
                     aliases: Vec::new(),
                     version: String::new(),
-                    api_version,
+                    api_version: api_version.to_owned(),
                     capabilities: Vec::new(),
                     connection_schema: String::new(),
                     role_schema: String::new(),
@@ -322,7 +305,7 @@ impl Plugin {
             }),
         };
         let described = plugin
-            .call(&CallContext::new(), |p, s| Box::pin(p.call_describe(s)))
+            .call(&CallContext::new(), |p, s| Box::pin(p.describe(s)))
             .await
             .map_err(|e| PluginError::Load(format!("describe failed: {e}")))?;
         let inner = Arc::get_mut(&mut plugin.inner)
@@ -332,17 +315,15 @@ impl Plugin {
                 "plugin describes itself with an empty name".into(),
             ));
         }
+        // v0.1.0 declares what it needs; from v0.2.0 on, what a component
+        // imports is what it is granted.
+        let capabilities = match api_version {
+            "0.1.0" => described.declared.clone(),
+            _ => versions::v0_2_0::granted(&imports, &described).map_err(PluginError::Load)?,
+        };
         inner.name = described.name.as_str().into();
-        inner.capabilities = described.capabilities.clone().into();
-        inner.info.capabilities = described
-            .capabilities
-            .iter()
-            .map(|c| match c {
-                wit::Capability::SqlPostgres => HostCapability::SqlPostgres,
-                wit::Capability::SqlMysql => HostCapability::SqlMysql,
-                wit::Capability::Signer => HostCapability::Signer,
-            })
-            .collect();
+        inner.capabilities = capabilities.clone().into();
+        inner.info.capabilities = capabilities;
         inner.info.name = described.name;
         inner.info.aliases = described.aliases;
         inner.info.version = described.version;
@@ -356,6 +337,20 @@ impl Plugin {
         &self.inner.info
     }
 
+    /// Which runtime the plugin was loaded by (plugins of one share its
+    /// connections).
+    pub(crate) fn shared_id(&self) -> *const () {
+        Arc::as_ptr(&self.inner.shared).cast()
+    }
+
+    /// Drops the connections its runtime keeps under `key`.
+    pub(crate) fn forget_connections(&self, key: &str) {
+        let shared = &self.inner.shared;
+        shared.pools.remove(key);
+        shared.redis.remove(key);
+        shared.http.remove(key);
+    }
+
     /// The connection pools its calls draw from (its runtime's).
     pub(crate) fn pools(&self) -> &Arc<crate::sql::Pools> {
         &self.inner.shared.pools
@@ -365,8 +360,7 @@ impl Plugin {
     async fn call<R: CallOutput + Send>(
         &self,
         ctx: &CallContext,
-        f: impl for<'a> FnOnce(&'a CredentialPlugin, &'a mut Store<CallState>) -> CallFuture<'a, R>
-        + Send,
+        f: impl for<'a> FnOnce(&'a Instance, &'a mut Store<CallState>) -> CallFuture<'a, R> + Send,
     ) -> Result<R, PluginError> {
         self.call_recording(ctx, f).await.map(|(r, _)| r)
     }
@@ -376,8 +370,7 @@ impl Plugin {
     async fn call_recording<R: CallOutput + Send>(
         &self,
         ctx: &CallContext,
-        f: impl for<'a> FnOnce(&'a CredentialPlugin, &'a mut Store<CallState>) -> CallFuture<'a, R>
-        + Send,
+        f: impl for<'a> FnOnce(&'a Instance, &'a mut Store<CallState>) -> CallFuture<'a, R> + Send,
     ) -> Result<(R, Option<String>), PluginError> {
         let shared = &self.inner.shared;
         let limits = shared.limits;
@@ -387,14 +380,27 @@ impl Plugin {
             .await
             .map_err(|_| PluginError::Runtime("the plugin runtime is shutting down".into()))?;
         let deadline = Instant::now() + limits.deadline;
-        let sql = ctx.sql.as_ref().map(|(key, target)| SqlBinding {
-            key: key.clone(),
-            target: target.clone(),
-            pools: shared.pools.clone(),
-        });
+        let egress = Egress {
+            sql: ctx.sql.as_ref().map(|(key, target)| SqlBinding {
+                key: key.clone(),
+                target: target.clone(),
+                pools: shared.pools.clone(),
+            }),
+            redis: ctx.redis.as_ref().map(|(key, target)| RedisBinding {
+                key: key.clone(),
+                target: target.clone(),
+                pools: shared.redis.clone(),
+            }),
+            http: ctx.http.as_ref().map(|(key, target)| HttpBinding {
+                key: key.clone(),
+                target: target.clone(),
+                clients: shared.http.clone(),
+            }),
+        };
         let state = CallState::new(
+            self.inner.name.clone(),
             self.inner.capabilities.clone(),
-            sql,
+            egress,
             ctx.recorder.clone(),
             ctx.signer.clone(),
             &limits,
@@ -418,7 +424,7 @@ impl Plugin {
         let pre = &self.inner.pre;
         let run = async move {
             let result = async {
-                let bindings = pre.instantiate_async(&mut store).await?;
+                let bindings = pre.instantiate(&mut store).await?;
                 f(&bindings, &mut store).await
             }
             .await;
@@ -475,7 +481,7 @@ impl Plugin {
     /// cheapest full round trip (instantiate, call, tear down), for health
     /// checks and for measuring the sandbox's fixed cost.
     pub async fn ping(&self) -> Result<(), PluginError> {
-        self.call(&CallContext::new(), |p, s| Box::pin(p.call_describe(s)))
+        self.call(&CallContext::new(), |p, s| Box::pin(p.describe(s)))
             .await
             .map(|_| ())
     }
@@ -496,10 +502,10 @@ impl Plugin {
     ) -> Result<(), PluginError> {
         let c = wit_connection(connection);
         self.call(ctx, move |p, s| {
-            Box::pin(async move { p.call_verify_connection(s, &c).await })
+            Box::pin(async move { p.verify_connection(s, &c).await })
         })
         .await?
-        .map_err(failure)
+        .map_err(PluginError::from)
     }
 
     /// Issues a credential.
@@ -510,7 +516,7 @@ impl Plugin {
         request: &IssueRequest,
     ) -> Result<Credential, PluginError> {
         let c = wit_connection(connection);
-        let r = wit::IssueRequest {
+        let r = WireIssueRequest {
             role_name: request.role_name.clone(),
             role: request.role.to_string(),
             display_name: request.display_name.clone(),
@@ -523,10 +529,10 @@ impl Plugin {
         };
         let (out, recorded) = self
             .call_recording(ctx, move |p, s| {
-                Box::pin(async move { p.call_issue(s, &c, &r).await })
+                Box::pin(async move { p.issue(s, &c, &r).await })
             })
             .await?;
-        let out = out.map_err(failure)?;
+        let out = out.map_err(PluginError::from)?;
         self.check_output(out.data.len() + out.revocation.len())?;
         let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).ok();
         if recorded
@@ -574,10 +580,10 @@ impl Plugin {
         let c = wit_connection(connection);
         let r = revocation.to_string();
         self.call(ctx, move |p, s| {
-            Box::pin(async move { p.call_renew(s, &c, &r, expires_at).await })
+            Box::pin(async move { p.renew(s, &c, &r, expires_at).await })
         })
         .await?
-        .map_err(failure)
+        .map_err(PluginError::from)
     }
 
     /// Destroys a credential. Succeeds when it is already gone.
@@ -590,10 +596,10 @@ impl Plugin {
         let c = wit_connection(connection);
         let r = revocation.to_string();
         self.call(ctx, move |p, s| {
-            Box::pin(async move { p.call_revoke(s, &c, &r).await })
+            Box::pin(async move { p.revoke(s, &c, &r).await })
         })
         .await?
-        .map_err(failure)
+        .map_err(PluginError::from)
     }
 
     /// Changes the admin credential; returns the config fields to overwrite.
@@ -605,10 +611,10 @@ impl Plugin {
         let c = wit_connection(connection);
         let out = self
             .call(ctx, move |p, s| {
-                Box::pin(async move { p.call_rotate_root(s, &c).await })
+                Box::pin(async move { p.rotate_root(s, &c).await })
             })
             .await?
-            .map_err(failure)?;
+            .map_err(PluginError::from)?;
         self.check_output(out.len())?;
         match serde_json::from_str(&out) {
             Ok(serde_json::Value::Object(map)) => Ok(map),
@@ -629,10 +635,10 @@ impl Plugin {
         let r = role.to_string();
         let out = self
             .call(ctx, move |p, s| {
-                Box::pin(async move { p.call_rotate_static(s, &c, &r).await })
+                Box::pin(async move { p.rotate_static(s, &c, &r).await })
             })
             .await?
-            .map_err(failure)?;
+            .map_err(PluginError::from)?;
         self.check_output(out.len())?;
         match serde_json::from_str(&out) {
             Ok(serde_json::Value::Object(map)) => Ok(map),

@@ -1,10 +1,10 @@
 //! The plugin host: runs credential plugins (WASM components) in a sandbox.
 //!
 //! A plugin can reach nothing but the host capabilities of the WIT contract
-//! (`wit/since_v0.1.0`), each bound to the mount that called it: no
-//! filesystem, no environment, no sockets. It must never be handed a key,
-//! a password it did not create, or a connection to another mount's
-//! database.
+//! (`wit/since_v0.1.0`, `wit/since_v0.2.0`), each bound to the mount that
+//! called it: no filesystem, no environment, no sockets. It must never be
+//! handed a key, a password it did not create, or a connection to another
+//! mount's database, Redis server or HTTP service.
 //!
 //! ```ignore
 //! let runtime = PluginRuntime::new(RuntimeConfig::default())?;
@@ -15,7 +15,6 @@
 //! postgres.revoke(&ctx, &connection, &credential.revocation).await?;
 //! ```
 
-mod bindings;
 mod builtin;
 mod cache;
 mod catalog;
@@ -27,9 +26,10 @@ mod log;
 mod runtime;
 mod signer;
 mod state;
+mod versions;
 
 pub use builtin::{BUILTIN, BuiltinPlugin};
-pub use catalog::Catalog;
+pub use catalog::{Catalog, CatalogError, Registration, sha256_hex};
 pub use component::{
     CallContext, ConnectionView, Credential, HostCapability, IssueRequest, Plugin, PluginInfo,
     SUPPORTED_API_VERSIONS,

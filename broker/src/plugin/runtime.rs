@@ -19,7 +19,6 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::v0_1_0;
 use super::cache::CompileCache;
 use super::component::Plugin;
 use super::state::CallState;
@@ -59,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) cache: CompileCache,
     pub(crate) limits: Limits,
     pub(crate) pools: Arc<Pools>,
+    pub(crate) redis: Arc<crate::egress::RedisPools>,
+    pub(crate) http: Arc<crate::egress::HttpClients>,
     pub(crate) slots: tokio::sync::Semaphore,
     stop_ticker: Arc<AtomicBool>,
 }
@@ -125,12 +126,7 @@ impl PluginRuntime {
         let link = |e: wasmtime::Error| {
             PluginError::Runtime(format!("cannot link host capabilities: {e:#}"))
         };
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
-        v0_1_0::CredentialPlugin::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(link)?;
+        super::versions::add_to_linker(&mut linker).map_err(link)?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let ticker_engine = engine.weak();
@@ -158,6 +154,8 @@ impl PluginRuntime {
                 ),
                 limits: config.limits,
                 pools: Arc::new(Pools::new()),
+                redis: Arc::new(crate::egress::RedisPools::new()),
+                http: Arc::new(crate::egress::HttpClients::new()),
                 stop_ticker,
             }),
         })

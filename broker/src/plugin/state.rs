@@ -8,8 +8,9 @@ use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::v0_1_0::broker::plugin::types::Capability;
+use super::HostCapability;
 use super::log::CallLog;
+use crate::egress::{HttpClients, HttpTarget, RedisPools, RedisTarget};
 use crate::sql::{Pools, SqlTarget};
 
 /// The database a call may reach: a pool key and its target.
@@ -18,6 +19,30 @@ pub(crate) struct SqlBinding {
     pub(crate) key: Arc<str>,
     pub(crate) target: Arc<SqlTarget>,
     pub(crate) pools: Arc<Pools>,
+}
+
+/// The Redis server a call may reach.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisBinding {
+    pub(crate) key: Arc<str>,
+    pub(crate) target: Arc<RedisTarget>,
+    pub(crate) pools: Arc<RedisPools>,
+}
+
+/// The HTTP service a call may reach.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpBinding {
+    pub(crate) key: Arc<str>,
+    pub(crate) target: Arc<HttpTarget>,
+    pub(crate) clients: Arc<HttpClients>,
+}
+
+/// What a call may reach outside the sandbox, besides its CA.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Egress {
+    pub(crate) sql: Option<SqlBinding>,
+    pub(crate) redis: Option<RedisBinding>,
+    pub(crate) http: Option<HttpBinding>,
 }
 
 /// Durably stores the revocation data of a pending lease, before the plugin
@@ -71,9 +96,16 @@ pub(crate) struct CallState {
     pub(crate) limiter: Limiter,
     pub(crate) deadline: Instant,
     pub(crate) deadline_hit: bool,
+    /// The plugin's catalog name, for the host's own log lines.
+    pub(crate) plugin: Arc<str>,
     pub(crate) sql: Option<SqlBinding>,
-    pub(crate) capabilities: Arc<[Capability]>,
+    pub(crate) redis: Option<RedisBinding>,
+    pub(crate) http: Option<HttpBinding>,
+    /// What the plugin was granted (its imports, or its v0.1.0 declaration).
+    pub(crate) capabilities: Arc<[HostCapability]>,
     pub(crate) sql_handles: usize,
+    pub(crate) redis_commands: u32,
+    pub(crate) http_requests: u32,
     /// The call's log lines, held until it ends.
     pub(crate) log: CallLog,
     pub(crate) recorder: Option<Arc<dyn RevocationRecorder>>,
@@ -88,8 +120,9 @@ pub(crate) struct CallState {
 
 impl CallState {
     pub(crate) fn new(
-        capabilities: Arc<[Capability]>,
-        sql: Option<SqlBinding>,
+        plugin: Arc<str>,
+        capabilities: Arc<[HostCapability]>,
+        egress: Egress,
         recorder: Option<Arc<dyn RevocationRecorder>>,
         signer: Option<Arc<dyn super::CaSigner>>,
         limits: &super::Limits,
@@ -111,9 +144,14 @@ impl CallState {
             },
             deadline,
             deadline_hit: false,
-            sql,
+            plugin,
+            sql: egress.sql,
+            redis: egress.redis,
+            http: egress.http,
             capabilities,
             sql_handles: 0,
+            redis_commands: 0,
+            http_requests: 0,
             log: CallLog::default(),
             recorder,
             recorded: None,

@@ -48,6 +48,7 @@ use crate::policy::{PasswordPolicies, PasswordPolicy, PasswordPolicyError};
 use crate::sql::{Dialect, MAX_CONNECTION_LIFETIME, MAX_OPEN_CONNECTIONS, SqlTarget};
 use crate::storage::LeaseRow;
 
+mod egress_targets;
 mod paths;
 mod redact;
 mod root;
@@ -75,7 +76,11 @@ const PLAINTEXT: &str = "password";
 pub struct DbConfig {
     /// The plugin, by catalog name or Vault alias.
     pub plugin_name: String,
-    /// With `{{username}}` and `{{password}}` placeholders.
+    /// With `{{username}}` and `{{password}}` placeholders; for a plugin
+    /// that imports `http`, the service's base URL (Vault's rabbitmq
+    /// `connection_uri` is taken as this). Empty for Redis, whose
+    /// configs name `host` and `port`.
+    #[serde(default)]
     pub connection_url: Zeroizing<String>,
     /// The admin user.
     #[serde(default)]
@@ -197,6 +202,12 @@ impl DatabaseEngine {
         }
         // Only a root rotation sets this one.
         body.remove("pending_password");
+        // Vault's rabbitmq engine names the service's URL so.
+        if !body.contains_key("connection_url")
+            && let Some(uri) = body.remove("connection_uri")
+        {
+            body.insert("connection_url".into(), uri);
+        }
         let existing: Option<DbConfig> = self.store.get(&self.key("config", name)).await?;
         // Vault keeps the stored password when an update leaves it out, and
         // so a root rotation's pending one with it; a new password written
@@ -229,9 +240,22 @@ impl DatabaseEngine {
         check_username_template(&mut body)?;
         let mut config: DbConfig = serde_json::from_value(Value::Object(body))
             .map_err(|e| Error::invalid(format!("invalid connection config: {e}")))?;
-        let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
-            Error::invalid(format!("unknown plugin_name {:?}", config.plugin_name))
-        })?;
+        let plugin = self
+            .catalog
+            .lookup(&config.plugin_name)
+            .map_err(Error::invalid)?;
+        let needs_url = plugin.info().capabilities.iter().any(|c| {
+            matches!(
+                c,
+                HostCapability::SqlPostgres | HostCapability::SqlMysql | HostCapability::Http
+            )
+        });
+        if needs_url && config.connection_url.trim().is_empty() {
+            return Err(Error::field(
+                "connection_url",
+                format!("plugin {:?} needs a connection_url", config.plugin_name),
+            ));
+        }
         // Left out: as it was (an older config keeps sending passwords);
         // a new PostgreSQL config sends verifiers.
         let kept = existing
@@ -364,7 +388,7 @@ impl DatabaseEngine {
         plugin.info().capabilities.iter().find_map(|c| match c {
             HostCapability::SqlPostgres => Some(Dialect::Postgres),
             HostCapability::SqlMysql => Some(Dialect::MySql),
-            HostCapability::Signer => None,
+            _ => None,
         })
     }
 
@@ -373,10 +397,7 @@ impl DatabaseEngine {
     }
 
     fn forget_pool(&self, name: &str) {
-        let key = self.pool_key(name);
-        for pools in self.catalog.pools() {
-            pools.remove(&key);
-        }
+        self.catalog.forget_connections(&self.pool_key(name));
     }
 
     /// A connection config, without its password.
@@ -391,7 +412,15 @@ impl DatabaseEngine {
         if let Some(n) = config.max_open_connections {
             details.insert("max_open_connections".into(), json!(n));
         }
-        for field in ["max_idle_connections", "max_connection_lifetime"] {
+        // Redis's and HTTP services' own fields (none of them secret).
+        for field in [
+            "max_idle_connections",
+            "max_connection_lifetime",
+            "host",
+            "port",
+            "tls",
+            "ca_cert",
+        ] {
             if let Some(v) = config.extra.get(field) {
                 details.insert(field.into(), v.clone());
             }
@@ -509,14 +538,24 @@ impl DatabaseEngine {
     }
 
     fn resolved(&self, name: &str, config: &DbConfig) -> Result<ResolvedConnection, Error> {
-        let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
-            Error::invalid(format!("unknown plugin_name {:?}", config.plugin_name))
-        })?;
-        let dialect = plugin.info().capabilities.iter().find_map(|c| match c {
+        let plugin = self
+            .catalog
+            .lookup(&config.plugin_name)
+            .map_err(Error::invalid)?;
+        let capabilities = &plugin.info().capabilities;
+        let dialect = capabilities.iter().find_map(|c| match c {
             HostCapability::SqlPostgres => Some(Dialect::Postgres),
             HostCapability::SqlMysql => Some(Dialect::MySql),
-            HostCapability::Signer => None,
+            _ => None,
         });
+        let redis = match capabilities.contains(&HostCapability::Redis) {
+            true => Some(Arc::new(egress_targets::redis(config)?)),
+            false => None,
+        };
+        let http = match capabilities.contains(&HostCapability::Http) {
+            true => Some(Arc::new(egress_targets::http(config)?)),
+            false => None,
+        };
         // Read leniently: a config stored before the write-time check may
         // hold anything here. What is out of range reaches the pool, which
         // refuses it for this config alone, naming the field.
@@ -553,6 +592,8 @@ impl DatabaseEngine {
             },
             target,
             signer: None,
+            redis,
+            http,
         })
     }
 
@@ -644,12 +685,7 @@ impl DatabaseEngine {
 }
 
 fn context(mount: &str, name: &str, resolved: &ResolvedConnection) -> crate::plugin::CallContext {
-    match &resolved.target {
-        Some(t) => {
-            crate::plugin::CallContext::new().with_sql(&format!("{mount}/config/{name}"), t.clone())
-        }
-        None => crate::plugin::CallContext::new(),
-    }
+    resolved.context(&format!("{mount}/config/{name}"))
 }
 
 /// Checks a config's `username_template` with the parser the plugins use

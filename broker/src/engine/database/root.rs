@@ -52,9 +52,8 @@ impl DatabaseEngine {
         })?;
         let plugin = self
             .catalog
-            .get(&config.plugin_name)
-            .ok_or_else(|| Error::invalid(format!("unknown plugin_name {:?}", config.plugin_name)))?
-            .clone();
+            .lookup(&config.plugin_name)
+            .map_err(Error::invalid)?;
         if config.pending_password.is_some()
             && let Settled::Neither(why) = self.settle_root(name, &mut config, &username).await?
         {
@@ -115,13 +114,11 @@ impl DatabaseEngine {
             return Ok(Settled::Current);
         };
         let resolved = self.resolved(name, config)?;
-        let Some(target) = resolved.target.as_deref() else {
-            // Nothing to log in to: nothing was rotated through SQL.
-            self.put_config_pending(name, config).await?;
-            return Ok(Settled::Current);
-        };
         let current = config.password.as_deref().map(String::as_str);
-        let settled = which_works(target, username, &pending, current).await;
+        let settled = match resolved.target.as_deref() {
+            Some(target) => which_works(target, username, &pending, current).await,
+            None => self.which_works_through_plugin(name, config, &resolved, &pending).await?,
+        };
         match &settled {
             Settled::Pending => {
                 config.password = Some(pending);
@@ -134,6 +131,42 @@ impl DatabaseEngine {
         // A pool made with the old password is no longer this config's.
         self.forget_pool(name);
         Ok(settled)
+    }
+
+    /// [`which_works`] for a service the host reaches through `redis` or
+    /// `http`: the plugin's `verify-connection`, run with each password.
+    async fn which_works_through_plugin(
+        &self,
+        name: &str,
+        config: &DbConfig,
+        resolved: &crate::lease::ResolvedConnection,
+        pending: &str,
+    ) -> Result<Settled, Error> {
+        if resolved.redis.is_none() && resolved.http.is_none() {
+            // Nothing to log in to: nothing was rotated.
+            return Ok(Settled::Current);
+        }
+        let plugin = self
+            .catalog
+            .lookup(&config.plugin_name)
+            .map_err(Error::invalid)?;
+        // Its own connections: the mount's are logged in with the old password.
+        let key = format!("{}/config/{name}#login-check", self.mount);
+        let works = async |password: &str| {
+            let mut r = resolved.clone();
+            r.redis = r.redis.map(|t| std::sync::Arc::new(t.with_password(password)));
+            r.http = r.http.map(|t| std::sync::Arc::new(t.with_password(password)));
+            let outcome = plugin.verify_connection(&r.context(&key), &r.connection).await;
+            self.catalog.forget_connections(&key);
+            outcome
+        };
+        Ok(match works(pending).await {
+            Ok(()) => Settled::Pending,
+            Err(new_err) => match config.password.as_deref() {
+                Some(current) if works(current).await.is_ok() => Settled::Current,
+                _ => Settled::Neither(new_err.to_string()),
+            },
+        })
     }
 
     /// Settles every root rotation left pending (by a crash or a failure)

@@ -410,9 +410,10 @@ impl DatabaseEngine {
             .map(|p| p.password.clone())
             .unwrap_or_default();
         // 2. The plugin sets it.
-        let plugin = self.catalog.get(&config.plugin_name).ok_or_else(|| {
-            Error::invalid(format!("unknown plugin_name {:?}", config.plugin_name))
-        })?;
+        let plugin = self
+            .catalog
+            .lookup(&config.plugin_name)
+            .map_err(Error::invalid)?;
         let mut request = json!({
             "username": role.username,
             "rotation_statements": role.rotation_statements,

@@ -627,12 +627,11 @@ impl PkiEngine {
 
     fn connection(&self, ca: Arc<Ca>) -> ResolvedConnection {
         ResolvedConnection {
-            connection: ConnectionView {
+            signer: Some(Arc::new(MountCa::new(self.store.clone(), ca))),
+            ..ResolvedConnection::view_only(ConnectionView {
                 name: CA_CONNECTION.into(),
                 config: json!({}),
-            },
-            target: None,
-            signer: Some(Arc::new(MountCa::new(self.store.clone(), ca))),
+            })
         }
     }
 

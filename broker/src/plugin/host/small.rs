@@ -2,16 +2,13 @@
 //! what a guest can make the host do (the log's bounds are in
 //! [`crate::plugin::log`]).
 
-use crate::plugin::bindings::v0_1_0::broker::plugin::{clock, log, random, types};
 use crate::plugin::state::CallState;
 
 /// The most random bytes one `random.bytes` call returns.
 const MAX_RANDOM_BYTES: u32 = 4096;
 
-impl types::Host for CallState {}
-
-impl random::Host for CallState {
-    fn bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
+impl CallState {
+    pub(crate) fn random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
         if len > MAX_RANDOM_BYTES {
             wasmtime::bail!("random.bytes asked for {len} bytes; the limit is {MAX_RANDOM_BYTES}");
         }
@@ -20,25 +17,22 @@ impl random::Host for CallState {
             .map_err(|e| wasmtime::format_err!("host randomness failed: {e}"))?;
         Ok(buf)
     }
-}
 
-impl clock::Host for CallState {
-    fn now(&mut self) -> wasmtime::Result<u64> {
-        Ok(crate::clock::unix_now())
+    pub(crate) fn clock_now(&self) -> u64 {
+        crate::clock::unix_now()
     }
-}
 
-impl log::Host for CallState {
-    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            log::Level::Trace => tracing::Level::TRACE,
-            log::Level::Debug => tracing::Level::DEBUG,
-            log::Level::Info => tracing::Level::INFO,
-            log::Level::Warn => tracing::Level::WARN,
-            log::Level::Error => tracing::Level::ERROR,
-        };
+    pub(crate) fn log_line(&mut self, level: tracing::Level, message: String) {
         // Held until the call ends, when its secrets are known and masked.
         self.log.push(level, message);
-        Ok(())
+    }
+
+    /// Logs a request the host refused, at once (not held with the
+    /// plugin's own lines): an operator must see a plugin probing its
+    /// sandbox even if the call then hangs. `what` names the capability;
+    /// `detail` is the host's own text, never the plugin's arguments.
+    pub(crate) fn refused(&self, what: &str, detail: &str) {
+        tracing::warn!(plugin = %self.plugin, capability = what, refused = detail, "the host refused a plugin's request");
+        crate::metrics::metrics().plugin_refused(&self.plugin, what);
     }
 }

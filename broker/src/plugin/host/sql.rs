@@ -2,16 +2,18 @@
 //!
 //! The guest names no host, user or password; `open` connects to the
 //! [`SqlTarget`](crate::sql::SqlTarget) the broker bound to this call, and
-//! only when the plugin declared the matching capability. Every statement
+//! only when the plugin speaks that database's dialect. Every statement
 //! ends by the call's deadline: one still running then is cancelled on the
 //! database (see [`crate::sql`]), never left to run after the call.
+//!
+//! Version-free: each contract version's adapter
+//! ([`crate::plugin::versions`]) converts its types and calls these.
 
 use wasmtime::component::Resource;
 
-use crate::plugin::bindings::v0_1_0::broker::plugin::sql as wit;
-use crate::plugin::bindings::v0_1_0::broker::plugin::types::Capability;
+use crate::plugin::HostCapability;
 use crate::plugin::state::CallState;
-use crate::sql::{Dialect, SqlConn, SqlError, SqlErrorKind, SqlValue};
+use crate::sql::{Dialect, Rows, SqlConn, SqlError, SqlErrorKind, SqlValue};
 
 /// A guest's handle to one pooled connection; returned to the pool when the
 /// guest drops it or the call ends.
@@ -23,84 +25,43 @@ pub struct SqlHandle {
 /// The most connections one call may hold at once.
 const MAX_HANDLES_PER_CALL: usize = 4;
 
-fn to_wit_error(e: SqlError) -> wit::SqlError {
-    wit::SqlError {
-        kind: match e.kind {
-            SqlErrorKind::Unavailable | SqlErrorKind::Deadline => wit::SqlErrorKind::Unavailable,
-            SqlErrorKind::Statement => wit::SqlErrorKind::Statement,
-            SqlErrorKind::Limit => wit::SqlErrorKind::Limit,
-            SqlErrorKind::Denied => wit::SqlErrorKind::Denied,
-        },
-        message: e.message,
-        code: e.code,
-    }
-}
-
-fn denied(message: &str) -> wit::SqlError {
-    wit::SqlError {
-        kind: wit::SqlErrorKind::Denied,
-        message: message.to_owned(),
-        code: None,
-    }
-}
-
-fn from_wit(v: wit::Value) -> SqlValue {
-    match v {
-        wit::Value::Null => SqlValue::Null,
-        wit::Value::Boolean(b) => SqlValue::Bool(b),
-        wit::Value::Int(i) => SqlValue::Int(i),
-        wit::Value::Float(f) => SqlValue::Float(f),
-        wit::Value::Text(s) => SqlValue::Text(s),
-        wit::Value::Bytes(b) => SqlValue::Bytes(b),
-    }
-}
-
-fn to_wit(v: SqlValue) -> wit::Value {
-    match v {
-        SqlValue::Null => wit::Value::Null,
-        SqlValue::Bool(b) => wit::Value::Boolean(b),
-        SqlValue::Int(i) => wit::Value::Int(i),
-        SqlValue::Float(f) => wit::Value::Float(f),
-        SqlValue::Text(s) => wit::Value::Text(s),
-        SqlValue::Bytes(b) => wit::Value::Bytes(b),
-    }
-}
-
 impl CallState {
     /// The guest's view of `e`. A statement cut by the deadline marks the
     /// call as stopped by it, whatever the guest makes of the error: its
     /// work may be half done, so the lease layer must not take a typed
     /// failure from it as "undone".
-    fn failed(&mut self, e: SqlError) -> wit::SqlError {
+    fn failed(&mut self, e: SqlError) -> SqlError {
         if e.kind == SqlErrorKind::Deadline {
             self.deadline_hit = true;
         }
-        to_wit_error(e)
+        e
     }
-}
 
-impl wit::Host for CallState {
-    async fn open(&mut self) -> wasmtime::Result<Result<Resource<SqlHandle>, wit::SqlError>> {
+    pub(crate) async fn sql_open(
+        &mut self,
+    ) -> wasmtime::Result<Result<Resource<SqlHandle>, SqlError>> {
         let Some(binding) = self.sql.clone() else {
-            return Ok(Err(denied(
+            return Ok(Err(SqlError::new(
+                SqlErrorKind::Denied,
                 "this mount has no database connection configured",
             )));
         };
         let needed = match binding.target.dialect() {
-            Dialect::Postgres => Capability::SqlPostgres,
-            Dialect::MySql => Capability::SqlMysql,
+            Dialect::Postgres => HostCapability::SqlPostgres,
+            Dialect::MySql => HostCapability::SqlMysql,
         };
         if !self.capabilities.contains(&needed) {
-            return Ok(Err(denied(
-                "the plugin did not declare the sql capability for this mount's database",
+            self.refused("sql", "a database of another dialect");
+            return Ok(Err(SqlError::new(
+                SqlErrorKind::Denied,
+                "the plugin does not speak this mount's database dialect",
             )));
         }
         if self.sql_handles >= MAX_HANDLES_PER_CALL {
-            return Ok(Err(wit::SqlError {
-                kind: wit::SqlErrorKind::Limit,
-                message: format!("at most {MAX_HANDLES_PER_CALL} connections per call"),
-                code: None,
-            }));
+            return Ok(Err(SqlError::new(
+                SqlErrorKind::Limit,
+                format!("at most {MAX_HANDLES_PER_CALL} connections per call"),
+            )));
         }
         // Waiting for a connection counts against the call's deadline too.
         let deadline = tokio::time::Instant::from_std(self.deadline);
@@ -115,59 +76,47 @@ impl wit::Host for CallState {
             Ok(Err(e)) => Ok(Err(self.failed(e))),
             Err(_) => {
                 self.deadline_hit = true;
-                Ok(Err(wit::SqlError {
-                    kind: wit::SqlErrorKind::Unavailable,
-                    message: "the call's deadline passed while waiting for a connection".into(),
-                    code: None,
-                }))
+                Ok(Err(SqlError::new(
+                    SqlErrorKind::Unavailable,
+                    "the call's deadline passed while waiting for a connection",
+                )))
             }
         }
     }
-}
 
-impl wit::HostConnection for CallState {
-    async fn execute(
+    pub(crate) async fn sql_execute(
         &mut self,
-        handle: Resource<SqlHandle>,
-        statement: String,
-        params: Vec<wit::Value>,
-    ) -> wasmtime::Result<Result<u64, wit::SqlError>> {
-        let params: Vec<SqlValue> = params.into_iter().map(from_wit).collect();
-        let h = self.table.get_mut(&handle)?;
-        let result = h.conn.execute(&statement, &params).await;
+        handle: &Resource<SqlHandle>,
+        statement: &str,
+        params: &[SqlValue],
+    ) -> wasmtime::Result<Result<u64, SqlError>> {
+        let h = self.table.get_mut(handle)?;
+        let result = h.conn.execute(statement, params).await;
         Ok(result.map_err(|e| self.failed(e)))
     }
 
-    async fn query(
+    pub(crate) async fn sql_query(
         &mut self,
-        handle: Resource<SqlHandle>,
-        statement: String,
-        params: Vec<wit::Value>,
-    ) -> wasmtime::Result<Result<wit::Rows, wit::SqlError>> {
-        let params: Vec<SqlValue> = params.into_iter().map(from_wit).collect();
-        let h = self.table.get_mut(&handle)?;
-        let result = h.conn.query(&statement, &params).await;
-        Ok(result.map_err(|e| self.failed(e)).map(|rows| wit::Rows {
-            columns: rows.columns,
-            rows: rows
-                .rows
-                .into_iter()
-                .map(|r| r.into_iter().map(to_wit).collect())
-                .collect(),
-        }))
-    }
-
-    async fn batch(
-        &mut self,
-        handle: Resource<SqlHandle>,
-        statements: Vec<String>,
-    ) -> wasmtime::Result<Result<(), wit::SqlError>> {
-        let h = self.table.get_mut(&handle)?;
-        let result = h.conn.batch(&statements).await;
+        handle: &Resource<SqlHandle>,
+        statement: &str,
+        params: &[SqlValue],
+    ) -> wasmtime::Result<Result<Rows, SqlError>> {
+        let h = self.table.get_mut(handle)?;
+        let result = h.conn.query(statement, params).await;
         Ok(result.map_err(|e| self.failed(e)))
     }
 
-    async fn drop(&mut self, handle: Resource<SqlHandle>) -> wasmtime::Result<()> {
+    pub(crate) async fn sql_batch(
+        &mut self,
+        handle: &Resource<SqlHandle>,
+        statements: &[String],
+    ) -> wasmtime::Result<Result<(), SqlError>> {
+        let h = self.table.get_mut(handle)?;
+        let result = h.conn.batch(statements).await;
+        Ok(result.map_err(|e| self.failed(e)))
+    }
+
+    pub(crate) fn sql_drop(&mut self, handle: Resource<SqlHandle>) -> wasmtime::Result<()> {
         self.table.delete(handle)?;
         self.sql_handles = self.sql_handles.saturating_sub(1);
         Ok(())
