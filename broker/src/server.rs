@@ -227,8 +227,9 @@ pub async fn open(config: &Config) -> Result<Arc<Unsealer>, StartError> {
     let runtime = runtime(config.plugins.cache_dir.as_deref())?;
     // Registered plugins are loaded from the directory at unseal, each
     // checked against its SHA-256 (`sys/plugins/catalog`).
-    let catalog =
-        Catalog::builtin(&runtime).await?.with_directory(config.plugins.directory.clone());
+    let catalog = Catalog::builtin(&runtime)
+        .await?
+        .with_directory(config.plugins.directory.clone());
     let unsealer = Unsealer::new(
         storage,
         seal_setup(config),

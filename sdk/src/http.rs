@@ -119,8 +119,11 @@ impl Response {
 
     /// The body parsed as JSON.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| Error::internal(format!("the service's answer is not the JSON expected: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::internal(format!(
+                "the service's answer is not the JSON expected: {e}"
+            ))
+        })
     }
 
     /// The body as text (invalid UTF-8 replaced).

@@ -15,7 +15,10 @@ use serde_json::json;
 use crate::process::Broker;
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn example() -> PathBuf {
@@ -24,7 +27,9 @@ fn example() -> PathBuf {
 
 #[test]
 fn the_example_is_what_plugin_new_makes() {
-    for (path, text) in broker::cli::plugin_new::files("hello-plugin", Path::new("../../sdk")).unwrap() {
+    for (path, text) in
+        broker::cli::plugin_new::files("hello-plugin", Path::new("../../sdk")).unwrap()
+    {
         let committed = std::fs::read_to_string(example().join(path))
             .unwrap_or_else(|e| panic!("examples/hello-plugin/{path}: {e}"));
         assert_eq!(
@@ -45,14 +50,27 @@ fn plugin_new_makes_a_crate_and_never_overwrites() {
             .unwrap()
     };
     let out = run("my-plugin");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("cargo build --release --target wasm32-wasip2"), "{stdout}");
+    assert!(
+        stdout.contains("cargo build --release --target wasm32-wasip2"),
+        "{stdout}"
+    );
     let manifest = std::fs::read_to_string(dir.path().join("my-plugin/Cargo.toml")).unwrap();
     let sdk = std::fs::canonicalize(workspace().join("sdk")).unwrap();
-    assert!(manifest.contains(&format!("path = \"{}\"", sdk.display())), "{manifest}");
+    assert!(
+        manifest.contains(&format!("path = \"{}\"", sdk.display())),
+        "{manifest}"
+    );
     let lib = std::fs::read_to_string(dir.path().join("my-plugin/src/lib.rs")).unwrap();
-    assert!(lib.contains("pub struct MyPlugin;") && lib.contains("Info::new(\"my-plugin\""), "{lib}");
+    assert!(
+        lib.contains("pub struct MyPlugin;") && lib.contains("Info::new(\"my-plugin\""),
+        "{lib}"
+    );
 
     let again = run("my-plugin");
     assert_eq!(again.status.code(), Some(1));
@@ -68,12 +86,21 @@ fn build_example() -> Vec<u8> {
     let target = workspace().join("target/example-plugin");
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(example())
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target);
     // The outer cargo's settings are not the plugin author's.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.starts_with("RUSTC") || key == "RUSTFLAGS" {
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME")
+            || key.starts_with("RUSTC")
+            || key == "RUSTFLAGS"
+        {
             cmd.env_remove(key);
         }
     }
@@ -97,7 +124,9 @@ async fn the_example_plugin_is_registered_by_sha256_and_issues() {
         "postgresql://{}:{}@{}:{}/{}",
         s.user, s.password, s.host, s.port, s.database
     );
-    let harness = PluginHarness::new(wasm.clone()).with_postgres(&url).unwrap();
+    let harness = PluginHarness::new(wasm.clone())
+        .with_postgres(&url)
+        .unwrap();
     harness.verify_connection().await.unwrap();
     let role = json!({
         "creation_statements": ["CREATE ROLE {{name}} LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}"],
@@ -124,7 +153,11 @@ async fn the_example_plugin_is_registered_by_sha256_and_issues() {
         .await;
     assert!(status.is_success(), "{status} {body}");
     broker
-        .call("POST", "sys/mounts/database", Some(json!({ "type": "database" })))
+        .call(
+            "POST",
+            "sys/mounts/database",
+            Some(json!({ "type": "database" })),
+        )
         .await;
     let (status, body) = broker
         .call(
@@ -155,7 +188,11 @@ async fn the_example_plugin_is_registered_by_sha256_and_issues() {
         .await
         .unwrap_or_else(|e| panic!("the registered plugin's login must work: {e}"));
     let (status, _) = broker
-        .call("PUT", "sys/leases/revoke", Some(json!({ "lease_id": creds["lease_id"] })))
+        .call(
+            "PUT",
+            "sys/leases/revoke",
+            Some(json!({ "lease_id": creds["lease_id"] })),
+        )
         .await;
     assert!(status.is_success());
     assert!(broker_tests::pg_connect(s, user, password).await.is_err());

@@ -4,13 +4,14 @@
 //! real PostgreSQL users; v0.2.0 plugins are granted what they import.
 
 use broker::plugin::{CallContext, HostCapability, Limits};
-use broker_tests::{builtin, connection, pg_admin, pg_connect, pg_target, postgres, request, runtime, unique};
+use broker_tests::{
+    builtin, connection, pg_admin, pg_connect, pg_target, postgres, request, runtime, unique,
+};
 use serde_json::json;
 
 /// The PostgreSQL plugin as built from commit 4a0ed84 against contract
 /// v0.1.0, and its SHA-256: the file must never change.
-pub const V0_1_0_POSTGRES: &[u8] =
-    include_bytes!("../fixtures/v0.1.0/postgres-plugin-v0.1.0.wasm");
+pub const V0_1_0_POSTGRES: &[u8] = include_bytes!("../fixtures/v0.1.0/postgres-plugin-v0.1.0.wasm");
 pub const V0_1_0_POSTGRES_SHA256: &str =
     "3201ec5950d779c829bb07f560d4c4f0a2d6db3cc21bac97f8304aea7db36bb4";
 
@@ -19,16 +20,26 @@ const CREATE: &str =
 
 #[test]
 fn the_fixture_is_the_artifact_built_then() {
-    assert_eq!(broker::plugin::sha256_hex(V0_1_0_POSTGRES), V0_1_0_POSTGRES_SHA256);
+    assert_eq!(
+        broker::plugin::sha256_hex(V0_1_0_POSTGRES),
+        V0_1_0_POSTGRES_SHA256
+    );
 }
 
 #[tokio::test]
 async fn a_v0_1_0_plugin_built_before_v0_2_0_issues_and_revokes() {
     let rt = runtime(Limits::default());
-    let plugin = rt.load(V0_1_0_POSTGRES).await.unwrap_or_else(|e| panic!("{e}"));
+    let plugin = rt
+        .load(V0_1_0_POSTGRES)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let info = plugin.info();
     assert_eq!(info.api_version, "0.1.0");
-    assert_eq!(info.capabilities, [HostCapability::SqlPostgres], "declared, as v0.1.0 does");
+    assert_eq!(
+        info.capabilities,
+        [HostCapability::SqlPostgres],
+        "declared, as v0.1.0 does"
+    );
     let s = postgres();
     let ctx = CallContext::new().with_sql(&unique("v010"), pg_target(s, &s.user, &s.password));
     let cred = plugin
@@ -48,7 +59,12 @@ async fn a_v0_1_0_plugin_built_before_v0_2_0_issues_and_revokes() {
     assert_eq!(one, 1);
     drop(client);
     plugin
-        .renew(&ctx, &connection(json!({})), &cred.revocation, broker_tests::now() + 7200)
+        .renew(
+            &ctx,
+            &connection(json!({})),
+            &cred.revocation,
+            broker_tests::now() + 7200,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     plugin

@@ -13,7 +13,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use broker::egress::HttpTarget;
 use broker::plugin::{CallContext, FailureKind, HostCapability, Limits, PluginError};
-use broker_tests::{HOSTILE_WASM, builtin, connection, redis_cli, redis_target, request, runtime, unique};
+use broker_tests::{
+    HOSTILE_WASM, builtin, connection, redis_cli, redis_target, request, runtime, unique,
+};
 use serde_json::json;
 
 /// Serves `app` on a free loopback port; its port.
@@ -38,7 +40,10 @@ async fn services() -> (u16, u16, Arc<AtomicUsize>) {
         .route(
             "/redirect-away",
             get(move || async move {
-                (StatusCode::FOUND, [(header::LOCATION, format!("http://127.0.0.1:{other}/steal"))])
+                (
+                    StatusCode::FOUND,
+                    [(header::LOCATION, format!("http://127.0.0.1:{other}/steal"))],
+                )
             }),
         )
         .route(
@@ -65,7 +70,10 @@ fn refused(result: Result<broker::plugin::Credential, PluginError>, what: &str) 
     match result {
         Err(PluginError::Failed { kind, message }) => {
             assert!(
-                matches!(kind, FailureKind::InvalidConfig | FailureKind::InvalidRequest),
+                matches!(
+                    kind,
+                    FailureKind::InvalidConfig | FailureKind::InvalidRequest
+                ),
                 "{what}: {kind:?} {message}"
             );
             message
@@ -80,8 +88,16 @@ async fn the_host_refuses_every_escape_and_other_plugins_are_unaffected() {
     let hostile = rt.load(HOSTILE_WASM).await.unwrap();
     assert_eq!(hostile.info().api_version, "0.2.0");
     // Granted by its imports: it calls sql, redis and http.
-    for c in [HostCapability::Http, HostCapability::Redis, HostCapability::SqlPostgres] {
-        assert!(hostile.info().capabilities.contains(&c), "{:?}", hostile.info());
+    for c in [
+        HostCapability::Http,
+        HostCapability::Redis,
+        HostCapability::SqlPostgres,
+    ] {
+        assert!(
+            hostile.info().capabilities.contains(&c),
+            "{:?}",
+            hostile.info()
+        );
     }
     let (port, other, other_hits) = services().await;
     let target = Arc::new(HttpTarget {
@@ -96,32 +112,76 @@ async fn the_host_refuses_every_escape_and_other_plugins_are_unaffected() {
     let call = |behave: &str, target: String| {
         let (p, ctx) = (hostile.clone(), ctx.clone());
         let role = json!({ "behave": behave, "target": target });
-        async move { p.issue(&ctx, &connection(json!({})), &request("r", role, "t")).await }
+        async move {
+            p.issue(&ctx, &connection(json!({})), &request("r", role, "t"))
+                .await
+        }
     };
     let dir_before = redis_cli(&["CONFIG", "GET", "dir"]);
 
     for (behave, target, says) in [
-        ("http", format!("http://127.0.0.1:{other}/"), "requests may go only to"),
-        ("http", format!("http://localhost:{port}/ok"), "requests may go only to"),
-        ("http", format!("https://127.0.0.1:{port}/ok"), "requests may go only to"),
-        ("http", "//127.0.0.1:1/x".to_owned(), "an absolute URL on its origin"),
-        ("http", "/redirect-away".to_owned(), "redirect to another origin refused"),
+        (
+            "http",
+            format!("http://127.0.0.1:{other}/"),
+            "requests may go only to",
+        ),
+        (
+            "http",
+            format!("http://localhost:{port}/ok"),
+            "requests may go only to",
+        ),
+        (
+            "http",
+            format!("https://127.0.0.1:{port}/ok"),
+            "requests may go only to",
+        ),
+        (
+            "http",
+            "//127.0.0.1:1/x".to_owned(),
+            "an absolute URL on its origin",
+        ),
+        (
+            "http",
+            "/redirect-away".to_owned(),
+            "redirect to another origin refused",
+        ),
         ("http", "/big".to_owned(), "larger than"),
-        ("http-authorization", "/ok".to_owned(), "may not set the Authorization header"),
-        ("redis-config-set", String::new(), "does not let plugins run CONFIG"),
+        (
+            "http-authorization",
+            "/ok".to_owned(),
+            "may not set the Authorization header",
+        ),
+        (
+            "redis-config-set",
+            String::new(),
+            "does not let plugins run CONFIG",
+        ),
         ("redis-eval", String::new(), "does not let plugins run EVAL"),
-        ("redis-shutdown", String::new(), "does not let plugins run SHUTDOWN"),
+        (
+            "redis-shutdown",
+            String::new(),
+            "does not let plugins run SHUTDOWN",
+        ),
     ] {
-        let message = refused(call(behave, target.clone()).await, &format!("{behave} {target}"));
+        let message = refused(
+            call(behave, target.clone()).await,
+            &format!("{behave} {target}"),
+        );
         assert!(message.contains(says), "{behave} {target}: {message}");
         assert!(!message.contains("s3cret-admin"), "{message}");
     }
-    assert_eq!(other_hits.load(Ordering::SeqCst), 0, "a request reached the other origin");
+    assert_eq!(
+        other_hits.load(Ordering::SeqCst),
+        0,
+        "a request reached the other origin"
+    );
 
     // What the host allows still works: a redirect within the origin, and
     // its own credential, which the plugin never saw.
     for path in ["/redirect-home", "/auth", "/ok"] {
-        let ok = call("http", path.to_owned()).await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let ok = call("http", path.to_owned())
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(ok.data["status"], 200, "{path}: {:?}", ok.data);
     }
     call("redis-ping", String::new()).await.unwrap();
@@ -133,7 +193,9 @@ async fn the_host_refuses_every_escape_and_other_plugins_are_unaffected() {
     // Counted per plugin and capability (and logged, as warnings).
     let metrics = broker::metrics::metrics().encode();
     for capability in ["http", "redis"] {
-        let line = format!("broker_plugin_refusals_total{{plugin=\"hostile\",capability=\"{capability}\"}}");
+        let line = format!(
+            "broker_plugin_refusals_total{{plugin=\"hostile\",capability=\"{capability}\"}}"
+        );
         assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
     }
 
@@ -148,7 +210,10 @@ async fn the_host_refuses_every_escape_and_other_plugins_are_unaffected() {
         )
         .await
         .unwrap();
-    redis.revoke(&rctx, &connection(json!({})), &cred.revocation).await.unwrap();
+    redis
+        .revoke(&rctx, &connection(json!({})), &cred.revocation)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -168,9 +233,17 @@ async fn a_refusal_is_logged_at_once_without_the_plugins_arguments() {
     let hostile = rt.load(HOSTILE_WASM).await.unwrap();
     let ctx = CallContext::new().with_redis(&unique("redis"), redis_target(None, None));
     let role = json!({ "behave": "redis-config-set" });
-    let _ = hostile.issue(&ctx, &connection(json!({})), &request("r", role, "t")).await;
+    let _ = hostile
+        .issue(&ctx, &connection(json!({})), &request("r", role, "t"))
+        .await;
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("the host refused a plugin's request"), "{log}");
-    assert!(log.contains("plugin=hostile") && log.contains("command CONFIG"), "{log}");
-    assert!(!log.contains("/tmp"), "the plugin's arguments reached the log: {log}");
+    assert!(
+        log.contains("plugin=hostile") && log.contains("command CONFIG"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("/tmp"),
+        "the plugin's arguments reached the log: {log}"
+    );
 }

@@ -34,7 +34,11 @@ async fn register(broker: &Broker, sha256: &str) -> (StatusCode, serde_json::Val
 async fn configure(broker: &Broker) {
     let s = broker_tests::postgres();
     broker
-        .call("POST", "sys/mounts/database", Some(json!({ "type": "database" })))
+        .call(
+            "POST",
+            "sys/mounts/database",
+            Some(json!({ "type": "database" })),
+        )
         .await;
     let url = format!(
         "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/{}?sslmode=disable",
@@ -85,7 +89,13 @@ async fn only_a_file_with_the_registered_hash_runs() {
         .call("LIST", "sys/plugins/catalog/database", None)
         .await;
     for name in ["postgres", "mysql", "redis", "rabbitmq"] {
-        assert!(list["data"]["keys"].as_array().unwrap().contains(&json!(name)), "{list}");
+        assert!(
+            list["data"]["keys"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(name)),
+            "{list}"
+        );
     }
 
     // A wrong hash is refused, saying what the file's is.
@@ -93,10 +103,17 @@ async fn only_a_file_with_the_registered_hash_runs() {
     let (status, body) = register(&broker, &wrong).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let text = body.to_string();
-    assert!(text.contains(V0_1_0_POSTGRES_SHA256) && text.contains("not the registered"), "{text}");
+    assert!(
+        text.contains(V0_1_0_POSTGRES_SHA256) && text.contains("not the registered"),
+        "{text}"
+    );
     // Missing fields, and a command outside the directory.
     let (status, body) = broker
-        .call("PUT", "sys/plugins/catalog/database/x", Some(json!({ "command": "old-pg.wasm" })))
+        .call(
+            "PUT",
+            "sys/plugins/catalog/database/x",
+            Some(json!({ "command": "old-pg.wasm" })),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.to_string().contains("sha256"), "{body}");
@@ -132,7 +149,11 @@ async fn only_a_file_with_the_registered_hash_runs() {
     assert_eq!(status, StatusCode::OK, "{creds}");
     let lease = creds["lease_id"].as_str().unwrap().to_owned();
     let (_, looked) = broker
-        .call("PUT", "sys/leases/lookup", Some(json!({ "lease_id": lease })))
+        .call(
+            "PUT",
+            "sys/leases/lookup",
+            Some(json!({ "lease_id": lease })),
+        )
         .await;
     assert_eq!(looked["data"]["contract_version"], "0.1.0", "{looked}");
 
@@ -146,30 +167,58 @@ async fn only_a_file_with_the_registered_hash_runs() {
     tampered.extend_from_slice(b"\0\0\0\0");
     std::fs::write(plugins.path().join("old-pg.wasm"), &tampered).unwrap();
     let (status, body) = broker
-        .call("PUT", "sys/plugins/reload/backend", Some(json!({ "plugin": "old-pg" })))
+        .call(
+            "PUT",
+            "sys/plugins/reload/backend",
+            Some(json!({ "plugin": "old-pg" })),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body.to_string().contains("the file changed since it was registered"), "{body}");
+    assert!(
+        body.to_string()
+            .contains("the file changed since it was registered"),
+        "{body}"
+    );
     let (status, body) = broker.call("GET", "database/creds/app", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body.to_string().contains("registered but refused"), "{body}");
+    assert!(
+        body.to_string().contains("registered but refused"),
+        "{body}"
+    );
     broker.restart().await;
     let (status, body) = broker.call("GET", "database/creds/app", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body.to_string().contains("the file changed since it was registered"), "{body}");
+    assert!(
+        body.to_string()
+            .contains("the file changed since it was registered"),
+        "{body}"
+    );
     let (_, read) = broker
         .call("GET", "sys/plugins/catalog/database/old-pg", None)
         .await;
-    assert!(read["data"]["refused"].as_str().is_some_and(|r| r.contains("SHA-256")), "{read}");
+    assert!(
+        read["data"]["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("SHA-256")),
+        "{read}"
+    );
 
     // The original file back: a reload takes it, and the lease revokes.
     std::fs::write(plugins.path().join("old-pg.wasm"), V0_1_0_POSTGRES).unwrap();
     let (status, body) = broker
-        .call("PUT", "sys/plugins/reload/backend", Some(json!({ "plugin": "old-pg" })))
+        .call(
+            "PUT",
+            "sys/plugins/reload/backend",
+            Some(json!({ "plugin": "old-pg" })),
+        )
         .await;
     assert!(status.is_success(), "{status} {body}");
     let (status, body) = broker
-        .call("PUT", "sys/leases/revoke", Some(json!({ "lease_id": lease })))
+        .call(
+            "PUT",
+            "sys/leases/revoke",
+            Some(json!({ "lease_id": lease })),
+        )
         .await;
     assert!(status.is_success(), "{status} {body}");
 

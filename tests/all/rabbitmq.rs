@@ -10,7 +10,13 @@ use serde_json::{Value, json};
 use crate::process::Broker;
 
 /// A management-API request as `user`; its status and JSON body.
-async fn api(user: &str, password: &str, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn api(
+    user: &str,
+    password: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let http = reqwest::Client::new();
     let url = format!("{}{path}", rabbitmq_url());
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
@@ -48,7 +54,11 @@ async fn users_are_issued_with_vhost_permissions_log_in_and_are_gone_after_revok
     let broker = Broker::start().await;
     let (admin, admin_password) = admin_user().await;
     broker
-        .call("POST", "sys/mounts/rabbitmq", Some(json!({ "type": "database" })))
+        .call(
+            "POST",
+            "sys/mounts/rabbitmq",
+            Some(json!({ "type": "database" })),
+        )
         .await;
     // Vault's rabbitmq field names: connection_uri, username, password.
     let (status, body) = broker
@@ -89,10 +99,24 @@ async fn users_are_issued_with_vhost_permissions_log_in_and_are_gone_after_revok
     let (status, me) = api(&user, &password, "GET", "/api/whoami", None).await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["name"], user.as_str());
-    let (_, permissions) = api("guest", "guest", "GET", &format!("/api/users/{user}/permissions"), None).await;
+    let (_, permissions) = api(
+        "guest",
+        "guest",
+        "GET",
+        &format!("/api/users/{user}/permissions"),
+        None,
+    )
+    .await;
     assert_eq!(permissions[0]["vhost"], "/", "{permissions}");
     assert_eq!(permissions[0]["configure"], "^app\\.", "{permissions}");
-    let (_, topics) = api("guest", "guest", "GET", &format!("/api/users/{user}/topic-permissions"), None).await;
+    let (_, topics) = api(
+        "guest",
+        "guest",
+        "GET",
+        &format!("/api/users/{user}/topic-permissions"),
+        None,
+    )
+    .await;
     assert_eq!(topics[0]["exchange"], "amq.topic", "{topics}");
 
     // rotate-root: the admin's old password stops working; issuing goes on.
@@ -107,7 +131,11 @@ async fn users_are_issued_with_vhost_permissions_log_in_and_are_gone_after_revok
 
     // Revoked: the login is refused and the user is gone.
     let (status, body) = broker
-        .call("PUT", "sys/leases/revoke", Some(json!({ "lease_id": lease })))
+        .call(
+            "PUT",
+            "sys/leases/revoke",
+            Some(json!({ "lease_id": lease })),
+        )
         .await;
     assert!(status.is_success(), "{status} {body}");
     let (status, _) = api(&user, &password, "GET", "/api/whoami", None).await;
@@ -117,16 +145,31 @@ async fn users_are_issued_with_vhost_permissions_log_in_and_are_gone_after_revok
 
     let second_lease = second["lease_id"].as_str().unwrap();
     broker
-        .call("PUT", "sys/leases/revoke", Some(json!({ "lease_id": second_lease })))
+        .call(
+            "PUT",
+            "sys/leases/revoke",
+            Some(json!({ "lease_id": second_lease })),
+        )
         .await;
-    api("guest", "guest", "DELETE", &format!("/api/users/{admin}"), None).await;
+    api(
+        "guest",
+        "guest",
+        "DELETE",
+        &format!("/api/users/{admin}"),
+        None,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_wrong_admin_password_is_refused_when_the_config_is_written() {
     let broker = Broker::start().await;
     broker
-        .call("POST", "sys/mounts/rabbitmq", Some(json!({ "type": "database" })))
+        .call(
+            "POST",
+            "sys/mounts/rabbitmq",
+            Some(json!({ "type": "database" })),
+        )
         .await;
     let (status, body) = broker
         .call(

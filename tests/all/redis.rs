@@ -26,7 +26,11 @@ async fn an_acl_user_is_issued_logs_in_with_its_rules_and_is_gone_after_revoke()
     redis_cli(&["SET", &key, "hello"]);
     let role = json!({ "creation_statements": "[\"~*\", \"+@read\", \"+ping\"]" });
     let cred = plugin
-        .issue(&ctx, &connection(json!({})), &request("reader", role, "token"))
+        .issue(
+            &ctx,
+            &connection(json!({})),
+            &request("reader", role, "token"),
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let user = cred.data["username"].as_str().unwrap().to_owned();
@@ -58,7 +62,10 @@ async fn a_role_cannot_choose_the_password() {
     let rt = runtime(Limits::default());
     let plugin = builtin(&rt, "redis").await;
     let ctx = CallContext::new().with_redis(&unique("redis"), redis_target(None, None));
-    for rules in [json!([">known-password", "+@all"]), json!(["nopass", "+@all"])] {
+    for rules in [
+        json!([">known-password", "+@all"]),
+        json!(["nopass", "+@all"]),
+    ] {
         let e = plugin
             .issue(
                 &ctx,
@@ -77,7 +84,16 @@ async fn a_role_cannot_choose_the_password() {
 fn admin_user() -> (String, String) {
     let name = unique("broker_admin");
     let password = format!("Pw-{}", unique("x"));
-    let out = redis_cli(&["ACL", "SETUSER", &name, "on", &format!(">{password}"), "~*", "&*", "+@all"]);
+    let out = redis_cli(&[
+        "ACL",
+        "SETUSER",
+        &name,
+        "on",
+        &format!(">{password}"),
+        "~*",
+        "&*",
+        "+@all",
+    ]);
     assert_eq!(out, "OK");
     (name, password)
 }
@@ -89,7 +105,11 @@ async fn through_the_api_with_vaults_fields_and_rotate_root() {
     let (host, port) = broker_tests::redis_addr();
     assert_eq!(
         broker
-            .call("POST", "sys/mounts/database", Some(json!({ "type": "database" })))
+            .call(
+                "POST",
+                "sys/mounts/database",
+                Some(json!({ "type": "database" }))
+            )
             .await
             .0,
         StatusCode::NO_CONTENT
@@ -136,9 +156,16 @@ async fn through_the_api_with_vaults_fields_and_rotate_root() {
 
     // The lease records which plugin made it, and at which versions.
     let (_, looked) = broker
-        .call("PUT", "sys/leases/lookup", Some(json!({ "lease_id": lease })))
+        .call(
+            "PUT",
+            "sys/leases/lookup",
+            Some(json!({ "lease_id": lease })),
+        )
         .await;
-    assert_eq!(looked["data"]["plugin"], "redis-database-plugin", "{looked}");
+    assert_eq!(
+        looked["data"]["plugin"], "redis-database-plugin",
+        "{looked}"
+    );
     assert_eq!(looked["data"]["contract_version"], "0.2.0", "{looked}");
     assert_eq!(
         looked["data"]["plugin_version"],
@@ -157,14 +184,22 @@ async fn through_the_api_with_vaults_fields_and_rotate_root() {
 
     // Revoked: the user is gone.
     let (status, body) = broker
-        .call("PUT", "sys/leases/revoke", Some(json!({ "lease_id": lease })))
+        .call(
+            "PUT",
+            "sys/leases/revoke",
+            Some(json!({ "lease_id": lease })),
+        )
         .await;
     assert!(status.is_success(), "{status} {body}");
     assert!(auth(&user, &password, &["PING"]).contains("WRONGPASS"));
     assert_eq!(redis_cli(&["ACL", "GETUSER", &user]), "");
     let second_lease = second["lease_id"].as_str().unwrap();
     broker
-        .call("PUT", "sys/leases/revoke", Some(json!({ "lease_id": second_lease })))
+        .call(
+            "PUT",
+            "sys/leases/revoke",
+            Some(json!({ "lease_id": second_lease })),
+        )
         .await;
     redis_cli(&["DEL", &key]);
     redis_cli(&["ACL", "DELUSER", &admin]);

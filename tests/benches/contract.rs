@@ -50,7 +50,10 @@ async fn main() {
     let rt = runtime(Limits::default());
 
     // 1. The same plugin's code under both contracts.
-    let old = rt.load(V0_1_0_POSTGRES).await.unwrap_or_else(|e| panic!("{e}"));
+    let old = rt
+        .load(V0_1_0_POSTGRES)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let new = builtin(&rt, "postgres").await;
     assert_eq!(old.info().api_version, "0.1.0");
     assert_eq!(new.info().api_version, "0.2.0");
@@ -80,7 +83,10 @@ async fn main() {
             .issue(&ctx, &conn, &request("bench", role.clone(), "bench"))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        redis.revoke(&ctx, &conn, &c.revocation).await.unwrap_or_else(|e| panic!("{e}"));
+        redis
+            .revoke(&ctx, &conn, &c.revocation)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -89,19 +95,24 @@ async fn main() {
         let count = pairs / clients + usize::from(c < pairs % clients);
         tasks.push(tokio::spawn(async move {
             for _ in 0..count {
-                let cred = redis.issue(&ctx, &conn, &request("bench", role.clone(), "bench")).await?;
+                let cred = redis
+                    .issue(&ctx, &conn, &request("bench", role.clone(), "bench"))
+                    .await?;
                 redis.revoke(&ctx, &conn, &cred.revocation).await?;
             }
             Ok::<_, broker::plugin::PluginError>(())
         }));
     }
     for t in tasks {
-        t.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        t.await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let plugin_rate = pairs as f64 / started.elapsed().as_secs_f64();
 
     let (host, port) = redis_addr();
-    let client = redis::Client::open(format!("redis://{host}:{port}/")).unwrap();
+    let client =
+        redis::Client::open(format!("redis://{host}:{port}/")).unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -112,22 +123,43 @@ async fn main() {
             for i in 0..count {
                 let name = format!("v_direct_bench_{c}_{i}_{}", std::process::id());
                 // The plugin's commands: is the name free, make, delete.
-                redis::cmd("ACL").arg("GETUSER").arg(&name).query_async::<redis::Value>(&mut conn).await?;
                 redis::cmd("ACL")
-                    .arg(&["SETUSER", &name, "reset", "on", ">Aa1bench0direct0password0", "~bench:*", "+get"])
+                    .arg("GETUSER")
+                    .arg(&name)
                     .query_async::<redis::Value>(&mut conn)
                     .await?;
-                redis::cmd("ACL").arg("DELUSER").arg(&name).query_async::<redis::Value>(&mut conn).await?;
+                redis::cmd("ACL")
+                    .arg(&[
+                        "SETUSER",
+                        &name,
+                        "reset",
+                        "on",
+                        ">Aa1bench0direct0password0",
+                        "~bench:*",
+                        "+get",
+                    ])
+                    .query_async::<redis::Value>(&mut conn)
+                    .await?;
+                redis::cmd("ACL")
+                    .arg("DELUSER")
+                    .arg(&name)
+                    .query_async::<redis::Value>(&mut conn)
+                    .await?;
             }
             Ok::<_, redis::RedisError>(())
         }));
     }
     for t in tasks {
-        t.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        t.await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let direct_rate = pairs as f64 / started.elapsed().as_secs_f64();
     println!("Redis issue+revoke ({pairs} pairs, {clients} concurrent clients):");
     println!("  through the plugin:               {plugin_rate:.0} pairs/s");
     println!("  ACL GETUSER/SETUSER/DELUSER direct: {direct_rate:.0} pairs/s");
-    println!("  ratio plugin/direct:              {:.2}", plugin_rate / direct_rate);
+    println!(
+        "  ratio plugin/direct:              {:.2}",
+        plugin_rate / direct_rate
+    );
 }

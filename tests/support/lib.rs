@@ -425,16 +425,21 @@ pub fn mysql_target(
 /// by default the machine's, 127.0.0.1:6379, whose `default` user has no
 /// password.
 pub fn redis_addr() -> (String, u16) {
-    let addr =
-        std::env::var("BROKER_TEST_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:6379".into());
+    let addr = std::env::var("BROKER_TEST_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:6379".into());
     let (host, port) = addr
         .rsplit_once(':')
         .unwrap_or_else(|| panic!("BROKER_TEST_REDIS_ADDR must be host:port, not {addr}"));
-    (host.to_owned(), port.parse().unwrap_or_else(|e| panic!("{addr}: {e}")))
+    (
+        host.to_owned(),
+        port.parse().unwrap_or_else(|e| panic!("{addr}: {e}")),
+    )
 }
 
 /// The test Redis server, logged in to as `user` (`None`: `default`).
-pub fn redis_target(user: Option<&str>, password: Option<&str>) -> std::sync::Arc<broker::egress::RedisTarget> {
+pub fn redis_target(
+    user: Option<&str>,
+    password: Option<&str>,
+) -> std::sync::Arc<broker::egress::RedisTarget> {
     let (host, port) = redis_addr();
     std::sync::Arc::new(broker::egress::RedisTarget {
         host,

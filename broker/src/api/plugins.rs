@@ -135,14 +135,26 @@ pub(crate) async fn register(core: &Core, req: &Request) -> Result<Reply, Error>
     let sha256 = req
         .str("sha256")
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| Error::field("sha256", "the SHA-256 of the plugin's file is required: it pins what the broker may run"))?
+        .ok_or_else(|| {
+            Error::field(
+                "sha256",
+                "the SHA-256 of the plugin's file is required: it pins what the broker may run",
+            )
+        })?
         .to_ascii_lowercase();
     let command = req
         .str("command")
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| Error::field("command", "the plugin's file name in the plugin directory is required"))?
+        .ok_or_else(|| {
+            Error::field(
+                "command",
+                "the plugin's file name in the plugin directory is required",
+            )
+        })?
         .to_owned();
-    if req.list("args")?.is_some_and(|a| !a.is_empty()) || req.list("env")?.is_some_and(|e| !e.is_empty()) {
+    if req.list("args")?.is_some_and(|a| !a.is_empty())
+        || req.list("env")?.is_some_and(|e| !e.is_empty())
+    {
         return Err(Error::invalid(
             "args and env are not supported: plugins are WASM components with no arguments or environment",
         ));

@@ -105,7 +105,11 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             } else {
                 let catalog = Catalog::builtin(&runtime).await?;
                 catalog.get(&name).with_context(|| {
-                    let names: Vec<String> = catalog.iter().iter().map(|p| p.info().name.clone()).collect();
+                    let names: Vec<String> = catalog
+                        .iter()
+                        .iter()
+                        .map(|p| p.info().name.clone())
+                        .collect();
                     format!(
                         "no built-in plugin named {name:?}; built-in: {}",
                         names.join(", ")

@@ -93,7 +93,10 @@ pub fn create(name: &str, parent: &Path, sdk: Option<PathBuf>) -> anyhow::Result
     let files = files(name, &sdk)?;
     let dir = parent.join(name);
     if dir.exists() {
-        bail!("{} exists already; choose another name or --path", dir.display());
+        bail!(
+            "{} exists already; choose another name or --path",
+            dir.display()
+        );
     }
     for (path, text) in files {
         let path = dir.join(path);

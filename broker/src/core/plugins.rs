@@ -49,7 +49,10 @@ impl Core {
         let plugin = self.catalog.load_registered(&registration).await?;
         self.catalog.install(registration.clone(), plugin)?;
         self.store
-            .put(&format!("{CATALOG_PREFIX}{}", registration.name), &registration)
+            .put(
+                &format!("{CATALOG_PREFIX}{}", registration.name),
+                &registration,
+            )
             .await?;
         tracing::info!(plugin = %registration.name, sha256 = %registration.sha256, "plugin registered");
         Ok(())
@@ -59,7 +62,9 @@ impl Core {
     /// revoked once it is registered again.
     pub async fn deregister_plugin(&self, name: &str) -> Result<(), Error> {
         self.catalog.remove(name)?;
-        self.store.delete(&format!("{CATALOG_PREFIX}{name}")).await?;
+        self.store
+            .delete(&format!("{CATALOG_PREFIX}{name}"))
+            .await?;
         Ok(())
     }
 
@@ -67,9 +72,10 @@ impl Core {
     /// it (`sys/plugins/reload/backend`). A file that changed is refused,
     /// and the plugin stays unavailable until it is registered again.
     pub async fn reload_plugin(&self, name: &str) -> Result<(), Error> {
-        let registration = self.catalog.registration(name).ok_or_else(|| {
-            Error::NotFound(format!("no registered plugin named {name:?}"))
-        })?;
+        let registration = self
+            .catalog
+            .registration(name)
+            .ok_or_else(|| Error::NotFound(format!("no registered plugin named {name:?}")))?;
         match self.catalog.load_registered(&registration).await {
             Ok(plugin) => Ok(self.catalog.install(registration, plugin)?),
             Err(e) => {

@@ -233,7 +233,12 @@ impl HttpClients {
             .remove(key);
     }
 
-    fn client(&self, key: &str, target: &Arc<HttpTarget>, base: &Url) -> Result<reqwest::Client, HttpError> {
+    fn client(
+        &self,
+        key: &str,
+        target: &Arc<HttpTarget>,
+        base: &Url,
+    ) -> Result<reqwest::Client, HttpError> {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((t, c)) = clients.get(key)
             && t == target
@@ -332,7 +337,9 @@ fn sent(e: reqwest::Error) -> HttpError {
         let mut cause: Option<&dyn std::error::Error> = Some(&e);
         while let Some(c) = cause {
             let text = c.to_string();
-            if text.starts_with("redirect to another origin refused") || text.starts_with("more than") {
+            if text.starts_with("redirect to another origin refused")
+                || text.starts_with("more than")
+            {
                 return HttpError::Denied(text);
             }
             cause = c.source();

@@ -111,20 +111,75 @@ pub enum RedisError {
 /// Commands no plugin may send, by name (upper case).
 const DENIED: &[&str] = &[
     // Reconfigure, extend, stop or move the server.
-    "CONFIG", "MODULE", "DEBUG", "SHUTDOWN", "MIGRATE", "REPLICAOF", "SLAVEOF", "FAILOVER",
-    "CLUSTER", "SYNC", "PSYNC", "REPLCONF", "MONITOR", "SAVE", "BGSAVE", "BGREWRITEAOF",
-    "LASTSAVE", "FLUSHALL", "FLUSHDB", "SWAPDB", "RESTORE", "RESTORE-ASKING", "LATENCY",
-    "MEMORY", "SLOWLOG",
+    "CONFIG",
+    "MODULE",
+    "DEBUG",
+    "SHUTDOWN",
+    "MIGRATE",
+    "REPLICAOF",
+    "SLAVEOF",
+    "FAILOVER",
+    "CLUSTER",
+    "SYNC",
+    "PSYNC",
+    "REPLCONF",
+    "MONITOR",
+    "SAVE",
+    "BGSAVE",
+    "BGREWRITEAOF",
+    "LASTSAVE",
+    "FLUSHALL",
+    "FLUSHDB",
+    "SWAPDB",
+    "RESTORE",
+    "RESTORE-ASKING",
+    "LATENCY",
+    "MEMORY",
+    "SLOWLOG",
     // Scripting runs arbitrary commands server-side.
-    "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "SCRIPT", "FUNCTION", "FCALL", "FCALL_RO",
+    "EVAL",
+    "EVALSHA",
+    "EVAL_RO",
+    "EVALSHA_RO",
+    "SCRIPT",
+    "FUNCTION",
+    "FCALL",
+    "FCALL_RO",
     // The shared connection's identity and state.
-    "AUTH", "HELLO", "SELECT", "CLIENT", "RESET", "QUIT", "MULTI", "EXEC", "DISCARD", "WATCH",
-    "UNWATCH", "READONLY", "READWRITE", "ASKING",
+    "AUTH",
+    "HELLO",
+    "SELECT",
+    "CLIENT",
+    "RESET",
+    "QUIT",
+    "MULTI",
+    "EXEC",
+    "DISCARD",
+    "WATCH",
+    "UNWATCH",
+    "READONLY",
+    "READWRITE",
+    "ASKING",
     // Pub/sub holds the connection.
-    "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
+    "SUBSCRIBE",
+    "PSUBSCRIBE",
+    "SSUBSCRIBE",
+    "UNSUBSCRIBE",
+    "PUNSUBSCRIBE",
+    "SUNSUBSCRIBE",
     // Blocking commands hold it too.
-    "BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BZPOPMIN", "BZPOPMAX", "BLMPOP", "BZMPOP", "WAIT",
-    "WAITAOF", "XREAD", "XREADGROUP",
+    "BLPOP",
+    "BRPOP",
+    "BLMOVE",
+    "BRPOPLPUSH",
+    "BZPOPMIN",
+    "BZPOPMAX",
+    "BLMPOP",
+    "BZMPOP",
+    "WAIT",
+    "WAITAOF",
+    "XREAD",
+    "XREADGROUP",
 ];
 
 /// `ACL` subcommands no plugin may send: they replace every user at once.
@@ -175,8 +230,14 @@ pub struct RedisPools {
 
 impl std::fmt::Debug for RedisPools {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.conns.lock().unwrap_or_else(PoisonError::into_inner).len();
-        f.debug_struct("RedisPools").field("connections", &n).finish()
+        let n = self
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("RedisPools")
+            .field("connections", &n)
+            .finish()
     }
 }
 
@@ -260,7 +321,9 @@ impl RedisPools {
 }
 
 /// A fresh connection to `target`, logged in.
-pub async fn connect(target: &RedisTarget) -> Result<redis::aio::MultiplexedConnection, RedisError> {
+pub async fn connect(
+    target: &RedisTarget,
+) -> Result<redis::aio::MultiplexedConnection, RedisError> {
     let client = redis::Client::open(target.connection_info()).map_err(|e| unavailable(&e))?;
     client
         .get_multiplexed_async_connection()

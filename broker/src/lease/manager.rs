@@ -10,10 +10,10 @@ use futures_util::StreamExt;
 use super::{LeaseData, LeaseId, LeaseKind, LeasePrefix};
 use crate::barrier::{BarrierError, SealedStorage};
 use crate::clock;
+use crate::egress::{HttpTarget, RedisTarget};
 use crate::plugin::{
     CaSigner, CallContext, Catalog, ConnectionView, Credential, PluginError, RevocationRecorder,
 };
-use crate::egress::{HttpTarget, RedisTarget};
 use crate::sql::{SqlTarget, SqlTargetSpec};
 use crate::storage::{Durability, LeaseRow, LeaseState, StorageError};
 

@@ -242,7 +242,10 @@ impl Catalog {
 
     /// Reads `registration`'s file, checks its SHA-256 and loads it: the
     /// plugin, ready to [`Self::install`].
-    pub async fn load_registered(&self, registration: &Registration) -> Result<Plugin, CatalogError> {
+    pub async fn load_registered(
+        &self,
+        registration: &Registration,
+    ) -> Result<Plugin, CatalogError> {
         valid_name(&registration.name)?;
         let command = &registration.command;
         if command.is_empty()
@@ -262,12 +265,15 @@ impl Catalog {
         }
         let Some(dir) = &self.directory else {
             return Err(CatalogError::Invalid(
-                "this broker has no plugin directory: set [plugins] directory in its configuration".into(),
+                "this broker has no plugin directory: set [plugins] directory in its configuration"
+                    .into(),
             ));
         };
         let path = dir.join(command);
         let wasm = std::fs::read(&path).map_err(|e| {
-            CatalogError::Invalid(format!("cannot read {command} in the plugin directory: {e}"))
+            CatalogError::Invalid(format!(
+                "cannot read {command} in the plugin directory: {e}"
+            ))
         })?;
         let got = sha256_hex(&wasm);
         if got != want {
@@ -275,7 +281,9 @@ impl Catalog {
                 "the SHA-256 of {command} is {got}, not the registered {want}: the file changed since it was registered; check it, then register it again with its new hash"
             )));
         }
-        let runtime = self.runtime().map_err(|e| CatalogError::Load(e.to_string()))?;
+        let runtime = self
+            .runtime()
+            .map_err(|e| CatalogError::Load(e.to_string()))?;
         runtime
             .load(&wasm)
             .await

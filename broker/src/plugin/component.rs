@@ -17,12 +17,14 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
+use super::PluginError;
 use super::error::bounded;
 use super::log::Outcome;
 use super::runtime::{EPOCH_TICK, Shared};
 use super::state::{CallState, Egress, HttpBinding, RedisBinding, RevocationRecorder, SqlBinding};
-use super::versions::{self, Described, Failure, Instance, Pre, WireConnection, WireCredential, WireIssueRequest};
-use super::PluginError;
+use super::versions::{
+    self, Described, Failure, Instance, Pre, WireConnection, WireCredential, WireIssueRequest,
+};
 use crate::egress::{HttpTarget, RedisTarget};
 use crate::sql::SqlTarget;
 

@@ -164,7 +164,11 @@ fn grant(username: &str, role: &Role) -> Result<()> {
     for (vhost, permission) in &role.vhosts {
         let url = format!("/api/permissions/{}/{}", segment(vhost), segment(username));
         let response = Request::put(&url).json(permission)?.send()?;
-        expect(&response, &format!("cannot grant permissions on vhost {vhost:?}"), None)?;
+        expect(
+            &response,
+            &format!("cannot grant permissions on vhost {vhost:?}"),
+            None,
+        )?;
     }
     for (vhost, exchanges) in &role.vhost_topics {
         for (exchange, permission) in exchanges {
@@ -307,6 +311,8 @@ mod tests {
         assert_eq!(role.vhost_topics["/"]["amq.topic"].write, "app.*");
         let empty: Role = serde_json::from_value(serde_json::json!({})).unwrap();
         assert!(empty.tags.is_empty() && empty.vhosts.is_empty());
-        assert!(serde_json::from_value::<Role>(serde_json::json!({"vhosts": "{not json"})).is_err());
+        assert!(
+            serde_json::from_value::<Role>(serde_json::json!({"vhosts": "{not json"})).is_err()
+        );
     }
 }

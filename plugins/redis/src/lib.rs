@@ -70,7 +70,10 @@ fn rules(value: &serde_json::Value) -> std::result::Result<Vec<String>, String> 
             }
             Ok(out)
         }
-        _ => Err("creation_statements must be a JSON list of ACL rules, e.g. [\"~*\", \"+@read\"]".into()),
+        _ => Err(
+            "creation_statements must be a JSON list of ACL rules, e.g. [\"~*\", \"+@read\"]"
+                .into(),
+        ),
     }
 }
 
@@ -181,7 +184,10 @@ impl Plugin for Redis {
             },
             USERNAME_LIMIT,
         );
-        if !matches!(redis::command(&["ACL", "GETUSER", &username])?, redis::Reply::Nil) {
+        if !matches!(
+            redis::command(&["ACL", "GETUSER", &username])?,
+            redis::Reply::Nil
+        ) {
             return Err(Error::request(format!(
                 "a Redis user named {username:?} already exists; give the username template a {{{{random N}}}} part"
             )));
@@ -239,7 +245,10 @@ mod tests {
     #[test]
     fn rules_come_in_vaults_forms() {
         let j = |v: serde_json::Value| rules(&v).unwrap();
-        assert_eq!(j(serde_json::json!("[\"~*\", \"+@read\"]")), ["~*", "+@read"]);
+        assert_eq!(
+            j(serde_json::json!("[\"~*\", \"+@read\"]")),
+            ["~*", "+@read"]
+        );
         assert_eq!(j(serde_json::json!(["~*", "+@read"])), ["~*", "+@read"]);
         assert_eq!(j(serde_json::json!(["[\"+@admin\"]"])), ["+@admin"]);
         assert_eq!(j(serde_json::json!("~app:* +get")), ["~app:*", "+get"]);

@@ -180,14 +180,21 @@ impl PluginHarness {
 
     /// Binds `http` to the service at `base_url`, authenticated with HTTP
     /// basic authentication as `user`.
-    pub fn with_http(mut self, base_url: &str, user: &str, password: &str) -> Result<Self, HarnessError> {
+    pub fn with_http(
+        mut self,
+        base_url: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<Self, HarnessError> {
         let target = HttpTarget {
             base_url: base_url.to_owned(),
             username: Some(user.to_owned()),
             password: Some(Zeroizing::new(password.to_owned())),
             ca_cert: None,
         };
-        target.base().map_err(|e| HarnessError::Target(e.to_string()))?;
+        target
+            .base()
+            .map_err(|e| HarnessError::Target(e.to_string()))?;
         self.http = Some(Arc::new(target));
         Ok(self)
     }
@@ -244,7 +251,9 @@ impl PluginHarness {
     /// Checks the connection config, as writing it to the broker would.
     pub async fn verify_connection(&self) -> Result<(), HarnessError> {
         let plugin = self.plugin().await?;
-        Ok(plugin.verify_connection(&self.context(), &self.connection()).await?)
+        Ok(plugin
+            .verify_connection(&self.context(), &self.connection())
+            .await?)
     }
 
     /// Issues a credential for a role named `role_name` with the fields
@@ -268,7 +277,12 @@ impl PluginHarness {
     pub async fn renew(&self, issued: &Issued, expires_at: u64) -> Result<(), HarnessError> {
         let plugin = self.plugin().await?;
         Ok(plugin
-            .renew(&self.context(), &self.connection(), &issued.revocation, expires_at)
+            .renew(
+                &self.context(),
+                &self.connection(),
+                &issued.revocation,
+                expires_at,
+            )
             .await?)
     }
 

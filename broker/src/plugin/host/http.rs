@@ -10,7 +10,10 @@ use crate::plugin::state::CallState;
 const MAX_REQUESTS_PER_CALL: u32 = 32;
 
 impl CallState {
-    pub(crate) async fn http_send(&mut self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    pub(crate) async fn http_send(
+        &mut self,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, HttpError> {
         if !self.capabilities.contains(&HostCapability::Http) {
             self.refused("http", "the plugin does not import http");
             return Err(HttpError::Denied("the plugin does not import http".into()));

@@ -4,7 +4,10 @@
 use crate::plugin::state::CallState;
 
 impl CallState {
-    pub(crate) async fn lease_record_revocation(&mut self, revocation: String) -> Result<(), String> {
+    pub(crate) async fn lease_record_revocation(
+        &mut self,
+        revocation: String,
+    ) -> Result<(), String> {
         if self.recorded.is_some() {
             return Err("revocation data was already recorded for this call".into());
         }

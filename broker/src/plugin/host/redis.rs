@@ -10,10 +10,15 @@ use crate::plugin::state::CallState;
 const MAX_COMMANDS_PER_CALL: u32 = 64;
 
 impl CallState {
-    pub(crate) async fn redis_command(&mut self, args: Vec<String>) -> Result<RedisReply, RedisError> {
+    pub(crate) async fn redis_command(
+        &mut self,
+        args: Vec<String>,
+    ) -> Result<RedisReply, RedisError> {
         if !self.capabilities.contains(&HostCapability::Redis) {
             self.refused("redis", "the plugin does not import redis");
-            return Err(RedisError::Denied("the plugin does not import redis".into()));
+            return Err(RedisError::Denied(
+                "the plugin does not import redis".into(),
+            ));
         }
         let Some(binding) = self.redis.clone() else {
             return Err(RedisError::Denied(
@@ -27,9 +32,16 @@ impl CallState {
         }
         self.redis_commands += 1;
         if let Err(e) = crate::egress::redis::check_command(&args) {
-            let name = args.first().map(|a| a.to_ascii_uppercase()).unwrap_or_default();
+            let name = args
+                .first()
+                .map(|a| a.to_ascii_uppercase())
+                .unwrap_or_default();
             // The name only: arguments may hold a password.
-            let shown: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(32).collect();
+            let shown: String = name
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(32)
+                .collect();
             self.refused("redis", &format!("command {shown}"));
             return Err(e);
         }

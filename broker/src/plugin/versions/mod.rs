@@ -90,7 +90,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
 }
 
 /// The contract version a component was built against, from its imports.
-pub(crate) fn version_of(engine: &wasmtime::Engine, component: &Component) -> Result<&'static str, PluginError> {
+pub(crate) fn version_of(
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Result<&'static str, PluginError> {
     let mut versions: Vec<String> = component
         .component_type()
         .imports(engine)
@@ -151,7 +154,10 @@ impl Pre {
         })
     }
 
-    pub(crate) async fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut Store<CallState>,
+    ) -> wasmtime::Result<Instance> {
         Ok(match self {
             Self::V0_1_0(p) => Instance::V0_1_0(p.instantiate_async(store).await?),
             Self::V0_2_0(p) => Instance::V0_2_0(p.instantiate_async(store).await?),
@@ -174,7 +180,11 @@ impl Instance {
         dispatch!(self, describe(s))
     }
 
-    pub(crate) async fn verify_connection(&self, s: &mut Store<CallState>, c: &WireConnection) -> CallResult<()> {
+    pub(crate) async fn verify_connection(
+        &self,
+        s: &mut Store<CallState>,
+        c: &WireConnection,
+    ) -> CallResult<()> {
         dispatch!(self, verify_connection(s, c))
     }
 
@@ -197,15 +207,29 @@ impl Instance {
         dispatch!(self, renew(s, c, revocation, expires_at))
     }
 
-    pub(crate) async fn revoke(&self, s: &mut Store<CallState>, c: &WireConnection, revocation: &str) -> CallResult<()> {
+    pub(crate) async fn revoke(
+        &self,
+        s: &mut Store<CallState>,
+        c: &WireConnection,
+        revocation: &str,
+    ) -> CallResult<()> {
         dispatch!(self, revoke(s, c, revocation))
     }
 
-    pub(crate) async fn rotate_root(&self, s: &mut Store<CallState>, c: &WireConnection) -> CallResult<String> {
+    pub(crate) async fn rotate_root(
+        &self,
+        s: &mut Store<CallState>,
+        c: &WireConnection,
+    ) -> CallResult<String> {
         dispatch!(self, rotate_root(s, c))
     }
 
-    pub(crate) async fn rotate_static(&self, s: &mut Store<CallState>, c: &WireConnection, role: &str) -> CallResult<String> {
+    pub(crate) async fn rotate_static(
+        &self,
+        s: &mut Store<CallState>,
+        c: &WireConnection,
+        role: &str,
+    ) -> CallResult<String> {
         dispatch!(self, rotate_static(s, c, role))
     }
 }
@@ -254,7 +278,10 @@ macro_rules! shared_imports {
             }
 
             impl lease::Host for CallState {
-                async fn record_revocation(&mut self, revocation: String) -> wasmtime::Result<Result<(), String>> {
+                async fn record_revocation(
+                    &mut self,
+                    revocation: String,
+                ) -> wasmtime::Result<Result<(), String>> {
                     Ok(self.lease_record_revocation(revocation).await)
                 }
             }
@@ -262,7 +289,9 @@ macro_rules! shared_imports {
             fn sql_error(e: SqlError) -> sql::SqlError {
                 sql::SqlError {
                     kind: match e.kind {
-                        SqlErrorKind::Unavailable | SqlErrorKind::Deadline => sql::SqlErrorKind::Unavailable,
+                        SqlErrorKind::Unavailable | SqlErrorKind::Deadline => {
+                            sql::SqlErrorKind::Unavailable
+                        }
                         SqlErrorKind::Statement => sql::SqlErrorKind::Statement,
                         SqlErrorKind::Limit => sql::SqlErrorKind::Limit,
                         SqlErrorKind::Denied => sql::SqlErrorKind::Denied,
@@ -295,7 +324,9 @@ macro_rules! shared_imports {
             }
 
             impl sql::Host for CallState {
-                async fn open(&mut self) -> wasmtime::Result<Result<Resource<SqlHandle>, sql::SqlError>> {
+                async fn open(
+                    &mut self,
+                ) -> wasmtime::Result<Result<Resource<SqlHandle>, sql::SqlError>> {
                     Ok(self.sql_open().await?.map_err(sql_error))
                 }
             }
@@ -308,7 +339,10 @@ macro_rules! shared_imports {
                     params: Vec<sql::Value>,
                 ) -> wasmtime::Result<Result<u64, sql::SqlError>> {
                     let params: Vec<SqlValue> = params.into_iter().map(sql_in).collect();
-                    Ok(self.sql_execute(&h, &statement, &params).await?.map_err(sql_error))
+                    Ok(self
+                        .sql_execute(&h, &statement, &params)
+                        .await?
+                        .map_err(sql_error))
                 }
 
                 async fn query(
@@ -391,7 +425,9 @@ macro_rules! shared_imports {
                         .map_err(signer_error))
                 }
 
-                async fn issuer(&mut self) -> wasmtime::Result<Result<signer::IssuerInfo, signer::SignerError>> {
+                async fn issuer(
+                    &mut self,
+                ) -> wasmtime::Result<Result<signer::IssuerInfo, signer::SignerError>> {
                     Ok(self
                         .signer_issuer()
                         .map(|i| signer::IssuerInfo {
@@ -479,7 +515,9 @@ macro_rules! shared_exports {
             s: &mut Store<CallState>,
             c: &WireConnection,
         ) -> CallResult<()> {
-            Ok(b.call_verify_connection(s, &connection(c)).await?.map_err(failure))
+            Ok(b.call_verify_connection(s, &connection(c))
+                .await?
+                .map_err(failure))
         }
 
         pub(crate) async fn issue(
@@ -511,7 +549,11 @@ macro_rules! shared_exports {
             revocation: &str,
             expires_at: u64,
         ) -> CallResult<()> {
-            Ok(b.call_renew(s, &connection(c), &revocation.to_owned(), expires_at).await?.map_err(failure))
+            Ok(
+                b.call_renew(s, &connection(c), &revocation.to_owned(), expires_at)
+                    .await?
+                    .map_err(failure),
+            )
         }
 
         pub(crate) async fn revoke(
@@ -520,7 +562,9 @@ macro_rules! shared_exports {
             c: &WireConnection,
             revocation: &str,
         ) -> CallResult<()> {
-            Ok(b.call_revoke(s, &connection(c), &revocation.to_owned()).await?.map_err(failure))
+            Ok(b.call_revoke(s, &connection(c), &revocation.to_owned())
+                .await?
+                .map_err(failure))
         }
 
         pub(crate) async fn rotate_root(
@@ -528,7 +572,9 @@ macro_rules! shared_exports {
             s: &mut Store<CallState>,
             c: &WireConnection,
         ) -> CallResult<String> {
-            Ok(b.call_rotate_root(s, &connection(c)).await?.map_err(failure))
+            Ok(b.call_rotate_root(s, &connection(c))
+                .await?
+                .map_err(failure))
         }
 
         pub(crate) async fn rotate_static(
@@ -537,7 +583,9 @@ macro_rules! shared_exports {
             c: &WireConnection,
             role: &str,
         ) -> CallResult<String> {
-            Ok(b.call_rotate_static(s, &connection(c), &role.to_owned()).await?.map_err(failure))
+            Ok(b.call_rotate_static(s, &connection(c), &role.to_owned())
+                .await?
+                .map_err(failure))
         }
     };
 }

@@ -22,7 +22,10 @@ wasmtime::component::bindgen!({
 super::shared_imports!();
 super::shared_exports!();
 
-pub(crate) async fn describe(b: &CredentialPlugin, s: &mut Store<CallState>) -> wasmtime::Result<Described> {
+pub(crate) async fn describe(
+    b: &CredentialPlugin,
+    s: &mut Store<CallState>,
+) -> wasmtime::Result<Described> {
     let info = b.call_describe(s).await?;
     Ok(Described {
         name: info.name,

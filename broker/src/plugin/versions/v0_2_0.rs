@@ -4,8 +4,8 @@
 //! dialect).
 
 use super::Described;
-use crate::egress::{HttpError, HttpRequest, RedisError, RedisReply};
 use crate::egress::redis::RedisItem;
+use crate::egress::{HttpError, HttpRequest, RedisError, RedisReply};
 use crate::plugin::HostCapability;
 
 wasmtime::component::bindgen!({
@@ -28,7 +28,10 @@ wasmtime::component::bindgen!({
 super::shared_imports!();
 super::shared_exports!();
 
-pub(crate) async fn describe(b: &CredentialPlugin, s: &mut Store<CallState>) -> wasmtime::Result<Described> {
+pub(crate) async fn describe(
+    b: &CredentialPlugin,
+    s: &mut Store<CallState>,
+) -> wasmtime::Result<Described> {
     let info = b.call_describe(s).await?;
     Ok(Described {
         name: info.name,
@@ -46,13 +49,20 @@ pub(crate) async fn describe(b: &CredentialPlugin, s: &mut Store<CallState>) -> 
 
 /// What a v0.2.0 component is granted: the interfaces it imports, `sql`
 /// in the dialect its `describe` names.
-pub(crate) fn granted(imports: &[String], described: &Described) -> Result<Vec<HostCapability>, String> {
+pub(crate) fn granted(
+    imports: &[String],
+    described: &Described,
+) -> Result<Vec<HostCapability>, String> {
     let mut granted = Vec::new();
     for import in imports {
         match import.as_str() {
             "sql" => match described.declared.first() {
                 Some(dialect) => granted.push(*dialect),
-                None => return Err("the plugin imports sql but its describe names no sql-dialect".into()),
+                None => {
+                    return Err(
+                        "the plugin imports sql but its describe names no sql-dialect".into(),
+                    );
+                }
             },
             "redis" => granted.push(HostCapability::Redis),
             "http" => granted.push(HostCapability::Http),
@@ -99,7 +109,10 @@ mod redis_adapter {
     }
 
     impl wit::Host for CallState {
-        async fn command(&mut self, args: Vec<String>) -> wasmtime::Result<Result<wit::Reply, wit::RedisError>> {
+        async fn command(
+            &mut self,
+            args: Vec<String>,
+        ) -> wasmtime::Result<Result<wit::Reply, wit::RedisError>> {
             Ok(self.redis_command(args).await.map(reply).map_err(error))
         }
     }
@@ -131,7 +144,10 @@ mod http_adapter {
     }
 
     impl wit::Host for CallState {
-        async fn send(&mut self, request: wit::Request) -> wasmtime::Result<Result<wit::Response, wit::HttpError>> {
+        async fn send(
+            &mut self,
+            request: wit::Request,
+        ) -> wasmtime::Result<Result<wit::Response, wit::HttpError>> {
             let request = HttpRequest {
                 method: method(request.method),
                 url: request.url,
