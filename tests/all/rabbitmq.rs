@@ -188,3 +188,48 @@ async fn a_wrong_admin_password_is_refused_when_the_config_is_written() {
     assert!(text.contains("401"), "{text}");
     assert!(!text.contains("not-guests-password"), "{text}");
 }
+
+/// hvac's `secrets.rabbitmq` (Vault's rabbitmq engine paths, unchanged)
+/// and `secrets.database` with a Redis config: `tests/hvac/test_rabbitmq.py`.
+#[tokio::test]
+async fn hvac_drives_the_rabbitmq_engine_and_a_redis_config() {
+    let broker = Broker::start().await;
+    let (admin, admin_password) = admin_user().await;
+    let redis_admin = unique("hvac_redis_admin");
+    let redis_password = format!("Pw-{}", unique("x"));
+    broker_tests::redis_cli(&[
+        "ACL",
+        "SETUSER",
+        &redis_admin,
+        "on",
+        &format!(">{redis_password}"),
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    let (host, port) = broker_tests::redis_addr();
+    let port = port.to_string();
+    let url = rabbitmq_url();
+    crate::hvac::run_hvac_script(
+        &broker,
+        "test_rabbitmq.py",
+        &[
+            ("RABBITMQ_URL", url.as_str()),
+            ("RABBITMQ_ADMIN", admin.as_str()),
+            ("RABBITMQ_PASSWORD", admin_password.as_str()),
+            ("REDIS_HOST", host.as_str()),
+            ("REDIS_PORT", port.as_str()),
+            ("REDIS_ADMIN", redis_admin.as_str()),
+            ("REDIS_PASSWORD", redis_password.as_str()),
+        ],
+    );
+    broker_tests::redis_cli(&["ACL", "DELUSER", &redis_admin]);
+    api(
+        "guest",
+        "guest",
+        "DELETE",
+        &format!("/api/users/{admin}"),
+        None,
+    )
+    .await;
+}

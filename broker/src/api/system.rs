@@ -306,7 +306,6 @@ fn paths() -> Vec<Path<Core>> {
             .field(Field::comma_list("args", "not supported (WASM plugins take none)").clear())
             .field(Field::comma_list("env", "not supported (WASM plugins take none)").clear())
             .read(|c, r| Box::pin(plugins::read(c, r)))
-            .create(|c, r| Box::pin(plugins::register(c, r)))
             .update(|c, r| Box::pin(plugins::register(c, r)))
             .delete(|c, r| Box::pin(plugins::deregister(c, r))),
         P::new("plugins/reload/backend")

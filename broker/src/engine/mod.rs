@@ -24,6 +24,7 @@ engines! {
     "database" => database,
     "kv" => kv,
     "pki" => pki,
+    "rabbitmq" => rabbitmq,
 }
 
 /// Checks a role or config name: 1-128 letters, digits, `-`, `_` or `.`.

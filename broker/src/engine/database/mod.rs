@@ -56,7 +56,7 @@ mod rotation;
 mod schedule;
 mod static_role;
 
-pub use paths::{DatabaseBackend, factory};
+pub use paths::{DatabaseBackend, Flavor, factory, flavored};
 use redact::redact_url;
 
 /// The key of the issue request's role under which the host hands the
@@ -146,7 +146,25 @@ pub struct DatabaseEngine {
     /// The mount's lease TTLs.
     default_ttl: Duration,
     max_ttl: Duration,
+    /// Which of Vault's engines the mount answers as.
+    flavor: Flavor,
 }
+
+/// A rabbitmq mount's `config/lease`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct LeaseConfig {
+    /// Lease TTL in seconds (0: the mount's default).
+    pub ttl: u64,
+    /// Max lease TTL in seconds (0: the mount's max).
+    pub max_ttl: u64,
+}
+
+const LEASE_CONFIG_KEY: &str = "lease-config";
+
+/// What a `rabbitmq` mount's config and roles default to (Vault's
+/// rabbitmq engine has one connection and no `db_name`).
+const RABBITMQ_PLUGIN: &str = "rabbitmq-database-plugin";
+const RABBITMQ_CONNECTION: &str = "connection";
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
     match v {
@@ -177,7 +195,14 @@ impl DatabaseEngine {
             password_policies,
             default_ttl: mount.default_ttl,
             max_ttl: mount.max_ttl,
+            flavor: Flavor::Database,
         }
+    }
+
+    /// The engine answering as `flavor`.
+    pub fn flavored(mut self, flavor: Flavor) -> Self {
+        self.flavor = flavor;
+        self
     }
 
     fn key(&self, kind: &str, name: &str) -> String {
@@ -189,6 +214,16 @@ impl DatabaseEngine {
     pub async fn write_config(&self, name: &str, body: Map<String, Value>) -> Result<(), Error> {
         valid_name(name)?;
         let mut body = body;
+        if self.flavor == Flavor::RabbitMq {
+            if name != RABBITMQ_CONNECTION {
+                return Err(Error::NotFound(format!(
+                    "a rabbitmq mount has one connection: config/{RABBITMQ_CONNECTION}"
+                )));
+            }
+            body.entry("plugin_name")
+                .or_insert_with(|| json!(RABBITMQ_PLUGIN));
+            body.entry("allowed_roles").or_insert_with(|| json!("*"));
+        }
         let verify = body
             .remove("verify_connection")
             .and_then(|v| v.as_bool())
@@ -447,6 +482,33 @@ impl DatabaseEngine {
             .ok_or_else(|| Error::NotFound(format!("no connection config named {name:?}")))
     }
 
+    /// A rabbitmq mount's `config/lease` (Vault's): the TTLs of roles that
+    /// set none; zeros elsewhere.
+    pub async fn lease_config(&self) -> Result<LeaseConfig, Error> {
+        if self.flavor != Flavor::RabbitMq {
+            return Ok(LeaseConfig::default());
+        }
+        Ok(self.store.get(LEASE_CONFIG_KEY).await?.unwrap_or_default())
+    }
+
+    /// Writes `config/lease`: `ttl` and `max_ttl` (seconds or "1h").
+    pub async fn write_lease_config(&self, body: &Map<String, Value>) -> Result<(), Error> {
+        let read = |field: &str| -> Result<u64, Error> {
+            Ok(Ttl::field(body, field)
+                .map_err(|e| Error::field(field, e))?
+                .map_or(0, Ttl::secs))
+        };
+        let config = LeaseConfig {
+            ttl: read("ttl")?,
+            max_ttl: read("max_ttl")?,
+        };
+        if config.max_ttl > 0 && config.ttl > config.max_ttl {
+            return Err(Error::invalid("ttl cannot be longer than max_ttl"));
+        }
+        self.store.put(LEASE_CONFIG_KEY, &config).await?;
+        Ok(())
+    }
+
     /// Deletes a connection config. Its leases keep what they need.
     pub async fn delete_config(&self, name: &str) -> Result<(), Error> {
         self.store.delete(&self.key("config", name)).await?;
@@ -467,6 +529,10 @@ impl DatabaseEngine {
     /// Writes a role.
     pub async fn write_role(&self, name: &str, mut body: Map<String, Value>) -> Result<(), Error> {
         valid_name(name)?;
+        if self.flavor == Flavor::RabbitMq {
+            body.entry("db_name")
+                .or_insert_with(|| json!(RABBITMQ_CONNECTION));
+        }
         // The issue request's role carries the host's password (and its
         // verifier) under these keys: a role must not be able to choose them.
         for key in [HOST_PASSWORD_KEY, HOST_VERIFIER_KEY] {
@@ -498,6 +564,15 @@ impl DatabaseEngine {
     pub async fn read_role(&self, name: &str) -> Result<Value, Error> {
         let role = self.role(name).await?;
         let mut out = role.fields.clone();
+        if self.flavor == Flavor::RabbitMq {
+            // Vault's rabbitmq roles: their three fields, as written.
+            let field = |k: &str| out.get(k).cloned().unwrap_or_else(|| json!(""));
+            return Ok(json!({
+                "tags": field("tags"),
+                "vhosts": field("vhosts"),
+                "vhost_topics": field("vhost_topics"),
+            }));
+        }
         // Vault answers every statement field, as a list, set or not.
         for field in [
             "creation_statements",
@@ -625,13 +700,17 @@ impl DatabaseEngine {
                 role.db_name
             )));
         }
-        let max = if role.max_ttl > 0 {
-            Duration::from_secs(role.max_ttl).min(self.max_ttl)
+        // A rabbitmq mount's `config/lease` stands in for roles' TTLs.
+        let lease = self.lease_config().await?;
+        let role_max = if role.max_ttl > 0 { role.max_ttl } else { lease.max_ttl };
+        let role_ttl = if role.default_ttl > 0 { role.default_ttl } else { lease.ttl };
+        let max = if role_max > 0 {
+            Duration::from_secs(role_max).min(self.max_ttl)
         } else {
             self.max_ttl
         };
-        let ttl = if role.default_ttl > 0 {
-            Duration::from_secs(role.default_ttl)
+        let ttl = if role_ttl > 0 {
+            Duration::from_secs(role_ttl)
         } else {
             self.default_ttl
         }

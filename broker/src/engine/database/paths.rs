@@ -17,11 +17,22 @@ use crate::framework::{
 type P = Path<DatabaseBackend>;
 use crate::lease::ResolvedConnection;
 
-/// The `database` mount type.
+/// The `database` mount type, and the `rabbitmq` one built on it.
 #[derive(Debug)]
 pub struct DatabaseBackend {
     services: Services,
     table: Table<Self>,
+    flavor: Flavor,
+}
+
+/// Which of Vault's engines a mount answers as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Vault's database engine: configs name their plugin.
+    Database,
+    /// Vault's `rabbitmq` engine: one connection, `config/connection`,
+    /// always the RabbitMQ plugin, and roles that need no `db_name`.
+    RabbitMq,
 }
 
 /// Whether a read found its object: not found is `false`, not an error.
@@ -35,9 +46,15 @@ fn found<T>(read: Result<T, Error>) -> Result<bool, Error> {
 
 /// Builds the backend: the registry's constructor for this mount type.
 pub fn factory(services: &Services) -> Result<Arc<dyn Backend>, PatternError> {
+    flavored(services, Flavor::Database)
+}
+
+/// Builds a backend answering as `flavor`.
+pub fn flavored(services: &Services, flavor: Flavor) -> Result<Arc<dyn Backend>, PatternError> {
     Ok(Arc::new(DatabaseBackend {
         services: services.clone(),
-        table: Table::new(paths())?,
+        table: Table::new(paths(flavor))?,
+        flavor,
     }))
 }
 
@@ -48,6 +65,7 @@ impl DatabaseBackend {
             self.services.catalog.clone(),
             self.services.password_policies.clone(),
         )
+        .flavored(self.flavor)
     }
 
     /// Whether a write to `config/{name}` creates it (policies grant
@@ -184,6 +202,16 @@ impl DatabaseBackend {
         Ok(no_content())
     }
 
+    async fn read_lease_config(&self, req: &Request) -> Result<Reply, Error> {
+        let config = self.engine(&req.mount).lease_config().await?;
+        Ok(data(serde_json::json!({ "ttl": config.ttl, "max_ttl": config.max_ttl })))
+    }
+
+    async fn write_lease_config(&self, req: &Request) -> Result<Reply, Error> {
+        self.engine(&req.mount).write_lease_config(&req.data).await?;
+        Ok(no_content())
+    }
+
     async fn rotate_root(&self, req: &Request) -> Result<Reply, Error> {
         self.engine(&req.mount)
             .rotate_root(req.param("name")?)
@@ -192,7 +220,24 @@ impl DatabaseBackend {
     }
 }
 
-fn paths() -> Vec<Path<DatabaseBackend>> {
+fn paths(flavor: Flavor) -> Vec<Path<DatabaseBackend>> {
+    let mut paths = Vec::new();
+    if flavor == Flavor::RabbitMq {
+        // Before `config/{name}`: on a rabbitmq mount it is not a connection.
+        paths.push(
+            P::new("config/lease")
+                .summary("The TTLs of credentials whose role sets none (Vault's rabbitmq engine).")
+                .field(Field::duration("ttl", "lease TTL (0: the mount's)").clear())
+                .field(Field::duration("max_ttl", "max lease TTL (0: the mount's)").clear())
+                .read(|b, r| Box::pin(b.read_lease_config(r)))
+                .update(|b, r| Box::pin(b.write_lease_config(r))),
+        );
+    }
+    paths.extend(common_paths());
+    paths
+}
+
+fn common_paths() -> Vec<Path<DatabaseBackend>> {
     vec![
         P::new("config")
             .summary("List connection configs.")
@@ -245,6 +290,23 @@ fn paths() -> Vec<Path<DatabaseBackend>> {
                 )
                 .clear(),
             )
+            .field(Field::string("host", "Redis: the server's host").clear())
+            .field(Field::int("port", "Redis: the server's port (default 6379)").clear())
+            .field(Field::bool("tls", "Redis: TLS (not supported yet: refused)").clear())
+            .field(
+                Field::string(
+                    "ca_cert",
+                    "HTTP services: PEM CA certificates that verify an https:// connection_url",
+                )
+                .clear(),
+            )
+            .field(
+                Field::string(
+                    "connection_uri",
+                    "RabbitMQ: the management API's base URL (Vault's name for connection_url)",
+                )
+                .sensitive(),
+            )
             .field(
                 Field::int(
                     "max_open_connections",
@@ -272,9 +334,26 @@ fn paths() -> Vec<Path<DatabaseBackend>> {
         P::new("roles/{name}")
             .summary("A role: the statements that create and revoke its users, and its TTLs.")
             .field(
-                Field::string("db_name", "the connection config to use")
-                    .clear()
-                    .required(),
+                Field::string(
+                    "db_name",
+                    "the connection config to use (rabbitmq mounts: connection)",
+                )
+                .clear(),
+            )
+            .field(Field::string("tags", "RabbitMQ: comma-separated user tags").clear())
+            .field(
+                Field::string(
+                    "vhosts",
+                    "RabbitMQ: JSON, {\"/\": {\"configure\": \".*\", \"write\": \".*\", \"read\": \".*\"}}",
+                )
+                .clear(),
+            )
+            .field(
+                Field::string(
+                    "vhost_topics",
+                    "RabbitMQ: JSON, {\"/\": {\"amq.topic\": {\"write\": \".*\", \"read\": \".*\"}}}",
+                )
+                .clear(),
             )
             .field(Field::string_list(
                 "creation_statements",
