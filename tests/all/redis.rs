@@ -173,11 +173,34 @@ async fn through_the_api_with_vaults_fields_and_rotate_root() {
         "{looked}"
     );
 
-    // rotate-root: the old admin password stops working, the broker goes on.
-    let (status, body) = broker
-        .call("POST", "database/rotate-root/cache", None)
-        .await;
-    assert!(status.is_success(), "{status} {body}");
+    // vaultrs, unchanged: reads the connection, writes a role, issues
+    // from it, and rotates the root; the old admin password stops working
+    // and the broker goes on.
+    let client = broker.vaultrs();
+    let read = vaultrs::database::connection::read(&client, "database", "cache")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read.plugin_name, "redis-database-plugin");
+    assert_eq!(read.connection_details.username, admin);
+    vaultrs::database::role::set(
+        &client,
+        "database",
+        "pinger",
+        Some(
+            vaultrs::api::database::requests::SetRoleRequest::builder()
+                .db_name("cache")
+                .creation_statements(vec!["[\"+ping\"]".to_owned()]),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pinger = vaultrs::database::role::creds(&client, "database", "pinger")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(auth(&pinger.username, &pinger.password, &["PING"]), "PONG");
+    vaultrs::database::connection::rotate(&client, "database", "cache")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(auth(&admin, &admin_password, &["PING"]).contains("WRONGPASS"));
     let (status, second) = broker.call("GET", "database/creds/writer", None).await;
     assert_eq!(status, StatusCode::OK, "{second}");
@@ -199,6 +222,13 @@ async fn through_the_api_with_vaults_fields_and_rotate_root() {
             "PUT",
             "sys/leases/revoke",
             Some(json!({ "lease_id": second_lease })),
+        )
+        .await;
+    broker
+        .call(
+            "PUT",
+            "sys/leases/revoke-prefix/database/creds/pinger",
+            None,
         )
         .await;
     redis_cli(&["DEL", &key]);
