@@ -985,6 +985,28 @@ fn format_time(chunks: &[Chunk], now: Now) -> String {
     out
 }
 
+/// The username for `request`: rendered from the connection's template
+/// (`configured`, its `username_template`) or, when it sets none, from the
+/// plugin's `default`, and cut to `limit`. What most plugins' `prepare`
+/// starts with.
+pub fn for_request<R>(
+    configured: Option<&str>,
+    default: &str,
+    request: &crate::IssueRequest<R>,
+    limit: Limit,
+) -> Result<String, UsernameTemplateError> {
+    Ok(
+        UsernameTemplate::parse(configured.unwrap_or(default))?.render(
+            &Inputs {
+                display_name: &request.display_name,
+                role_name: &request.role_name,
+                unix_time: crate::host::now(),
+            },
+            limit,
+        ),
+    )
+}
+
 impl UsernameTemplate {
     /// Parses a template, checking every action: see the module docs.
     pub fn parse(text: &str) -> Result<Self, UsernameTemplateError> {

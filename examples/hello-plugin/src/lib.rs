@@ -81,19 +81,12 @@ impl Plugin for HelloPlugin {
         connection: &Connection<Config>,
         request: &IssueRequest<Role>,
     ) -> Result<Prepared<Revocation>> {
-        let template = connection
-            .config
-            .username_template
-            .as_deref()
-            .unwrap_or(DEFAULT_USERNAME_TEMPLATE);
-        let username = UsernameTemplate::parse(template)?.render(
-            &username::Inputs {
-                display_name: &request.display_name,
-                role_name: &request.role_name,
-                unix_time: broker_plugin_sdk::host::now(),
-            },
+        let username = username::for_request(
+            connection.config.username_template.as_deref(),
+            DEFAULT_USERNAME_TEMPLATE,
+            request,
             DIALECT.username_limit(),
-        );
+        )?;
         let password = password::provided_or_generate(request.password.as_deref());
         // Rendered now so a bad role fails before anything is recorded.
         creation_statements(&request.role, &username, &password, request.expires_at)?;

@@ -221,19 +221,12 @@ impl Plugin for RabbitMq {
         connection: &Connection<Config>,
         request: &IssueRequest<Role>,
     ) -> Result<Prepared<Revocation>> {
-        let template = connection
-            .config
-            .username_template
-            .as_deref()
-            .unwrap_or(DEFAULT_USERNAME_TEMPLATE);
-        let username = UsernameTemplate::parse(template)?.render(
-            &username::Inputs {
-                display_name: &request.display_name,
-                role_name: &request.role_name,
-                unix_time: broker_plugin_sdk::host::now(),
-            },
+        let username = username::for_request(
+            connection.config.username_template.as_deref(),
+            DEFAULT_USERNAME_TEMPLATE,
+            request,
             USERNAME_LIMIT,
-        );
+        )?;
         let existing = Request::get(&format!("/api/users/{}", segment(&username))).send()?;
         if existing.status != 404 {
             expect(&existing, "cannot look the new user up", None)?;

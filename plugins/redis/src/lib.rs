@@ -171,19 +171,12 @@ impl Plugin for Redis {
         for rule in rules {
             check_rule(rule)?;
         }
-        let template = connection
-            .config
-            .username_template
-            .as_deref()
-            .unwrap_or(DEFAULT_USERNAME_TEMPLATE);
-        let username = UsernameTemplate::parse(template)?.render(
-            &username::Inputs {
-                display_name: &request.display_name,
-                role_name: &request.role_name,
-                unix_time: broker_plugin_sdk::host::now(),
-            },
+        let username = username::for_request(
+            connection.config.username_template.as_deref(),
+            DEFAULT_USERNAME_TEMPLATE,
+            request,
             USERNAME_LIMIT,
-        );
+        )?;
         if !matches!(
             redis::command(&["ACL", "GETUSER", &username])?,
             redis::Reply::Nil
