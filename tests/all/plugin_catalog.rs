@@ -104,7 +104,7 @@ async fn only_a_file_with_the_registered_hash_runs() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let text = body.to_string();
     assert!(
-        text.contains(V0_1_0_POSTGRES_SHA256) && text.contains("not the registered"),
+        text.contains(V0_1_0_POSTGRES_SHA256) && text.contains("not the sha256 given"),
         "{text}"
     );
     // Missing fields, and a command outside the directory.

@@ -46,7 +46,7 @@ impl Core {
     /// directory with this SHA-256 and load; then it is usable at once, on
     /// every node.
     pub async fn register_plugin(&self, registration: Registration) -> Result<(), Error> {
-        let plugin = self.catalog.load_registered(&registration).await?;
+        let plugin = self.catalog.load_registered(&registration, true).await?;
         self.catalog.install(registration.clone(), plugin)?;
         self.store
             .put(
@@ -76,7 +76,7 @@ impl Core {
             .catalog
             .registration(name)
             .ok_or_else(|| Error::NotFound(format!("no registered plugin named {name:?}")))?;
-        match self.catalog.load_registered(&registration).await {
+        match self.catalog.load_registered(&registration, false).await {
             Ok(plugin) => Ok(self.catalog.install(registration, plugin)?),
             Err(e) => {
                 tracing::error!(plugin = %name, error = %e, "registered plugin refused on reload");

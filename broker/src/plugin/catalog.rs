@@ -241,10 +241,13 @@ impl Catalog {
     }
 
     /// Reads `registration`'s file, checks its SHA-256 and loads it: the
-    /// plugin, ready to [`Self::install`].
+    /// plugin, ready to [`Self::install`]. `registering`: the hash was
+    /// just given (a mismatch is a wrong hash or file), rather than stored
+    /// (a mismatch is a file changed since).
     pub async fn load_registered(
         &self,
         registration: &Registration,
+        registering: bool,
     ) -> Result<Plugin, CatalogError> {
         valid_name(&registration.name)?;
         let command = &registration.command;
@@ -276,6 +279,11 @@ impl Catalog {
             ))
         })?;
         let got = sha256_hex(&wasm);
+        if got != want && registering {
+            return Err(CatalogError::HashMismatch(format!(
+                "the SHA-256 of {command} is {got}, not the sha256 given ({want}): check that the file is the one you mean to run, and give its hash (sha256sum {command})"
+            )));
+        }
         if got != want {
             return Err(CatalogError::HashMismatch(format!(
                 "the SHA-256 of {command} is {got}, not the registered {want}: the file changed since it was registered; check it, then register it again with its new hash"
@@ -363,7 +371,7 @@ impl Catalog {
             if unchanged {
                 continue;
             }
-            match self.load_registered(&registration).await {
+            match self.load_registered(&registration, false).await {
                 Ok(plugin) => {
                     if let Err(e) = self.install(registration.clone(), plugin) {
                         tracing::error!(plugin = %registration.name, error = %e, "registered plugin refused");
