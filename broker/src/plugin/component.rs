@@ -287,7 +287,10 @@ impl Plugin {
                 "plugin needs imports the broker does not offer: {e:#}"
             ))
         })?;
-        let pre = Pre::new(api_version, instance_pre)?;
+        let (api_version, pre) = match api_version {
+            "" => Pre::matching(instance_pre)?,
+            v => (v, Pre::new(v, instance_pre)?),
+        };
         let mut plugin = Self {
             inner: Arc::new(Inner {
                 shared,

@@ -22,9 +22,6 @@ pub(crate) mod v0_2_0;
 /// The contract versions this broker links, oldest first.
 pub const SUPPORTED: &[&str] = &["0.1.0", "0.2.0"];
 
-/// The newest contract version: what the SDK builds against.
-pub const LATEST: &str = "0.2.0";
-
 /// A plugin's own verdict, in the host's types.
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
@@ -103,8 +100,9 @@ pub(crate) fn version_of(
     versions.sort();
     versions.dedup();
     match versions.as_slice() {
-        // A plugin that imports no host capability: link it with the newest contract.
-        [] => Ok(LATEST),
+        // A plugin that imports nothing of the contract (not even its
+        // types): its exports decide, newest first (see `Pre::matching`).
+        [] => Ok(""),
         [v] => SUPPORTED.iter().copied().find(|s| s == v).ok_or_else(|| {
             PluginError::Load(format!(
                 "plugin was built against contract broker:plugin@{v}; this broker speaks {}",
@@ -152,6 +150,22 @@ impl Pre {
             "0.1.0" => Self::V0_1_0(v0_1_0::CredentialPluginPre::new(pre).map_err(not_world)?),
             _ => Self::V0_2_0(v0_2_0::CredentialPluginPre::new(pre).map_err(not_world)?),
         })
+    }
+
+    /// The newest version whose world `pre`'s exports match, with that
+    /// version: for a component whose imports name none.
+    pub(crate) fn matching(
+        pre: InstancePre<CallState>,
+    ) -> Result<(&'static str, Self), PluginError> {
+        for version in SUPPORTED.iter().rev() {
+            if let Ok(linked) = Self::new(version, pre.clone()) {
+                return Ok((version, linked));
+            }
+        }
+        Err(PluginError::Load(
+            "plugin does not export the credential-plugin world of any contract this broker speaks"
+                .into(),
+        ))
     }
 
     pub(crate) async fn instantiate(
