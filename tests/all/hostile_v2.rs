@@ -247,3 +247,44 @@ async fn a_refusal_is_logged_at_once_without_the_plugins_arguments() {
         "the plugin's arguments reached the log: {log}"
     );
 }
+
+/// `http` to an https:// service is verified against the mount's
+/// `ca_cert` alone: with it the request goes through, without it (the
+/// system's roots) the self-signed service is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_is_verified_against_the_mounts_ca() {
+    let service = crate::process::Broker::start_tls().await;
+    let cert = std::fs::read_to_string(service.tls_cert.as_ref().unwrap()).unwrap();
+    let rt = runtime(Limits::default());
+    let hostile = rt.load(HOSTILE_WASM).await.unwrap();
+    let target = |ca_cert: Option<String>| {
+        Arc::new(HttpTarget {
+            base_url: format!("https://127.0.0.1:{}/", service.port()),
+            username: None,
+            password: None,
+            ca_cert,
+        })
+    };
+    let role = json!({ "behave": "http", "target": "/v1/sys/health" });
+    let trusted = CallContext::new().with_http(&unique("https"), target(Some(cert)));
+    let ok = hostile
+        .issue(
+            &trusted,
+            &connection(json!({})),
+            &request("r", role.clone(), "t"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok.data["status"], 200, "{:?}", ok.data);
+    let untrusted = CallContext::new().with_http(&unique("https"), target(None));
+    match hostile
+        .issue(&untrusted, &connection(json!({})), &request("r", role, "t"))
+        .await
+    {
+        Err(PluginError::Failed {
+            kind: FailureKind::Unavailable,
+            message,
+        }) => assert!(!message.is_empty()),
+        other => panic!("a service the mount's CA does not vouch for must be refused: {other:?}"),
+    }
+}
