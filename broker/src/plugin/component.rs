@@ -31,7 +31,8 @@ use crate::sql::SqlTarget;
 /// The contract versions this broker can link, oldest first.
 pub const SUPPORTED_API_VERSIONS: &[&str] = versions::SUPPORTED;
 
-/// A host capability a plugin declared.
+/// A host capability a plugin is granted: declared by a v0.1.0 plugin,
+/// imported by a v0.2.0 one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HostCapability {
     /// A connection to the mount's PostgreSQL database.
