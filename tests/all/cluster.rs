@@ -16,7 +16,7 @@ use crate::process::Broker;
 
 /// A `[storage]` table for a fresh database of its own on the test
 /// PostgreSQL.
-async fn fresh_storage() -> String {
+pub(crate) async fn fresh_storage() -> String {
     let s = postgres();
     let db = unique("cluster");
     pg_admin()

@@ -258,3 +258,56 @@ async fn registering_needs_sudo() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// Two nodes on one PostgreSQL: a plugin registered through one is usable
+/// through the other within a moment, and gone from it when deregistered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_reaches_the_other_nodes() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::write(plugins.path().join("old-pg.wasm"), V0_1_0_POSTGRES).unwrap();
+    let first = Broker::start_with_plugins(
+        Some(crate::cluster::fresh_storage().await),
+        "[cluster]\nnode_id = \"node1\"\n",
+        plugins.path(),
+    )
+    .await;
+    let second = first.join("node2").await;
+    let (status, body) = register(&first, V0_1_0_POSTGRES_SHA256).await;
+    assert!(status.is_success(), "{status} {body}");
+    let seen = |present: bool| {
+        let second = &second;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let (status, _) = second
+                    .call("GET", "sys/plugins/catalog/database/old-pg", None)
+                    .await;
+                if (status == StatusCode::OK) == present {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "node2 still answers {status} for old-pg"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    seen(true).await;
+    configure(&first).await;
+    let (status, creds) = second.call("GET", "database/creds/app", None).await;
+    assert_eq!(status, StatusCode::OK, "{creds}");
+    let (status, _) = second
+        .call(
+            "PUT",
+            "sys/leases/revoke",
+            Some(json!({ "lease_id": creds["lease_id"] })),
+        )
+        .await;
+    assert!(status.is_success());
+    let (status, _) = first
+        .call("DELETE", "sys/plugins/catalog/database/old-pg", None)
+        .await;
+    assert!(status.is_success());
+    seen(false).await;
+}

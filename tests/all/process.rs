@@ -145,6 +145,11 @@ impl Broker {
         Self::start_inner(None, "", false, Some(plugins)).await
     }
 
+    /// [`Broker::start_with`], with `plugins` as its plugin directory.
+    pub async fn start_with_plugins(storage: Option<String>, extra: &str, plugins: &Path) -> Self {
+        Self::start_inner(storage, extra, false, Some(plugins)).await
+    }
+
     /// A broker with `storage` (a `[storage]` table; SQLite when `None`)
     /// and `extra` configuration.
     pub async fn start_with(storage: Option<String>, extra: &str) -> Self {
