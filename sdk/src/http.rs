@@ -167,6 +167,33 @@ pub fn segment(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::segment;
+    use proptest::prelude::*;
+
+    fn decode(s: &str) -> Vec<u8> {
+        let bytes = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(0));
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Any text is one segment (no '/', '?', '#') that decodes back to it.
+        #[test]
+        fn a_segment_is_one_segment_and_decodes_back(s in ".{0,40}") {
+            let encoded = segment(&s);
+            prop_assert!(!encoded.contains(['/', '?', '#', ' ']));
+            prop_assert_eq!(decode(&encoded), s.as_bytes());
+        }
+    }
 
     #[test]
     fn segments_are_encoded_whole() {

@@ -291,6 +291,24 @@ broker_plugin_sdk::register_plugin!(RabbitMq);
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Whatever a role's fields hold, parsing answers or refuses, never
+        /// panics; tags from text are trimmed and never empty.
+        #[test]
+        fn any_role_parses_or_is_refused(tags in ".{0,40}", vhosts in ".{0,60}", topics in ".{0,60}") {
+            let role = serde_json::from_value::<Role>(serde_json::json!({
+                "tags": tags,
+                "vhosts": vhosts,
+                "vhost_topics": topics,
+            }));
+            if let Ok(role) = role {
+                for tag in role.tags {
+                    proptest::prop_assert!(!tag.is_empty() && tag.trim() == tag);
+                }
+            }
+        }
+    }
+
     #[test]
     fn roles_take_vaults_string_forms_and_plain_json() {
         let role: Role = serde_json::from_value(serde_json::json!({

@@ -249,6 +249,27 @@ mod tests {
         assert!(rules(&serde_json::json!([1])).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever a role holds, parsing never panics, and rules from text
+        /// are whole words.
+        #[test]
+        fn any_creation_statements_parse_or_are_refused(text in ".{0,80}", list in proptest::collection::vec(".{0,20}", 0..5)) {
+            if let Ok(rules) = rules(&serde_json::json!(text)) {
+                for rule in rules {
+                    proptest::prop_assert!(!rule.is_empty());
+                }
+            }
+            let _ = rules(&serde_json::json!(list));
+        }
+
+        /// A rule that would set a password is refused, whatever follows.
+        #[test]
+        fn password_setting_rules_are_refused(first in "[<>#!]", rest in ".{0,30}") {
+            let rule = format!("{first}{rest}");
+            proptest::prop_assert!(check_rule(&rule).is_err());
+        }
+    }
+
     #[test]
     fn password_rules_are_refused() {
         for rule in [">x", "<x", "#abc", "!abc", "nopass", "RESETPASS", "reset"] {
