@@ -164,12 +164,16 @@ async fn renew_never_passes_max_ttl() {
         .issue(params("renew", 60, 120, pg_connection()))
         .await
         .unwrap();
-    let renewed = f
+    let (renewed, granted) = f
         .leases
         .renew(&row.id, Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(renewed.expires_at, row.max_expires_at, "capped at max TTL");
+    assert!(
+        (1..=120).contains(&granted),
+        "granted {granted}s, within the max TTL"
+    );
     let until: i64 = pg_admin()
         .await
         .query_one(

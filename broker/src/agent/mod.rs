@@ -474,11 +474,8 @@ impl Agent {
                     if let Some(held) = self.secrets.get_mut(path) {
                         held.due = Some(two_thirds(got));
                         // Short of what was asked: the max TTL is near, so
-                        // a fresh credential is read before then. A second
-                        // short is the clock ticking between the broker's
-                        // renewal and its answer, not a cap (the full suite
-                        // on two cores once replaced a credential so).
-                        held.refetch = got.saturating_add(1) < requested;
+                        // a fresh credential is read before then.
+                        held.refetch = got < requested;
                     }
                     tracing::info!(path, renewed_for = got, "renewed a lease");
                     return false;

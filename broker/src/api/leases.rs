@@ -90,11 +90,10 @@ pub(crate) async fn renew(core: &Core, req: &Request) -> Result<Reply, Error> {
     let increment = Ttl::field(&req.data, "increment")
         .map_err(|e| Error::field("increment", e))?
         .unwrap_or_default();
-    let row = core.leases().renew(&id, increment.0).await?;
-    let now = crate::clock::unix_now_signed();
+    let (row, granted) = core.leases().renew(&id, increment.0).await?;
     Ok(secret(
         row.id.clone(),
-        row.expires_at.saturating_sub(now).max(0),
+        granted,
         row.expires_at < row.max_expires_at,
         Value::Null,
     ))

@@ -286,8 +286,7 @@ fn keep_renewed(client: &Client, held: &[Held], own_token: bool) -> tokio::task:
                 {
                     Ok(Some(answer)) => {
                         let got = answer["lease_duration"].as_u64().unwrap_or(0);
-                        // A second short is the clock, not the max TTL.
-                        if got.saturating_add(1) < *duration {
+                        if got < *duration {
                             eprintln!(
                                 "broker exec: {name}'s lease reaches its max TTL in {got}s; it is not renewed past that"
                             );

@@ -730,8 +730,13 @@ impl Leases {
     }
 
     /// Extends an active lease by `increment` from now (zero: by its original
-    /// TTL, as Vault does), never past its max TTL.
-    pub async fn renew(&self, id: &str, increment: Duration) -> Result<LeaseRow, LeaseError> {
+    /// TTL, as Vault does), never past its max TTL; the lease and the
+    /// seconds granted (Vault's `lease_duration`).
+    pub async fn renew(
+        &self,
+        id: &str,
+        increment: Duration,
+    ) -> Result<(LeaseRow, i64), LeaseError> {
         let mut row = self.lookup(id).await?;
         if row.state != LeaseState::Active {
             return Err(LeaseError::NotRenewable(format!(
@@ -765,7 +770,9 @@ impl Leases {
         row.expires_at = expires_at;
         row.next_attempt_at = expires_at;
         self.put_back(&mut row, Durability::Durable).await?;
-        Ok(row)
+        // Counted from the renewal's own clock: a client comparing it with
+        // what it asked for must not see the plugin's time as a cap.
+        Ok((row, expires_at - now))
     }
 
     /// Revokes one lease now. On failure the lease stays, in `revoking`,
