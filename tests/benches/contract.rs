@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use broker::plugin::{CallContext, Limits, Plugin};
-use broker_tests::bench::{env_or, percentile};
+use broker_tests::bench::{drive, env_or, percentile};
 use broker_tests::{builtin, connection, redis_addr, redis_target, request, runtime};
 use serde_json::json;
 
@@ -88,73 +88,66 @@ async fn main() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
+    let plugin_rate = drive(clients, pairs, move |_, _| {
         let (redis, ctx, role, conn) = (redis.clone(), ctx.clone(), role.clone(), conn.clone());
-        let count = pairs / clients + usize::from(c < pairs % clients);
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..count {
-                let cred = redis
-                    .issue(&ctx, &conn, &request("bench", role.clone(), "bench"))
-                    .await?;
-                redis.revoke(&ctx, &conn, &cred.revocation).await?;
-            }
-            Ok::<_, broker::plugin::PluginError>(())
-        }));
-    }
-    for t in tasks {
-        t.await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let plugin_rate = pairs as f64 / started.elapsed().as_secs_f64();
+        async move {
+            let cred = redis
+                .issue(&ctx, &conn, &request("bench", role, "bench"))
+                .await
+                .map_err(|e| e.to_string())?;
+            redis
+                .revoke(&ctx, &conn, &cred.revocation)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+    .rate;
 
+    // One connection per client, as each client of the plugin path shares
+    // the host's.
     let (host, port) = redis_addr();
     let client =
         redis::Client::open(format!("redis://{host}:{port}/")).unwrap_or_else(|e| panic!("{e}"));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let client = client.clone();
-        let count = pairs / clients + usize::from(c < pairs % clients);
-        tasks.push(tokio::spawn(async move {
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            for i in 0..count {
-                let name = format!("v_direct_bench_{c}_{i}_{}", std::process::id());
-                // The plugin's commands: is the name free, make, delete.
-                redis::cmd("ACL")
-                    .arg("GETUSER")
-                    .arg(&name)
-                    .query_async::<redis::Value>(&mut conn)
-                    .await?;
-                redis::cmd("ACL")
-                    .arg(&[
-                        "SETUSER",
-                        &name,
-                        "reset",
-                        "on",
-                        ">Aa1bench0direct0password0",
-                        "~bench:*",
-                        "+get",
-                    ])
-                    .query_async::<redis::Value>(&mut conn)
-                    .await?;
-                redis::cmd("ACL")
-                    .arg("DELUSER")
-                    .arg(&name)
-                    .query_async::<redis::Value>(&mut conn)
-                    .await?;
-            }
-            Ok::<_, redis::RedisError>(())
-        }));
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
     }
-    for t in tasks {
-        t.await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let direct_rate = pairs as f64 / started.elapsed().as_secs_f64();
+    let conns = std::sync::Arc::new(conns);
+    let direct_rate = drive(clients, pairs, move |c, i| {
+        let mut conn = conns[c].clone();
+        async move {
+            let name = format!("v_direct_bench_{c}_{i}_{}", std::process::id());
+            // The plugin's commands: is the name free, make, delete.
+            let mut run = async |args: &[&str]| {
+                redis::cmd("ACL")
+                    .arg(args)
+                    .query_async::<redis::Value>(&mut conn)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            };
+            run(&["GETUSER", &name]).await?;
+            run(&[
+                "SETUSER",
+                &name,
+                "reset",
+                "on",
+                ">Aa1bench0direct0password0",
+                "~bench:*",
+                "+get",
+            ])
+            .await?;
+            run(&["DELUSER", &name]).await
+        }
+    })
+    .await
+    .rate;
     println!("Redis issue+revoke ({pairs} pairs, {clients} concurrent clients):");
     println!("  through the plugin:               {plugin_rate:.0} pairs/s");
     println!("  ACL GETUSER/SETUSER/DELUSER direct: {direct_rate:.0} pairs/s");
