@@ -17,7 +17,6 @@ pub const CATALOG_PREFIX: &str = "core/plugin-catalog/";
 impl From<CatalogError> for Error {
     fn from(e: CatalogError) -> Self {
         match &e {
-            CatalogError::NotFound(_) => Self::NotFound(e.to_string()),
             CatalogError::Invalid(_) | CatalogError::HashMismatch(_) | CatalogError::Load(_) => {
                 Self::invalid(e.to_string())
             }

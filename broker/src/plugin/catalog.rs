@@ -45,9 +45,6 @@ pub enum CatalogError {
     /// The file is not what was registered: HTTP 400.
     #[error("{0}")]
     HashMismatch(String),
-    /// No such plugin: HTTP 404.
-    #[error("{0}")]
-    NotFound(String),
     /// The component did not load: HTTP 400.
     #[error("{0}")]
     Load(String),
